@@ -1,0 +1,164 @@
+"""Typed run configuration. Each field carries its command-line flag and help text, so the CLI,
+validation and the run's ``config.json`` share one definition."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from .errors import UsageError
+
+
+def opt(default: Any, flag: str, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"flag": flag, "help": help, **extra})
+
+
+@dataclass
+class DataConfig:
+    dataset: str = opt("digits", "net_dataset", "dataset: digits, MNIST, FashionMNIST, CIFAR10, CIFAR100")
+    data_dir: Optional[str] = opt(None, "data_dir", "folder with the dataset files (default: the "
+                                  "Debian dataset package location for FashionMNIST)")
+    val_size: float = opt(0.1, "net_val_size", "validation split taken from the training data: a "
+                          "fraction in (0, 1) or a sample count")
+    batch_size: int = opt(64, "net_batch_size", "mini-batch size for training")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = opt("lenet300", "net_arch", "architecture (see 'incop list')")
+    pretrained: Optional[str] = opt(None, "net_pretrained", "local state-dict file to start from "
+                                    "(nothing is downloaded)")
+
+
+@dataclass
+class TrainConfig:
+    lr: float = opt(0.01, "net_lr", "SGD learning rate")
+    epochs: int = opt(20, "net_train_epochs", "maximum training epochs per pruning round (the fixed "
+                      "rule trains exactly this many)")
+    warmup: int = opt(10, "net_warmup", "dense warm-up epochs before the rewind point is saved")
+    momentum: float = opt(0.0, "net_momentum", "SGD momentum")
+    weight_decay: float = opt(5e-4, "net_weight_decay", "SGD weight decay")
+
+
+@dataclass
+class PruneConfig:
+    method: str = opt("ciap", "prune_method", "lth, sap, ciap (incop-if) or giap (incop-gf)")
+    p: float = opt(1.0, "prune_p", "PQ index p (0 < p < q)")
+    q: float = opt(2.0, "prune_q", "PQ index q")
+    ratio: float = opt(0.2, "prune_ratio", "fraction of each layer's survivors LTH removes per round")
+    eta: float = opt(0.0, "prune_eta", "SAP eta (retained-count slack)")
+    gamma: float = opt(1.0, "prune_gamma", "SAP gamma (ratio scale)")
+    beta: float = opt(0.9, "prune_beta", "SAP beta (largest ratio per round)")
+    epsilon: Optional[float] = opt(None, "prune_epsilon", "flow distance under which a round stops "
+                                   "(default: 0.11 for ciap, the calibrated value for giap)")
+    rule: Optional[str] = opt(None, "prune_rule", "override the method's pruning rule: layerwise, "
+                              "global or sap")
+    criterion: Optional[str] = opt(None, "stop_criterion", "override the method's stopping rule: "
+                                   "fixed, information_flow or gradient_flow")
+    flow_probe_size: Optional[int] = opt(None, "flow_probe_size", "training samples used to measure "
+                                         "flows (default: 2048, or the whole training split if smaller)")
+    flow_stat: str = opt("mean", "flow_stat", "information-flow statistic: mean (the paper's signed "
+                         "mean), abs_mean, or fro (relative Frobenius distance of the matrices)")
+    stop_on_recovery: bool = opt(False, "stop_on_recovery", "also stop a round once validation "
+                                 "accuracy is back to the dense warm-up's")
+
+
+@dataclass
+class ExperimentConfig:
+    imp_total_iter: int = opt(5, "exper_imp_total_iter", "pruning rounds (round 0 trains the dense "
+                              "network from the rewind point)")
+    num_trial: int = opt(1, "exper_num_trial", "trials, with seeds seed, seed+1, ...")
+    seed: int = opt(0, "seed", "seed of the first trial")
+    device: str = opt("auto", "device", "auto, cpu or cuda")
+    gpu_id: Optional[int] = opt(None, "exper_gpu_id", "CUDA device index (implies --device cuda "
+                                "when --device is auto)")
+    exper_type: str = opt("efficiency", "exper_type", "the seed's experiment label (efficiency or "
+                          "performance); recorded in config.json")
+    output_dir: str = opt("output", "output_dir", "where run directories are written")
+    run_name: Optional[str] = opt(None, "run_name", "run directory name (default: a hash of the "
+                                  "configuration)")
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+
+    SECTIONS = ("data", "model", "train", "prune", "experiment")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "RunConfig":
+        return cls(**{s: _section_class(s)(**d.get(s, {})) for s in cls.SECTIONS})
+
+    def validate(self) -> "RunConfig":
+        _validate(self)
+        return self
+
+    def run_id(self) -> str:
+        """Short hash of everything that changes results (not where they are written)."""
+        d = self.to_dict()
+        for k in ("output_dir", "run_name", "device", "gpu_id"):
+            d["experiment"].pop(k)
+        blob = json.dumps(d, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def _section_class(name: str):
+    return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig,
+            "experiment": ExperimentConfig}[name]
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise UsageError(message)
+
+
+def _finite(x: Optional[float]) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _validate(c: RunConfig) -> None:
+    from .data import DATASETS
+    from .methods import CRITERIA, METHODS, RULES
+    from .models import MODELS
+    from .pruning import validate_pq
+
+    c.data.dataset = DATASETS.canonical(c.data.dataset)
+    c.model.arch = MODELS.canonical(c.model.arch)
+    c.prune.method = METHODS.canonical(c.prune.method)
+    if c.prune.rule is not None:
+        c.prune.rule = RULES.canonical(c.prune.rule)
+    if c.prune.criterion is not None:
+        c.prune.criterion = CRITERIA.canonical(c.prune.criterion)
+    t, p, e = c.train, c.prune, c.experiment
+    _need(c.data.batch_size >= 1, f"--net_batch_size {c.data.batch_size} must be at least 1")
+    _need(_finite(c.data.val_size) and c.data.val_size > 0,
+          f"--net_val_size {c.data.val_size} must be a fraction in (0, 1) or a positive count")
+    _need(_finite(t.lr) and t.lr > 0, f"--net_lr {t.lr} must be a positive number (e.g. 0.01)")
+    _need(t.epochs >= 1, f"--net_train_epochs {t.epochs} must be at least 1")
+    _need(t.warmup >= 0, f"--net_warmup {t.warmup} must be 0 or more")
+    _need(_finite(t.momentum) and 0 <= t.momentum < 1, f"--net_momentum {t.momentum} must be in [0, 1)")
+    _need(_finite(t.weight_decay) and t.weight_decay >= 0,
+          f"--net_weight_decay {t.weight_decay} must be 0 or more")
+    validate_pq(p.p, p.q)
+    _need(_finite(p.ratio) and 0 < p.ratio < 1, f"--prune_ratio {p.ratio} must be in (0, 1)")
+    _need(p.epsilon is None or (_finite(p.epsilon) and p.epsilon >= 0),
+          f"--prune_epsilon {p.epsilon} must be a number >= 0")
+    _need(p.flow_probe_size is None or p.flow_probe_size >= 1, f"--flow_probe_size {p.flow_probe_size} must be at least 1")
+    _need(p.flow_stat in ("mean", "abs_mean", "fro"),
+          f"--flow_stat {p.flow_stat}: choose mean, abs_mean or fro")
+    _need(e.imp_total_iter >= 1, f"--exper_imp_total_iter {e.imp_total_iter} must be at least 1")
+    _need(e.num_trial >= 1, f"--exper_num_trial {e.num_trial} must be at least 1")
+    _need(e.device in ("auto", "cpu", "cuda"), f"--device {e.device}: choose auto, cpu or cuda")
+    _need(e.gpu_id is None or e.gpu_id >= 0, f"--exper_gpu_id {e.gpu_id} must be 0 or more")
+    _need(e.exper_type in ("efficiency", "performance"),
+          f"--exper_type {e.exper_type}: choose efficiency or performance")

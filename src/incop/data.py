@@ -1,0 +1,298 @@
+"""Datasets: readers for the standard on-disk formats, a deterministic split, tensor batching.
+
+Everything is held in memory as tensors; batching indexes whole tensors (no per-sample Python).
+Nothing is ever downloaded: files come from ``--data_dir`` or the Debian dataset package.
+"""
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .errors import UsageError
+from .registry import Registry
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+DEBIAN_MNIST = "/usr/share/datasets/mnist"
+
+
+@dataclass
+class RawDataset:
+    """A dataset as read from disk: uint8 or float images (N, C, H, W) and int labels."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    name: str
+    source: str  # where it was read from, for the log
+
+
+@dataclass
+class DataSplits:
+    """Normalised float32 tensors for train / validation / test, ready for batching."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    name: str = "custom"
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return tuple(self.train_x.shape[1:])
+
+    def to(self, device: torch.device) -> "DataSplits":
+        moved = {k: getattr(self, k).to(device) for k in
+                 ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
+        return DataSplits(**moved, num_classes=self.num_classes, name=self.name)
+
+
+DATASETS: Registry[Callable[[Optional[str]], RawDataset]] = Registry("dataset")
+
+
+# ---------------------------------------------------------------- IDX (MNIST, Fashion-MNIST)
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+def _read_bytes(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    opener = gzip.open if head == b"\x1f\x8b" else open
+    try:
+        with opener(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError) as e:
+        raise UsageError(f"cannot read {path}: {e}; the file is corrupt or truncated, replace it") from None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (gzipped or not) into a numpy array, checking its header and length."""
+    data = _read_bytes(path)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise UsageError(f"{path} is not an IDX file (bad magic number); replace it with the original file")
+    dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise UsageError(f"{path} is truncated (header incomplete); replace it with the original file")
+    dims = struct.unpack(">" + "I" * ndim, data[4:header])
+    expected = header + int(np.prod(dims)) * dtype.itemsize
+    if len(data) != expected:
+        raise UsageError(f"{path} is truncated or padded: {len(data)} bytes, expected {expected} "
+                         f"for shape {dims}; replace it with the original file")
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+
+
+_IDX_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+              "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+
+
+def _find_file(dirs: Sequence[Path], stem: str) -> Optional[Path]:
+    for d in dirs:
+        for suffix in ("", ".gz"):
+            for name in (stem + suffix, stem.replace("-idx", ".idx") + suffix):
+                p = d / name
+                if p.is_file():
+                    return p
+    return None
+
+
+def _candidate_dirs(data_dir: Optional[str], folder_names: Sequence[str],
+                    system_dir: Optional[str]) -> List[Path]:
+    dirs: List[Path] = []
+    if data_dir:
+        root = Path(data_dir)
+        dirs.append(root)
+        for n in folder_names:
+            dirs += [root / n / "raw", root / n]
+    elif system_dir:
+        dirs.append(Path(system_dir))
+    return dirs
+
+
+def _load_idx_dataset(name: str, data_dir: Optional[str], folder_names: Sequence[str],
+                      system_dir: Optional[str], hint: str) -> RawDataset:
+    dirs = _candidate_dirs(data_dir, folder_names, system_dir)
+    paths = {k: _find_file(dirs, stem) for k, stem in _IDX_FILES.items()}
+    missing = [_IDX_FILES[k] for k, p in paths.items() if p is None]
+    if missing:
+        where = ", ".join(str(d) for d in dirs) or "(no folder)"
+        raise UsageError(f"{name}: missing {', '.join(missing)} (looked in {where}); {hint}")
+    arrays = {k: read_idx(p) for k, p in paths.items()}
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise UsageError(f"{name}: {split} images {x.shape} and labels {y.shape} do not match; "
+                             f"the files are mislabelled or mixed up")
+    to_x = lambda a: torch.from_numpy(a.copy()).unsqueeze(1)  # (N, 1, H, W) uint8
+    to_y = lambda a: torch.from_numpy(a.astype(np.int64))
+    num_classes = int(max(arrays["train_y"].max(), arrays["test_y"].max())) + 1
+    return RawDataset(to_x(arrays["train_x"]), to_y(arrays["train_y"]), to_x(arrays["test_x"]),
+                      to_y(arrays["test_y"]), num_classes, name, str(paths["train_x"].parent))
+
+
+@DATASETS.register("FashionMNIST", "fmnist", "fashion")
+def load_fashion_mnist(data_dir: Optional[str] = None) -> RawDataset:
+    return _load_idx_dataset(
+        "FashionMNIST", data_dir, ["FashionMNIST", "fashion-mnist", "fashion_mnist"],
+        DEBIAN_FASHION_MNIST,
+        "install it with 'apt-get install dataset-fashion-mnist' or point --data_dir at the IDX files")
+
+
+@DATASETS.register("MNIST")
+def load_mnist(data_dir: Optional[str] = None) -> RawDataset:
+    return _load_idx_dataset(
+        "MNIST", data_dir, ["MNIST", "mnist"], DEBIAN_MNIST,
+        "put the four IDX files (train-images-idx3-ubyte[.gz], ...) in a folder and pass --data_dir")
+
+
+# ---------------------------------------------------------------- CIFAR (python pickle batches)
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="bytes")
+    except Exception as e:  # a truncated pickle raises several kinds of error
+        raise UsageError(f"cannot read {path}: {type(e).__name__}; the file is corrupt or truncated, "
+                         f"replace it") from None
+
+
+def _cifar_arrays(path: Path, label_key: bytes) -> Tuple[np.ndarray, np.ndarray]:
+    batch = _unpickle(path)
+    if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
+        raise UsageError(f"{path} is not a CIFAR python batch (no data/{label_key.decode()} entry)")
+    x, y = np.asarray(batch[b"data"], dtype=np.uint8), np.asarray(batch[label_key], dtype=np.int64)
+    if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(y):
+        raise UsageError(f"{path}: data {x.shape} and labels {y.shape} are not a CIFAR batch")
+    return x.reshape(-1, 3, 32, 32), y
+
+
+def _load_cifar(name: str, data_dir: Optional[str], folder: str, train_files: List[str],
+                test_file: str, label_key: bytes, num_classes: int) -> RawDataset:
+    if not data_dir:
+        raise UsageError(f"{name} is read from your own copy of '{folder}'; pass --data_dir pointing "
+                         f"at it or at the folder that contains it")
+    root = Path(data_dir)
+    base = next((d for d in (root / folder, root) if (d / test_file).is_file()), None)
+    if base is None:
+        raise UsageError(f"{name}: missing {test_file} (looked in {root / folder} and {root}); "
+                         f"unpack the python version of {name} there")
+    missing = [f for f in train_files if not (base / f).is_file()]
+    if missing:
+        raise UsageError(f"{name}: missing {', '.join(missing)} in {base}; unpack the full archive there")
+    parts = [_cifar_arrays(base / f, label_key) for f in train_files]
+    tx, ty = _cifar_arrays(base / test_file, label_key)
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    if y.max() >= num_classes or ty.max() >= num_classes:
+        raise UsageError(f"{name}: labels above {num_classes - 1} found in {base}; wrong dataset?")
+    return RawDataset(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(tx),
+                      torch.from_numpy(ty), num_classes, name, str(base))
+
+
+@DATASETS.register("CIFAR10", "cifar")
+def load_cifar10(data_dir: Optional[str] = None) -> RawDataset:
+    return _load_cifar("CIFAR10", data_dir, "cifar-10-batches-py",
+                       [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels", 10)
+
+
+@DATASETS.register("CIFAR100")
+def load_cifar100(data_dir: Optional[str] = None) -> RawDataset:
+    return _load_cifar("CIFAR100", data_dir, "cifar-100-python", ["train"], "test",
+                       b"fine_labels", 100)
+
+
+# ---------------------------------------------------------------- digits (bundled with scikit-learn)
+
+@DATASETS.register("digits", "sklearn_digits")
+def load_digits(data_dir: Optional[str] = None) -> RawDataset:
+    """scikit-learn's 1797 8x8 digits; a fixed 20% (seed 0) is the test set, whatever the trial seed."""
+    from sklearn.datasets import load_digits as sk_load
+
+    d = sk_load()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    n_test = len(y) // 5
+    test, train = perm[:n_test], perm[n_test:]
+    return RawDataset(x[train], y[train], x[test], y[test], 10, "digits", "scikit-learn")
+
+
+# ---------------------------------------------------------------- split and normalise
+
+def split_train_val(raw: RawDataset, val_size: float, seed: int) -> DataSplits:
+    """Split the training data into train and validation (deterministic by seed), then normalise
+    every split with per-channel statistics of the train part alone."""
+    n = len(raw.train_y)
+    n_val = int(round(val_size * n)) if val_size < 1 else int(val_size)
+    if not 0 < n_val < n:
+        raise UsageError(f"--net_val_size {val_size} gives {n_val} validation samples out of {n}; "
+                         f"use a fraction in (0, 1) or a count between 1 and {n - 1}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    train_x = raw.train_x[train_idx].float()
+    mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
+    std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    norm = lambda x: ((x.float() - mean) / std).contiguous()
+    return DataSplits(norm(train_x), raw.train_y[train_idx], norm(raw.train_x[val_idx]),
+                      raw.train_y[val_idx], norm(raw.test_x), raw.test_y.clone(), raw.num_classes,
+                      raw.name)
+
+
+def load_splits(name: str, data_dir: Optional[str], val_size: float, seed: int) -> DataSplits:
+    return split_train_val(DATASETS.get(name)(data_dir), val_size, seed)
+
+
+# ---------------------------------------------------------------- batching
+
+class TensorBatches:
+    """Iterates (x, y) mini-batches by indexing whole tensors; reshuffled every pass when asked."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
+                 generator: Optional[torch.Generator] = None) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.shuffle, self.generator = shuffle, generator
+
+    def __len__(self) -> int:
+        return (len(self.y) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.y)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator).to(self.x.device)
+            for i in range(0, n, self.batch_size):
+                idx = order[i:i + self.batch_size]
+                yield self.x[idx], self.y[idx]
+        else:
+            for i in range(0, n, self.batch_size):
+                yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
+
+
+DEFAULT_PROBE_SIZE = 2048
+
+
+def probe_subset(splits: DataSplits, size: Optional[int], seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, seeded subset of the training split, used to measure flows."""
+    n = len(splits.train_y)
+    if size is None:
+        size = min(DEFAULT_PROBE_SIZE, n)
+    if not 0 < size <= n:
+        raise UsageError(f"--flow_probe_size {size} must be between 1 and the training split's "
+                         f"size ({n})")
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))[:size]
+    idx = idx.sort().values.to(splits.train_x.device)
+    return splits.train_x[idx], splits.train_y[idx]
+
+

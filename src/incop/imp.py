@@ -1,0 +1,286 @@
+"""The IMP loop of SPEC section 3: warm-up, rewind point, reference flows, prune/rewind/train rounds,
+repeated over trials. Progress is written to the run directory after every round."""
+from __future__ import annotations
+
+import copy
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import RunConfig
+from .data import DATASETS, DataSplits, RawDataset, TensorBatches, probe_subset, split_train_val
+from .errors import UsageError
+from .flows import (GradientFlow, InformationFlow, activation_similarity, layer_activations,
+                    monitored_layers)
+from .masks import Masks, prunable_parameters
+from .methods import RULES, resolve
+from .models import build_model, load_pretrained
+from .results import RunDirectory, summary_rows, summary_table
+from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,
+                       InformationFlowCriterion, StoppingCriterion)
+from .training import EpochRecord, evaluate, make_optimizer, train_round
+
+
+def resolve_device(device: str, gpu_id: Optional[int] = None) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without it is a usage error."""
+    if device == "auto":
+        device = "cuda" if (torch.cuda.is_available() or gpu_id is not None) else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda (or --exper_gpu_id) asked for a GPU, but torch sees no "
+                             "CUDA device; use --device cpu or auto")
+        index = gpu_id or 0
+        if index >= torch.cuda.device_count():
+            raise UsageError(f"--exper_gpu_id {index}: only {torch.cuda.device_count()} CUDA "
+                             f"device(s) present")
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def round_seed(seed: int, round_index: int) -> int:
+    """Each round reseeds shuffling and dropout, so a round depends only on its starting state."""
+    return seed * 100_003 + round_index + 1
+
+
+@dataclass
+class TrialResult:
+    seed: int
+    warmup: Dict[str, Any]
+    rounds: List[Dict[str, Any]] = field(default_factory=list)
+    model: Optional[nn.Module] = None
+    masks: Optional[Masks] = None
+
+
+class IMPExperiment:
+    """Runs ``cfg.experiment.num_trial`` trials of the IMP search and records everything."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Optional[RunDirectory] = None,
+                 raw: Optional[RawDataset] = None, progress: Optional[bool] = None,
+                 echo: Callable[[str], None] = print) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.raw = raw
+        self.progress_disabled = None if progress is None else not progress
+        self.echo = echo
+        self.device = resolve_device(cfg.experiment.device, cfg.experiment.gpu_id)
+        self.rule_name, self.criterion_name, self.epsilon = resolve(cfg.prune)
+        self.rule = RULES.get(self.rule_name)(cfg.prune)
+        self.rounds: List[Dict[str, Any]] = []
+        self.epochs: List[Dict[str, Any]] = []
+        self.layers: List[Dict[str, Any]] = []
+        self.similarity: List[Dict[str, Any]] = []
+        self.trials: List[Dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ whole experiment
+    def run(self) -> List[TrialResult]:
+        cfg = self.cfg
+        if self.raw is None:
+            self.raw = DATASETS.get(cfg.data.dataset)(cfg.data.data_dir)
+        self._say(f"incop {__version__}: {cfg.prune.method} (rule {self.rule_name}, stop "
+                  f"{self.criterion_name}"
+                  + (f", epsilon {self.epsilon:g}" if self.criterion_name != "fixed" else "")
+                  + f") on {cfg.model.arch}/{cfg.data.dataset} [{self.raw.source}], device "
+                  f"{self.device}")
+        if self.run_dir:
+            self.run_dir.write_json("config.json", {**cfg.to_dict(), "versions": _versions()})
+        results = []
+        for t in range(cfg.experiment.num_trial):
+            results.append(self.run_trial(t, cfg.experiment.seed + t))
+        self._say("\n" + summary_table(self.rounds))
+        if self.run_dir:
+            self.run_dir.write_csv("summary.csv", summary_rows(self.rounds))
+            self.run_dir.write_json("summary.json", {"rounds": summary_rows(self.rounds),
+                                                     "trials": self.trials})
+            self._say(f"results in {self.run_dir.path}")
+        return results
+
+    def _say(self, msg: str) -> None:
+        self.echo(msg)
+        sys.stdout.flush()
+        if self.run_dir:
+            self.run_dir.log(msg)
+
+    # ------------------------------------------------------------------ one trial
+    def run_trial(self, trial: int, seed: int) -> TrialResult:
+        cfg, dev = self.cfg, self.device
+        seed_everything(seed)
+        splits = split_train_val(self.raw, cfg.data.val_size, seed).to(dev)
+        probe_x, probe_y = probe_subset(splits, cfg.prune.flow_probe_size, seed)
+        model = build_model(cfg.model.arch, splits.input_shape, splits.num_classes)
+        if cfg.model.pretrained:
+            load_pretrained(model, cfg.model.pretrained)
+        model.to(dev)
+        layers = monitored_layers(model, probe_x[:1])
+        masks = Masks.ones_like(model).bind(model)
+        val, test = (splits.val_x, splits.val_y), (splits.test_x, splits.test_y)
+
+        # warm-up, then the rewind point and the dense reference
+        t0 = time.perf_counter()
+        warm_reason = "none"
+        if cfg.train.warmup > 0:
+            warm = self._train(model, masks, splits, seed, -1, cfg.train.warmup, [],
+                               f"trial {trial} warm-up")
+            warm_reason = warm.stop_reason
+            if warm_reason == "diverged":
+                raise UsageError(f"the dense warm-up diverged (non-finite loss) at --net_lr "
+                                 f"{cfg.train.lr}; lower the learning rate")
+        warm_time = time.perf_counter() - t0
+        warm_val, _ = evaluate(model, *val)
+        warm_test, _ = evaluate(model, *test)
+        rewind_state = copy.deepcopy(model.state_dict())
+        t0 = time.perf_counter()
+        reference_acts = layer_activations(model, layers, probe_x)
+        criteria = self._criteria(model, probe_x, probe_y, warm_val)
+        ref_time = time.perf_counter() - t0
+        warmup = {"trial": trial, "seed": seed, "warmup_epochs": cfg.train.warmup,
+                  "warmup_val_acc": warm_val, "warmup_test_acc": warm_test,
+                  "warmup_time": warm_time, "reference_time": ref_time,
+                  "train_size": len(splits.train_y), "val_size": len(splits.val_y),
+                  "test_size": len(splits.test_y), "probe_size": len(probe_y)}
+        self.trials.append(warmup)
+        self._say(f"trial {trial} (seed {seed}): dense warm-up {cfg.train.warmup} epochs, "
+                  f"val {warm_val:.2f}%, test {warm_test:.2f}%")
+
+        result = TrialResult(seed, warmup)
+        bar = tqdm(range(cfg.experiment.imp_total_iter), desc=f"trial {trial} rounds",
+                   disable=self.progress_disabled, file=sys.stderr, dynamic_ncols=True)
+        for k in bar:
+            t0 = time.perf_counter()
+            info: Dict[str, Any] = {}
+            if k > 0:
+                trained = {n: p.detach().clone() for n, p in prunable_parameters(model).items()}
+                masks, info = self.rule(trained, masks)
+                model.load_state_dict(rewind_state)
+                masks.bind(model).apply()
+            prune_time = time.perf_counter() - t0
+            outcome = self._train(model, masks, splits, seed, k, cfg.train.epochs, criteria,
+                                  f"round {k}")
+            t0 = time.perf_counter()
+            test_acc, _ = evaluate(model, *test)
+            eval_extra = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            sims = activation_similarity(reference_acts, layer_activations(model, layers, probe_x))
+            sim_time = time.perf_counter() - t0
+            record = self._record(trial, seed, k, masks, outcome, test_acc, info,
+                                  prune_time, eval_extra, sim_time)
+            self._record_details(trial, k, masks, outcome.history, layers, sims)
+            bar.set_postfix(remaining=f"{record['remaining_pct']:.1f}%",
+                            val=f"{record['val_acc']:.1f}", epochs=outcome.epochs)
+            self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
+                      f"{outcome.epochs} epochs ({outcome.stop_reason}), val "
+                      f"{record['val_acc']:.2f}%, test {test_acc:.2f}%")
+            self._save_progress(trial, k, masks)
+            if outcome.stop_reason == "diverged":
+                self._say(f"trial {trial} round {k} diverged (non-finite loss); stopping this "
+                          f"trial, completed rounds are kept. Lower --net_lr.")
+                break
+        bar.close()
+        if self.run_dir:
+            self.run_dir.save_torch(f"model_trial{trial}.pt", model.state_dict())
+        result.rounds = [r for r in self.rounds if r["trial"] == trial]
+        result.model, result.masks = model, masks
+        return result
+
+    def _train(self, model, masks, splits: DataSplits, seed: int, k: int, epochs: int,
+               criteria, label: str):
+        torch.manual_seed(round_seed(seed, k))
+        gen = torch.Generator().manual_seed(round_seed(seed, k))
+        batches = TensorBatches(splits.train_x, splits.train_y, self.cfg.data.batch_size,
+                                shuffle=True, generator=gen)
+        optimizer = make_optimizer(model, self.cfg.train.lr, self.cfg.train.momentum,
+                                   self.cfg.train.weight_decay)
+        bar = tqdm(total=epochs, desc=label, leave=False, disable=self.progress_disabled,
+                   file=sys.stderr, dynamic_ncols=True)
+
+        def tick(rec: EpochRecord) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{rec.train_loss:.3f}", val=f"{rec.val_acc:.1f}",
+                            **({"dist": f"{rec.distance:.3f}"} if rec.distance is not None else {}))
+
+        try:
+            return train_round(model, optimizer, masks, batches, (splits.val_x, splits.val_y),
+                               epochs, criteria, tick)
+        finally:
+            bar.close()
+
+    def _criteria(self, model, probe_x, probe_y, warm_val: float) -> List[StoppingCriterion]:
+        p = self.cfg.prune
+        crits: List[StoppingCriterion] = []
+        if self.criterion_name == "information_flow":
+            monitor = InformationFlow(model, probe_x, stat=p.flow_stat)
+            crits.append(InformationFlowCriterion(monitor, monitor.measure(model), self.epsilon))
+        elif self.criterion_name == "gradient_flow":
+            monitor = GradientFlow(model, probe_x, probe_y)
+            crits.append(GradientFlowCriterion(monitor, monitor.measure(model), self.epsilon))
+        else:
+            crits.append(FixedEpochs())
+        if p.stop_on_recovery:
+            crits.append(AccuracyRecovery(warm_val))
+        return crits
+
+    # ------------------------------------------------------------------ records
+    def _record(self, trial, seed, k, masks: Masks, outcome, test_acc, info, prune_time,
+                eval_extra, sim_time) -> Dict[str, Any]:
+        final = outcome.final
+        record = {
+            "trial": trial, "seed": seed, "round": k,
+            "remaining_pct": 100.0 * masks.remaining_fraction(), "remaining": masks.remaining(),
+            "total": masks.total(), "epochs": outcome.epochs, "stop_reason": outcome.stop_reason,
+            "train_loss": final.train_loss, "val_acc": final.val_acc, "test_acc": test_acc,
+            "start_distance": outcome.start_distance, "final_distance": final.distance,
+            "time_train": outcome.time_train, "time_flow": outcome.time_flow + sim_time,
+            "time_eval": outcome.time_eval + eval_extra, "time_prune": prune_time,
+            "prune_ratio": info.get("ratio"), "pq_index": info.get("pq_index"),
+        }
+        self.rounds.append(record)
+        return record
+
+    def _record_details(self, trial, k, masks: Masks, history, layers, sims) -> None:
+        for e in history:
+            self.epochs.append({"trial": trial, "round": k, **e.__dict__})
+        for row in masks.layer_table():
+            self.layers.append({"trial": trial, "round": k, **row})
+        for (name, _), s in zip(layers, sims):
+            self.similarity.append({"trial": trial, "round": k, "layer": name, "cosine": s})
+
+    def _save_progress(self, trial: int, k: int, masks: Masks) -> None:
+        if not self.run_dir:
+            return
+        d = self.run_dir
+        d.write_json("rounds.json", self.rounds)
+        d.write_csv("rounds.csv", self.rounds)
+        d.write_csv("epochs.csv", self.epochs)
+        d.write_csv("layers.csv", self.layers)
+        d.write_csv("similarity.csv", self.similarity)
+        d.write_json("trials.json", self.trials)
+        d.save_torch(f"masks/trial{trial}_round{k}.pt", masks.state_dict())
+
+
+def _versions() -> Dict[str, str]:
+    import platform
+
+    return {"incop": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def run_directory(cfg: RunConfig) -> RunDirectory:
+    """``<output_dir>/<method>/<arch>/<dataset>/<run_id or run_name>/``."""
+    from pathlib import Path
+
+    e = cfg.experiment
+    return RunDirectory(Path(e.output_dir) / cfg.prune.method / cfg.model.arch / cfg.data.dataset
+                        / (e.run_name or cfg.run_id()))

@@ -1,0 +1,152 @@
+"""Pruning rules: small objects that map (trained weights, current masks) to new masks.
+
+Only surviving weights can be pruned; each rule removes an exact count, smallest magnitude first
+(ties broken by position, so results are deterministic).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Tuple
+
+import torch
+
+from .errors import UsageError
+from .masks import Masks
+
+Weights = Dict[str, torch.Tensor]
+
+
+def pq_index(w: torch.Tensor, p: float, q: float) -> float:
+    """PQ index ``I(w) = 1 - d^(1/q - 1/p) ||w||_p / ||w||_q`` (Diao et al., ICLR 2023), in float64.
+
+    0 for a dense vector of equal magnitudes, towards 1 for a sparse one; 0 when ``w`` is empty
+    or all zero.
+    """
+    w = w.detach().reshape(-1).double().abs()
+    d = w.numel()
+    if d == 0:
+        return 0.0
+    scale = w.max()
+    if scale == 0:
+        return 0.0
+    w = w / scale  # the index is scale-free; this keeps |w|^p and |w|^q in range
+    norm_p = w.pow(p).sum().pow(1.0 / p)
+    norm_q = w.pow(q).sum().pow(1.0 / q)
+    return float(1.0 - d ** (1.0 / q - 1.0 / p) * norm_p / norm_q)
+
+
+def sap_retained_count(d: int, index: float, p: float, q: float, eta: float) -> int:
+    """``m = ceil(d (1 + eta)^(-q/(q-p)) (1 - I)^(q p/(q-p)))``, the count SAP would keep."""
+    if d == 0:
+        return 0
+    m = d * (1.0 + eta) ** (-q / (q - p)) * (1.0 - index) ** (q * p / (q - p))
+    return int(math.ceil(m - 1e-9 * d))  # guard against 0.99999999 * d rounding up past d
+
+
+def _smallest_survivors(weights: Weights, masks: Masks, names, n: int) -> Masks:
+    """New masks with the ``n`` smallest-magnitude surviving weights among ``names`` removed."""
+    new = masks.clone()
+    if n <= 0:
+        return new
+    scores = torch.cat([torch.where(masks[k].bool(), weights[k].detach().abs().float(),
+                                    torch.full_like(weights[k], float("inf"), dtype=torch.float))
+                        .reshape(-1) for k in names])
+    drop = torch.argsort(scores, stable=True)[:n]
+    flat = torch.cat([new[k].reshape(-1) for k in names])
+    flat[drop] = 0
+    offset = 0
+    for k in names:
+        size = new[k].numel()
+        new[k].copy_(flat[offset:offset + size].view_as(new[k]))
+        offset += size
+    return new
+
+
+def _survivors(weights: Weights, masks: Masks, names) -> torch.Tensor:
+    return torch.cat([weights[k].detach().reshape(-1)[masks[k].reshape(-1).bool()] for k in names])
+
+
+class PruningRule:
+    """Base class: ``rule(weights, masks) -> (new_masks, info)``."""
+
+    name = "rule"
+
+    def __call__(self, weights: Weights, masks: Masks) -> Tuple[Masks, Dict[str, float]]:
+        raise NotImplementedError
+
+
+@dataclass
+class LayerwiseMagnitude(PruningRule):
+    """LTH's rule: remove ``round(ratio * s)`` of each layer's ``s`` surviving weights."""
+
+    ratio: float = 0.2
+    name: str = field(default="layerwise_magnitude", init=False)
+
+    def __call__(self, weights: Weights, masks: Masks):
+        new = masks
+        for k in masks.names():
+            s = int(masks[k].count_nonzero())
+            new = _smallest_survivors(weights, new, [k], int(math.floor(self.ratio * s + 0.5)))
+        return new, {"ratio": self.ratio}
+
+
+@dataclass
+class GlobalMagnitude(PruningRule):
+    """Remove ``floor(ratio * d)`` of the ``d`` surviving weights, smallest first, across layers."""
+
+    ratio: float = 0.2
+    name: str = field(default="global_magnitude", init=False)
+
+    def __call__(self, weights: Weights, masks: Masks):
+        d = masks.remaining()
+        return _smallest_survivors(weights, masks, masks.names(), int(math.floor(d * self.ratio))), \
+            {"ratio": self.ratio}
+
+
+@dataclass
+class SAP(PruningRule):
+    """Sparsity-informed adaptive pruning (Diao et al., ICLR 2023), global scope.
+
+    ``r = clamp(gamma (1 - m/d), 0, beta)`` with ``m`` from the PQ index; the ``floor(d r)``
+    smallest surviving weights are removed.
+    """
+
+    p: float = 1.0
+    q: float = 2.0
+    eta: float = 0.0
+    gamma: float = 1.0
+    beta: float = 0.9
+    name: str = field(default="sap", init=False)
+
+    def __post_init__(self) -> None:
+        validate_pq(self.p, self.q)
+        if not (math.isfinite(self.eta) and self.eta > -1):
+            raise UsageError(f"--prune_eta {self.eta} must be a finite number above -1")
+        if not (math.isfinite(self.gamma) and self.gamma >= 0):
+            raise UsageError(f"--prune_gamma {self.gamma} must be a finite number >= 0")
+        if not (0 <= self.beta <= 1):
+            raise UsageError(f"--prune_beta {self.beta} must be in [0, 1]")
+
+    def ratio(self, w: torch.Tensor) -> Tuple[float, Dict[str, float]]:
+        d = w.numel()
+        index = pq_index(w, self.p, self.q)
+        m = sap_retained_count(d, index, self.p, self.q, self.eta)
+        r = min(max(self.gamma * (1.0 - m / d), 0.0), self.beta) if d else 0.0
+        return r, {"pq_index": index, "retain_count": m, "survivors": d, "ratio": r}
+
+    def __call__(self, weights: Weights, masks: Masks):
+        w = _survivors(weights, masks, masks.names())
+        r, info = self.ratio(w)
+        n = int(math.floor(w.numel() * r))
+        info["pruned"] = n
+        return _smallest_survivors(weights, masks, masks.names(), n), info
+
+
+def validate_pq(p: float, q: float) -> None:
+    if not (math.isfinite(p) and math.isfinite(q)):
+        raise UsageError(f"--prune_p {p} and --prune_q {q} must be finite numbers")
+    if p <= 0:
+        raise UsageError(f"--prune_p {p} must be positive (for example 1.0 or 0.5)")
+    if p >= q:
+        raise UsageError(f"--prune_p {p} must be smaller than --prune_q {q} (for example p=1, q=2)")

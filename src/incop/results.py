@@ -1,0 +1,151 @@
+"""Run directories: atomic JSON/CSV writes, the log, and the end-of-run summary table."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from .errors import UsageError
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a kill never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress():
+            os.unlink(tmp)
+        raise
+
+
+class _suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return True
+
+
+def _clean(obj: Any) -> Any:
+    """JSON has no NaN: non-finite floats become null rather than invalid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def to_csv(rows: Sequence[Dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        fields: List[str] = []
+        for r in rows:
+            fields += [k for k in r if k not in fields]
+        w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+class RunDirectory:
+    """One run's folder: config, metrics, masks, model, log."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write_test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise UsageError(f"cannot write to output directory {self.path}: {e.strerror or e}; "
+                             f"pick another with --output_dir") from None
+
+    def write_json(self, name: str, obj: Any) -> None:
+        atomic_write_text(self.path / name, json.dumps(_clean(obj), indent=2) + "\n")
+
+    def write_csv(self, name: str, rows: Sequence[Dict[str, Any]]) -> None:
+        atomic_write_text(self.path / name, to_csv(rows))
+
+    def save_torch(self, name: str, obj: Any) -> None:
+        import torch
+
+        target = self.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        torch.save(obj, tmp)
+        os.replace(tmp, target)
+
+    def log(self, line: str) -> None:
+        with open(self.path / "log.txt", "a") as f:
+            f.write(line.rstrip("\n") + "\n")
+
+
+def mean_std(values: Iterable[Optional[float]]) -> tuple:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return float("nan"), float("nan")
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def fmt_ms(values: Iterable[Optional[float]], digits: int = 2) -> str:
+    m, s = mean_std(values)
+    if math.isnan(m):
+        return "-"
+    return f"{m:.{digits}f}" if s == 0 else f"{m:.{digits}f}±{s:.{digits}f}"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def summary_rows(rounds: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Per round, mean and std across trials of the headline numbers."""
+    by_round: Dict[int, List[Dict[str, Any]]] = {}
+    for r in rounds:
+        by_round.setdefault(r["round"], []).append(r)
+    out = []
+    for k in sorted(by_round):
+        rs = by_round[k]
+        row: Dict[str, Any] = {"round": k, "trials": len(rs)}
+        for key in ("remaining_pct", "epochs", "val_acc", "test_acc", "time_train", "time_flow",
+                    "time_eval"):
+            m, s = mean_std(r[key] for r in rs)
+            row[f"{key}_mean"], row[f"{key}_std"] = m, s
+        row["stop_reasons"] = "/".join(sorted({r["stop_reason"] for r in rs}))
+        out.append(row)
+    return out
+
+
+def summary_table(rounds: Sequence[Dict[str, Any]]) -> str:
+    by_round: Dict[int, List[Dict[str, Any]]] = {}
+    for r in rounds:
+        by_round.setdefault(r["round"], []).append(r)
+    rows = []
+    for k in sorted(by_round):
+        rs = by_round[k]
+        rows.append([str(k), fmt_ms([r["remaining_pct"] for r in rs]),
+                     fmt_ms([r["epochs"] for r in rs], 1),
+                     "/".join(sorted({r["stop_reason"] for r in rs})),
+                     fmt_ms([r["val_acc"] for r in rs]), fmt_ms([r["test_acc"] for r in rs]),
+                     fmt_ms([r["time_train"] + r["time_flow"] + r["time_eval"] for r in rs], 1)])
+    return format_table(["round", "remaining %", "epochs", "stopped by", "val acc %", "test acc %",
+                         "time s"], rows)
