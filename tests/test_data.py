@@ -1,0 +1,154 @@
+"""Every loader reads small files written in the real formats; bad files get one clear error."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_cifar, make_idx_dataset, write_idx
+from incop.data import (DATASETS, DEBIAN_FASHION_MNIST, RawDataset, TensorBatches, probe_subset,
+                        read_idx, split_train_val)
+from incop.errors import UsageError
+
+
+def test_read_idx_round_trip_plain_and_gz(tmp_path):
+    a = np.arange(2 * 3 * 4).reshape(2, 3, 4).astype(np.uint8)
+    assert np.array_equal(read_idx(write_idx(tmp_path / "x", a)), a)
+    assert np.array_equal(read_idx(write_idx(tmp_path / "y", a, gz=True)), a)
+
+
+@pytest.mark.parametrize("layout", ["flat", "torchvision", "named"])
+@pytest.mark.parametrize("name", ["MNIST", "FashionMNIST"])
+def test_idx_layouts(tmp_path, layout, name):
+    folder = {"flat": tmp_path, "torchvision": tmp_path / name / "raw", "named": tmp_path / name}[layout]
+    make_idx_dataset(folder, n_train=30, n_test=12, gz=(layout == "torchvision"))
+    raw = DATASETS.get(name)(str(tmp_path))
+    assert raw.train_x.shape == (30, 1, 28, 28) and raw.train_x.dtype == torch.uint8
+    assert raw.test_y.tolist() == [i % 10 for i in range(12)]
+    assert raw.num_classes == 10
+
+
+def test_idx_pixels_are_read_exactly(tmp_path):
+    files = make_idx_dataset(tmp_path, n_train=5, n_test=3, size=6)
+    raw = DATASETS.get("mnist")(str(tmp_path))
+    expected = np.frombuffer(files["train-images-idx3-ubyte"].read_bytes()[16:], np.uint8)
+    assert np.array_equal(raw.train_x.numpy().reshape(-1), expected)
+
+
+def test_truncated_idx_file(tmp_path):
+    files = make_idx_dataset(tmp_path)
+    p = files["train-images-idx3-ubyte"]
+    p.write_bytes(p.read_bytes()[:-100])
+    with pytest.raises(UsageError, match="truncated"):
+        DATASETS.get("MNIST")(str(tmp_path))
+
+
+def test_truncated_gzip_file(tmp_path):
+    files = make_idx_dataset(tmp_path, gz=True)
+    p = files["t10k-images-idx3-ubyte"]
+    p.write_bytes(p.read_bytes()[:200])
+    with pytest.raises(UsageError, match="corrupt or truncated"):
+        DATASETS.get("MNIST")(str(tmp_path))
+
+
+def test_not_an_idx_file(tmp_path):
+    files = make_idx_dataset(tmp_path)
+    files["train-labels-idx1-ubyte"].write_bytes(b"hello world, not idx")
+    with pytest.raises(UsageError, match="not an IDX file"):
+        DATASETS.get("MNIST")(str(tmp_path))
+
+
+def test_mismatched_labels(tmp_path):
+    make_idx_dataset(tmp_path, n_train=30)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(29, np.uint8))
+    with pytest.raises(UsageError, match="do not match"):
+        DATASETS.get("MNIST")(str(tmp_path))
+
+
+def test_missing_files_name_where_and_how(tmp_path):
+    with pytest.raises(UsageError) as e:
+        DATASETS.get("FashionMNIST")(str(tmp_path))
+    msg = str(e.value)
+    assert str(tmp_path) in msg and "apt-get install dataset-fashion-mnist" in msg
+    assert "\n" not in msg
+
+
+def test_cifar10_and_cifar100(tmp_path):
+    make_cifar(tmp_path / "cifar-10-batches-py", n_per_batch=4)
+    raw = DATASETS.get("CIFAR10")(str(tmp_path))
+    assert raw.train_x.shape == (20, 3, 32, 32) and raw.test_x.shape == (4, 3, 32, 32)
+    assert raw.num_classes == 10
+    make_cifar(tmp_path / "c100", n_per_batch=6, classes=100, cifar100=True)
+    raw = DATASETS.get("cifar100")(str(tmp_path / "c100"))  # the folder itself works too
+    assert raw.train_x.shape == (6, 3, 32, 32) and raw.num_classes == 100
+
+
+def test_cifar_channel_layout(tmp_path):
+    # CIFAR rows are 1024 red, 1024 green, 1024 blue values, row-major
+    folder = make_cifar(tmp_path, n_per_batch=2)
+    import pickle
+    with open(folder / "test_batch", "rb") as f:
+        row = pickle.load(f, encoding="bytes")[b"data"][0]
+    raw = DATASETS.get("CIFAR10")(str(tmp_path))
+    assert raw.test_x[0, 1, 0, 5] == row[1024 + 5] and raw.test_x[0, 2, 31, 31] == row[3071]
+
+
+def test_cifar_truncated_and_missing(tmp_path):
+    folder = make_cifar(tmp_path / "cifar-10-batches-py")
+    (folder / "data_batch_3").write_bytes((folder / "data_batch_3").read_bytes()[:500])
+    with pytest.raises(UsageError, match="corrupt or truncated"):
+        DATASETS.get("CIFAR10")(str(tmp_path))
+    os.remove(folder / "data_batch_3")
+    with pytest.raises(UsageError, match="data_batch_3"):
+        DATASETS.get("CIFAR10")(str(tmp_path))
+    with pytest.raises(UsageError, match="--data_dir"):
+        DATASETS.get("CIFAR10")(None)
+
+
+def test_digits_fixed_test_set():
+    a, b = DATASETS.get("digits")(None), DATASETS.get("digits")(None)
+    assert torch.equal(a.test_x, b.test_x) and len(a.test_y) == 1797 // 5
+    assert len(a.train_y) + len(a.test_y) == 1797
+
+
+def _raw(n=100):
+    x = torch.arange(n, dtype=torch.float32).reshape(n, 1, 1, 1).repeat(1, 1, 2, 2)
+    return RawDataset(x, torch.arange(n) % 3, x[:10].clone(), torch.zeros(10, dtype=torch.long), 3, "t", "mem")
+
+
+def test_split_is_deterministic_disjoint_and_normalised_on_train_only():
+    raw = _raw()
+    s1, s2, s3 = split_train_val(raw, 0.2, 5), split_train_val(raw, 0.2, 5), split_train_val(raw, 20, 6)
+    assert torch.equal(s1.val_x, s2.val_x) and not torch.equal(s1.val_x, s3.val_x)
+    assert len(s1.val_y) == 20 and len(s3.val_y) == 20 and len(s1.train_y) == 80
+    assert abs(float(s1.train_x.mean())) < 1e-5 and float(s1.train_x.std()) == pytest.approx(1, abs=0.02)
+    # every sample value is unique and one affine map normalises all splits: no overlap
+    train_vals, val_vals = set(s1.train_x[:, 0, 0, 0].tolist()), set(s1.val_x[:, 0, 0, 0].tolist())
+    assert len(train_vals) == 80 and not train_vals & val_vals
+    with pytest.raises(UsageError):
+        split_train_val(raw, 100, 0)
+
+
+def test_batches_cover_every_sample_once_per_pass():
+    x, y = torch.arange(10).float().unsqueeze(1), torch.arange(10)
+    seen = torch.cat([yb for _, yb in TensorBatches(x, y, 3, shuffle=True, generator=torch.Generator().manual_seed(0))])
+    assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
+    assert len(TensorBatches(x, y, 3)) == 4
+
+
+def test_probe_subset_is_fixed_and_checked():
+    s = split_train_val(_raw(), 0.2, 0)
+    a, b = probe_subset(s, 30, 1), probe_subset(s, 30, 1)
+    assert torch.equal(a[0], b[0]) and len(a[1]) == 30
+    assert len(probe_subset(s, None, 1)[1]) == 80  # default: the whole split when it is small
+    for bad in (0, 81):
+        with pytest.raises(UsageError, match="flow_probe_size"):
+            probe_subset(s, bad, 1)
+
+
+@pytest.mark.skipif(not Path(DEBIAN_FASHION_MNIST).is_dir(), reason="dataset-fashion-mnist not installed")
+def test_debian_fashion_mnist():
+    raw = DATASETS.get("fashion-mnist")(None)
+    assert raw.train_x.shape == (60000, 1, 28, 28) and raw.test_x.shape == (10000, 1, 28, 28)
+    assert torch.bincount(raw.train_y).tolist() == [6000] * 10
