@@ -1,0 +1,248 @@
+"""Flow monitors and stopping criteria (SPEC sections 5 and 6)."""
+import copy
+import csv
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from incop.config import RunConfig
+from incop.errors import UsageError
+from incop.flows import (GradientFlow, InformationFlow, activation_similarity, correlation_matrix,
+                         layer_activations, monitored_layers)
+from incop.imp import IMPExperiment
+from incop.masks import Masks, prunable_parameters
+from incop.stopping import AccuracyRecovery, InformationFlowCriterion
+from incop.training import make_optimizer, train_epoch
+from incop.data import TensorBatches
+
+
+def test_correlation_matrix_equals_numpy_corrcoef():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 5))
+    b = a[:, :3] @ rng.normal(size=(3, 4)) + rng.normal(size=(200, 4))
+    expected = np.corrcoef(a.T, b.T)[:5, 5:]
+    got = correlation_matrix(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def test_dead_unit_contributes_zero():
+    a = torch.randn(50, 3, dtype=torch.float64)
+    b = torch.cat([torch.randn(50, 2, dtype=torch.float64), torch.full((50, 1), 0.7, dtype=torch.float64)], 1)
+    c = correlation_matrix(a, b)
+    assert torch.all(c[:, 2].abs() < 1e-6) and torch.isfinite(c).all()
+
+
+class _Net(nn.Module):
+    """Not in the registry: conv -> BN -> conv -> pooled linear, with dropout."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.bn = nn.Conv2d(1, 6, 3), nn.BatchNorm2d(6)
+        self.c2, self.drop, self.fc = nn.Conv2d(6, 5, 3), nn.Dropout(0.5), nn.Linear(5, 4)
+
+    def forward(self, x):
+        x = self.c2(torch.relu(self.bn(self.c1(x))))
+        return self.fc(self.drop(torch.relu(x).mean((2, 3))))
+
+
+def test_streaming_pass_equals_direct_computation():
+    torch.manual_seed(0)
+    model, x = _Net(), torch.randn(101, 1, 9, 9)
+    monitor = InformationFlow(model, x, batch_size=7)  # uneven batches on purpose
+    snap = monitor.measure(model)
+    acts = layer_activations(model, monitor.layers, x)
+    assert [a.shape[1] for a in acts] == [6, 5, 4]
+    for got, (a, b) in zip(snap.matrices, zip(acts, acts[1:])):
+        torch.testing.assert_close(got, correlation_matrix(a, b), atol=1e-5, rtol=0)
+    assert torch.allclose(snap.rho, torch.stack([m.mean() for m in snap.matrices]))
+    abs_monitor = InformationFlow(model, x, stat="abs_mean")
+    assert torch.allclose(abs_monitor.measure(model).rho, torch.stack([m.abs().mean() for m in snap.matrices]))
+
+
+def test_flow_distances():
+    torch.manual_seed(1)
+    model, x = _Net(), torch.randn(64, 1, 9, 9)
+    for stat in ("mean", "abs_mean", "fro"):
+        monitor = InformationFlow(model, x, stat=stat)
+        ref = monitor.measure(model)
+        assert monitor.distance(monitor.measure(model), ref) == pytest.approx(0, abs=1e-12)
+    monitor = InformationFlow(model, x)
+    ref = monitor.measure(model)
+    with torch.no_grad():
+        model.c2.weight.mul_(-1)
+    now = monitor.measure(model)
+    assert monitor.distance(now, ref) == pytest.approx(float(torch.linalg.vector_norm(now.rho - ref.rho)))
+    assert monitor.distance(now, ref) > 0.01
+
+
+def _tiny_linear():
+    torch.manual_seed(2)
+    return nn.Sequential(nn.Linear(3, 4, bias=False), nn.Linear(4, 3, bias=False))
+
+
+def test_gradient_flow_equals_hand_computed_gradient():
+    model = _tiny_linear()
+    x, y = torch.randn(10, 3), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    W1, W2 = (m.weight.detach().double().numpy() for m in model)
+    X = x.double().numpy()
+    logits = X @ W1.T @ W2.T
+    P = np.exp(logits - logits.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    D = (P - np.eye(3)[y.numpy()]) / len(y)          # dL/dlogits for the mean cross-entropy
+    dW2 = D.T @ (X @ W1.T)
+    dW1 = (D @ W2).T @ X
+    mask1 = torch.ones(4, 3)
+    mask1[0, :2] = 0
+    masks = Masks({"0.weight": mask1, "1.weight": torch.ones(3, 4)})
+    g = GradientFlow(model, x, y, batch_size=3).measure(model, masks)
+    expected = [np.abs(dW1)[mask1.bool().numpy()].mean(), np.abs(dW2).mean()]
+    np.testing.assert_allclose(g.numpy(), expected, rtol=1e-6)
+
+
+def test_gradient_flow_is_fresh_not_stale():
+    model = _tiny_linear()
+    x, y = torch.randn(20, 3), torch.randint(0, 3, (20,))
+    monitor = GradientFlow(model, x, y)
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 123.0)  # leftovers from "the last training step"
+    g1 = monitor.measure(model)
+    assert all(torch.all(p.grad == 123.0) for p in model.parameters())  # .grad untouched
+    assert float(g1.max()) < 10  # not read from the stale .grad
+    with torch.no_grad():
+        model[0].weight.mul_(2.0)
+    g2 = monitor.measure(model)
+    assert not torch.allclose(g1, g2)  # it follows the weights
+
+
+def test_measuring_leaves_model_and_optimizer_bit_identical():
+    torch.manual_seed(3)
+    model, x, y = _Net(), torch.randn(64, 1, 9, 9), torch.randint(0, 4, (64,))
+    masks = Masks.ones_like(model).bind(model)
+    opt = make_optimizer(model, 0.1, 0.9, 5e-4)
+    train_epoch(model, opt, masks, TensorBatches(x, y, 16, True, torch.Generator().manual_seed(0)))
+    state, opt_state = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    grads = [p.grad.clone() for p in model.parameters()]
+    rng = torch.get_rng_state()
+    model.train()
+    InformationFlow(model, x).measure(model)
+    GradientFlow(model, x, y).measure(model, masks)
+    layer_activations(model, monitored_layers(model, x[:1]), x)
+    assert model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k  # weights and BN running stats / counters
+    after = opt.state_dict()
+    for i, s in opt_state["state"].items():
+        assert torch.equal(after["state"][i]["momentum_buffer"], s["momentum_buffer"])
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads))
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_model_needs_two_layers():
+    with pytest.raises(UsageError, match="at least two"):
+        InformationFlow(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), torch.randn(3, 4))
+    with pytest.raises(UsageError, match="at least two"):
+        GradientFlow(nn.Linear(4, 2), torch.randn(3, 4), torch.zeros(3, dtype=torch.long))
+
+
+def test_cosine_similarity_per_layer():
+    a = [torch.tensor([[1.0, 0.0], [0.0, 2.0]])]
+    assert activation_similarity(a, a) == [pytest.approx(1.0)]
+    assert activation_similarity(a, [-a[0]]) == [pytest.approx(-1.0)]
+    assert activation_similarity(a, [torch.tensor([[0.0, 1.0], [0.0, 3.0]])]) == [pytest.approx(0.5)]
+
+
+# ------------------------------------------------------------------ criteria inside the IMP loop
+
+def _cfg(method, **prune):
+    cfg = RunConfig()
+    cfg.prune.method = method
+    cfg.train.epochs, cfg.train.warmup, cfg.experiment.imp_total_iter = 6, 8, 3
+    for k, v in prune.items():
+        setattr(cfg.prune, k, v)
+    return cfg.validate()
+
+
+def _run(cfg):
+    exp = IMPExperiment(cfg, progress=False, echo=lambda s: None)
+    exp.run()
+    return exp
+
+
+def test_ciap_stops_earlier_than_fixed_and_records_why():
+    ciap, sap = _run(_cfg("ciap")), _run(_cfg("sap"))
+    assert sum(r["epochs"] for r in ciap.rounds) < sum(r["epochs"] for r in sap.rounds) == 18
+    assert {r["stop_reason"] for r in ciap.rounds} == {"information_flow"}
+    assert [r["remaining"] for r in ciap.rounds][0] == [r["remaining"] for r in sap.rounds][0]
+    for r in ciap.rounds:  # the history: a distance before the first epoch and after each epoch
+        assert r["start_distance"] is not None
+        dists = [e["distance"] for e in ciap.epochs if e["round"] == r["round"]]
+        assert len(dists) == r["epochs"] and dists[-1] < 0.11 and all(d >= 0.11 for d in dists[:-1])
+
+
+@pytest.mark.parametrize("method", ["ciap", "giap"])
+def test_round_never_exceeds_max_epochs(method):
+    exp = _run(_cfg(method, epsilon=0.0))  # a distance is never below 0: never stops early
+    assert [r["epochs"] for r in exp.rounds] == [6, 6, 6]
+    assert {r["stop_reason"] for r in exp.rounds} == {"max_epochs"}
+
+
+def test_reference_is_measured_once(monkeypatch):
+    calls = []
+    real = InformationFlow.measure
+    monkeypatch.setattr(InformationFlow, "measure", lambda self, m: calls.append(1) or real(self, m))
+    made = []
+    real_init = InformationFlowCriterion.__init__
+
+    def init(self, monitor, reference, epsilon=0.11):
+        made.append(reference)
+        real_init(self, monitor, reference, epsilon)
+
+    monkeypatch.setattr(InformationFlowCriterion, "__init__", init)
+    exp = _run(_cfg("ciap"))
+    assert len(made) == 1
+    # one reference + one measurement before each round + one after every epoch
+    assert len(calls) == 1 + sum(1 + r["epochs"] for r in exp.rounds)
+
+
+def test_giap_records_gradient_distance():
+    exp = _run(_cfg("giap", epsilon=0.5))
+    assert all(e["distance"] is not None and e["distance"] >= 0 for e in exp.epochs)
+    assert all(r["epochs"] <= 6 for r in exp.rounds)
+
+
+def test_stop_on_recovery_uses_validation_accuracy():
+    cfg = _cfg("sap", stop_on_recovery=True)
+    exp = _run(cfg)
+    warm = exp.trials[0]["warmup_val_acc"]
+    for r in exp.rounds:
+        vals = [e["val_acc"] for e in exp.epochs if e["round"] == r["round"]]
+        if r["stop_reason"] == "recovered":
+            assert vals[-1] >= warm and all(v < warm for v in vals[:-1])
+        else:
+            assert r["epochs"] == 6 and all(v < warm for v in vals)
+    assert AccuracyRecovery(90.0).check(None, None, 89.9).stop is False
+
+
+def test_similarity_recorded_per_round_and_layer():
+    exp = _run(_cfg("sap"))
+    assert {(s["round"], s["layer"]) for s in exp.similarity} == {
+        (k, n) for k in range(3) for n in ("fc1", "fc2", "fc3")}
+    assert all(-1 <= s["cosine"] <= 1 + 1e-9 for s in exp.similarity)
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--flow_probe_size", "0"], "--flow_probe_size"),
+    (["--prune_epsilon", "-0.1"], "--prune_epsilon"),
+    (["--flow_stat", "median"], "--flow_stat"),
+])
+def test_flow_bad_input(cli, tmp_path, argv, expected):
+    code, _, err = cli("run", *argv, "--output_dir", str(tmp_path), "--quiet")
+    assert code == 2 and expected in err and err.count("\n") == 1
+
+
+def test_aliases():
+    from incop.methods import METHODS
+    assert METHODS.canonical("incop-if") == "ciap" and METHODS.canonical("INCOP_GF") == "giap"
