@@ -84,10 +84,13 @@ class IMPExperiment:
         self.layers: List[Dict[str, Any]] = []
         self.similarity: List[Dict[str, Any]] = []
         self.trials: List[Dict[str, Any]] = []
+        self.finished: List[int] = []
 
     # ------------------------------------------------------------------ whole experiment
     def run(self) -> List[TrialResult]:
+        """Run every trial not finished yet; a run directory with progress is resumed."""
         cfg = self.cfg
+        progress = self._load_progress()
         if self.raw is None:
             self.raw = DATASETS.get(cfg.data.dataset)(cfg.data.data_dir)
         self._say(f"incop {__version__}: {cfg.prune.method} (rule {self.rule_name}, stop "
@@ -95,16 +98,24 @@ class IMPExperiment:
                   + (f", epsilon {self.epsilon:g}" if self.criterion_name != "fixed" else "")
                   + f") on {cfg.model.arch}/{cfg.data.dataset} [{self.raw.source}], device "
                   f"{self.device}")
-        if self.run_dir:
+        if self.run_dir and progress is None:
             self.run_dir.write_json("config.json", {**cfg.to_dict(), "versions": _versions()})
+        state = progress["trial"] if progress else None
+        if state:
+            self._say(f"resuming trial {state['index']} after round {state['round']} "
+                      f"({len(self.finished)} trial(s) already finished)")
         results = []
         for t in range(cfg.experiment.num_trial):
-            results.append(self.run_trial(t, cfg.experiment.seed + t))
+            if t in self.finished:
+                continue
+            resume = state if state and state["index"] == t else None
+            results.append(self.run_trial(t, cfg.experiment.seed + t, resume))
         self._say("\n" + summary_table(self.rounds))
         if self.run_dir:
+            self._write_views()
             self.run_dir.write_csv("summary.csv", summary_rows(self.rounds))
             self.run_dir.write_json("summary.json", {"rounds": summary_rows(self.rounds),
-                                                     "trials": self.trials})
+                                                     "trials": self.trials, "complete": True})
             self._say(f"results in {self.run_dir.path}")
         return results
 
@@ -115,7 +126,8 @@ class IMPExperiment:
             self.run_dir.log(msg)
 
     # ------------------------------------------------------------------ one trial
-    def run_trial(self, trial: int, seed: int) -> TrialResult:
+    def run_trial(self, trial: int, seed: int, resume: Optional[Dict[str, Any]] = None) -> TrialResult:
+        """One IMP search with one seed; ``resume`` is a saved trial state to continue from."""
         cfg, dev = self.cfg, self.device
         seed_everything(seed)
         splits = split_train_val(self.raw, cfg.data.val_size, seed).to(dev)
@@ -125,39 +137,30 @@ class IMPExperiment:
             load_pretrained(model, cfg.model.pretrained)
         model.to(dev)
         layers = monitored_layers(model, probe_x[:1])
-        masks = Masks.ones_like(model).bind(model)
-        val, test = (splits.val_x, splits.val_y), (splits.test_x, splits.test_y)
+        test = (splits.test_x, splits.test_y)
 
-        # warm-up, then the rewind point and the dense reference
-        t0 = time.perf_counter()
-        warm_reason = "none"
-        if cfg.train.warmup > 0:
-            warm = self._train(model, masks, splits, seed, -1, cfg.train.warmup, [],
-                               f"trial {trial} warm-up")
-            warm_reason = warm.stop_reason
-            if warm_reason == "diverged":
-                raise UsageError(f"the dense warm-up diverged (non-finite loss) at --net_lr "
-                                 f"{cfg.train.lr}; lower the learning rate")
-        warm_time = time.perf_counter() - t0
-        warm_val, _ = evaluate(model, *val)
-        warm_test, _ = evaluate(model, *test)
-        rewind_state = copy.deepcopy(model.state_dict())
+        if resume is None:
+            masks = Masks.ones_like(model).bind(model)
+            warmup = self._warm_up(model, masks, splits, trial, seed, len(probe_y))
+            rewind_state = copy.deepcopy(model.state_dict())
+            first_round = 0
+        else:
+            rewind_state, warmup = resume["rewind"], resume["warmup"]
+            masks = Masks.from_state_dict(resume["masks"])
+            first_round = resume["round"] + 1
+            model.load_state_dict(rewind_state)  # the reference is the dense rewind point
         t0 = time.perf_counter()
         reference_acts = layer_activations(model, layers, probe_x)
-        criteria = self._criteria(model, probe_x, probe_y, warm_val)
-        ref_time = time.perf_counter() - t0
-        warmup = {"trial": trial, "seed": seed, "warmup_epochs": cfg.train.warmup,
-                  "warmup_val_acc": warm_val, "warmup_test_acc": warm_test,
-                  "warmup_time": warm_time, "reference_time": ref_time,
-                  "train_size": len(splits.train_y), "val_size": len(splits.val_y),
-                  "test_size": len(splits.test_y), "probe_size": len(probe_y)}
-        self.trials.append(warmup)
-        self._say(f"trial {trial} (seed {seed}): dense warm-up {cfg.train.warmup} epochs, "
-                  f"val {warm_val:.2f}%, test {warm_test:.2f}%")
+        criteria = self._criteria(model, probe_x, probe_y, warmup["warmup_val_acc"])
+        warmup["reference_time"] = time.perf_counter() - t0
+        if resume is not None:
+            model.load_state_dict(resume["model"])
+            masks.bind(model)
 
         result = TrialResult(seed, warmup)
-        bar = tqdm(range(cfg.experiment.imp_total_iter), desc=f"trial {trial} rounds",
+        bar = tqdm(range(first_round, cfg.experiment.imp_total_iter), desc=f"trial {trial} rounds",
                    disable=self.progress_disabled, file=sys.stderr, dynamic_ncols=True)
+        diverged = False
         for k in bar:
             t0 = time.perf_counter()
             info: Dict[str, Any] = {}
@@ -183,17 +186,47 @@ class IMPExperiment:
             self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
                       f"{outcome.epochs} epochs ({outcome.stop_reason}), val "
                       f"{record['val_acc']:.2f}%, test {test_acc:.2f}%")
-            self._save_progress(trial, k, masks)
-            if outcome.stop_reason == "diverged":
+            diverged = outcome.stop_reason == "diverged"
+            last = diverged or k == cfg.experiment.imp_total_iter - 1
+            state = None if last else {"index": trial, "seed": seed, "round": k,
+                                       "model": model.state_dict(), "masks": masks.state_dict(),
+                                       "rewind": rewind_state, "warmup": warmup}
+            if last:
+                self.finished.append(trial)
+                if self.run_dir:
+                    self.run_dir.save_torch(f"model_trial{trial}.pt", model.state_dict())
+            self._save_progress(trial, k, masks, state)
+            if diverged:
                 self._say(f"trial {trial} round {k} diverged (non-finite loss); stopping this "
                           f"trial, completed rounds are kept. Lower --net_lr.")
                 break
         bar.close()
-        if self.run_dir:
-            self.run_dir.save_torch(f"model_trial{trial}.pt", model.state_dict())
         result.rounds = [r for r in self.rounds if r["trial"] == trial]
         result.model, result.masks = model, masks
         return result
+
+    def _warm_up(self, model, masks, splits: DataSplits, trial: int, seed: int,
+                 probe_size: int) -> Dict[str, Any]:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        if cfg.train.warmup > 0:
+            warm = self._train(model, masks, splits, seed, -1, cfg.train.warmup, [],
+                               f"trial {trial} warm-up")
+            if warm.stop_reason == "diverged":
+                raise UsageError(f"the dense warm-up diverged (non-finite loss) at --net_lr "
+                                 f"{cfg.train.lr}; lower the learning rate")
+        warm_time = time.perf_counter() - t0
+        warm_val, _ = evaluate(model, splits.val_x, splits.val_y)
+        warm_test, _ = evaluate(model, splits.test_x, splits.test_y)
+        warmup = {"trial": trial, "seed": seed, "warmup_epochs": cfg.train.warmup,
+                  "warmup_val_acc": warm_val, "warmup_test_acc": warm_test,
+                  "warmup_time": warm_time, "train_size": len(splits.train_y),
+                  "val_size": len(splits.val_y), "test_size": len(splits.test_y),
+                  "probe_size": probe_size}
+        self.trials.append(warmup)
+        self._say(f"trial {trial} (seed {seed}): dense warm-up {cfg.train.warmup} epochs, "
+                  f"val {warm_val:.2f}%, test {warm_test:.2f}%")
+        return warmup
 
     def _train(self, model, masks, splits: DataSplits, seed: int, k: int, epochs: int,
                criteria, label: str):
@@ -257,9 +290,19 @@ class IMPExperiment:
         for (name, _), s in zip(layers, sims):
             self.similarity.append({"trial": trial, "round": k, "layer": name, "cosine": s})
 
-    def _save_progress(self, trial: int, k: int, masks: Masks) -> None:
+    # ------------------------------------------------------------------ progress on disk
+    def _save_progress(self, trial: int, k: int, masks: Masks, state: Optional[Dict[str, Any]]) -> None:
+        """One atomic file is the source of truth (records + the running trial's state); the
+        CSV/JSON views are rewritten from it."""
         if not self.run_dir:
             return
+        self.run_dir.save_torch(f"masks/trial{trial}_round{k}.pt", masks.state_dict())
+        self.run_dir.save_torch(PROGRESS_FILE, {
+            "format": 1, "config": self.cfg.to_dict(), "finished": self.finished,
+            "records": {name: getattr(self, name) for name in RECORDS}, "trial": state})
+        self._write_views()
+
+    def _write_views(self) -> None:
         d = self.run_dir
         d.write_json("rounds.json", self.rounds)
         d.write_csv("rounds.csv", self.rounds)
@@ -267,7 +310,34 @@ class IMPExperiment:
         d.write_csv("layers.csv", self.layers)
         d.write_csv("similarity.csv", self.similarity)
         d.write_json("trials.json", self.trials)
-        d.save_torch(f"masks/trial{trial}_round{k}.pt", masks.state_dict())
+
+    def _load_progress(self) -> Optional[Dict[str, Any]]:
+        if not self.run_dir or not (self.run_dir.path / PROGRESS_FILE).exists():
+            return None
+        try:
+            progress = torch.load(self.run_dir.path / PROGRESS_FILE, map_location="cpu",
+                                  weights_only=True)
+        except Exception as e:
+            raise UsageError(f"{self.run_dir.path / PROGRESS_FILE} cannot be read "
+                             f"({type(e).__name__}); remove the run directory to start over") from None
+        if _comparable(progress["config"]) != _comparable(self.cfg.to_dict()):
+            raise UsageError(f"{self.run_dir.path} holds a run with another configuration; "
+                             f"choose another --run_name or --output_dir")
+        for name in RECORDS:
+            setattr(self, name, progress["records"][name])
+        self.finished = list(progress["finished"])
+        return progress
+
+
+PROGRESS_FILE = "progress.pt"
+RECORDS = ("rounds", "epochs", "layers", "similarity", "trials")
+
+
+def _comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The part of a config that must match for a run to be resumed."""
+    exp = {k: v for k, v in cfg["experiment"].items()
+           if k not in ("output_dir", "run_name", "device", "gpu_id")}
+    return {**cfg, "experiment": exp}
 
 
 def _versions() -> Dict[str, str]:
