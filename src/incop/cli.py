@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .config import RunConfig
@@ -30,7 +31,8 @@ def _flag_type(f: dataclasses.Field):
     return str
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser, multi: bool = False) -> None:
+    """One flag per config field; with ``multi`` each takes one or more values (a sweep axis)."""
     defaults = RunConfig()
     for section in RunConfig.SECTIONS:
         group = parser.add_argument_group(section)
@@ -43,7 +45,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                                    help=f.metadata["help"])
             else:
                 group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", type=kind,
-                                   default=default, metavar=kind.__name__.upper(), help=help_text)
+                                   default=[default] if multi else default,
+                                   nargs="+" if multi else None,
+                                   metavar=kind.__name__.upper(), help=help_text)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -68,6 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
                          "--flag=value and --flag value.")
     _add_config_flags(run)
     sub.add_parser("list", help="list architectures, datasets and methods")
+    sweep = sub.add_parser("sweep", help="run a grid of configurations, then report",
+                           description="Every flag of 'incop run' takes one or more values; the "
+                           "sweep runs every combination (methods x (p, q) pairs x any other "
+                           "flag), skips finished runs, resumes started ones, and ends with "
+                           "'incop report' over all of them in <output_dir>/report.")
+    _add_config_flags(sweep, multi=True)
+    sweep.add_argument("--pq", nargs="+", metavar="P,Q", type=_pq_pair,
+                       help="(p, q) pairs, e.g. --pq 1,2 0.5,1 (overrides --prune_p/--prune_q; "
+                       "lth runs once)")
+    sweep.add_argument("--launcher", default="local", help="local (default)")
+    sweep.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
+    rep = sub.add_parser("report", help="compare run directories side by side",
+                         description="Table (Markdown, CSV) and overlaid figures for run "
+                         "directories, or for every run found below the given folders.")
+    rep.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    rep.add_argument("--output", default="report", help="where report.md, report.csv and the "
+                     "figures go (default: report)")
     return parser
 
 
@@ -83,6 +104,53 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         print(f"{PROG}: interrupted; completed rounds are saved in {exp.run_dir.path}",
               file=sys.stderr)
         return 130
+    return 0
+
+
+def _pq_pair(text: str):
+    try:
+        p, q = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a P,Q pair such as 1,2") from None
+    return p, q
+
+
+def _cmd_sweep(ns: argparse.Namespace) -> int:
+    from .report import find_runs, report_text, write_report
+    from .sweep import LAUNCHERS, expand_grid
+
+    values = {k: v for k, v in vars(ns).items() if "." in k}
+    values = {k: (v if isinstance(v, list) else [v]) for k, v in values.items()}
+    configs = expand_grid(values, ns.pq)
+    launcher_cls = LAUNCHERS.get(ns.launcher)
+    launcher = launcher_cls(workers=ns.workers)
+    print(f"sweep: {len(configs)} run(s) with the {launcher.name} launcher")
+    done = []
+
+    def progress(result) -> None:
+        done.append(result)
+        print(f"[{len(done)}/{len(configs)}] {result.status}: {result.path}", flush=True)
+
+    results = launcher.launch(configs, progress)
+    failed = [r for r in results if r.status.startswith("failed")]
+    finished = [r.path for r in results if not r.status.startswith("failed")]
+    if finished:
+        out = Path(configs[0].experiment.output_dir) / "report"
+        rows = write_report(find_runs(finished), out)
+        print(report_text(rows))
+        print(f"report.md, report.csv and figures in {out}")
+    return 1 if failed else 0
+
+
+def _cmd_report(ns: argparse.Namespace) -> int:
+    from .report import find_runs, report_text, write_report
+    from .results import RunDirectory
+
+    runs = find_runs(ns.runs)
+    out = RunDirectory(ns.output).path  # checks the folder is writable
+    rows = write_report(runs, out)
+    print(report_text(rows))
+    print(f"report.md, report.csv and figures in {out}")
     return 0
 
 
@@ -109,6 +177,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_run(ns)
         if ns.command == "list":
             return _cmd_list()
+        if ns.command == "report":
+            return _cmd_report(ns)
+        if ns.command == "sweep":
+            return _cmd_sweep(ns)
         build_parser().print_help()
         return 2
     except UsageError as e:

@@ -23,7 +23,7 @@ from .flows import (GradientFlow, InformationFlow, activation_similarity, layer_
 from .masks import Masks, prunable_parameters
 from .methods import RULES, resolve
 from .models import build_model, load_pretrained
-from .results import RunDirectory, summary_rows, summary_table
+from .results import RunDirectory, run_path, summary_rows, summary_table
 from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,
                        InformationFlowCriterion, StoppingCriterion)
 from .training import EpochRecord, evaluate, make_optimizer, train_round
@@ -116,7 +116,11 @@ class IMPExperiment:
             self.run_dir.write_csv("summary.csv", summary_rows(self.rounds))
             self.run_dir.write_json("summary.json", {"rounds": summary_rows(self.rounds),
                                                      "trials": self.trials, "complete": True})
-            self._say(f"results in {self.run_dir.path}")
+            from .plots import save_run_figures
+            from .report import load_run
+
+            save_run_figures([load_run(self.run_dir.path)], self.run_dir.path / "figures")
+            self._say(f"results and figures in {self.run_dir.path}")
         return results
 
     def _say(self, msg: str) -> None:
@@ -348,9 +352,5 @@ def _versions() -> Dict[str, str]:
 
 
 def run_directory(cfg: RunConfig) -> RunDirectory:
-    """``<output_dir>/<method>/<arch>/<dataset>/<run_id or run_name>/``."""
-    from pathlib import Path
-
-    e = cfg.experiment
-    return RunDirectory(Path(e.output_dir) / cfg.prune.method / cfg.model.arch / cfg.data.dataset
-                        / (e.run_name or cfg.run_id()))
+    """The run's directory, created and checked writable."""
+    return RunDirectory(run_path(cfg))

@@ -62,6 +62,13 @@ def to_csv(rows: Sequence[Dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def run_path(cfg) -> Path:
+    """``<output_dir>/<method>/<arch>/<dataset>/<run_id or run_name>/`` for a RunConfig."""
+    e = cfg.experiment
+    return (Path(e.output_dir) / cfg.prune.method / cfg.model.arch / cfg.data.dataset
+            / (e.run_name or cfg.run_id()))
+
+
 class RunDirectory:
     """One run's folder: config, metrics, masks, model, log."""
 

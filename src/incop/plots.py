@@ -1,0 +1,165 @@
+"""Figures for one run or several overlaid: built as matplotlib ``Figure`` objects (headless, no
+pyplot state), saved as PNG."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
+
+from .report import RunData
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+          "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if "round" in xlabel or "epoch" in xlabel:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+PERCENT_TICKS = [100, 80, 64, 50, 40, 30, 20, 15, 10, 7, 5, 3, 2, 1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01]
+
+
+def _percent_log_axis(axis) -> None:
+    """Log scale labelled in plain percentages (100, 64, 40, ...) instead of powers of ten."""
+    axis.set_major_locator(FixedLocator(PERCENT_TICKS))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def per_round(run: RunData, key: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rounds, mean, std) of ``key`` across trials, for rounds every trial reached."""
+    values: Dict[int, List[float]] = {}
+    for r in run.rounds:
+        if r.get(key) is not None:
+            values.setdefault(r["round"], []).append(float(r[key]))
+    ks = sorted(values)
+    mean = np.array([np.mean(values[k]) for k in ks])
+    std = np.array([np.std(values[k], ddof=1) if len(values[k]) > 1 else 0.0 for k in ks])
+    return np.array(ks), mean, std
+
+
+def _band(ax, x, mean, std, color, label, marker="o"):
+    ax.plot(x, mean, color=color, marker=marker, markersize=4, linewidth=1.8, label=label)
+    if np.any(std > 0):
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+
+
+def rounds_figure(runs: Sequence[RunData]) -> Figure:
+    """The paper's three panels: test accuracy, epochs and remaining weights per round,
+    mean line and std band across trials."""
+    fig = Figure(figsize=(14, 4.2), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for i, run in enumerate(runs):
+        color = COLORS[i % len(COLORS)]
+        for ax, key in zip(axes, ("test_acc", "epochs", "remaining_pct")):
+            _band(ax, *per_round(run, key), color, run.label)
+        if len(runs) == 1 and run.trials:
+            warm = np.mean([t["warmup_test_acc"] for t in run.trials])
+            axes[0].axhline(warm, color="k", linestyle=":", linewidth=1, label="dense warm-up")
+    _style(axes[0], "Test accuracy", "pruning round", "test accuracy (%)")
+    _style(axes[1], "Training epochs per round", "pruning round", "epochs")
+    _style(axes[2], "Remaining weights", "pruning round", "remaining weights (%)")
+    axes[2].set_yscale("log")
+    _percent_log_axis(axes[2].yaxis)
+    axes[1].set_ylim(bottom=0)
+    axes[0].legend(fontsize=8, loc="best")
+    return fig
+
+
+def accuracy_vs_remaining_figure(runs: Sequence[RunData]) -> Figure:
+    """Test accuracy against remaining weights (log axis, sparser to the right)."""
+    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, run in enumerate(runs):
+        _, rem, rem_std = per_round(run, "remaining_pct")
+        _, acc, acc_std = per_round(run, "test_acc")
+        n = min(len(rem), len(acc))
+        ax.errorbar(rem[:n], acc[:n], yerr=acc_std[:n], xerr=rem_std[:n],
+                    color=COLORS[i % len(COLORS)], marker="o", markersize=4, capsize=2,
+                    linewidth=1.5, label=run.label)
+    _style(ax, "Accuracy against remaining weights", "remaining weights (%)", "test accuracy (%)")
+    ax.set_xscale("log")
+    _percent_log_axis(ax.xaxis)
+    ax.invert_xaxis()
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def _distance_segments(run: RunData, trial: int):
+    """Per round of one trial, (x, y): x counts epochs across rounds, and the distance before
+    the round's first epoch is drawn at the round's start."""
+    segments, offset = [], 0
+    for r in (r for r in run.rounds if r["trial"] == trial):
+        xs, ys = [], []
+        if r.get("start_distance") is not None:
+            xs.append(offset)
+            ys.append(r["start_distance"])
+        for e in (e for e in run.epochs if e["trial"] == trial and e["round"] == r["round"]):
+            if e.get("distance") is not None:
+                xs.append(offset + e["epoch"])
+                ys.append(e["distance"])
+        segments.append((xs, ys))
+        offset += r["epochs"]
+    return segments
+
+
+def flow_distance_figure(runs: Sequence[RunData]) -> Optional[Figure]:
+    """Flow distance after every epoch, rounds side by side, one panel per run that measures
+    flows; the dashed line is the stopping threshold. None when no run measures flows."""
+    flowing = [r for r in runs if any(e.get("distance") is not None for e in r.epochs)]
+    if not flowing:
+        return None
+    cols = min(len(flowing), 3)
+    rows = (len(flowing) + cols - 1) // cols
+    fig = Figure(figsize=(5.2 * cols, 3.8 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, run in zip(axes, flowing):
+        trials = sorted({r["trial"] for r in run.rounds})
+        for j, t in enumerate(trials):
+            segments = _distance_segments(run, t)
+            for n, (xs, ys) in enumerate(segments):
+                ax.plot(xs, ys, color=COLORS[j % len(COLORS)], marker=".", linewidth=1.2,
+                        label=f"trial {t}" if n == 0 else None)
+                if j == 0 and n > 0 and xs:
+                    ax.axvline(xs[0], color="0.8", linewidth=0.8, zorder=0, gid="round_separator")
+        if run.epsilon is not None:
+            ax.axhline(run.epsilon, color="k", linestyle="--", linewidth=1,
+                       label=f"epsilon {run.epsilon:g}")
+        _style(ax, run.label, "training epoch (rounds separated by grey lines)", "flow distance")
+        ax.legend(fontsize=8, loc="best")
+    for ax in axes[len(flowing):]:
+        ax.set_visible(False)
+    return fig
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    FigureCanvasAgg(fig)
+    fig.savefig(str(tmp), format="png", dpi=150)
+    tmp.replace(path)
+
+
+def save_run_figures(runs: Sequence[RunData], out_dir: Path) -> List[Path]:
+    """rounds.png, accuracy_vs_remaining.png and (when flows were measured) flow_distance.png."""
+    out_dir = Path(out_dir)
+    figures = {"rounds.png": rounds_figure(runs),
+               "accuracy_vs_remaining.png": accuracy_vs_remaining_figure(runs),
+               "flow_distance.png": flow_distance_figure(runs)}
+    saved = []
+    for name, fig in figures.items():
+        if fig is not None:
+            save_figure(fig, out_dir / name)
+            saved.append(out_dir / name)
+    return saved
