@@ -8,7 +8,8 @@ import pytest
 from matplotlib.collections import PolyCollection
 
 import incop.training as training
-from incop.plots import accuracy_vs_remaining_figure, flow_distance_figure, per_round, rounds_figure
+from incop.plots import (accuracy_vs_remaining_figure, flow_distance_figure, per_round, rounds_figure,
+                         similarity_figure)
 from incop.report import find_runs, run_summary
 
 COMMON = ["--net_train_epochs", "2", "--net_warmup", "2", "--exper_imp_total_iter", "3",
@@ -28,9 +29,19 @@ def test_png_files_are_real_images(runs):
     for png in runs.rglob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     names = {p.name for p in runs.glob("ciap/*/*/*/figures/*.png")}
-    assert names == {"rounds.png", "accuracy_vs_remaining.png", "flow_distance.png"}
+    assert names == {"rounds.png", "accuracy_vs_remaining.png", "flow_distance.png", "similarity.png"}
     # sap measures no flow, so it gets no flow figure
-    assert {p.name for p in runs.glob("sap/*/*/*/figures/*.png")} == {"rounds.png", "accuracy_vs_remaining.png"}
+    assert {p.name for p in runs.glob("sap/*/*/*/figures/*.png")} == {
+        "rounds.png", "accuracy_vs_remaining.png", "similarity.png"}
+
+
+def test_similarity_figure_has_one_series_per_monitored_layer(runs):
+    run = find_runs([str(runs)])[0]
+    ax = similarity_figure(run).get_axes()[0]
+    lines = {l.get_label(): l for l in ax.get_lines()}
+    assert set(lines) == {"fc1", "fc2", "fc3"}
+    expected = np.mean([s["cosine"] for s in run.similarity if s["layer"] == "fc2" and s["round"] == 1])
+    assert lines["fc2"].get_ydata()[1] == pytest.approx(expected)
 
 
 def test_three_panel_figure_has_mean_and_std_bands(runs):

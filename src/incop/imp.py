@@ -23,7 +23,7 @@ from .flows import (GradientFlow, InformationFlow, activation_similarity, layer_
 from .masks import Masks, prunable_parameters
 from .methods import RULES, resolve
 from .models import build_model, load_pretrained
-from .results import RunDirectory, run_path, summary_rows, summary_table
+from .results import RunDirectory, layer_table_text, run_path, summary_rows, summary_table
 from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,
                        InformationFlowCriterion, StoppingCriterion)
 from .training import EpochRecord, evaluate, make_optimizer, train_round
@@ -111,6 +111,8 @@ class IMPExperiment:
             resume = state if state and state["index"] == t else None
             results.append(self.run_trial(t, cfg.experiment.seed + t, resume))
         self._say("\n" + summary_table(self.rounds))
+        self._say("\n" + layer_table_text([r for r in self.layers if r["trial"] == 0
+                                           and r["round"] == self.rounds[-1]["round"]]))
         if self.run_dir:
             self._write_views()
             self.run_dir.write_csv("summary.csv", summary_rows(self.rounds))

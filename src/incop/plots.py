@@ -143,6 +143,28 @@ def flow_distance_figure(runs: Sequence[RunData]) -> Optional[Figure]:
     return fig
 
 
+def similarity_figure(run: RunData) -> Optional[Figure]:
+    """Per monitored layer, cosine similarity of its activations to the dense reference's after
+    each round (mean line, std band across trials)."""
+    if not run.similarity:
+        return None
+    values: Dict[str, Dict[int, List[float]]] = {}
+    for s in run.similarity:
+        values.setdefault(s["layer"], {}).setdefault(s["round"], []).append(float(s["cosine"]))
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    cmap = [COLORS[i % len(COLORS)] for i in range(len(values))]
+    for color, (layer, by_round) in zip(cmap, values.items()):
+        ks = sorted(by_round)
+        mean = np.array([np.mean(by_round[k]) for k in ks])
+        std = np.array([np.std(by_round[k], ddof=1) if len(by_round[k]) > 1 else 0.0 for k in ks])
+        _band(ax, np.array(ks), mean, std, color, layer)
+    _style(ax, f"Similarity to the dense reference: {run.label}", "pruning round",
+           "cosine similarity of activations")
+    ax.legend(fontsize=7, loc="best", ncol=2 if len(values) > 8 else 1)
+    return fig
+
+
 def save_figure(fig: Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -152,11 +174,13 @@ def save_figure(fig: Figure, path: Path) -> None:
 
 
 def save_run_figures(runs: Sequence[RunData], out_dir: Path) -> List[Path]:
-    """rounds.png, accuracy_vs_remaining.png and (when flows were measured) flow_distance.png."""
+    """rounds.png, accuracy_vs_remaining.png, flow_distance.png (when flows were measured) and,
+    for a single run, similarity.png."""
     out_dir = Path(out_dir)
     figures = {"rounds.png": rounds_figure(runs),
                "accuracy_vs_remaining.png": accuracy_vs_remaining_figure(runs),
-               "flow_distance.png": flow_distance_figure(runs)}
+               "flow_distance.png": flow_distance_figure(runs),
+               "similarity.png": similarity_figure(runs[0]) if len(runs) == 1 else None}
     saved = []
     for name, fig in figures.items():
         if fig is not None:

@@ -21,6 +21,7 @@ class RunData:
     rounds: List[Dict[str, Any]]
     epochs: List[Dict[str, Any]] = field(default_factory=list)
     trials: List[Dict[str, Any]] = field(default_factory=list)
+    similarity: List[Dict[str, Any]] = field(default_factory=list)
     label: str = ""
 
     @property
@@ -73,7 +74,8 @@ def load_run(path: Path) -> RunData:
                          f"it") from None
     trials_path = path / "trials.json"
     trials = json.loads(trials_path.read_text()) if trials_path.exists() else []
-    run = RunData(path, config, rounds, _read_csv(path / "epochs.csv"), trials)
+    run = RunData(path, config, rounds, _read_csv(path / "epochs.csv"), trials,
+                  _read_csv(path / "similarity.csv"))
     run.label = default_label(run)
     return run
 

@@ -156,3 +156,13 @@ def summary_table(rounds: Sequence[Dict[str, Any]]) -> str:
                      fmt_ms([r["time_train"] + r["time_flow"] + r["time_eval"] for r in rs], 1)])
     return format_table(["round", "remaining %", "epochs", "stopped by", "val acc %", "test acc %",
                          "time s"], rows)
+
+
+def layer_table_text(rows: Sequence[Dict[str, Any]]) -> str:
+    """Per-layer sparsity of one round (rows from Masks.layer_table), with a total line."""
+    total = sum(r["total"] for r in rows)
+    remaining = sum(r["remaining"] for r in rows)
+    body = [[r["layer"], r["shape"], str(r["total"]), str(r["remaining"]),
+             f"{r['remaining_pct']:.2f}"] for r in rows]
+    body.append(["total", "", str(total), str(remaining), f"{100.0 * remaining / max(total, 1):.2f}"])
+    return format_table(["layer", "shape", "weights", "remaining", "remaining %"], body)
