@@ -10,7 +10,7 @@ import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -286,13 +286,80 @@ DEFAULT_PROBE_SIZE = 2048
 def probe_subset(splits: DataSplits, size: Optional[int], seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """A fixed, seeded subset of the training split, used to measure flows."""
     n = len(splits.train_y)
-    if size is None:
-        size = min(DEFAULT_PROBE_SIZE, n)
-    if not 0 < size <= n:
+    if size is not None and not 0 < size <= n:
         raise UsageError(f"--flow_probe_size {size} must be between 1 and the training split's "
                          f"size ({n})")
-    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))[:size]
-    idx = idx.sort().values.to(splits.train_x.device)
-    return splits.train_x[idx], splits.train_y[idx]
+    return probe_from_source((splits.train_x, splits.train_y), size, seed)
 
 
+
+
+# ---------------------------------------------------------------- any data source
+
+Batch = Tuple[torch.Tensor, torch.Tensor]
+#: Data given as a pair of tensors ``(x, y)`` or as any iterable of batches (a DataLoader).
+DataSource = Union[Tuple[torch.Tensor, torch.Tensor], Iterable[Batch]]
+
+
+def is_tensor_pair(source: DataSource) -> bool:
+    return (isinstance(source, (tuple, list)) and len(source) == 2
+            and all(isinstance(t, torch.Tensor) for t in source))
+
+
+def eval_batches(source: DataSource, batch_size: int = 1024) -> Iterable[Batch]:
+    """Batches of a source in a fixed order (tensor pairs are sliced, loaders iterated)."""
+    if is_tensor_pair(source):
+        x, y = source
+        return TensorBatches(x, y, batch_size)
+    return source
+
+
+def train_batches(source: DataSource, batch_size: int, generator: torch.Generator) -> Iterable[Batch]:
+    """A training pass: tensor pairs are reshuffled by ``generator``; a loader is used as given
+    (its shuffling follows the global RNG, which each round reseeds)."""
+    if is_tensor_pair(source):
+        x, y = source
+        return TensorBatches(x, y, batch_size, shuffle=True, generator=generator)
+    return source
+
+
+def source_size(source: DataSource) -> Optional[int]:
+    if is_tensor_pair(source):
+        return len(source[1])
+    dataset = getattr(source, "dataset", None)
+    try:
+        return len(dataset) if dataset is not None else None
+    except TypeError:
+        return None
+
+
+def probe_from_source(source: DataSource, size: Optional[int], seed: int) -> Batch:
+    """A fixed probe set: a seeded subset of a tensor pair, or the first ``size`` samples a
+    loader yields under a fixed seed."""
+    if is_tensor_pair(source):
+        x, y = source
+        n = len(y)
+        size = min(DEFAULT_PROBE_SIZE, n) if size is None else size
+        if not 0 < size <= n:
+            raise UsageError(f"probe size {size} must be between 1 and the training data's size ({n})")
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))[:size]
+        idx = idx.sort().values.to(x.device)
+        return x[idx], y[idx]
+    size = DEFAULT_PROBE_SIZE if size is None else size
+    if size < 1:
+        raise UsageError(f"probe size {size} must be at least 1")
+    state = torch.get_rng_state()
+    torch.manual_seed(seed + 7919)
+    xs, ys, n = [], [], 0
+    try:
+        for xb, yb in source:
+            xs.append(xb)
+            ys.append(yb)
+            n += len(yb)
+            if n >= size:
+                break
+    finally:
+        torch.set_rng_state(state)
+    if n == 0:
+        raise UsageError("the training loader yielded no data")
+    return torch.cat(xs)[:size], torch.cat(ys)[:size]

@@ -7,7 +7,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import RunConfig
-from .data import DATASETS, DataSplits, RawDataset, TensorBatches, probe_subset, split_train_val
+from .data import (DATASETS, DataSource, RawDataset, probe_subset, source_size, split_train_val,
+                   train_batches)
 from .errors import UsageError
 from .flows import (GradientFlow, InformationFlow, activation_similarity, layer_activations,
                     monitored_layers)
@@ -57,6 +58,20 @@ def round_seed(seed: int, round_index: int) -> int:
 
 
 @dataclass
+class TrialInputs:
+    """What one trial trains: a model (not yet on the device) and its data."""
+
+    model: nn.Module
+    train: DataSource
+    val: DataSource
+    test: Optional[DataSource]
+    probe: Tuple[torch.Tensor, torch.Tensor]
+
+
+TrialInputsFactory = Callable[[int, int], TrialInputs]
+
+
+@dataclass
 class TrialResult:
     seed: int
     warmup: Dict[str, Any]
@@ -70,10 +85,14 @@ class IMPExperiment:
 
     def __init__(self, cfg: RunConfig, run_dir: Optional[RunDirectory] = None,
                  raw: Optional[RawDataset] = None, progress: Optional[bool] = None,
-                 echo: Callable[[str], None] = print) -> None:
+                 echo: Callable[[str], None] = print,
+                 inputs: Optional[TrialInputsFactory] = None) -> None:
+        """``inputs(trial, seed)`` supplies each trial's model and data; by default they come
+        from the model and dataset registries named in ``cfg``."""
         self.cfg = cfg
         self.run_dir = run_dir
         self.raw = raw
+        self.inputs = inputs or self._registry_inputs
         self.progress_disabled = None if progress is None else not progress
         self.echo = echo
         self.device = resolve_device(cfg.experiment.device, cfg.experiment.gpu_id)
@@ -91,13 +110,13 @@ class IMPExperiment:
         """Run every trial not finished yet; a run directory with progress is resumed."""
         cfg = self.cfg
         progress = self._load_progress()
-        if self.raw is None:
+        if self.raw is None and self.inputs == self._registry_inputs:
             self.raw = DATASETS.get(cfg.data.dataset)(cfg.data.data_dir)
+        source = f" [{self.raw.source}]" if self.raw is not None else ""
         self._say(f"incop {__version__}: {cfg.prune.method} (rule {self.rule_name}, stop "
                   f"{self.criterion_name}"
                   + (f", epsilon {self.epsilon:g}" if self.criterion_name != "fixed" else "")
-                  + f") on {cfg.model.arch}/{cfg.data.dataset} [{self.raw.source}], device "
-                  f"{self.device}")
+                  + f") on {cfg.model.arch}/{cfg.data.dataset}{source}, device {self.device}")
         if self.run_dir and progress is None:
             self.run_dir.write_json("config.json", {**cfg.to_dict(), "versions": _versions()})
         state = progress["trial"] if progress else None
@@ -136,18 +155,14 @@ class IMPExperiment:
         """One IMP search with one seed; ``resume`` is a saved trial state to continue from."""
         cfg, dev = self.cfg, self.device
         seed_everything(seed)
-        splits = split_train_val(self.raw, cfg.data.val_size, seed).to(dev)
-        probe_x, probe_y = probe_subset(splits, cfg.prune.flow_probe_size, seed)
-        model = build_model(cfg.model.arch, splits.input_shape, splits.num_classes)
-        if cfg.model.pretrained:
-            load_pretrained(model, cfg.model.pretrained)
-        model.to(dev)
+        data = self.inputs(trial, seed)
+        model = data.model.to(dev)
+        probe_x, probe_y = (t.to(dev) for t in data.probe)
         layers = monitored_layers(model, probe_x[:1])
-        test = (splits.test_x, splits.test_y)
 
         if resume is None:
             masks = Masks.ones_like(model).bind(model)
-            warmup = self._warm_up(model, masks, splits, trial, seed, len(probe_y))
+            warmup = self._warm_up(model, masks, data, trial, seed, len(probe_y))
             rewind_state = copy.deepcopy(model.state_dict())
             first_round = 0
         else:
@@ -176,10 +191,10 @@ class IMPExperiment:
                 model.load_state_dict(rewind_state)
                 masks.bind(model).apply()
             prune_time = time.perf_counter() - t0
-            outcome = self._train(model, masks, splits, seed, k, cfg.train.epochs, criteria,
+            outcome = self._train(model, masks, data, seed, k, cfg.train.epochs, criteria,
                                   f"round {k}")
             t0 = time.perf_counter()
-            test_acc, _ = evaluate(model, *test)
+            test_acc = evaluate(model, data.test)[0] if data.test is not None else None
             eval_extra = time.perf_counter() - t0
             t0 = time.perf_counter()
             sims = activation_similarity(reference_acts, layer_activations(model, layers, probe_x))
@@ -191,7 +206,7 @@ class IMPExperiment:
                             val=f"{record['val_acc']:.1f}", epochs=outcome.epochs)
             self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
                       f"{outcome.epochs} epochs ({outcome.stop_reason}), val "
-                      f"{record['val_acc']:.2f}%, test {test_acc:.2f}%")
+                      f"{record['val_acc']:.2f}%, test {_pct(test_acc)}")
             diverged = outcome.stop_reason == "diverged"
             last = diverged or k == cfg.experiment.imp_total_iter - 1
             state = None if last else {"index": trial, "seed": seed, "round": k,
@@ -211,35 +226,46 @@ class IMPExperiment:
         result.model, result.masks = model, masks
         return result
 
-    def _warm_up(self, model, masks, splits: DataSplits, trial: int, seed: int,
+    def _registry_inputs(self, trial: int, seed: int) -> TrialInputs:
+        """The model and dataset named in the config, split by the trial's seed."""
+        cfg = self.cfg
+        splits = split_train_val(self.raw, cfg.data.val_size, seed).to(self.device)
+        probe = probe_subset(splits, cfg.prune.flow_probe_size, seed)
+        model = build_model(cfg.model.arch, splits.input_shape, splits.num_classes)
+        if cfg.model.pretrained:
+            load_pretrained(model, cfg.model.pretrained)
+        return TrialInputs(model, (splits.train_x, splits.train_y), (splits.val_x, splits.val_y),
+                           (splits.test_x, splits.test_y), probe)
+
+    def _warm_up(self, model, masks, data: TrialInputs, trial: int, seed: int,
                  probe_size: int) -> Dict[str, Any]:
         cfg = self.cfg
         t0 = time.perf_counter()
         if cfg.train.warmup > 0:
-            warm = self._train(model, masks, splits, seed, -1, cfg.train.warmup, [],
+            warm = self._train(model, masks, data, seed, -1, cfg.train.warmup, [],
                                f"trial {trial} warm-up")
             if warm.stop_reason == "diverged":
                 raise UsageError(f"the dense warm-up diverged (non-finite loss) at --net_lr "
                                  f"{cfg.train.lr}; lower the learning rate")
         warm_time = time.perf_counter() - t0
-        warm_val, _ = evaluate(model, splits.val_x, splits.val_y)
-        warm_test, _ = evaluate(model, splits.test_x, splits.test_y)
+        warm_val, _ = evaluate(model, data.val)
+        warm_test = evaluate(model, data.test)[0] if data.test is not None else None
         warmup = {"trial": trial, "seed": seed, "warmup_epochs": cfg.train.warmup,
                   "warmup_val_acc": warm_val, "warmup_test_acc": warm_test,
-                  "warmup_time": warm_time, "train_size": len(splits.train_y),
-                  "val_size": len(splits.val_y), "test_size": len(splits.test_y),
+                  "warmup_time": warm_time, "train_size": source_size(data.train),
+                  "val_size": source_size(data.val),
+                  "test_size": source_size(data.test) if data.test is not None else None,
                   "probe_size": probe_size}
         self.trials.append(warmup)
         self._say(f"trial {trial} (seed {seed}): dense warm-up {cfg.train.warmup} epochs, "
-                  f"val {warm_val:.2f}%, test {warm_test:.2f}%")
+                  f"val {warm_val:.2f}%, test {_pct(warm_test)}")
         return warmup
 
-    def _train(self, model, masks, splits: DataSplits, seed: int, k: int, epochs: int,
+    def _train(self, model, masks, data: TrialInputs, seed: int, k: int, epochs: int,
                criteria, label: str):
         torch.manual_seed(round_seed(seed, k))
         gen = torch.Generator().manual_seed(round_seed(seed, k))
-        batches = TensorBatches(splits.train_x, splits.train_y, self.cfg.data.batch_size,
-                                shuffle=True, generator=gen)
+        batches = train_batches(data.train, self.cfg.data.batch_size, gen)
         optimizer = make_optimizer(model, self.cfg.train.lr, self.cfg.train.momentum,
                                    self.cfg.train.weight_decay)
         bar = tqdm(total=epochs, desc=label, leave=False, disable=self.progress_disabled,
@@ -251,7 +277,7 @@ class IMPExperiment:
                             **({"dist": f"{rec.distance:.3f}"} if rec.distance is not None else {}))
 
         try:
-            return train_round(model, optimizer, masks, batches, (splits.val_x, splits.val_y),
+            return train_round(model, optimizer, masks, batches, data.val,
                                epochs, criteria, tick)
         finally:
             bar.close()
@@ -344,6 +370,10 @@ def _comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
     exp = {k: v for k, v in cfg["experiment"].items()
            if k not in ("output_dir", "run_name", "device", "gpu_id")}
     return {**cfg, "experiment": exp}
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f}%"
 
 
 def _versions() -> Dict[str, str]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data import TensorBatches
+from .data import Batch, DataSource, eval_batches
 from .masks import Masks
 from .stopping import StoppingCriterion
 
@@ -59,12 +59,20 @@ def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: f
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks,
-                batches: TensorBatches) -> float:
-    """One full pass over ``batches``; pruned weights stay exactly 0. Returns the mean loss."""
+                batches: Iterable[Batch]) -> float:
+    """One full pass over ``batches`` (TensorBatches or a DataLoader); pruned weights stay
+    exactly 0. Returns the mean loss."""
     model.train()
-    total = None
+    device = _device_of(model)
+    total, n = None, 0
     for x, y in batches:
+        if x.device != device:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -73,22 +81,27 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
         masks.apply()
         weighted = loss.detach() * len(y)
         total = weighted if total is None else total + weighted
-    return float(total) / len(batches.y) if total is not None else float("nan")
+        n += len(y)
+    return float(total) / n if total is not None else float("nan")
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple:
-    """(accuracy in %, mean cross-entropy) in eval mode."""
+def evaluate(model: nn.Module, data: DataSource) -> Tuple[float, float]:
+    """(accuracy in %, mean cross-entropy) in eval mode, on a tensor pair or a loader."""
     was_training = model.training
     model.eval()
-    correct, loss = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
-    for i in range(0, len(y), EVAL_BATCH):
-        out = model(x[i:i + EVAL_BATCH])
-        yb = y[i:i + EVAL_BATCH]
+    device = _device_of(model)
+    correct = torch.zeros((), device=device)
+    loss = torch.zeros((), device=device, dtype=torch.float64)
+    n = 0
+    for xb, yb in eval_batches(data, EVAL_BATCH):
+        xb, yb = xb.to(device), yb.to(device)
+        out = model(xb)
         correct += (out.argmax(1) == yb).sum()
-        loss += F.cross_entropy(out, yb, reduction="sum")
+        loss += F.cross_entropy(out, yb, reduction="sum").double()
+        n += len(yb)
     model.train(was_training)
-    n = max(len(y), 1)
+    n = max(n, 1)
     return 100.0 * float(correct) / n, float(loss) / n
 
 
@@ -96,14 +109,14 @@ EpochCallback = Callable[[EpochRecord], None]
 
 
 def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks,
-                batches: TensorBatches, val: Sequence[torch.Tensor], max_epochs: int,
+                batches: Iterable[Batch], val: DataSource, max_epochs: int,
                 criteria: Sequence[StoppingCriterion] = (),
                 on_epoch_end: Optional[EpochCallback] = None) -> RoundOutcome:
     """Train until a criterion fires, the loss diverges, or ``max_epochs`` (always >= 1 epoch).
 
     The first flow-measuring criterion's distance is recorded before the first epoch and after
     every epoch. Time is split into training, evaluation and flow measuring."""
-    device = next(model.parameters()).device
+    device = _device_of(model)
     t0 = time.perf_counter()
     start = [c.start_round(model, masks) for c in criteria]
     start_distance = next((d for d in start if d is not None), None)
@@ -114,7 +127,7 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
         loss = train_epoch(model, optimizer, masks, batches)
         _sync(device)
         t1 = time.perf_counter()
-        val_acc, val_loss = evaluate(model, *val)
+        val_acc, val_loss = evaluate(model, val)
         t2 = time.perf_counter()
         if not math.isfinite(loss):
             reason, distance = "diverged", None
