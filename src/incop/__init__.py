@@ -6,7 +6,16 @@ from .config import (DataConfig, ExperimentConfig, ModelConfig, PruneConfig, Run
 from .errors import UsageError  # noqa: E402
 from .masks import Masks, prunable_parameters  # noqa: E402
 from .pruning import SAP, GlobalMagnitude, LayerwiseMagnitude, pq_index  # noqa: E402
+from .flows import GradientFlow, InformationFlow  # noqa: E402
+from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,  # noqa: E402
+                       InformationFlowCriterion, StoppingCriterion)
+from .torch_prune import (MagnitudePruning, SAPPruning, masks_from_torch_prune,  # noqa: E402
+                          remove_reparametrization, to_torch_prune)
+from .api import PruneResult, prune_model  # noqa: E402
 
 __all__ = ["__version__", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "PruneConfig",
            "ExperimentConfig", "UsageError", "Masks", "prunable_parameters", "SAP",
-           "GlobalMagnitude", "LayerwiseMagnitude", "pq_index"]
+           "GlobalMagnitude", "LayerwiseMagnitude", "pq_index", "InformationFlow", "GradientFlow",
+           "StoppingCriterion", "FixedEpochs", "InformationFlowCriterion", "GradientFlowCriterion",
+           "AccuracyRecovery", "SAPPruning", "MagnitudePruning", "to_torch_prune",
+           "remove_reparametrization", "masks_from_torch_prune", "prune_model", "PruneResult"]

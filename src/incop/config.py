@@ -99,8 +99,10 @@ class RunConfig:
     def from_dict(cls, d: Dict[str, Any]) -> "RunConfig":
         return cls(**{s: _section_class(s)(**d.get(s, {})) for s in cls.SECTIONS})
 
-    def validate(self) -> "RunConfig":
-        _validate(self)
+    def validate(self, registry_names: bool = True) -> "RunConfig":
+        """Check every value (UsageError naming the flag); ``registry_names`` False skips the
+        architecture and dataset names, for a user's own model and data."""
+        _validate(self, registry_names)
         return self
 
     def run_id(self) -> str:
@@ -126,14 +128,15 @@ def _finite(x: Optional[float]) -> bool:
     return x is not None and math.isfinite(x)
 
 
-def _validate(c: RunConfig) -> None:
+def _validate(c: RunConfig, registry_names: bool = True) -> None:
     from .data import DATASETS
     from .methods import CRITERIA, METHODS, RULES
     from .models import MODELS
     from .pruning import validate_pq
 
-    c.data.dataset = DATASETS.canonical(c.data.dataset)
-    c.model.arch = MODELS.canonical(c.model.arch)
+    if registry_names:
+        c.data.dataset = DATASETS.canonical(c.data.dataset)
+        c.model.arch = MODELS.canonical(c.model.arch)
     c.prune.method = METHODS.canonical(c.prune.method)
     if c.prune.rule is not None:
         c.prune.rule = RULES.canonical(c.prune.rule)

@@ -110,5 +110,13 @@ class Masks:
     def from_state_dict(cls, state: Dict[str, torch.Tensor]) -> "Masks":
         return cls({n: m.float() for n, m in state.items()})
 
+    def save(self, path) -> None:
+        """Save as a state dict of bool tensors (``torch.load`` reads it back)."""
+        torch.save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path) -> "Masks":
+        return cls.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
     def clone(self) -> "Masks":
         return Masks({n: m.clone() for n, m in self._masks.items()})

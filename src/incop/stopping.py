@@ -2,11 +2,11 @@
 
 Each criterion can also be used from a hand-written loop::
 
-    crit = InformationFlowCriterion(monitor, reference, epsilon=0.11)
-    crit.start_round(model, masks)
+    crit = InformationFlowCriterion.from_model(dense_model, probe_x, epsilon=0.11)
+    ...prune, rewind...
     for epoch in range(max_epochs):
         train_one_epoch(...)
-        if crit.check(model, masks, val_acc).stop:
+        if crit.check(model).stop:
             break
 """
 from __future__ import annotations
@@ -63,6 +63,13 @@ class InformationFlowCriterion(StoppingCriterion):
                  epsilon: float = 0.11) -> None:
         self.monitor, self.reference, self.epsilon = monitor, reference, epsilon
 
+    @classmethod
+    def from_model(cls, model: nn.Module, probe_x: torch.Tensor, epsilon: float = 0.11,
+                   stat: str = "mean") -> "InformationFlowCriterion":
+        """Measure the reference on ``model`` as it is now (the dense, trained network)."""
+        monitor = InformationFlow(model, probe_x, stat=stat)
+        return cls(monitor, monitor.measure(model), epsilon)
+
     def distance(self, model: nn.Module) -> float:
         return self.monitor.distance(self.monitor.measure(model), self.reference)
 
@@ -82,6 +89,13 @@ class GradientFlowCriterion(StoppingCriterion):
 
     def __init__(self, monitor: GradientFlow, reference: torch.Tensor, epsilon: float) -> None:
         self.monitor, self.reference, self.epsilon = monitor, reference, epsilon
+
+    @classmethod
+    def from_model(cls, model: nn.Module, probe_x: torch.Tensor, probe_y: torch.Tensor,
+                   epsilon: float = 0.1) -> "GradientFlowCriterion":
+        """Measure the reference on ``model`` as it is now (the dense, trained network)."""
+        monitor = GradientFlow(model, probe_x, probe_y)
+        return cls(monitor, monitor.measure(model), epsilon)
 
     def distance(self, model: nn.Module, masks: Optional[Masks]) -> float:
         return self.monitor.distance(self.monitor.measure(model, masks), self.reference)
