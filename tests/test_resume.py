@@ -50,7 +50,7 @@ def test_kill_then_resume_matches_uninterrupted(cli, monkeypatch, tmp_path, unin
     kill_epoch = max(1, int(when * total))
     _kill_at(monkeypatch, kill_epoch)
     code, _, err = cli(*ARGS, "--output_dir", str(tmp_path))
-    assert code == 130 and "completed rounds are saved" in err
+    assert code == 130 and "run the same command again to resume" in err
     monkeypatch.undo()
     code, out, err = cli(*ARGS, "--output_dir", str(tmp_path))
     assert code == 0, err

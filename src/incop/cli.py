@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -51,10 +52,18 @@ def _add_config_flags(parser: argparse.ArgumentParser, multi: bool = False) -> N
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _flag_of(dest: str) -> str:
+    section, name = dest.split(".", 1)
+    cls = type(getattr(RunConfig(), section))
+    return "--" + next(f.metadata["flag"] for f in dataclasses.fields(cls) if f.name == name)
+
+
 def config_from_args(ns: argparse.Namespace) -> RunConfig:
     sections = {s: {} for s in RunConfig.SECTIONS}
     for key, value in vars(ns).items():
         if "." in key:
+            if isinstance(value, list):  # argparse reads '--flag=--' as an empty list
+                raise UsageError(f"argument {_flag_of(key)}: expected one value")
             section, name = key.split(".", 1)
             sections[section][name] = value
     return RunConfig.from_dict(sections).validate()
@@ -92,18 +101,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into the same clean stop as Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated()
+
+
 def _cmd_run(ns: argparse.Namespace) -> int:
     from .imp import IMPExperiment, run_directory
 
     cfg = config_from_args(ns)
     exp = IMPExperiment(cfg, run_dir=None, progress=False if ns.quiet else None)
     exp.run_dir = run_directory(cfg)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         exp.run()
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; completed rounds are saved in {exp.run_dir.path}",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        name = "SIGTERM" if isinstance(e, _Terminated) else "SIGINT"
+        print(f"{PROG}: stopped by {name}; {len(exp.rounds)} completed round(s) are saved in "
+              f"{exp.run_dir.path}; run the same command again to resume", file=sys.stderr)
+        return 143 if name == "SIGTERM" else 130
+    except OSError as e:
+        raise UsageError(f"cannot write results in {exp.run_dir.path}: {e.strerror or e}; free "
+                         f"space or fix permissions (or pick another --output_dir), then run the "
+                         f"same command again to resume") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

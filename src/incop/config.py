@@ -135,17 +135,19 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     from .pruning import validate_pq
 
     if registry_names:
-        c.data.dataset = DATASETS.canonical(c.data.dataset)
-        c.model.arch = MODELS.canonical(c.model.arch)
-    c.prune.method = METHODS.canonical(c.prune.method)
+        c.data.dataset = DATASETS.canonical(c.data.dataset, "--net_dataset")
+        c.model.arch = MODELS.canonical(c.model.arch, "--net_arch")
+    c.prune.method = METHODS.canonical(c.prune.method, "--prune_method")
     if c.prune.rule is not None:
-        c.prune.rule = RULES.canonical(c.prune.rule)
+        c.prune.rule = RULES.canonical(c.prune.rule, "--prune_rule")
     if c.prune.criterion is not None:
-        c.prune.criterion = CRITERIA.canonical(c.prune.criterion)
+        c.prune.criterion = CRITERIA.canonical(c.prune.criterion, "--stop_criterion")
     t, p, e = c.train, c.prune, c.experiment
     _need(c.data.batch_size >= 1, f"--net_batch_size {c.data.batch_size} must be at least 1")
-    _need(_finite(c.data.val_size) and c.data.val_size > 0,
-          f"--net_val_size {c.data.val_size} must be a fraction in (0, 1) or a positive count")
+    _need(_finite(c.data.val_size) and c.data.val_size > 0
+          and (c.data.val_size < 1 or float(c.data.val_size).is_integer()),
+          f"--net_val_size {c.data.val_size} must be a fraction in (0, 1) or a whole number of "
+          f"samples")
     _need(_finite(t.lr) and t.lr > 0, f"--net_lr {t.lr} must be a positive number (e.g. 0.01)")
     _need(t.epochs >= 1, f"--net_train_epochs {t.epochs} must be at least 1")
     _need(t.warmup >= 0, f"--net_warmup {t.warmup} must be 0 or more")
@@ -154,6 +156,9 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
           f"--net_weight_decay {t.weight_decay} must be 0 or more")
     validate_pq(p.p, p.q)
     _need(_finite(p.ratio) and 0 < p.ratio < 1, f"--prune_ratio {p.ratio} must be in (0, 1)")
+    _need(_finite(p.eta) and p.eta > -1, f"--prune_eta {p.eta} must be a finite number above -1")
+    _need(_finite(p.gamma) and p.gamma >= 0, f"--prune_gamma {p.gamma} must be a finite number >= 0")
+    _need(_finite(p.beta) and 0 <= p.beta <= 1, f"--prune_beta {p.beta} must be in [0, 1]")
     _need(p.epsilon is None or (_finite(p.epsilon) and p.epsilon >= 0),
           f"--prune_epsilon {p.epsilon} must be a number >= 0")
     _need(p.flow_probe_size is None or p.flow_probe_size >= 1, f"--flow_probe_size {p.flow_probe_size} must be at least 1")

@@ -30,6 +30,10 @@ from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,
 from .training import EpochRecord, evaluate, make_optimizer, train_round
 
 
+class Diverged(UsageError):
+    """Training produced a non-finite loss; completed rounds were kept."""
+
+
 def resolve_device(device: str, gpu_id: Optional[int] = None) -> torch.device:
     """``auto`` picks CUDA when available; asking for CUDA without it is a usage error."""
     if device == "auto":
@@ -107,7 +111,14 @@ class IMPExperiment:
 
     # ------------------------------------------------------------------ whole experiment
     def run(self) -> List[TrialResult]:
-        """Run every trial not finished yet; a run directory with progress is resumed."""
+        """Run every trial not finished yet; a run directory with progress is resumed. Only one
+        process at a time may work in a run directory."""
+        if self.run_dir is None:
+            return self._run()
+        with self.run_dir.lock():
+            return self._run()
+
+    def _run(self) -> List[TrialResult]:
         cfg = self.cfg
         progress = self._load_progress()
         if self.raw is None and self.inputs == self._registry_inputs:
@@ -181,7 +192,6 @@ class IMPExperiment:
         result = TrialResult(seed, warmup)
         bar = tqdm(range(first_round, cfg.experiment.imp_total_iter), desc=f"trial {trial} rounds",
                    disable=self.progress_disabled, file=sys.stderr, dynamic_ncols=True)
-        diverged = False
         for k in bar:
             t0 = time.perf_counter()
             info: Dict[str, Any] = {}
@@ -193,6 +203,9 @@ class IMPExperiment:
             prune_time = time.perf_counter() - t0
             outcome = self._train(model, masks, data, seed, k, cfg.train.epochs, criteria,
                                   f"round {k}")
+            if outcome.stop_reason == "diverged":
+                bar.close()
+                self._diverged(trial, k, outcome.epochs)
             t0 = time.perf_counter()
             test_acc = evaluate(model, data.test)[0] if data.test is not None else None
             eval_extra = time.perf_counter() - t0
@@ -207,8 +220,7 @@ class IMPExperiment:
             self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
                       f"{outcome.epochs} epochs ({outcome.stop_reason}), val "
                       f"{record['val_acc']:.2f}%, test {_pct(test_acc)}")
-            diverged = outcome.stop_reason == "diverged"
-            last = diverged or k == cfg.experiment.imp_total_iter - 1
+            last = k == cfg.experiment.imp_total_iter - 1
             state = None if last else {"index": trial, "seed": seed, "round": k,
                                        "model": model.state_dict(), "masks": masks.state_dict(),
                                        "rewind": rewind_state, "warmup": warmup}
@@ -217,14 +229,23 @@ class IMPExperiment:
                 if self.run_dir:
                     self.run_dir.save_torch(f"model_trial{trial}.pt", model.state_dict())
             self._save_progress(trial, k, masks, state)
-            if diverged:
-                self._say(f"trial {trial} round {k} diverged (non-finite loss); stopping this "
-                          f"trial, completed rounds are kept. Lower --net_lr.")
-                break
         bar.close()
         result.rounds = [r for r in self.rounds if r["trial"] == trial]
         result.model, result.masks = model, masks
         return result
+
+    def _diverged(self, trial: int, k: Optional[int], epoch: int) -> None:
+        """A non-finite loss: record what happened beside (never as) the completed rounds, and
+        stop the run. The progress file still ends at the last completed round."""
+        where = "the dense warm-up" if k is None else f"round {k}"
+        event = {"trial": trial, "round": k, "epoch": epoch, "net_lr": self.cfg.train.lr,
+                 "completed_rounds": len(self.rounds)}
+        if self.run_dir:
+            self.run_dir.write_json("diverged.json", event)
+        kept = f"; the {len(self.rounds)} completed round(s) are kept in {self.run_dir.path}" \
+            if self.run_dir and self.rounds else ""
+        raise Diverged(f"trial {trial}, {where} diverged (non-finite training loss in epoch "
+                       f"{epoch}) with --net_lr {self.cfg.train.lr:g}{kept}; lower --net_lr")
 
     def _registry_inputs(self, trial: int, seed: int) -> TrialInputs:
         """The model and dataset named in the config, split by the trial's seed."""
@@ -245,8 +266,7 @@ class IMPExperiment:
             warm = self._train(model, masks, data, seed, -1, cfg.train.warmup, [],
                                f"trial {trial} warm-up")
             if warm.stop_reason == "diverged":
-                raise UsageError(f"the dense warm-up diverged (non-finite loss) at --net_lr "
-                                 f"{cfg.train.lr}; lower the learning rate")
+                self._diverged(trial, None, warm.epochs)
         warm_time = time.perf_counter() - t0
         warm_val, _ = evaluate(model, data.val)
         warm_test = evaluate(model, data.test)[0] if data.test is not None else None

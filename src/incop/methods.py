@@ -23,7 +23,7 @@ CRITERIA.add("gradient_flow", "gradient_flow", "gf", "gradient")
 
 # Default flow-distance thresholds. 0.11 is the seed's for information flow; the gradient-flow
 # value is relative (see README, "Calibrating giap's epsilon").
-DEFAULT_EPSILON = {"information_flow": 0.11, "gradient_flow": 0.1}
+DEFAULT_EPSILON = {"information_flow": 0.11, "gradient_flow": 0.3}
 
 
 @dataclass(frozen=True)

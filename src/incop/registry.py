@@ -36,16 +36,17 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         return _key(name) in self._items
 
-    def get(self, name: str) -> T:
+    def get(self, name: str, flag: str = "") -> T:
         try:
             return self._items[_key(name)]
         except KeyError:
+            prefix = f"{flag}: " if flag else ""
             raise UsageError(
-                f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}"
+                f"{prefix}unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}"
             ) from None
 
-    def canonical(self, name: str) -> str:
-        self.get(name)
+    def canonical(self, name: str, flag: str = "") -> str:
+        self.get(name, flag)
         return self._canonical[_key(name)]
 
     def names(self) -> List[str]:

@@ -1,7 +1,9 @@
 """Run directories: atomic JSON/CSV writes, the log, and the end-of-run summary table."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import math
@@ -9,7 +11,7 @@ import os
 import statistics
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from .errors import UsageError
 
@@ -25,17 +27,9 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return True
 
 
 def _clean(obj: Any) -> Any:
@@ -83,6 +77,28 @@ class RunDirectory:
             raise UsageError(f"cannot write to output directory {self.path}: {e.strerror or e}; "
                              f"pick another with --output_dir") from None
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``.lock`` (an flock, released by the kernel even if the process is killed) so a
+        second process on the same run directory refuses instead of corrupting it."""
+        path = self.path / ".lock"
+        with open(path, "a+") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise UsageError(f"{self.path} is in use by {holder}; wait for it to finish, or "
+                                 f"use another --run_name or --output_dir") from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"incop process {os.getpid()}")
+            f.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
     def write_json(self, name: str, obj: Any) -> None:
         atomic_write_text(self.path / name, json.dumps(_clean(obj), indent=2) + "\n")
 
@@ -95,8 +111,16 @@ class RunDirectory:
         target = self.path / name
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
-        torch.save(obj, tmp)
-        os.replace(tmp, target)
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def log(self, line: str) -> None:
         with open(self.path / "log.txt", "a") as f:

@@ -92,7 +92,7 @@ class GradientFlowCriterion(StoppingCriterion):
 
     @classmethod
     def from_model(cls, model: nn.Module, probe_x: torch.Tensor, probe_y: torch.Tensor,
-                   epsilon: float = 0.1) -> "GradientFlowCriterion":
+                   epsilon: float = 0.3) -> "GradientFlowCriterion":
         """Measure the reference on ``model`` as it is now (the dense, trained network)."""
         monitor = GradientFlow(model, probe_x, probe_y)
         return cls(monitor, monitor.measure(model), epsilon)

@@ -77,6 +77,8 @@ def run_job(cfg_dict: Dict[str, Any]) -> JobResult:
         return JobResult(str(path), "done")
     except UsageError as e:
         return JobResult(str(path), f"failed: {e}")
+    except OSError as e:
+        return JobResult(str(path), f"failed: cannot write results: {e.strerror or e}")
 
 
 class Launcher:

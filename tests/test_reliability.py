@@ -1,0 +1,269 @@
+"""Reliability: random bad input, signals, real kills at random moments, divergence, a second
+process on the same run directory, and a full disk. None of them may lose a completed round or
+leave a half-written result."""
+import csv
+import fcntl
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import incop.results as results
+import incop.training as training
+from incop.cli import main
+from incop.data import DATASETS
+from incop.methods import CRITERIA, METHODS, RULES
+from incop.models import MODELS
+
+TIME_COLUMNS = {"time_train", "time_flow", "time_eval", "time_prune"}
+
+# ------------------------------------------------------------------ random bad input
+
+def _number_text(x: float) -> str:
+    return repr(x) if math.isfinite(x) else str(x)
+
+
+def _not_number(kind):
+    def ok(s: str) -> bool:
+        try:
+            kind(s)
+            return False
+        except ValueError:
+            return True
+    return st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=8).filter(ok)
+
+
+def _floats_outside(ok):
+    return st.floats(allow_nan=True, allow_infinity=True).filter(lambda x: not ok(x)).map(_number_text)
+
+
+def _ints(ok):
+    return st.one_of(st.integers(-10**6, 10**6).filter(lambda i: not ok(i)).map(str),
+                     _not_number(int))
+
+
+def _unknown(registry):
+    return st.text(st.characters(min_codepoint=97, max_codepoint=122), min_size=1, max_size=10).filter(
+        lambda s: s not in registry)
+
+
+finite = math.isfinite
+BAD_VALUES = {
+    "--net_train_epochs": _ints(lambda i: i >= 1),
+    "--exper_imp_total_iter": _ints(lambda i: i >= 1),
+    "--exper_num_trial": _ints(lambda i: i >= 1),
+    "--net_batch_size": _ints(lambda i: i >= 1),
+    "--net_warmup": _ints(lambda i: i >= 0),
+    "--flow_probe_size": _ints(lambda i: 1 <= i <= 1293),   # digits' training split holds 1293
+    "--exper_gpu_id": st.one_of(st.integers(-10**6, -1).map(str), _not_number(int)),
+    "--net_lr": st.one_of(_floats_outside(lambda x: finite(x) and x > 0), _not_number(float)),
+    "--net_momentum": _floats_outside(lambda x: finite(x) and 0 <= x < 1),
+    "--net_weight_decay": _floats_outside(lambda x: finite(x) and x >= 0),
+    # a fraction in (0, 1), or a whole count that leaves training data (digits: 1437 samples)
+    "--net_val_size": _floats_outside(lambda x: finite(x) and (0 < x < 1 or (x.is_integer() and 1 <= x < 1437))),
+    "--prune_ratio": _floats_outside(lambda x: finite(x) and 0 < x < 1),
+    "--prune_p": _floats_outside(lambda x: finite(x) and 0 < x < 2),          # default q = 2
+    "--prune_q": _floats_outside(lambda x: finite(x) and x > 1),              # default p = 1
+    "--prune_epsilon": st.one_of(_floats_outside(lambda x: finite(x) and x >= 0), _not_number(float)),
+    "--prune_eta": _floats_outside(lambda x: finite(x) and x > -1),
+    "--prune_gamma": _floats_outside(lambda x: finite(x) and x >= 0),
+    "--prune_beta": _floats_outside(lambda x: finite(x) and 0 <= x <= 1),
+    "--net_arch": _unknown(MODELS),
+    "--net_dataset": _unknown(DATASETS),
+    "--prune_method": _unknown(METHODS),
+    "--prune_rule": _unknown(RULES),
+    "--stop_criterion": _unknown(CRITERIA),
+    "--device": st.sampled_from(["tpu", "gpu", "CUDA0", "mps", "x"]),
+    "--flow_stat": st.sampled_from(["median", "max", "Mean", "l2"]),
+    "--exper_type": st.sampled_from(["fast", "perf", ""]),
+}
+BAD_CASES = st.lists(st.sampled_from(sorted(BAD_VALUES)), min_size=1, max_size=3, unique=True).flatmap(
+    lambda flags: st.tuples(*(st.tuples(st.just(f), BAD_VALUES[f]) for f in flags)))
+TRIED = {"n": 0}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.filter_too_much])
+@given(BAD_CASES, st.booleans())
+def test_random_bad_flags_give_one_line_naming_a_flag(tmp_path_factory, capsys, cases, equals_form):
+    out_dir = tmp_path_factory.getbasetemp() / "bad"
+    argv = ["run", "--quiet", "--output_dir", str(out_dir), "--net_warmup", "0",
+            "--net_train_epochs", "1", "--exper_imp_total_iter", "1"]
+    for flag, value in cases:
+        argv += [f"{flag}={value}"] if equals_form or value.startswith("-") else [flag, value]
+    code = main(argv)
+    _, err = capsys.readouterr()
+    TRIED["n"] += 1
+    assert code == 2, (argv, err)
+    assert err.startswith("incop: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert any(flag in err for flag, _ in cases), (cases, err)
+
+
+def test_bad_input_cases_were_tried():
+    # runs after the property test in this module: it really drew its examples
+    assert TRIED["n"] >= 400
+    print(f"{TRIED['n']} random bad-input command lines, each one line and exit status 2")
+
+
+def test_pretrained_file_for_another_architecture(cli, tmp_path):
+    import torch
+    from incop.models import build_model
+    torch.save(build_model("conv2", (1, 8, 8), 10).state_dict(), tmp_path / "conv2.pt")
+    code, _, err = cli("run", "--net_arch", "lenet300", "--net_pretrained", str(tmp_path / "conv2.pt"),
+                       "--output_dir", str(tmp_path / "o"), "--quiet")
+    assert code == 2 and "does not match the architecture" in err and err.count("\n") == 1
+
+
+# ------------------------------------------------------------------ interruptions
+
+SMALL = ["run", "--net_arch", "conv2", "--prune_method", "sap", "--net_warmup", "2",
+         "--net_train_epochs", "3", "--exper_imp_total_iter", "4", "--exper_num_trial", "2",
+         "--quiet", "--run_name", "k"]
+
+
+def _subprocess(args, out):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "incop", *args, "--output_dir", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _metrics(out: Path):
+    run = out / "sap" / "conv2" / "digits" / "k"
+    tables = {}
+    for name in ("rounds.csv", "epochs.csv", "layers.csv", "similarity.csv"):
+        with open(run / name) as f:
+            tables[name] = [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
+    return tables
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    proc = _subprocess(SMALL, out)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    return _metrics(out)
+
+
+def _no_partial_files(out: Path):
+    for p in out.rglob("*"):
+        assert not p.name.endswith(".tmp"), p  # a temporary file never outlives its write...
+    for p in out.rglob("*.json"):
+        json.loads(p.read_text())             # ...and every JSON present is complete
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_mid_round_saves_and_resumes(tmp_path, reference, sig, code):
+    proc = _subprocess(SMALL, tmp_path)
+    rounds = tmp_path / "sap" / "conv2" / "digits" / "k" / "rounds.csv"
+    deadline = time.time() + 300
+    while not rounds.exists() and time.time() < deadline:  # wait for one completed round
+        time.sleep(0.05)
+    time.sleep(0.3)  # now inside a later round
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert err.count("\n") == 1 and "run the same command again to resume" in err
+    _no_partial_files(tmp_path)
+    proc = _subprocess(SMALL, tmp_path)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and "resuming" in out, err
+    assert _metrics(tmp_path) == reference
+
+
+def test_twenty_sigkills_at_random_moments_lose_nothing(tmp_path, reference):
+    rng = random.Random(20261123)
+    kills, attempts = 0, 0
+    while kills < 20:
+        attempts += 1
+        proc = _subprocess(SMALL, tmp_path)
+        try:
+            proc.wait(timeout=rng.uniform(0.5, 4.0))
+        except subprocess.TimeoutExpired:
+            proc.kill()  # SIGKILL: no handler runs, no cleanup
+            proc.communicate()
+            kills += 1
+            _no_partial_files(tmp_path)
+            continue
+        out, err = proc.communicate()
+        assert proc.returncode == 0, err
+        break  # the run finished between kills
+    proc = _subprocess(SMALL, tmp_path)  # one more attempt to finish whatever is left
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert kills == 20
+    assert _metrics(tmp_path) == reference
+    print(f"{kills} SIGKILLs in {attempts} attempts; results identical to the uninterrupted run")
+
+
+# ------------------------------------------------------------------ divergence
+
+def test_huge_learning_rate_diverges_cleanly(cli, tmp_path):
+    code, out, err = cli("run", "--net_lr", "1e4", "--net_momentum", "0.9", "--quiet",
+                         "--output_dir", str(tmp_path))
+    assert code == 2 and "diverged" in err and "lower --net_lr" in err and err.count("\n") == 1
+    run = next(tmp_path.rglob("diverged.json")).parent
+    assert json.loads((run / "diverged.json").read_text())["round"] is None  # in the warm-up
+    assert not (run / "rounds.csv").exists()  # no result pretends to be one
+
+
+def test_divergence_after_completed_rounds_keeps_them(cli, tmp_path, monkeypatch):
+    real, calls = training.train_epoch, []
+
+    def nan_in_round_2(*a, **k):  # warm-up 2 + round 0 (2) + round 1 (2) epochs, then NaN
+        calls.append(1)
+        return float("nan") if len(calls) > 6 else real(*a, **k)
+
+    monkeypatch.setattr(training, "train_epoch", nan_in_round_2)
+    code, _, err = cli("run", "--prune_method", "sap", "--net_warmup", "2", "--net_train_epochs", "2",
+                       "--exper_imp_total_iter", "4", "--quiet", "--output_dir", str(tmp_path))
+    assert code == 2 and "round 2 diverged" in err and "2 completed round(s) are kept" in err
+    run = next(tmp_path.rglob("rounds.csv")).parent
+    with open(run / "rounds.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["round"] for r in rows] == ["0", "1"]
+    assert all(r["train_loss"] not in ("", "nan") for r in rows)
+    assert "nan" not in (run / "rounds.json").read_text().lower()
+
+
+# ------------------------------------------------------------------ concurrency and disks
+
+def test_second_process_on_the_same_run_directory_refuses(cli, tmp_path):
+    args = ["run", "--prune_method", "sap", "--net_warmup", "1", "--net_train_epochs", "1",
+            "--exper_imp_total_iter", "1", "--quiet", "--run_name", "x", "--output_dir", str(tmp_path)]
+    run = tmp_path / "sap" / "lenet300" / "digits" / "x"
+    run.mkdir(parents=True)
+    with open(run / ".lock", "a+") as holder:  # another process holds the run directory
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        holder.write("incop process 4242")
+        holder.flush()
+        code, _, err = cli(*args)
+        assert code == 2 and "in use by incop process 4242" in err
+    code, _, err = cli(*args)  # released: the same command now runs
+    assert code == 0, err
+
+
+def test_full_disk_gives_a_clear_error_and_no_partial_file(cli, tmp_path, monkeypatch):
+    real, calls = os.fsync, []
+
+    def full_after_a_few(fd):
+        calls.append(1)
+        if len(calls) > 8:
+            raise OSError(28, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(results.os, "fsync", full_after_a_few)
+    code, _, err = cli("run", "--prune_method", "sap", "--net_warmup", "1", "--net_train_epochs", "1",
+                       "--exper_imp_total_iter", "3", "--quiet", "--output_dir", str(tmp_path))
+    assert code == 2 and "No space left on device" in err and err.count("\n") == 1
+    _no_partial_files(tmp_path)
