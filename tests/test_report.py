@@ -139,3 +139,21 @@ def test_giap_that_never_stops_equals_sap(runs, cli, tmp_path):
     sap = next(r for r in find_runs([str(runs)]) if r.method == "sap")
     keys = ("remaining", "epochs", "train_loss", "val_acc", "test_acc")
     assert [tuple(r[k] for k in keys) for r in giap.rounds] == [tuple(r[k] for k in keys) for r in sap.rounds]
+
+
+def test_compare_methods_benchmark_script_runs(tmp_path):
+    """The issue-6 benchmark in its smoke mode: every method, the ratio table, the figures."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "compare_methods.py"), "--smoke",
+                          "--seeds", "0", "--archs", "lenet300", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "compare_summary.json").read_text())
+    assert sorted(r["method"] for r in summary["rows"]) == sorted(
+        ["lth", "sap (1, 2)", "ciap (1, 2)", "giap (1, 2)", "sap (0.5, 1)", "ciap (0.5, 1)", "giap (0.5, 1)"])
+    assert {r["method"] for r in summary["ratios"]} == {"ciap (1, 2)", "giap (1, 2)", "ciap (0.5, 1)", "giap (0.5, 1)"}
+    sap = next(r for r in summary["rows"] if r["method"] == "sap (1, 2)")["per_seed"][0]
+    assert sap["epochs"] == 2 * 2  # 2 rounds of the smoke size's 2 epochs, fixed
+    assert (tmp_path / "figures" / "lenet300_rounds.png").exists()
