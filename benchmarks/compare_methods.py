@@ -117,7 +117,15 @@ def main() -> None:
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script runs")
+    ap.add_argument("--from_dirs", action="store_true",
+                    help="rebuild the tables and figures from the run directories under --out")
     args = ap.parse_args()
+    if args.from_dirs:
+        results = load_results(args.out)
+        summary = summarize(results, {}, args)
+        (args.out / "compare_summary.json").write_text(json.dumps(summary, indent=2))
+        save_figures(results, args.out / "figures")
+        return
     if args.smoke:
         global EPOCHS
         EPOCHS = 2
@@ -154,6 +162,25 @@ def main() -> None:
     summary = summarize(results, warm, args)
     (args.out / "compare_summary.json").write_text(json.dumps(summary, indent=2))
     save_figures(results, args.out / "figures")
+
+
+def load_results(out: Path):
+    """Finished runs under ``out`` (written by an earlier invocation), keyed like main()'s."""
+    from types import SimpleNamespace
+
+    results = {}
+    for cfg_path in sorted(out.rglob("config.json")):
+        run = cfg_path.parent
+        if not (run / "summary.json").exists():
+            continue  # unfinished
+        cfg = RunConfig.from_dict({k: v for k, v in json.loads(cfg_path.read_text()).items()
+                                   if k in RunConfig.SECTIONS})
+        p = cfg.prune
+        pq = None if p.method == "lth" else (p.p, p.q)
+        exp = SimpleNamespace(cfg=cfg, rounds=json.loads((run / "rounds.json").read_text()),
+                              trials=json.loads((run / "trials.json").read_text()))
+        results.setdefault((cfg.model.arch, p.method, pq, p.epsilon, p.flow_stat), []).append(exp)
+    return results
 
 
 def save_figures(results, out: Path) -> None:

@@ -57,3 +57,20 @@ def test_pretrained_round_trip_and_mismatch(tmp_path):
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     with pytest.raises(UsageError, match="not a readable state dict"):
         load_pretrained(b, tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize("arch", OWN)
+def test_both_flows_measure_on_every_registered_model(arch):
+    from incop.flows import GradientFlow, InformationFlow
+    from incop.masks import Masks
+
+    torch.manual_seed(0)
+    model = build_model(arch, (3, 16, 16), 10)
+    x, y = torch.randn(12, 3, 16, 16), torch.randint(0, 10, (12,))
+    info = InformationFlow(model, x, batch_size=5)
+    snap = info.measure(model)
+    assert len(snap.rho) == len(info.layers) - 1 and torch.isfinite(snap.rho).all()
+    assert not any("shortcut" in n for n, _ in info.layers)
+    masks = Masks.ones_like(model)
+    g = GradientFlow(model, x, y, batch_size=5).measure(model, masks)
+    assert len(g) == len(masks) and torch.isfinite(g).all() and bool((g > 0).any())

@@ -356,12 +356,9 @@ class IMPExperiment:
 
     def _write_views(self) -> None:
         d = self.run_dir
-        d.write_json("rounds.json", self.rounds)
-        d.write_csv("rounds.csv", self.rounds)
-        d.write_csv("epochs.csv", self.epochs)
-        d.write_csv("layers.csv", self.layers)
-        d.write_csv("similarity.csv", self.similarity)
-        d.write_json("trials.json", self.trials)
+        for name in RECORDS:
+            d.write_json(f"{name}.json", getattr(self, name))
+            d.write_csv(f"{name}.csv", getattr(self, name))
 
     def _load_progress(self) -> Optional[Dict[str, Any]]:
         if not self.run_dir or not (self.run_dir.path / PROGRESS_FILE).exists():

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from .report import RunData
+from .results import atomic_write
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf"]
@@ -166,11 +167,8 @@ def similarity_figure(run: RunData) -> Optional[Figure]:
 
 
 def save_figure(fig: Figure, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    FigureCanvasAgg(fig)
-    fig.savefig(str(tmp), format="png", dpi=150)
-    tmp.replace(path)
+    FigureCanvasAgg(fig)  # attach a headless canvas
+    atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=150))
 
 
 def save_run_figures(runs: Sequence[RunData], out_dir: Path) -> List[Path]:

@@ -11,18 +11,20 @@ import os
 import statistics
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from .errors import UsageError
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a kill never leaves a half-written file."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Let ``write`` fill a temporary file beside ``path``, sync it, then rename it into place,
+    so a kill or a full disk never leaves a half-written file under the real name."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -30,6 +32,10 @@ def atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _clean(obj: Any) -> Any:
@@ -108,19 +114,7 @@ class RunDirectory:
     def save_torch(self, name: str, obj: Any) -> None:
         import torch
 
-        target = self.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(obj, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write(self.path / name, lambda f: torch.save(obj, f))
 
     def log(self, line: str) -> None:
         with open(self.path / "log.txt", "a") as f:
@@ -148,11 +142,16 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def summary_rows(rounds: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Per round, mean and std across trials of the headline numbers."""
+def _by_round(rounds: Sequence[Dict[str, Any]]) -> Dict[int, List[Dict[str, Any]]]:
     by_round: Dict[int, List[Dict[str, Any]]] = {}
     for r in rounds:
         by_round.setdefault(r["round"], []).append(r)
+    return by_round
+
+
+def summary_rows(rounds: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Per round, mean and std across trials of the headline numbers."""
+    by_round = _by_round(rounds)
     out = []
     for k in sorted(by_round):
         rs = by_round[k]
@@ -167,9 +166,7 @@ def summary_rows(rounds: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def summary_table(rounds: Sequence[Dict[str, Any]]) -> str:
-    by_round: Dict[int, List[Dict[str, Any]]] = {}
-    for r in rounds:
-        by_round.setdefault(r["round"], []).append(r)
+    by_round = _by_round(rounds)
     rows = []
     for k in sorted(by_round):
         rs = by_round[k]
