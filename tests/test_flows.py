@@ -1,19 +1,17 @@
 """Flow monitors and stopping criteria (SPEC sections 5 and 6)."""
 import copy
-import csv
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from incop.config import RunConfig
 from incop.errors import UsageError
 from incop.flows import (GradientFlow, InformationFlow, activation_similarity, correlation_matrix,
                          layer_activations, monitored_layers)
 from incop.imp import IMPExperiment
-from incop.masks import Masks, prunable_parameters
+from incop.masks import Masks
 from incop.stopping import AccuracyRecovery, InformationFlowCriterion
 from incop.training import make_optimizer, train_epoch
 from incop.data import TensorBatches

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -230,9 +230,3 @@ def activation_similarity(reference: Sequence[torch.Tensor],
     return [float(F.cosine_similarity(r.double(), c.double(), dim=1, eps=1e-12).mean())
             for r, c in zip(reference, current)]
 
-
-def layer_names(layers: Sequence[Tuple[str, nn.Module]]) -> List[str]:
-    return [n for n, _ in layers]
-
-
-Flow = Dict[str, float]

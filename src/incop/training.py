@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import torch
@@ -44,10 +44,6 @@ class RoundOutcome:
     @property
     def final(self) -> EpochRecord:
         return self.history[-1]
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        return d
 
 
 def _sync(device: torch.device) -> None:
