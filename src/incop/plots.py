@@ -44,6 +44,11 @@ def per_round(run: RunData, key: str) -> Tuple[np.ndarray, np.ndarray, np.ndarra
     for r in run.rounds:
         if r.get(key) is not None:
             values.setdefault(r["round"], []).append(float(r[key]))
+    return _mean_std_by_round(values)
+
+
+def _mean_std_by_round(values: Dict[int, List[float]]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rounds, mean, sample std) of per-round value lists; one value has std 0."""
     ks = sorted(values)
     mean = np.array([np.mean(values[k]) for k in ks])
     std = np.array([np.std(values[k], ddof=1) if len(values[k]) > 1 else 0.0 for k in ks])
@@ -156,10 +161,7 @@ def similarity_figure(run: RunData) -> Optional[Figure]:
     ax = fig.subplots()
     cmap = [COLORS[i % len(COLORS)] for i in range(len(values))]
     for color, (layer, by_round) in zip(cmap, values.items()):
-        ks = sorted(by_round)
-        mean = np.array([np.mean(by_round[k]) for k in ks])
-        std = np.array([np.std(by_round[k], ddof=1) if len(by_round[k]) > 1 else 0.0 for k in ks])
-        _band(ax, np.array(ks), mean, std, color, layer)
+        _band(ax, *_mean_std_by_round(by_round), color, layer)
     _style(ax, f"Similarity to the dense reference: {run.label}", "pruning round",
            "cosine similarity of activations")
     ax.legend(fontsize=7, loc="best", ncol=2 if len(values) > 8 else 1)
