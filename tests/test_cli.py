@@ -139,3 +139,34 @@ def test_unwritable_output_dir_exit_2(cli, tmp_path):
     blocker.write_text("x")  # a file where a directory should go: fails even as root
     code, _, err = cli("run", "--output_dir", str(blocker / "sub"), *FAST)
     assert code == 2 and "cannot write to output directory" in err and err.count("\n") == 1
+
+
+def test_target_remaining_stops_the_search_exactly_there(cli, tmp_path):
+    """lth removes 20% of each layer a round (100, 80, 64, 51.2 ...); a 60% target trims the
+    fourth round's step to land on 60% and ends the search there, well before the 8-round maximum, with
+    every trial. A target the rounds never reach leaves the search at its maximum."""
+    import torch
+
+    code, out, err = cli("run", "--prune_method=lth", "--prune_target_remaining", "60",
+                         "--net_train_epochs", "1", "--net_warmup", "1", "--exper_imp_total_iter",
+                         "8", "--exper_num_trial", "2", "--quiet", "--output_dir", str(tmp_path / "a"))
+    assert code == 0, err
+    run = _run_dir(tmp_path / "a")
+    rounds = _rows(run / "rounds.csv")
+    assert [(r["trial"], r["round"]) for r in rounds] == [(t, k) for t in "01" for k in "0123"]
+    total = int(rounds[0]["total"])
+    assert int(rounds[3]["remaining"]) == -(-total * 60 // 100) == int(rounds[7]["remaining"])
+    assert float(rounds[3]["remaining_pct"]) == pytest.approx(60, abs=0.01)
+    prev = None  # each round only removes survivors of the one before
+    for k in range(4):
+        m = torch.load(run / "masks" / f"trial0_round{k}.pt")
+        if prev is not None:
+            assert all(bool((m[n] <= prev[n]).all()) for n in m)
+        prev = m
+    code, out, err = cli("run", "--prune_method=lth", "--prune_target_remaining", "10",
+                         "--net_train_epochs", "1", "--net_warmup", "1", "--exper_imp_total_iter",
+                         "3", "--quiet", "--output_dir", str(tmp_path / "b"))
+    assert code == 0, err
+    assert len(_rows(_run_dir(tmp_path / "b") / "rounds.csv")) == 3
+    code, out, err = cli("run", "--prune_target_remaining", "100", "--output_dir", str(tmp_path))
+    assert code == 2 and "--prune_target_remaining 100" in err and len(err.splitlines()) == 1

@@ -95,3 +95,43 @@ def test_global_magnitude_count():
 def test_bad_pq(p, q):
     with pytest.raises(UsageError):
         SAP(p, q)
+
+
+def test_trim_to_count_keeps_each_layers_share_of_the_step_by_hand():
+    from incop.pruning import target_count, trim_to_count
+
+    # layer a: 10 survivors, the rule removes 6; layer b: 10 survivors, the rule removes 2.
+    wa = torch.arange(1.0, 11.0)  # magnitudes 1..10
+    wb = -torch.arange(1.0, 11.0)
+    old = Masks({"a": torch.ones(10), "b": torch.ones(10)})
+    new = LayerwiseMagnitude(0.6)({"a": wa, "b": wb}, Masks({"a": torch.ones(10)}))[0]
+    new = Masks({"a": new["a"], "b": torch.tensor([0.0, 0.0] + [1.0] * 8)})
+    assert new.remaining() == 12
+    # keep 16: 4 of the 8 removals are made, 6/8 * 4 = 3 from a, 2/8 * 4 = 1 from b
+    trimmed = trim_to_count({"a": wa, "b": wb}, old, new, 16)
+    assert trimmed.remaining() == 16
+    assert trimmed["a"].tolist() == [0, 0, 0] + [1] * 7  # smallest magnitudes go first
+    assert trimmed["b"].tolist() == [0] + [1] * 9
+    # every removal is one the rule made: trimmed is between new and old
+    for k in ("a", "b"):
+        assert bool(((new[k] <= trimmed[k]) & (trimmed[k] <= old[k])).all())
+    # a step that already keeps enough is returned untouched
+    assert trim_to_count({"a": wa, "b": wb}, old, new, 12) is new
+    # the target count is rounded up, so the remaining percentage never goes below the target
+    assert target_count(1000, 33.33) == 334 and target_count(200, 50.0) == 100
+
+
+@pytest.mark.parametrize("keep", [1, 7, 50, 123, 199])
+def test_trim_to_count_lands_exactly_on_any_count(keep):
+    from incop.pruning import trim_to_count
+
+    g = torch.Generator().manual_seed(keep)
+    w = {"x": torch.randn(8, 16, generator=g), "y": torch.randn(4, 20, generator=g)}
+    old = Masks({k: torch.ones_like(v) for k, v in w.items()})
+    new = GlobalMagnitude(0.999)(w, old)[0]
+    trimmed = trim_to_count(w, old, new, keep)
+    assert trimmed.remaining() == keep
+    for k in w:  # within each layer, every kept weight is at least as large as every removed one
+        kept, gone = w[k].abs()[trimmed[k].bool()], w[k].abs()[~trimmed[k].bool()]
+        if kept.numel() and gone.numel():
+            assert kept.min() >= gone.max()

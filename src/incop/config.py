@@ -62,6 +62,10 @@ class PruneConfig:
                                          "flows (default: 2048, or the whole training split if smaller)")
     flow_stat: str = opt("mean", "flow_stat", "information-flow statistic: mean (the paper's signed "
                          "mean), abs_mean, or fro (relative Frobenius distance of the matrices)")
+    target_remaining: Optional[float] = opt(None, "prune_target_remaining", "prune until this "
+                                            "percentage of weights remains (the last step is "
+                                            "trimmed to land on it), then stop; "
+                                            "--exper_imp_total_iter becomes the most rounds")
     stop_on_recovery: bool = opt(False, "stop_on_recovery", "also stop a round once validation "
                                  "accuracy is back to the dense warm-up's")
 
@@ -107,11 +111,24 @@ class RunConfig:
 
     def run_id(self) -> str:
         """Short hash of everything that changes results (not where they are written)."""
-        d = self.to_dict()
+        d = _without_unset_additions(self.to_dict())
         for k in ("output_dir", "run_name", "device", "gpu_id"):
             d["experiment"].pop(k)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
+
+
+# Options added after runs were already on disk: left out of hashes and resume checks while
+# unset, so those runs keep their ids and can still be resumed.
+LATER_OPTIONS = (("prune", "target_remaining"),)
+
+
+def _without_unset_additions(d: Dict[str, Any]) -> Dict[str, Any]:
+    d = {s: dict(v) if isinstance(v, dict) else v for s, v in d.items()}
+    for section, name in LATER_OPTIONS:
+        if d.get(section, {}).get(name, None) is None:
+            d.get(section, {}).pop(name, None)
+    return d
 
 
 def _section_class(name: str):
@@ -162,6 +179,9 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(p.epsilon is None or (_finite(p.epsilon) and p.epsilon >= 0),
           f"--prune_epsilon {p.epsilon} must be a number >= 0")
     _need(p.flow_probe_size is None or p.flow_probe_size >= 1, f"--flow_probe_size {p.flow_probe_size} must be at least 1")
+    _need(p.target_remaining is None or (_finite(p.target_remaining)
+                                         and 0 < p.target_remaining < 100),
+          f"--prune_target_remaining {p.target_remaining} must be a percentage in (0, 100)")
     _need(p.flow_stat in ("mean", "abs_mean", "fro"),
           f"--flow_stat {p.flow_stat}: choose mean, abs_mean or fro")
     _need(e.imp_total_iter >= 1, f"--exper_imp_total_iter {e.imp_total_iter} must be at least 1")

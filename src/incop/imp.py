@@ -23,6 +23,7 @@ from .flows import (GradientFlow, InformationFlow, activation_similarity, layer_
                     monitored_layers)
 from .masks import Masks, prunable_parameters
 from .methods import RULES, resolve
+from .pruning import target_count, trim_to_count
 from .models import build_model, load_pretrained
 from .results import RunDirectory, layer_table_text, run_path, summary_rows, summary_table
 from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,
@@ -141,8 +142,8 @@ class IMPExperiment:
             resume = state if state and state["index"] == t else None
             results.append(self.run_trial(t, cfg.experiment.seed + t, resume))
         self._say("\n" + summary_table(self.rounds))
-        self._say("\n" + layer_table_text([r for r in self.layers if r["trial"] == 0
-                                           and r["round"] == self.rounds[-1]["round"]]))
+        first = [r for r in self.layers if r["trial"] == self.rounds[0]["trial"]]
+        self._say("\n" + layer_table_text([r for r in first if r["round"] == first[-1]["round"]]))
         if self.run_dir:
             self._write_views()
             self.run_dir.write_csv("summary.csv", summary_rows(self.rounds))
@@ -197,7 +198,7 @@ class IMPExperiment:
             info: Dict[str, Any] = {}
             if k > 0:
                 trained = {n: p.detach().clone() for n, p in prunable_parameters(model).items()}
-                masks, info = self.rule(trained, masks)
+                masks, info = self._prune(trained, masks)
                 model.load_state_dict(rewind_state)
                 masks.bind(model).apply()
             prune_time = time.perf_counter() - t0
@@ -220,7 +221,7 @@ class IMPExperiment:
             self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
                       f"{outcome.epochs} epochs ({outcome.stop_reason}), val "
                       f"{record['val_acc']:.2f}%, test {_pct(test_acc)}")
-            last = k == cfg.experiment.imp_total_iter - 1
+            last = k == cfg.experiment.imp_total_iter - 1 or self._at_target(masks)
             state = None if last else {"index": trial, "seed": seed, "round": k,
                                        "model": model.state_dict(), "masks": masks.state_dict(),
                                        "rewind": rewind_state, "warmup": warmup}
@@ -229,10 +230,27 @@ class IMPExperiment:
                 if self.run_dir:
                     self.run_dir.save_torch(f"model_trial{trial}.pt", model.state_dict())
             self._save_progress(trial, k, masks, state)
+            if last:
+                break
         bar.close()
         result.rounds = [r for r in self.rounds if r["trial"] == trial]
         result.model, result.masks = model, masks
         return result
+
+    def _prune(self, trained, masks: Masks):
+        """The rule's step, trimmed so it never goes below --prune_target_remaining."""
+        new, info = self.rule(trained, masks)
+        target = self.cfg.prune.target_remaining
+        if target is not None:
+            keep = target_count(masks.total(), target)
+            if new.remaining() < keep:
+                new = trim_to_count(trained, masks, new, keep)
+                info = {**info, "trimmed_to_target": True}
+        return new, info
+
+    def _at_target(self, masks: Masks) -> bool:
+        target = self.cfg.prune.target_remaining
+        return target is not None and masks.remaining() <= target_count(masks.total(), target)
 
     def _diverged(self, trial: int, k: Optional[int], epoch: int) -> None:
         """A non-finite loss: record what happened beside (never as) the completed rounds, and
@@ -384,6 +402,9 @@ RECORDS = ("rounds", "epochs", "layers", "similarity", "trials")
 
 def _comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """The part of a config that must match for a run to be resumed."""
+    from .config import _without_unset_additions
+
+    cfg = _without_unset_additions(cfg)
     exp = {k: v for k, v in cfg["experiment"].items()
            if k not in ("output_dir", "run_name", "device", "gpu_id")}
     return {**cfg, "experiment": exp}

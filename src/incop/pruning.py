@@ -150,3 +150,29 @@ def validate_pq(p: float, q: float) -> None:
         raise UsageError(f"--prune_p {p} must be positive (for example 1.0 or 0.5)")
     if p >= q:
         raise UsageError(f"--prune_p {p} must be smaller than --prune_q {q} (for example p=1, q=2)")
+
+
+def target_count(total: int, target_pct: float) -> int:
+    """Weights kept at ``target_pct`` percent remaining (rounded up: never below the target)."""
+    return int(math.ceil(total * target_pct / 100.0 - 1e-9 * total))
+
+
+def trim_to_count(weights: Weights, old: Masks, new: Masks, keep: int) -> Masks:
+    """``new`` with part of this step's removals undone so exactly ``keep`` weights survive.
+
+    Each layer keeps the same share of the step's removals (largest remainders get the leftover
+    counts), and within a layer the smallest-magnitude weights are still removed first, so the
+    step is the rule's own step, only shorter."""
+    removed = {k: int(old[k].count_nonzero()) - int(new[k].count_nonzero()) for k in old.names()}
+    need = old.remaining() - keep
+    if need >= sum(removed.values()):
+        return new
+    need = max(need, 0)
+    total = sum(removed.values())
+    shares = {k: r * need / total for k, r in removed.items()}
+    counts = {k: int(math.floor(s)) for k, s in shares.items()}
+    leftover = need - sum(counts.values())
+    for k in sorted(shares, key=lambda k: (counts[k] - shares[k], list(shares).index(k)))[:leftover]:
+        counts[k] += 1
+    return Masks({k: _smallest_survivors(weights, Masks({k: old[k]}), [k], counts[k])[k]
+                  for k in old.names()})
