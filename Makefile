@@ -1,5 +1,5 @@
 # Everything a fresh machine needs: a venv with the pinned CPU torch, the package, and (when apt
-# is usable) the Debian Fashion-MNIST package.
+# is usable) the Debian packages for Fashion-MNIST and for a local test Slurm (slurm-wlm, munge).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,7 +10,9 @@ PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 DEMO_FLAGS := --net_arch lenet300 --prune_method ciap --net_warmup 3 --net_train_epochs 5 \
               --exper_imp_total_iter 4 --output_dir output/demo
 
-.PHONY: install data demo test bench clean
+SLURM_DIR := .slurm
+
+.PHONY: install data slurm slurm-up slurm-down demo test bench clean
 
 install: $(STAMP)
 
@@ -30,6 +32,25 @@ data:
 	  echo "could not install dataset-fashion-mnist"; \
 	fi
 
+# Installs slurm-wlm and munge when missing and apt is usable; without them the Slurm tests are
+# skipped (with the reason shown), never failed.
+slurm:
+	@if [ ! -x /usr/sbin/slurmctld ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing the Debian packages slurm-wlm and munge (for the Slurm launcher's tests)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1 && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null 2>&1; } || \
+	  echo "could not install slurm-wlm and munge; the Slurm tests will be skipped"; \
+	fi
+
+# A single-node Slurm on this machine (state, logs and sockets in $(SLURM_DIR)); then
+# export SLURM_CONF=$(CURDIR)/$(SLURM_DIR)/slurm.conf and use: incop sweep ... --launcher slurm
+slurm-up: slurm
+	$(PYTHON) scripts/slurm_cluster.py up --dir $(SLURM_DIR)
+
+slurm-down:
+	$(PYTHON) scripts/slurm_cluster.py down --dir $(SLURM_DIR)
+
 demo: install data
 	@if [ -f $(FMNIST) ]; then \
 	  $(BIN)/incop run --net_dataset FashionMNIST $(DEMO_FLAGS); \
@@ -38,11 +59,11 @@ demo: install data
 	  $(BIN)/incop run --net_dataset digits $(DEMO_FLAGS); \
 	fi
 
-test: install data
+test: install data slurm
 	$(BIN)/python -m pytest
 
 bench: install data
 	$(BIN)/python benchmarks/epoch_overhead.py
 
 clean:
-	rm -rf $(VENV) output build src/*.egg-info
+	rm -rf $(VENV) output build src/*.egg-info $(SLURM_DIR)

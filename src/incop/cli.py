@@ -90,8 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--pq", nargs="+", metavar="P,Q", type=_pq_pair,
                        help="(p, q) pairs, e.g. --pq 1,2 0.5,1 (overrides --prune_p/--prune_q; "
                        "lth runs once)")
-    sweep.add_argument("--launcher", default="local", help="local (default)")
-    sweep.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
+    sweep.add_argument("--launcher", default="local", help="local (default) or slurm")
+    sweep.add_argument("--no_wait", action="store_true", help="return once the jobs are "
+                       "submitted (slurm); 'incop report' reads the results later")
+    local = sweep.add_argument_group("local launcher")
+    local.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
+    slurm = sweep.add_argument_group("slurm launcher (one job per run, as a job array)")
+    slurm.add_argument("--slurm_partition", help="partition (default: the cluster's default)")
+    slurm.add_argument("--slurm_gpus_per_task", type=int, help="GPUs per job")
+    slurm.add_argument("--slurm_cpus_per_task", type=int, default=1, help="CPUs per job; torch "
+                       "uses that many threads (default 1)")
+    slurm.add_argument("--slurm_mem", help="memory per job, e.g. 16G")
+    slurm.add_argument("--slurm_time", default="4:00:00", help="time limit per job, in Slurm's "
+                       "format (default 4:00:00); a job that reaches it is requeued and resumes")
+    slurm.add_argument("--slurm_setup", nargs="+", metavar="LINE", help="shell lines run before "
+                       "each job, e.g. 'module load cuda' 'source ~/venv/bin/activate'")
     rep = sub.add_parser("report", help="compare run directories side by side",
                          description="Table (Markdown, CSV) and overlaid figures for run "
                          "directories, or for every run found below the given folders.")
@@ -146,20 +159,23 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
 
     values = {k: v for k, v in vars(ns).items() if "." in k}
     values = {k: (v if isinstance(v, list) else [v]) for k, v in values.items()}
+    launcher = LAUNCHERS.get(ns.launcher, "--launcher").from_options(ns)
     configs = expand_grid(values, ns.pq)
-    launcher_cls = LAUNCHERS.get(ns.launcher)
-    launcher = launcher_cls(workers=ns.workers)
-    print(f"sweep: {len(configs)} run(s) with the {launcher.name} launcher")
+    print(f"sweep: {len(configs)} run(s) with the {launcher.name} launcher", flush=True)
     done = []
 
     def progress(result) -> None:
         done.append(result)
         print(f"[{len(done)}/{len(configs)}] {result.status}: {result.path}", flush=True)
 
-    results = launcher.launch(configs, progress)
+    results = launcher.launch(configs, progress, wait=not ns.no_wait)
     failed = [r for r in results if r.status.startswith("failed")]
-    finished = [r.path for r in results if not r.status.startswith("failed")]
-    if finished:
+    finished = [r.path for r in results if r.status in ("done", "skipped")]
+    if any(r.status.startswith("submitted") for r in results):
+        out = Path(configs[0].experiment.output_dir)
+        print(f"jobs submitted; logs in {out / 'slurm'}; follow them with squeue, and once they "
+              f"are done: incop report {out}")
+    elif finished:
         out = Path(configs[0].experiment.output_dir) / "report"
         rows = write_report(find_runs(finished), out)
         print(report_text(rows))

@@ -82,9 +82,16 @@ def run_job(cfg_dict: Dict[str, Any]) -> JobResult:
 
 class Launcher:
     """Starts the jobs of a sweep and reports each result through ``on_result``. With ``wait``
-    False a launcher may return once the jobs are submitted (the local one always waits)."""
+    False a launcher may return once the jobs are submitted (the local one always waits).
+
+    A new engine is one subclass registered in ``LAUNCHERS``, with ``from_options`` reading its
+    settings from the parsed ``incop sweep`` flags."""
 
     name = "launcher"
+
+    @classmethod
+    def from_options(cls, ns) -> "Launcher":
+        return cls()
 
     def launch(self, configs: Sequence[RunConfig], on_result: Callable[[JobResult], None],
                wait: bool = True) -> List[JobResult]:
@@ -112,6 +119,10 @@ class LocalLauncher(Launcher):
             raise UsageError(f"--workers {workers} must be at least 1")
         self.workers = workers
 
+    @classmethod
+    def from_options(cls, ns) -> "LocalLauncher":
+        return cls(workers=ns.workers)
+
     def launch(self, configs, on_result, wait=True):
         jobs = [c.to_dict() for c in configs]
         results: List[JobResult] = []
@@ -127,3 +138,6 @@ class LocalLauncher(Launcher):
                 results.append(fut.result())
                 on_result(results[-1])
         return results
+
+
+from . import slurm  # noqa: E402,F401  (registers the slurm launcher)
