@@ -227,17 +227,27 @@ def save_figures(results, out: Path) -> None:
     from incop.plots import accuracy_vs_remaining_figure, rounds_figure, save_figure
     from incop.report import RunData
 
+    def run_data(exps, label):
+        rounds = [{**r, "trial": i} for i, e in enumerate(exps) for r in e.rounds]
+        return RunData(Path(out), exps[0].cfg.to_dict(), rounds, label=label)
+
     for arch in sorted({k[0] for k in results}):
-        runs = []
+        runs, equal = [], []
         for (a, method, pq, eps, stat, at_sap), exps in results.items():
-            if a != arch or eps is not None or at_sap:
+            if a != arch or eps is not None:
                 continue
-            rounds = [{**r, "trial": i} for i, e in enumerate(exps) for r in e.rounds]
             label = method + (f" ({pq[0]:g}, {pq[1]:g})" if pq else "")
-            runs.append(RunData(Path(out), exps[0].cfg.to_dict(), rounds, label=label))
+            if at_sap:
+                equal.append(run_data(exps, label + AT_SAP))
+            else:
+                runs.append(run_data(exps, label))
+                if method == "sap":
+                    equal.append(runs[-1])
         save_figure(rounds_figure(runs), out / f"{arch}_rounds.png")
         save_figure(accuracy_vs_remaining_figure(runs), out / f"{arch}_accuracy_vs_remaining.png")
         print(f"figures: {out / (arch + '_rounds.png')}, {out / (arch + '_accuracy_vs_remaining.png')}")
+        if len(equal) > 2:  # SAP's two runs and at least one rerun at its sparsity
+            save_figure(accuracy_vs_remaining_figure(equal), out / f"{arch}_at_sap_sparsity.png")
 
 
 AT_SAP = " at SAP's sparsity"

@@ -82,3 +82,19 @@ def test_other_config_in_same_directory_is_refused(cli, tmp_path, uninterrupted)
     shutil.copytree(uninterrupted, _run_path(tmp_path))
     code, _, err = cli(*ARGS, "--output_dir", str(tmp_path), "--net_lr", "0.05")
     assert code == 2 and "another configuration" in err
+
+
+def test_options_added_later_keep_earlier_run_ids_and_resumes():
+    """Run directories made before --prune_target_remaining existed keep their hash (computed
+    with the release before it) and can still be resumed; setting the option changes the hash."""
+    from incop.config import RunConfig
+    from incop.imp import _comparable
+
+    cfg = RunConfig()
+    assert cfg.run_id() == "c829456d16"
+    old_saved = cfg.to_dict()
+    del old_saved["prune"]["target_remaining"]  # a progress file written by that release
+    assert _comparable(old_saved) == _comparable(cfg.to_dict())
+    cfg.prune.target_remaining = 20.0
+    assert cfg.run_id() != "c829456d16"
+    assert _comparable(old_saved) != _comparable(cfg.to_dict())

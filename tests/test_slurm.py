@@ -200,3 +200,13 @@ def test_bad_slurm_flags_are_one_line(cli, tmp_path, monkeypatch, flag, value):
     code, out, err = cli("sweep", *GRID, "--launcher", "slurm", flag, value, "--output_dir", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and flag in err
     assert not list(tmp_path.rglob("config.json"))
+
+
+def test_sweep_grid_with_no_runs_is_one_line(cli, tmp_path):
+    from incop.errors import UsageError
+    from incop.sweep import expand_grid
+
+    code, out, err = cli("sweep", "--prune_method", "--launcher", "slurm", "--output_dir", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and "--prune_method" in err
+    with pytest.raises(UsageError, match="the sweep grid has no runs"):
+        expand_grid({"prune.method": []})

@@ -168,7 +168,12 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
         done.append(result)
         print(f"[{len(done)}/{len(configs)}] {result.status}: {result.path}", flush=True)
 
-    results = launcher.launch(configs, progress, wait=not ns.no_wait)
+    try:
+        results = launcher.launch(configs, progress, wait=not ns.no_wait)
+    except KeyboardInterrupt:
+        print(f"{PROG}: sweep interrupted; completed rounds are saved (jobs already submitted to "
+              f"a cluster keep running); run the same sweep again to resume", file=sys.stderr)
+        return 130
     failed = [r for r in results if r.status.startswith("failed")]
     finished = [r.path for r in results if r.status in ("done", "skipped")]
     if any(r.status.startswith("submitted") for r in results):
