@@ -244,3 +244,16 @@ def test_flow_bad_input(cli, tmp_path, argv, expected):
 def test_aliases():
     from incop.methods import METHODS
     assert METHODS.canonical("incop-if") == "ciap" and METHODS.canonical("INCOP_GF") == "giap"
+
+
+def test_validation_plateau_by_hand():
+    from incop.stopping import ValidationPlateau
+
+    crit = ValidationPlateau(window=2, min_gain=0.5)
+    crit.start_round(None)
+    # mean of the last 2 minus the 2 before: (50, 60) -> (70, 71): +15.5; (60, 70) -> (71, 71):
+    # +6; (70, 71) -> (71, 71.4): +0.7; (71, 71) -> (71.4, 71.5): +0.45 < 0.5, stop
+    stops = [crit.check(None, val_acc=a).stop for a in (50, 60, 70, 71, 71, 71.4, 71.5)]
+    assert stops == [False, False, False, False, False, False, True]
+    crit.start_round(None)  # a new round forgets the old one's history
+    assert not crit.check(None, val_acc=71.6).stop

@@ -118,3 +118,29 @@ class AccuracyRecovery(StoppingCriterion):
 
     def check(self, model, masks=None, val_acc=None) -> Decision:
         return Decision(val_acc is not None and val_acc >= self.target)
+
+
+class ValidationPlateau(StoppingCriterion):
+    """Stops once training has converged: the mean validation accuracy of the last ``window``
+    epochs is less than ``min_gain`` points above the mean of the ``window`` before. Means, not
+    single epochs, since one epoch's accuracy on a small validation set moves by points."""
+
+    name = "plateau"
+
+    def __init__(self, window: int = 10, min_gain: float = 0.5) -> None:
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        self.window, self.min_gain = window, min_gain
+        self.history: list = []
+
+    def start_round(self, model, masks=None) -> None:
+        self.history = []
+        return None
+
+    def check(self, model, masks=None, val_acc=None) -> Decision:
+        self.history.append(val_acc)
+        w = self.window
+        if len(self.history) < 2 * w:
+            return Decision(False)
+        last, before = self.history[-w:], self.history[-2 * w:-w]
+        return Decision(sum(last) / w - sum(before) / w < self.min_gain)
