@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .config import RunConfig
+from .config import RunConfig, _without_unset_additions
 from .data import (DATASETS, DataSource, RawDataset, probe_subset, source_size, split_train_val,
                    train_batches)
 from .errors import UsageError
@@ -245,7 +245,6 @@ class IMPExperiment:
             keep = target_count(masks.total(), target)
             if new.remaining() < keep:
                 new = trim_to_count(trained, masks, new, keep)
-                info = {**info, "trimmed_to_target": True}
         return new, info
 
     def _at_target(self, masks: Masks) -> bool:
@@ -402,8 +401,6 @@ RECORDS = ("rounds", "epochs", "layers", "similarity", "trials")
 
 def _comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """The part of a config that must match for a run to be resumed."""
-    from .config import _without_unset_additions
-
     cfg = _without_unset_additions(cfg)
     exp = {k: v for k, v in cfg["experiment"].items()
            if k not in ("output_dir", "run_name", "device", "gpu_id")}

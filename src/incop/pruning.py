@@ -172,7 +172,8 @@ def trim_to_count(weights: Weights, old: Masks, new: Masks, keep: int) -> Masks:
     shares = {k: r * need / total for k, r in removed.items()}
     counts = {k: int(math.floor(s)) for k, s in shares.items()}
     leftover = need - sum(counts.values())
-    for k in sorted(shares, key=lambda k: (counts[k] - shares[k], list(shares).index(k)))[:leftover]:
+    # largest remainders first; the stable sort keeps layer order among equal ones
+    for k in sorted(shares, key=lambda k: counts[k] - shares[k])[:leftover]:
         counts[k] += 1
     return Masks({k: _smallest_survivors(weights, Masks({k: old[k]}), [k], counts[k])[k]
                   for k in old.names()})

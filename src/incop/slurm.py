@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .errors import UsageError
 from .results import RunDirectory, run_path
-from .sweep import LAUNCHERS, JobResult, Launcher, is_finished, run_job
+from .sweep import LAUNCHERS, JobResult, Launcher, is_finished, read_json, run_job
 
 # squeue states of a job that is, or will again be, running
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
@@ -35,7 +35,7 @@ MAX_REQUEUES_ON_TIMEOUT = 20  # runs resume from their last round, so requeueing
 def parse_slurm_time(text: str) -> int:
     """Slurm's --time formats (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) as whole minutes, rounded up."""
     m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
-    if not m or (m.group(1) is None and m.group(2) is None):
+    if not m:
         raise UsageError(f"--slurm_time {text!r} is not a Slurm time such as 90, 4:00:00 or "
                          f"1-12:00:00")
     days, a, b, c = (int(g) if g is not None else None for g in m.groups())
@@ -72,7 +72,6 @@ class SlurmJob:
 
         # submitit requeues and exits next; Slurm's SIGTERM for the old job then is only noise
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
         return DelayedSubmission(SlurmJob(), cfg_dict)
 
 
@@ -121,15 +120,15 @@ class SlurmLauncher(Launcher):
         results: List[JobResult] = []
         pending: List[_Pending] = []
         to_submit = []
-        active = self._active_jobs([_recorded_job(run_path(c)) for c in configs])
-        for cfg in configs:
-            path = run_path(cfg)
-            recorded = _recorded_job(path)
-            if is_finished(cfg):
+        paths = [run_path(c) for c in configs]
+        recorded = [read_json(p / JOB_FILE).get("job_id") for p in paths]
+        active = self._active_jobs(recorded)
+        for cfg, path, job_id in zip(configs, paths, recorded):
+            if is_finished(path):
                 results.append(JobResult(str(path), "skipped"))
                 on_result(results[-1])
-            elif recorded in active:
-                pending.append(_Pending(path, recorded))
+            elif job_id in active:
+                pending.append(_Pending(path, job_id))
             else:
                 to_submit.append(cfg)
         pending += self._submit(to_submit)
@@ -199,35 +198,17 @@ class SlurmLauncher(Launcher):
             except Exception as e:
                 return JobResult(str(p.path), f"failed: Slurm job {p.job_id}: {_last_line(str(e))}; "
                                  f"log: {p.job.paths.stderr}")
-        info = _read_json(p.path / JOB_FILE)
-        if (p.path / "summary.json").exists() and is_finished_dir(p.path):
+        if is_finished(p.path):
             return JobResult(str(p.path), "done")
         return JobResult(str(p.path), f"failed: Slurm job {p.job_id} ended ({state.lower()}) "
                          f"before the run finished; run the sweep again to resume it; log: "
-                         f"{info.get('stderr', '?')}")
+                         f"{read_json(p.path / JOB_FILE).get('stderr', '?')}")
 
     def _active_jobs(self, job_ids: Sequence[Optional[str]]) -> set:
         ids = [j for j in job_ids if j]
         if not ids:
             return set()
         return {j for j, s in _squeue_states(ids).items() if s in ACTIVE_STATES}
-
-
-def is_finished_dir(path: Path) -> bool:
-    return bool(_read_json(path / "summary.json").get("complete"))
-
-
-def _read_json(path: Path) -> Dict[str, Any]:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _recorded_job(path: Path) -> Optional[str]:
-    return _read_json(path / JOB_FILE).get("job_id")
 
 
 def _squeue_states(job_ids: Sequence[str]) -> Dict[str, str]:

@@ -11,6 +11,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .config import RunConfig
@@ -19,12 +20,17 @@ from .registry import Registry
 from .results import run_path
 
 
-def is_finished(cfg: RunConfig) -> bool:
-    summary = run_path(cfg) / "summary.json"
+def read_json(path: Path) -> Dict[str, Any]:
+    """A JSON object from ``path``, or {} when it is missing or unreadable."""
     try:
-        return bool(json.loads(summary.read_text()).get("complete"))
+        return json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
+        return {}
+
+
+def is_finished(run_dir: Path) -> bool:
+    """The run in ``run_dir`` completed (its summary says so)."""
+    return bool(read_json(run_dir / "summary.json").get("complete"))
 
 
 def expand_grid(values: Dict[str, Sequence[Any]], pq_pairs: Optional[Sequence[Tuple[float, float]]] = None
@@ -69,7 +75,7 @@ def run_job(cfg_dict: Dict[str, Any]) -> JobResult:
 
     cfg = RunConfig.from_dict(cfg_dict).validate()
     path = run_path(cfg)
-    if is_finished(cfg):
+    if is_finished(path):
         return JobResult(str(path), "skipped")
     try:
         IMPExperiment(cfg, run_dir=RunDirectory(path), progress=False, echo=lambda s: None).run()
