@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
 from typing import Dict, Tuple
 
 import torch
@@ -36,12 +38,54 @@ def pq_index(w: torch.Tensor, p: float, q: float) -> float:
     return float(1.0 - d ** (1.0 / q - 1.0 / p) * norm_p / norm_q)
 
 
+# Relative slack for ceil() of a float that is an integer up to rounding: 2.0000000000000004
+# must give 2. It scales with the value (a slack scaled by d, as before, gave 999,999 for
+# ceil(999,999.0001) at d = 10^6); float64 rounding is ~1e-15 relative, far below it.
+CEIL_SLACK = 1e-12
+
+
+def ceil_tolerant(x: float) -> int:
+    """``ceil(x)``, where a float a few ulps above an integer counts as that integer."""
+    return int(math.ceil(x - CEIL_SLACK * abs(x)))
+
+
+def exact(x: float) -> Fraction:
+    """The decimal a user typed (0.9, 1.2) as an exact fraction, not its binary approximation
+    (``Fraction(0.7)`` is just under 7/10, which would floor 10 * 0.7 to 6)."""
+    return Fraction(*decimal_ratio(x))
+
+
+def decimal_ratio(x: float) -> Tuple[int, int]:
+    """(numerator, denominator) of the decimal ``repr(x)``, e.g. (7, 10) for 0.7."""
+    return Decimal(repr(float(x))).as_integer_ratio()
+
+
 def sap_retained_count(d: int, index: float, p: float, q: float, eta: float) -> int:
     """``m = ceil(d (1 + eta)^(-q/(q-p)) (1 - I)^(q p/(q-p)))``, the count SAP would keep."""
     if d == 0:
         return 0
     m = d * (1.0 + eta) ** (-q / (q - p)) * (1.0 - index) ** (q * p / (q - p))
-    return int(math.ceil(m - 1e-9 * d))  # guard against 0.99999999 * d rounding up past d
+    return min(max(ceil_tolerant(m), 0), d)
+
+
+def sap_pruned_count(d: int, m: int, gamma: float, beta: float) -> int:
+    """``n = floor(d r)`` with ``r = clamp(gamma (1 - m/d), 0, beta)``, in exact arithmetic: with
+    gamma 1 and no clamping it is exactly ``d - m`` (a float product lands at 1569.9999)."""
+    if d == 0:
+        return 0
+    (gn, gd), (bn, bd) = decimal_ratio(gamma), decimal_ratio(beta)
+    # d * clamp(x, 0, beta) = clamp(d x, 0, beta d), and floor is monotone: integers only.
+    return max(0, min(gn * (d - m) // gd, bn * d // bd))
+
+
+def floor_count(ratio: float, d: int) -> int:
+    """``floor(ratio * d)``, exactly."""
+    return math.floor(exact(ratio) * d)
+
+
+def round_count(ratio: float, s: int) -> int:
+    """``ratio * s`` rounded half up, exactly."""
+    return math.floor(exact(ratio) * s + Fraction(1, 2))
 
 
 def _smallest_survivors(weights: Weights, masks: Masks, names, n: int) -> Masks:
@@ -49,8 +93,10 @@ def _smallest_survivors(weights: Weights, masks: Masks, names, n: int) -> Masks:
     new = masks.clone()
     if n <= 0:
         return new
-    scores = torch.cat([torch.where(masks[k].bool(), weights[k].detach().abs().float(),
-                                    torch.full_like(weights[k], float("inf"), dtype=torch.float))
+    # Scores keep the weights' own precision: in float32, 1 + 1e-9 and 1 would tie.
+    dtype = _score_dtype(weights[k].dtype for k in names)
+    scores = torch.cat([torch.where(masks[k].bool(), weights[k].detach().abs().to(dtype),
+                                    torch.full_like(weights[k], float("inf"), dtype=dtype))
                         .reshape(-1) for k in names])
     drop = torch.argsort(scores, stable=True)[:n]
     flat = torch.cat([new[k].reshape(-1) for k in names])
@@ -61,6 +107,14 @@ def _smallest_survivors(weights: Weights, masks: Masks, names, n: int) -> Masks:
         new[k].copy_(flat[offset:offset + size].view_as(new[k]))
         offset += size
     return new
+
+
+def _score_dtype(dtypes) -> torch.dtype:
+    out = None
+    for dt in dtypes:
+        dt = dt if dt.is_floating_point else torch.float32
+        out = dt if out is None else torch.promote_types(out, dt)
+    return out or torch.float32
 
 
 def _survivors(weights: Weights, masks: Masks, names) -> torch.Tensor:
@@ -87,7 +141,7 @@ class LayerwiseMagnitude(PruningRule):
         new = masks
         for k in masks.names():
             s = int(masks[k].count_nonzero())
-            new = _smallest_survivors(weights, new, [k], int(math.floor(self.ratio * s + 0.5)))
+            new = _smallest_survivors(weights, new, [k], round_count(self.ratio, s))
         return new, {"ratio": self.ratio}
 
 
@@ -100,7 +154,7 @@ class GlobalMagnitude(PruningRule):
 
     def __call__(self, weights: Weights, masks: Masks):
         d = masks.remaining()
-        return _smallest_survivors(weights, masks, masks.names(), int(math.floor(d * self.ratio))), \
+        return _smallest_survivors(weights, masks, masks.names(), floor_count(self.ratio, d)), \
             {"ratio": self.ratio}
 
 
@@ -129,18 +183,17 @@ class SAP(PruningRule):
             raise UsageError(f"--prune_beta {self.beta} must be in [0, 1]")
 
     def ratio(self, w: torch.Tensor) -> Tuple[float, Dict[str, float]]:
+        """(r, info) for the surviving weights ``w``; ``info["pruned"]`` is the exact count."""
         d = w.numel()
         index = pq_index(w, self.p, self.q)
         m = sap_retained_count(d, index, self.p, self.q, self.eta)
+        n = sap_pruned_count(d, m, self.gamma, self.beta)
         r = min(max(self.gamma * (1.0 - m / d), 0.0), self.beta) if d else 0.0
-        return r, {"pq_index": index, "retain_count": m, "survivors": d, "ratio": r}
+        return r, {"pq_index": index, "retain_count": m, "survivors": d, "ratio": r, "pruned": n}
 
     def __call__(self, weights: Weights, masks: Masks):
-        w = _survivors(weights, masks, masks.names())
-        r, info = self.ratio(w)
-        n = int(math.floor(w.numel() * r))
-        info["pruned"] = n
-        return _smallest_survivors(weights, masks, masks.names(), n), info
+        _, info = self.ratio(_survivors(weights, masks, masks.names()))
+        return _smallest_survivors(weights, masks, masks.names(), info["pruned"]), info
 
 
 def validate_pq(p: float, q: float) -> None:
@@ -153,8 +206,9 @@ def validate_pq(p: float, q: float) -> None:
 
 
 def target_count(total: int, target_pct: float) -> int:
-    """Weights kept at ``target_pct`` percent remaining (rounded up: never below the target)."""
-    return int(math.ceil(total * target_pct / 100.0 - 1e-9 * total))
+    """Weights kept at ``target_pct`` percent remaining (rounded up: never below the target),
+    exactly: 1.2% of 14,715,584 is 176,587.008, kept as 176,588."""
+    return math.ceil(exact(target_pct) * total / 100)
 
 
 def trim_to_count(weights: Weights, old: Masks, new: Masks, keep: int) -> Masks:
@@ -169,8 +223,8 @@ def trim_to_count(weights: Weights, old: Masks, new: Masks, keep: int) -> Masks:
         return new
     need = max(need, 0)
     total = sum(removed.values())
-    shares = {k: r * need / total for k, r in removed.items()}
-    counts = {k: int(math.floor(s)) for k, s in shares.items()}
+    shares = {k: Fraction(r * need, total) for k, r in removed.items()}
+    counts = {k: math.floor(s) for k, s in shares.items()}
     leftover = need - sum(counts.values())
     # largest remainders first; the stable sort keeps layer order among equal ones
     for k in sorted(shares, key=lambda k: counts[k] - shares[k])[:leftover]:

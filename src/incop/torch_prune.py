@@ -13,7 +13,6 @@ are ever pruned.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict
 
 import torch
@@ -21,7 +20,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from .masks import Masks, prunable_parameters
-from .pruning import SAP, _smallest_survivors
+from .pruning import SAP, _smallest_survivors, round_count
 
 
 def _drop_smallest(t: torch.Tensor, default_mask: torch.Tensor, n: int) -> torch.Tensor:
@@ -40,9 +39,8 @@ class SAPPruning(prune.BasePruningMethod):
         self.rule = SAP(p, q, eta, gamma, beta)
 
     def compute_mask(self, t: torch.Tensor, default_mask: torch.Tensor) -> torch.Tensor:
-        alive = default_mask.bool()
-        ratio, _ = self.rule.ratio(t[alive])
-        return _drop_smallest(t, default_mask, int(math.floor(int(alive.sum()) * ratio)))
+        _, info = self.rule.ratio(t[default_mask.bool()])
+        return _drop_smallest(t, default_mask, info["pruned"])
 
     @classmethod
     def apply(cls, module: nn.Module, name: str, p: float = 1.0, q: float = 2.0, eta: float = 0.0,
@@ -62,7 +60,7 @@ class MagnitudePruning(prune.BasePruningMethod):
 
     def compute_mask(self, t: torch.Tensor, default_mask: torch.Tensor) -> torch.Tensor:
         survivors = int(default_mask.bool().sum())
-        return _drop_smallest(t, default_mask, int(math.floor(self.ratio * survivors + 0.5)))
+        return _drop_smallest(t, default_mask, round_count(self.ratio, survivors))
 
     @classmethod
     def apply(cls, module: nn.Module, name: str, ratio: float = 0.2, importance_scores=None):
