@@ -255,7 +255,7 @@ def load_results(out: Path):
 def save_figures(results, out: Path) -> None:
     """Per architecture, the main methods with their seeds as trials: rounds and accuracy plots."""
     from incop.plots import accuracy_vs_remaining_figure, rounds_figure, save_figure
-    from incop.report import RunData
+    from incop.rundata import RunData
 
     def run_data(exps, label):
         rounds = [{**r, "trial": i} for i, e in enumerate(exps) for r in e.rounds]

@@ -59,7 +59,7 @@ def test_sap_end_to_end_space_separated_flags(cli, tmp_path):
 
 
 def test_seed_command_as_written(cli, tmp_path):
-    make_idx_dataset(tmp_path / "data" / "MNIST" / "raw", n_train=200, n_test=40, gz=True)
+    make_idx_dataset(tmp_path / "data" / "MNIST" / "raw", n_train=500, n_test=40, gz=True)
     code, out, err = cli("--net_arch=conv2", "--net_dataset=MNIST", "--net_lr=.01",
                          "--net_train_epochs=1", "--net_warmup=1", "--exper_type=performance",
                          "--prune_method=sap", "--prune_p=1.0", "--prune_q=2.0",

@@ -119,7 +119,8 @@ def _raw(n=100):
 
 def test_split_is_deterministic_disjoint_and_normalised_on_train_only():
     raw = _raw()
-    s1, s2, s3 = split_train_val(raw, 0.2, 5), split_train_val(raw, 0.2, 5), split_train_val(raw, 20, 6)
+    s1, s2, s3 = (split_train_val(raw, 0.2, 5, True), split_train_val(raw, 0.2, 5, True),
+                  split_train_val(raw, 20, 6, True))
     assert torch.equal(s1.val_x, s2.val_x) and not torch.equal(s1.val_x, s3.val_x)
     assert len(s1.val_y) == 20 and len(s3.val_y) == 20 and len(s1.train_y) == 80
     assert abs(float(s1.train_x.mean())) < 1e-5 and float(s1.train_x.std()) == pytest.approx(1, abs=0.02)
@@ -127,7 +128,9 @@ def test_split_is_deterministic_disjoint_and_normalised_on_train_only():
     train_vals, val_vals = set(s1.train_x[:, 0, 0, 0].tolist()), set(s1.val_x[:, 0, 0, 0].tolist())
     assert len(train_vals) == 80 and not train_vals & val_vals
     with pytest.raises(UsageError):
-        split_train_val(raw, 100, 0)
+        split_train_val(raw, 100, 0, True)
+    with pytest.raises(UsageError, match="too few to measure accuracy"):  # 20 < 50 unless asked
+        split_train_val(raw, 0.2, 5)
 
 
 def test_batches_cover_every_sample_once_per_pass():
@@ -138,7 +141,7 @@ def test_batches_cover_every_sample_once_per_pass():
 
 
 def test_probe_subset_is_fixed_and_checked():
-    s = split_train_val(_raw(), 0.2, 0)
+    s = split_train_val(_raw(), 0.2, 0, allow_small_val=True)
     a, b = probe_subset(s, 30, 1), probe_subset(s, 30, 1)
     assert torch.equal(a[0], b[0]) and len(a[1]) == 30
     assert len(probe_subset(s, None, 1)[1]) == 80  # default: the whole split when it is small

@@ -51,7 +51,7 @@ def test_streaming_pass_equals_direct_computation():
     model, x = _Net(), torch.randn(101, 1, 9, 9)
     monitor = InformationFlow(model, x, batch_size=7)  # uneven batches on purpose
     snap = monitor.measure(model)
-    acts = layer_activations(model, monitor.layers, x)
+    acts = layer_activations(model, monitor.layer_names, x)
     assert [a.shape[1] for a in acts] == [6, 5, 4]
     for got, (a, b) in zip(snap.matrices, zip(acts, acts[1:])):
         torch.testing.assert_close(got, correlation_matrix(a, b), atol=1e-5, rtol=0)
@@ -127,7 +127,7 @@ def test_measuring_leaves_model_and_optimizer_bit_identical():
     model.train()
     InformationFlow(model, x).measure(model)
     GradientFlow(model, x, y).measure(model, masks)
-    layer_activations(model, monitored_layers(model, x[:1]), x)
+    layer_activations(model, [n for n, _ in monitored_layers(model, x[:1])], x)
     assert model.training
     for k, v in model.state_dict().items():
         assert torch.equal(v, state[k]), k  # weights and BN running stats / counters

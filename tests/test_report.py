@@ -10,7 +10,7 @@ from matplotlib.collections import PolyCollection
 import incop.training as training
 from incop.plots import (accuracy_vs_remaining_figure, flow_distance_figure, per_round, rounds_figure,
                          similarity_figure)
-from incop.report import find_runs
+from incop.rundata import find_runs
 
 COMMON = ["--net_train_epochs", "2", "--net_warmup", "2", "--exper_imp_total_iter", "3",
           "--exper_num_trial", "2", "--quiet"]

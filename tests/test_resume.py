@@ -88,7 +88,7 @@ def test_options_added_later_keep_earlier_run_ids_and_resumes():
     """Run directories made before --prune_target_remaining existed keep their hash (computed
     with the release before it) and can still be resumed; setting the option changes the hash."""
     from incop.config import RunConfig
-    from incop.imp import _comparable
+    from incop.config import comparable as _comparable
 
     cfg = RunConfig()
     assert cfg.run_id() == "c829456d16"

@@ -20,7 +20,9 @@ from torch import nn
 
 from .config import RunConfig
 from .data import DataSource, is_tensor_pair, probe_from_source
+from .flows import unwrap
 from .imp import IMPExperiment, TrialInputs
+from .inputs import check_inputs, data_fingerprint, model_fingerprint
 from .masks import Masks
 from .results import RunDirectory, run_path
 from .torch_prune import remove_reparametrization, to_torch_prune
@@ -77,11 +79,18 @@ def prune_model(model: nn.Module, train: DataSource, val: DataSource,
     dropout, probe set).
     """
     cfg = copy.deepcopy(config) if config is not None else RunConfig()
+    model = unwrap(model)  # a torch.compile'd model: prune the module it wraps
     cfg.model.arch, cfg.data.dataset = type(model).__name__, "custom"
     if output_dir is not None:
         cfg.experiment.output_dir = str(output_dir)
     cfg.validate(registry_names=False)
-    experiment = IMPExperiment(cfg, progress=progress, echo=echo or (lambda s: None))
+    check_inputs(model, train, val, test, cfg.data.allow_small_val)
+    # A run's identity includes the model and the data: another model or data set never
+    # receives this run's results, nor resumes it.
+    cfg.model.fingerprint = model_fingerprint(model)
+    cfg.data.fingerprint = data_fingerprint(train, val, test)
+    experiment = IMPExperiment(cfg, progress=progress, echo=echo or (lambda s: None),
+                               lr_name="config.train.lr")
     device = experiment.device
 
     def on_device(source: Optional[DataSource]) -> Optional[DataSource]:

@@ -39,9 +39,14 @@ def _add_config_flags(parser: argparse.ArgumentParser, multi: bool = False) -> N
         group = parser.add_argument_group(section)
         for f in dataclasses.fields(getattr(defaults, section)):
             flag, default = f.metadata["flag"], getattr(getattr(defaults, section), f.name)
+            if flag is None:  # set by the API, not a flag
+                continue
             help_text = f.metadata["help"] + ("" if default is None else f" (default: {default})")
             kind = _flag_type(f)
-            if kind is None:
+            if f.metadata.get("nargs"):  # a list of values, also in a sweep (never an axis)
+                group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", nargs="+",
+                                   metavar="PATTERN", help=help_text)
+            elif kind is None:
                 group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", action="store_true",
                                    help=f.metadata["help"])
             else:
@@ -52,17 +57,25 @@ def _add_config_flags(parser: argparse.ArgumentParser, multi: bool = False) -> N
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _flag_of(dest: str) -> str:
+def _field_of(dest: str) -> dataclasses.Field:
     section, name = dest.split(".", 1)
     cls = type(getattr(RunConfig(), section))
-    return "--" + next(f.metadata["flag"] for f in dataclasses.fields(cls) if f.name == name)
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _flag_of(dest: str) -> str:
+    return "--" + _field_of(dest).metadata["flag"]
+
+
+def _is_list_flag(dest: str) -> bool:
+    return bool(_field_of(dest).metadata.get("nargs"))
 
 
 def config_from_args(ns: argparse.Namespace) -> RunConfig:
     sections = {s: {} for s in RunConfig.SECTIONS}
     for key, value in vars(ns).items():
         if "." in key:
-            if isinstance(value, list):  # argparse reads '--flag=--' as an empty list
+            if isinstance(value, list) and not _is_list_flag(key):  # '--flag=--' reads as []
                 raise UsageError(f"argument {_flag_of(key)}: expected one value")
             section, name = key.split(".", 1)
             sections[section][name] = value
@@ -154,11 +167,14 @@ def _pq_pair(text: str):
 
 
 def _cmd_sweep(ns: argparse.Namespace) -> int:
-    from .report import find_runs, report_text, write_report
-    from .sweep import LAUNCHERS, expand_grid
+    from .report import report_text, write_report
+    from .rundata import find_runs
+    from .launchers import LAUNCHERS
+    from .sweep import expand_grid
 
     values = {k: v for k, v in vars(ns).items() if "." in k}
-    values = {k: (v if isinstance(v, list) else [v]) for k, v in values.items()}
+    values = {k: (v if isinstance(v, list) and not _is_list_flag(k) else [v])
+              for k, v in values.items()}
     launcher = LAUNCHERS.get(ns.launcher, "--launcher").from_options(ns)
     configs = expand_grid(values, ns.pq)
     print(f"sweep: {len(configs)} run(s) with the {launcher.name} launcher", flush=True)
@@ -189,7 +205,8 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
 
 
 def _cmd_report(ns: argparse.Namespace) -> int:
-    from .report import find_runs, report_text, write_report
+    from .report import report_text, write_report
+    from .rundata import find_runs
     from .results import RunDirectory
 
     runs = find_runs(ns.runs)

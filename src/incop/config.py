@@ -7,13 +7,16 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
+from .data import MIN_VAL_SAMPLES
 from .errors import UsageError
 
 
-def opt(default: Any, flag: str, help: str, **extra: Any) -> Any:
+def opt(default: Any, flag: Optional[str], help: str, **extra: Any) -> Any:
+    """A config field; ``flag`` None keeps it off the command line (set by the API)."""
     return field(default=default, metadata={"flag": flag, "help": help, **extra})
+
 
 
 @dataclass
@@ -24,6 +27,11 @@ class DataConfig:
     val_size: float = opt(0.1, "net_val_size", "validation split taken from the training data: a "
                           "fraction in (0, 1) or a sample count")
     batch_size: int = opt(64, "net_batch_size", "mini-batch size for training")
+    allow_small_val: bool = opt(False, "allow_small_val", "accept a validation split under "
+                                f"{MIN_VAL_SAMPLES} samples (its accuracy moves in steps of "
+                                f"2 points or more)")
+    fingerprint: Optional[str] = opt(None, None, "what the data was (sizes and a hash of a "
+                                     "sample), set by prune_model for a user's own data")
 
 
 @dataclass
@@ -31,6 +39,9 @@ class ModelConfig:
     arch: str = opt("lenet300", "net_arch", "architecture (see 'incop list')")
     pretrained: Optional[str] = opt(None, "net_pretrained", "local state-dict file to start from "
                                     "(nothing is downloaded)")
+    fingerprint: Optional[str] = opt(None, None, "what the model was (module types, parameter "
+                                     "names and shapes, a hash of the initial weights), set by "
+                                     "prune_model for a user's own model")
 
 
 @dataclass
@@ -68,6 +79,12 @@ class PruneConfig:
                                             "--exper_imp_total_iter becomes the most rounds")
     stop_on_recovery: bool = opt(False, "stop_on_recovery", "also stop a round once validation "
                                  "accuracy is back to the dense warm-up's")
+    include: Optional[List[str]] = opt(None, "prune_include", "also prune the weights whose "
+                                       "parameter or module name matches one of these shell "
+                                       "patterns (embeddings, LSTM/GRU weights, ...)", nargs="+")
+    exclude: Optional[List[str]] = opt(None, "prune_exclude", "never prune the weights whose "
+                                       "parameter or module name matches one of these shell "
+                                       "patterns (e.g. 'fc3' or 'classifier.*')", nargs="+")
 
 
 @dataclass
@@ -111,24 +128,60 @@ class RunConfig:
 
     def run_id(self) -> str:
         """Short hash of everything that changes results (not where they are written)."""
-        d = _without_unset_additions(self.to_dict())
-        for k in ("output_dir", "run_name", "device", "gpu_id"):
-            d["experiment"].pop(k)
-        blob = json.dumps(d, sort_keys=True).encode()
+        blob = json.dumps(comparable(self.to_dict()), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
 
 
-# Options added after runs were already on disk: left out of hashes and resume checks while
-# unset, so those runs keep their ids and can still be resumed.
-LATER_OPTIONS = (("prune", "target_remaining"),)
+# Options added after runs were already on disk, with their defaults: left out of hashes and
+# resume checks while at the default, so those runs keep their ids and can still be resumed.
+LATER_OPTIONS = {("prune", "target_remaining"): None, ("prune", "include"): None,
+                 ("prune", "exclude"): None, ("data", "allow_small_val"): False,
+                 ("data", "fingerprint"): None, ("model", "fingerprint"): None}
 
 
 def _without_unset_additions(d: Dict[str, Any]) -> Dict[str, Any]:
     d = {s: dict(v) if isinstance(v, dict) else v for s, v in d.items()}
-    for section, name in LATER_OPTIONS:
-        if d.get(section, {}).get(name, None) is None:
+    for (section, name), default in LATER_OPTIONS.items():
+        if d.get(section, {}).get(name, default) == default:
             d.get(section, {}).pop(name, None)
     return d
+
+
+def comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The part of a config that must match for a run to be resumed (not where it is written,
+    nor on which device)."""
+    cfg = _without_unset_additions(cfg)
+    exp = {k: v for k, v in cfg["experiment"].items() if k not in WHERE_NOT_WHAT}
+    return {**cfg, "experiment": exp}
+
+
+WHERE_NOT_WHAT = ("output_dir", "run_name", "device", "gpu_id")
+
+
+def _checksum(cfg: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
+
+
+def checked_config(cfg: Dict[str, Any], versions: Dict[str, str]) -> Dict[str, Any]:
+    """What config.json holds: the configuration, the versions, and a checksum that tells a
+    hand-edited copy from the one the run wrote."""
+    return {**cfg, "versions": versions, "checksum": _checksum(cfg)}
+
+
+def read_checked_config(path) -> Optional[Dict[str, Any]]:
+    """The configuration in a config.json, or None when it is missing, not JSON, or edited
+    (its checksum does not match). Files written before checksums are taken as they are."""
+    try:
+        saved = json.loads(open(path).read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    checksum = saved.pop("checksum", None)
+    saved.pop("versions", None)
+    if checksum is not None and checksum != _checksum(saved):
+        return None
+    return saved
 
 
 def _section_class(name: str):
@@ -139,6 +192,10 @@ def _section_class(name: str):
 def _need(ok: bool, message: str) -> None:
     if not ok:
         raise UsageError(message)
+
+
+def _plain_name(name: str) -> bool:
+    return bool(name.strip()) and name not in (".", "..") and "/" not in name and "\\" not in name
 
 
 def _finite(x: Optional[float]) -> bool:
@@ -165,6 +222,12 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
           and (c.data.val_size < 1 or float(c.data.val_size).is_integer()),
           f"--net_val_size {c.data.val_size} must be a fraction in (0, 1) or a whole number of "
           f"samples")
+    _need(c.data.val_size != 1,
+          "--net_val_size 1 would be a single validation sample: a fraction must be below 1 "
+          "(0.1 is 10% of the training data) and a count is a number of samples (e.g. 5000)")
+    _need(c.data.val_size < 1 or c.data.val_size >= MIN_VAL_SAMPLES or c.data.allow_small_val,
+          f"--net_val_size {c.data.val_size:g} samples is too few to measure accuracy (under "
+          f"{MIN_VAL_SAMPLES}); use more, or add --allow_small_val if you mean it")
     _need(_finite(t.lr) and t.lr > 0, f"--net_lr {t.lr} must be a positive number (e.g. 0.01)")
     _need(t.epochs >= 1, f"--net_train_epochs {t.epochs} must be at least 1")
     _need(t.warmup >= 0, f"--net_warmup {t.warmup} must be 0 or more")
@@ -188,5 +251,14 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(e.num_trial >= 1, f"--exper_num_trial {e.num_trial} must be at least 1")
     _need(e.device in ("auto", "cpu", "cuda"), f"--device {e.device}: choose auto, cpu or cuda")
     _need(e.gpu_id is None or e.gpu_id >= 0, f"--exper_gpu_id {e.gpu_id} must be 0 or more")
+    _need(bool(e.output_dir and e.output_dir.strip()),
+          "--output_dir is empty; name a folder for the results (default: output)")
+    _need(e.run_name is None or _plain_name(e.run_name),
+          f"--run_name {e.run_name!r} must be a plain folder name (no '/', not '.' or '..'), so "
+          f"the run stays inside --output_dir")
+    for flag, patterns in (("--prune_include", p.include), ("--prune_exclude", p.exclude)):
+        _need(patterns is None or (len(patterns) > 0 and all(isinstance(x, str) and x.strip()
+                                                              for x in patterns)),
+              f"{flag} needs one or more name patterns, e.g. 'fc3' or 'encoder.*'")
     _need(e.exper_type in ("efficiency", "performance"),
           f"--exper_type {e.exper_type}: choose efficiency or performance")

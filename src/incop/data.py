@@ -18,6 +18,8 @@ import torch
 from .errors import UsageError
 from .registry import Registry
 
+# A validation split smaller than this measures accuracy in steps of 2 points or more.
+MIN_VAL_SAMPLES = 50
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 DEBIAN_MNIST = "/usr/share/datasets/mnist"
 
@@ -78,11 +80,17 @@ def _read_bytes(path: Path) -> bytes:
         raise UsageError(f"cannot read {path}: {e}; the file is corrupt or truncated, replace it") from None
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read one IDX file (gzipped or not) into a numpy array, checking its header and length."""
+def read_idx(path: Path, ndim: Optional[int] = None) -> np.ndarray:
+    """Read one IDX file (gzipped or not) into a numpy array, checking its header and length;
+    ``ndim`` is the number of dimensions the magic number must announce (3 images, 1 labels)."""
     data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise UsageError(f"{path} is not an IDX file (bad magic number); replace it with the original file")
+    if ndim is not None and data[3] != ndim:
+        magic = int.from_bytes(data[:4], "big")
+        raise UsageError(f"{path} has the wrong magic number 0x{magic:08X} ({data[3]} dimensions); "
+                         f"an IDX {'label' if ndim == 1 else 'image'} file has "
+                         f"0x{(magic & ~0xFF) | ndim:08X}; the files are mixed up or corrupt")
     dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
@@ -130,17 +138,31 @@ def _load_idx_dataset(name: str, data_dir: Optional[str], folder_names: Sequence
     if missing:
         where = ", ".join(str(d) for d in dirs) or "(no folder)"
         raise UsageError(f"{name}: missing {', '.join(missing)} (looked in {where}); {hint}")
-    arrays = {k: read_idx(p) for k, p in paths.items()}
+    arrays = {k: read_idx(p, 3 if k.endswith("_x") else 1) for k, p in paths.items()}
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise UsageError(f"{name}: {split} images {x.shape} and labels {y.shape} do not match; "
                              f"the files are mislabelled or mixed up")
+    for k in ("train_y", "test_y"):
+        check_known_labels(name, paths[k], arrays[k], IDX_CLASSES)
     to_x = lambda a: torch.from_numpy(a.copy()).unsqueeze(1)  # (N, 1, H, W) uint8
     to_y = lambda a: torch.from_numpy(a.astype(np.int64))
-    num_classes = int(max(arrays["train_y"].max(), arrays["test_y"].max())) + 1
+    num_classes = IDX_CLASSES
     return RawDataset(to_x(arrays["train_x"]), to_y(arrays["train_y"]), to_x(arrays["test_x"]),
                       to_y(arrays["test_y"]), num_classes, name, str(paths["train_x"].parent))
+
+
+IDX_CLASSES = 10  # MNIST and Fashion-MNIST
+
+
+def check_known_labels(name: str, path: Path, labels: np.ndarray, num_classes: int) -> None:
+    """A known dataset has known classes: any label outside them means a wrong or corrupt file."""
+    bad = np.unique(labels[(labels < 0) | (labels >= num_classes)])
+    if len(bad):
+        shown = ", ".join(str(int(v)) for v in bad[:5])
+        raise UsageError(f"{path}: labels {shown} are outside {name}'s classes 0..{num_classes - 1}; "
+                         f"the file is corrupt or belongs to another dataset")
 
 
 @DATASETS.register("FashionMNIST", "fmnist", "fashion")
@@ -196,8 +218,8 @@ def _load_cifar(name: str, data_dir: Optional[str], folder: str, train_files: Li
     tx, ty = _cifar_arrays(base / test_file, label_key)
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
-    if y.max() >= num_classes or ty.max() >= num_classes:
-        raise UsageError(f"{name}: labels above {num_classes - 1} found in {base}; wrong dataset?")
+    for f, (_, labels) in zip([*train_files, test_file], [*parts, (tx, ty)]):
+        check_known_labels(name, base / f, labels, num_classes)
     return RawDataset(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(tx),
                       torch.from_numpy(ty), num_classes, name, str(base))
 
@@ -232,7 +254,8 @@ def load_digits(data_dir: Optional[str] = None) -> RawDataset:
 
 # ---------------------------------------------------------------- split and normalise
 
-def split_train_val(raw: RawDataset, val_size: float, seed: int) -> DataSplits:
+def split_train_val(raw: RawDataset, val_size: float, seed: int,
+                    allow_small_val: bool = False) -> DataSplits:
     """Split the training data into train and validation (deterministic by seed), then normalise
     every split with per-channel statistics of the train part alone."""
     n = len(raw.train_y)
@@ -240,6 +263,10 @@ def split_train_val(raw: RawDataset, val_size: float, seed: int) -> DataSplits:
     if not 0 < n_val < n:
         raise UsageError(f"--net_val_size {val_size} gives {n_val} validation samples out of {n}; "
                          f"use a fraction in (0, 1) or a count between 1 and {n - 1}")
+    if n_val < MIN_VAL_SAMPLES and not allow_small_val:
+        raise UsageError(f"--net_val_size {val_size:g} gives {n_val} validation samples out of "
+                         f"{n}, too few to measure accuracy (under {MIN_VAL_SAMPLES}); use a "
+                         f"larger split, or add --allow_small_val if you mean it")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
     train_x = raw.train_x[train_idx].float()
@@ -251,8 +278,9 @@ def split_train_val(raw: RawDataset, val_size: float, seed: int) -> DataSplits:
                       raw.name)
 
 
-def load_splits(name: str, data_dir: Optional[str], val_size: float, seed: int) -> DataSplits:
-    return split_train_val(DATASETS.get(name)(data_dir), val_size, seed)
+def load_splits(name: str, data_dir: Optional[str], val_size: float, seed: int,
+                allow_small_val: bool = False) -> DataSplits:
+    return split_train_val(DATASETS.get(name)(data_dir), val_size, seed, allow_small_val)
 
 
 # ---------------------------------------------------------------- batching

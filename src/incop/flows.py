@@ -21,10 +21,17 @@ from .masks import PRUNABLE_TYPES, Masks, prunable_parameters
 SHORTCUT_NAMES = ("shortcut", "downsample")
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module a ``torch.compile``d model wraps (hooks and names live there), else ``model``."""
+    return getattr(model, "_orig_mod", model) if type(model).__name__ == "OptimizedModule" else model
+
+
 def monitored_layers(model: nn.Module, sample: torch.Tensor) -> List[Tuple[str, nn.Module]]:
     """Conv/Linear modules in forward-execution order, residual shortcut projections excluded.
 
-    The order is read off one forward pass of ``sample`` (a single input is enough)."""
+    The order is read off one forward pass of ``sample`` (a single input is enough). Modules a
+    forward pass never calls (an attention layer's ``out_proj``) are not on the path."""
+    model = unwrap(model)
     candidates = {m: n for n, m in model.named_modules()
                   if isinstance(m, PRUNABLE_TYPES)
                   and not any(s in n.split(".") for s in SHORTCUT_NAMES)}
@@ -41,10 +48,13 @@ def monitored_layers(model: nn.Module, sample: torch.Tensor) -> List[Tuple[str, 
         if m not in seen:
             seen.add(m)
             layers.append((candidates[m], m))
-    if len(layers) < 2:
-        raise UsageError(f"the model has {len(layers)} Conv/Linear layer(s) on its forward path; "
-                         f"flow monitoring needs at least two")
     return layers
+
+
+def _resolve(model: nn.Module, names: Sequence[str]) -> List[Tuple[str, nn.Module]]:
+    """Look layers up by name in ``model``, so a monitor built on one model measures any copy."""
+    model = unwrap(model)
+    return [(n, model.get_submodule(n)) for n in names]
 
 
 @contextlib.contextmanager
@@ -57,9 +67,15 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _pooled(output: torch.Tensor) -> torch.Tensor:
-    """A module output as (N, C): conv maps are averaged over their spatial dimensions."""
-    return output.flatten(2).mean(2) if output.dim() > 2 else output.reshape(output.shape[0], -1)
+def _pooled(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+    """A module output as (N, units): the units of a convolution are its channels (dim 1), those
+    of a Linear layer its last dimension; every other dimension (space, sequence positions) is
+    averaged (SPEC section 5)."""
+    if output.dim() <= 2:
+        return output.reshape(output.shape[0], -1)
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return output.flatten(2).mean(2)
+    return output.reshape(output.shape[0], -1, output.shape[-1]).mean(1)
 
 
 def _batches(x: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
@@ -76,7 +92,7 @@ class _Capture:
 
     def _hook(self, i: int):
         def keep(module, inputs, output):
-            self.outputs[i] = _pooled(output.detach())
+            self.outputs[i] = _pooled(module, output.detach())
         return keep
 
     def close(self) -> None:
@@ -147,11 +163,16 @@ class InformationFlow:
         if stat not in self.STATS:
             raise UsageError(f"--flow_stat {stat}: choose one of {', '.join(self.STATS)}")
         self.probe_x, self.stat, self.batch_size = probe_x, stat, batch_size
-        self.layers = monitored_layers(model, probe_x[:1])
+        self.layer_names = [n for n, _ in monitored_layers(model, probe_x[:1])]
+        if len(self.layer_names) < 2:
+            raise UsageError(f"information flow needs at least two Conv/Linear layers on the "
+                             f"model's forward path and this model has {len(self.layer_names)}; "
+                             f"use a method without flows (sap or lth)")
 
     @torch.no_grad()
     def measure(self, model: nn.Module) -> InformationFlowSnapshot:
-        capture, acc = _Capture(self.layers), _StreamingCorrelation()
+        capture, acc = _Capture(_resolve(model, self.layer_names)), _StreamingCorrelation()
+        model = unwrap(model)
         try:
             with _eval_mode(model):
                 for xb in _batches(self.probe_x, self.batch_size):
@@ -176,15 +197,17 @@ class GradientFlow:
     cross-entropy on the probe set, from a real backward pass."""
 
     def __init__(self, model: nn.Module, probe_x: torch.Tensor, probe_y: torch.Tensor,
-                 batch_size: int = 1024) -> None:
+                 batch_size: int = 1024, names: Optional[Sequence[str]] = None) -> None:
+        """``names``: the weights to watch (default: the prunable ones)."""
         self.probe_x, self.probe_y, self.batch_size = probe_x, probe_y, batch_size
-        self.names = list(prunable_parameters(model))
+        self.names = list(names if names is not None else prunable_parameters(unwrap(model)))
         if len(self.names) < 2:
-            raise UsageError(f"the model has {len(self.names)} prunable Conv/Linear weight(s); "
-                             f"gradient flow needs at least two")
+            raise UsageError(f"gradient flow needs at least two pruned weights and this model has "
+                             f"{len(self.names)}; use a method without flows (sap or lth)")
 
     def measure(self, model: nn.Module, masks: Optional[Masks] = None) -> torch.Tensor:
-        params = prunable_parameters(model)
+        model = unwrap(model)
+        params = dict(model.named_parameters())
         weights = [params[n] for n in self.names]
         grads = [torch.zeros_like(w, dtype=torch.float64) for w in weights]
         n = len(self.probe_y)
@@ -207,10 +230,11 @@ class GradientFlow:
 
 
 @torch.no_grad()
-def layer_activations(model: nn.Module, layers: Sequence[Tuple[str, nn.Module]],
-                      probe_x: torch.Tensor, batch_size: int = 1024) -> List[torch.Tensor]:
-    """Pooled (N, C) outputs of ``layers`` on the probe set, in float32 on the CPU."""
-    capture = _Capture(layers)
+def layer_activations(model: nn.Module, layers: Sequence[str], probe_x: torch.Tensor,
+                      batch_size: int = 1024) -> List[torch.Tensor]:
+    """Pooled (N, units) outputs of the named layers on the probe set, in float32 on the CPU."""
+    capture = _Capture(_resolve(model, layers))
+    model = unwrap(model)
     chunks: List[List[torch.Tensor]] = [[] for _ in layers]
     try:
         with _eval_mode(model):

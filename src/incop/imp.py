@@ -15,17 +15,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .config import RunConfig, _without_unset_additions
-from .data import (DATASETS, DataSource, RawDataset, probe_subset, source_size, split_train_val,
-                   train_batches)
+from .config import RunConfig
+from .data import (DATASETS, DataSource, RawDataset, eval_batches, probe_subset, source_size,
+                   split_train_val, train_batches)
 from .errors import UsageError
 from .flows import (GradientFlow, InformationFlow, activation_similarity, layer_activations,
                     monitored_layers)
-from .masks import Masks, prunable_parameters
+from .masks import Masks, skipped_rows
 from .methods import RULES, resolve
-from .pruning import target_count, trim_to_count
 from .models import build_model, load_pretrained
-from .results import RunDirectory, layer_table_text, run_path, summary_rows, summary_table
+from .pruning import target_count, trim_to_count
+from .records import RunRecords, RunStore
+from .results import RunDirectory, layer_table_text, run_path, summary_table
 from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,
                        InformationFlowCriterion, StoppingCriterion)
 from .training import EpochRecord, evaluate, make_optimizer, train_round
@@ -86,29 +87,35 @@ class TrialResult:
 
 
 class IMPExperiment:
-    """Runs ``cfg.experiment.num_trial`` trials of the IMP search and records everything."""
+    """Runs ``cfg.experiment.num_trial`` trials of the IMP search (SPEC section 3). What is
+    measured goes to ``self.records``; with a run directory, ``RunStore`` persists it."""
 
     def __init__(self, cfg: RunConfig, run_dir: Optional[RunDirectory] = None,
                  raw: Optional[RawDataset] = None, progress: Optional[bool] = None,
                  echo: Callable[[str], None] = print,
-                 inputs: Optional[TrialInputsFactory] = None) -> None:
+                 inputs: Optional[TrialInputsFactory] = None, lr_name: str = "--net_lr") -> None:
         """``inputs(trial, seed)`` supplies each trial's model and data; by default they come
-        from the model and dataset registries named in ``cfg``."""
+        from the model and dataset registries named in ``cfg``. ``lr_name`` is how advice names
+        the learning rate (a flag, or a config field for API users)."""
         self.cfg = cfg
         self.run_dir = run_dir
         self.raw = raw
         self.inputs = inputs or self._registry_inputs
         self.progress_disabled = None if progress is None else not progress
         self.echo = echo
+        self.lr_name = lr_name
         self.device = resolve_device(cfg.experiment.device, cfg.experiment.gpu_id)
         self.rule_name, self.criterion_name, self.epsilon = resolve(cfg.prune)
         self.rule = RULES.get(self.rule_name)(cfg.prune)
-        self.rounds: List[Dict[str, Any]] = []
-        self.epochs: List[Dict[str, Any]] = []
-        self.layers: List[Dict[str, Any]] = []
-        self.similarity: List[Dict[str, Any]] = []
-        self.trials: List[Dict[str, Any]] = []
-        self.finished: List[int] = []
+        self.records = RunRecords()
+        self.store: Optional[RunStore] = None
+
+    # the records, by their view names
+    rounds = property(lambda self: self.records.rounds)
+    epochs = property(lambda self: self.records.epochs)
+    layers = property(lambda self: self.records.layers)
+    similarity = property(lambda self: self.records.similarity)
+    trials = property(lambda self: self.records.trials)
 
     # ------------------------------------------------------------------ whole experiment
     def run(self) -> List[TrialResult]:
@@ -121,7 +128,12 @@ class IMPExperiment:
 
     def _run(self) -> List[TrialResult]:
         cfg = self.cfg
-        progress = self._load_progress()
+        progress = None
+        if self.run_dir:
+            self.store = RunStore(self.run_dir, cfg, _versions(), self._say)
+            progress = self.store.start()
+        if progress:
+            self.records = RunRecords.from_state(progress["records"], progress["finished"])
         if self.raw is None and self.inputs == self._registry_inputs:
             self.raw = DATASETS.get(cfg.data.dataset)(cfg.data.data_dir)
         source = f" [{self.raw.source}]" if self.raw is not None else ""
@@ -129,28 +141,24 @@ class IMPExperiment:
                   f"{self.criterion_name}"
                   + (f", epsilon {self.epsilon:g}" if self.criterion_name != "fixed" else "")
                   + f") on {cfg.model.arch}/{cfg.data.dataset}{source}, device {self.device}")
-        if self.run_dir and progress is None:
-            self.run_dir.write_json("config.json", {**cfg.to_dict(), "versions": _versions()})
         state = progress["trial"] if progress else None
         if state:
             self._say(f"resuming trial {state['index']} after round {state['round']} "
-                      f"({len(self.finished)} trial(s) already finished)")
+                      f"({len(self.records.finished)} trial(s) already finished)")
         results = []
         for t in range(cfg.experiment.num_trial):
-            if t in self.finished:
+            if t in self.records.finished:
                 continue
             resume = state if state and state["index"] == t else None
             results.append(self.run_trial(t, cfg.experiment.seed + t, resume))
         self._say("\n" + summary_table(self.rounds))
-        first = [r for r in self.layers if r["trial"] == self.rounds[0]["trial"]]
-        self._say("\n" + layer_table_text([r for r in first if r["round"] == first[-1]["round"]]))
-        if self.run_dir:
-            self._write_views()
-            self.run_dir.write_csv("summary.csv", summary_rows(self.rounds))
-            self.run_dir.write_json("summary.json", {"rounds": summary_rows(self.rounds),
-                                                     "trials": self.trials, "complete": True})
+        layer_rows = self.records.final_layer_rows()
+        self._say(f"\nper-layer sparsity, trial {layer_rows[0]['trial']} after round "
+                  f"{layer_rows[0]['round']}:\n" + layer_table_text(layer_rows))
+        if self.store:
+            self.store.finish(self.records)
             from .plots import save_run_figures
-            from .report import load_run
+            from .rundata import load_run
 
             save_run_figures([load_run(self.run_dir.path)], self.run_dir.path / "figures")
             self._say(f"results and figures in {self.run_dir.path}")
@@ -170,10 +178,15 @@ class IMPExperiment:
         data = self.inputs(trial, seed)
         model = data.model.to(dev)
         probe_x, probe_y = (t.to(dev) for t in data.probe)
-        layers = monitored_layers(model, probe_x[:1])
+        layers = [name for name, _ in monitored_layers(model, probe_x[:1])]
+        include, exclude = cfg.prune.include or (), cfg.prune.exclude or ()
+        skipped = skipped_rows(model, include, exclude)
 
         if resume is None:
-            masks = Masks.ones_like(model).bind(model)
+            masks = Masks.ones_like(model, include, exclude).bind(model)
+            if masks.total() == 0:
+                raise UsageError("the model has no weights to prune (no Conv/Linear/attention "
+                                 "weight, or all excluded); name some with --prune_include")
             warmup = self._warm_up(model, masks, data, trial, seed, len(probe_y))
             rewind_state = copy.deepcopy(model.state_dict())
             first_round = 0
@@ -184,7 +197,7 @@ class IMPExperiment:
             model.load_state_dict(rewind_state)  # the reference is the dense rewind point
         t0 = time.perf_counter()
         reference_acts = layer_activations(model, layers, probe_x)
-        criteria = self._criteria(model, probe_x, probe_y, warmup["warmup_val_acc"])
+        criteria = self._criteria(model, masks, probe_x, probe_y, warmup["warmup_val_acc"])
         warmup["reference_time"] = time.perf_counter() - t0
         if resume is not None:
             model.load_state_dict(resume["model"])
@@ -196,46 +209,51 @@ class IMPExperiment:
         for k in bar:
             t0 = time.perf_counter()
             info: Dict[str, Any] = {}
-            if k > 0:
-                trained = {n: p.detach().clone() for n, p in prunable_parameters(model).items()}
+            if k > 0:  # prune the trained survivors, rewind, apply the new masks
+                trained = {n: p.detach().clone() for n, p in masks.parameters(model).items()}
                 masks, info = self._prune(trained, masks)
                 model.load_state_dict(rewind_state)
                 masks.bind(model).apply()
-            prune_time = time.perf_counter() - t0
+            times = {"prune": time.perf_counter() - t0}
             outcome = self._train(model, masks, data, seed, k, cfg.train.epochs, criteria,
                                   f"round {k}")
             if outcome.stop_reason == "diverged":
                 bar.close()
-                self._diverged(trial, k, outcome.epochs)
+                self._diverged(trial, k, outcome.epochs, data)
             t0 = time.perf_counter()
             test_acc = evaluate(model, data.test)[0] if data.test is not None else None
-            eval_extra = time.perf_counter() - t0
+            times["eval"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             sims = activation_similarity(reference_acts, layer_activations(model, layers, probe_x))
-            sim_time = time.perf_counter() - t0
-            record = self._record(trial, seed, k, masks, outcome, test_acc, info,
-                                  prune_time, eval_extra, sim_time)
-            self._record_details(trial, k, masks, outcome.history, layers, sims)
+            times["similarity"] = time.perf_counter() - t0
+            record = self.records.add_round(trial, seed, k, masks, outcome, test_acc, info, times)
+            self.records.add_details(trial, k, masks, outcome.history, layers, sims, skipped)
             bar.set_postfix(remaining=f"{record['remaining_pct']:.1f}%",
                             val=f"{record['val_acc']:.1f}", epochs=outcome.epochs)
             self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
                       f"{outcome.epochs} epochs ({outcome.stop_reason}), val "
                       f"{record['val_acc']:.2f}%, test {_pct(test_acc)}")
             last = k == cfg.experiment.imp_total_iter - 1 or self._at_target(masks)
-            state = None if last else {"index": trial, "seed": seed, "round": k,
-                                       "model": model.state_dict(), "masks": masks.state_dict(),
-                                       "rewind": rewind_state, "warmup": warmup}
-            if last:
-                self.finished.append(trial)
-                if self.run_dir:
-                    self.run_dir.save_torch(f"model_trial{trial}.pt", model.state_dict())
-            self._save_progress(trial, k, masks, state)
+            self._round_done(trial, seed, k, model, masks, rewind_state, warmup, last)
             if last:
                 break
         bar.close()
         result.rounds = [r for r in self.rounds if r["trial"] == trial]
         result.model, result.masks = model, masks
         return result
+
+    def _round_done(self, trial, seed, k, model, masks, rewind_state, warmup, last) -> None:
+        """Mark the trial finished after its last round, and save what a resume needs."""
+        if last:
+            self.records.finished.append(trial)
+        if not self.store:
+            return
+        if last:
+            self.run_dir.save_torch(f"model_trial{trial}.pt", model.state_dict())
+        state = None if last else {"index": trial, "seed": seed, "round": k,
+                                   "model": model.state_dict(), "masks": masks.state_dict(),
+                                   "rewind": rewind_state, "warmup": warmup}
+        self.store.save_round(self.records, trial, k, masks, state)
 
     def _prune(self, trained, masks: Masks):
         """The rule's step, trimmed so it never goes below --prune_target_remaining."""
@@ -251,7 +269,7 @@ class IMPExperiment:
         target = self.cfg.prune.target_remaining
         return target is not None and masks.remaining() <= target_count(masks.total(), target)
 
-    def _diverged(self, trial: int, k: Optional[int], epoch: int) -> None:
+    def _diverged(self, trial: int, k: Optional[int], epoch: int, data: TrialInputs) -> None:
         """A non-finite loss: record what happened beside (never as) the completed rounds, and
         stop the run. The progress file still ends at the last completed round."""
         where = "the dense warm-up" if k is None else f"round {k}"
@@ -261,13 +279,18 @@ class IMPExperiment:
             self.run_dir.write_json("diverged.json", event)
         kept = f"; the {len(self.rounds)} completed round(s) are kept in {self.run_dir.path}" \
             if self.run_dir and self.rounds else ""
+        if _has_nonfinite_inputs(data.train):
+            raise Diverged(f"trial {trial}, {where}: the training inputs contain NaN or infinite "
+                           f"values; clean the data{kept}")
         raise Diverged(f"trial {trial}, {where} diverged (non-finite training loss in epoch "
-                       f"{epoch}) with --net_lr {self.cfg.train.lr:g}{kept}; lower --net_lr")
+                       f"{epoch}) with learning rate {self.cfg.train.lr:g}{kept}; lower "
+                       f"{self.lr_name}")
 
     def _registry_inputs(self, trial: int, seed: int) -> TrialInputs:
         """The model and dataset named in the config, split by the trial's seed."""
         cfg = self.cfg
-        splits = split_train_val(self.raw, cfg.data.val_size, seed).to(self.device)
+        splits = split_train_val(self.raw, cfg.data.val_size, seed,
+                                 cfg.data.allow_small_val).to(self.device)
         probe = probe_subset(splits, cfg.prune.flow_probe_size, seed)
         model = build_model(cfg.model.arch, splits.input_shape, splits.num_classes)
         if cfg.model.pretrained:
@@ -283,7 +306,7 @@ class IMPExperiment:
             warm = self._train(model, masks, data, seed, -1, cfg.train.warmup, [],
                                f"trial {trial} warm-up")
             if warm.stop_reason == "diverged":
-                self._diverged(trial, None, warm.epochs)
+                self._diverged(trial, None, warm.epochs, data)
         warm_time = time.perf_counter() - t0
         warm_val, _ = evaluate(model, data.val)
         warm_test = evaluate(model, data.test)[0] if data.test is not None else None
@@ -293,7 +316,7 @@ class IMPExperiment:
                   "val_size": source_size(data.val),
                   "test_size": source_size(data.test) if data.test is not None else None,
                   "probe_size": probe_size}
-        self.trials.append(warmup)
+        self.records.trials.append(warmup)
         self._say(f"trial {trial} (seed {seed}): dense warm-up {cfg.train.warmup} epochs, "
                   f"val {warm_val:.2f}%, test {_pct(warm_test)}")
         return warmup
@@ -319,14 +342,15 @@ class IMPExperiment:
         finally:
             bar.close()
 
-    def _criteria(self, model, probe_x, probe_y, warm_val: float) -> List[StoppingCriterion]:
+    def _criteria(self, model, masks: Masks, probe_x, probe_y,
+                  warm_val: float) -> List[StoppingCriterion]:
         p = self.cfg.prune
         crits: List[StoppingCriterion] = []
         if self.criterion_name == "information_flow":
             monitor = InformationFlow(model, probe_x, stat=p.flow_stat)
             crits.append(InformationFlowCriterion(monitor, monitor.measure(model), self.epsilon))
         elif self.criterion_name == "gradient_flow":
-            monitor = GradientFlow(model, probe_x, probe_y)
+            monitor = GradientFlow(model, probe_x, probe_y, names=masks.names())
             crits.append(GradientFlowCriterion(monitor, monitor.measure(model), self.epsilon))
         else:
             crits.append(FixedEpochs())
@@ -334,77 +358,11 @@ class IMPExperiment:
             crits.append(AccuracyRecovery(warm_val))
         return crits
 
-    # ------------------------------------------------------------------ records
-    def _record(self, trial, seed, k, masks: Masks, outcome, test_acc, info, prune_time,
-                eval_extra, sim_time) -> Dict[str, Any]:
-        final = outcome.final
-        record = {
-            "trial": trial, "seed": seed, "round": k,
-            "remaining_pct": 100.0 * masks.remaining_fraction(), "remaining": masks.remaining(),
-            "total": masks.total(), "epochs": outcome.epochs, "stop_reason": outcome.stop_reason,
-            "train_loss": final.train_loss, "val_acc": final.val_acc, "test_acc": test_acc,
-            "start_distance": outcome.start_distance, "final_distance": final.distance,
-            "time_train": outcome.time_train, "time_flow": outcome.time_flow + sim_time,
-            "time_eval": outcome.time_eval + eval_extra, "time_prune": prune_time,
-            "prune_ratio": info.get("ratio"), "pq_index": info.get("pq_index"),
-        }
-        self.rounds.append(record)
-        return record
 
-    def _record_details(self, trial, k, masks: Masks, history, layers, sims) -> None:
-        for e in history:
-            self.epochs.append({"trial": trial, "round": k, **e.__dict__})
-        for row in masks.layer_table():
-            self.layers.append({"trial": trial, "round": k, **row})
-        for (name, _), s in zip(layers, sims):
-            self.similarity.append({"trial": trial, "round": k, "layer": name, "cosine": s})
-
-    # ------------------------------------------------------------------ progress on disk
-    def _save_progress(self, trial: int, k: int, masks: Masks, state: Optional[Dict[str, Any]]) -> None:
-        """One atomic file is the source of truth (records + the running trial's state); the
-        CSV/JSON views are rewritten from it."""
-        if not self.run_dir:
-            return
-        self.run_dir.save_torch(f"masks/trial{trial}_round{k}.pt", masks.state_dict())
-        self.run_dir.save_torch(PROGRESS_FILE, {
-            "format": 1, "config": self.cfg.to_dict(), "finished": self.finished,
-            "records": {name: getattr(self, name) for name in RECORDS}, "trial": state})
-        self._write_views()
-
-    def _write_views(self) -> None:
-        d = self.run_dir
-        for name in RECORDS:
-            d.write_json(f"{name}.json", getattr(self, name))
-            d.write_csv(f"{name}.csv", getattr(self, name))
-
-    def _load_progress(self) -> Optional[Dict[str, Any]]:
-        if not self.run_dir or not (self.run_dir.path / PROGRESS_FILE).exists():
-            return None
-        try:
-            progress = torch.load(self.run_dir.path / PROGRESS_FILE, map_location="cpu",
-                                  weights_only=True)
-        except Exception as e:
-            raise UsageError(f"{self.run_dir.path / PROGRESS_FILE} cannot be read "
-                             f"({type(e).__name__}); remove the run directory to start over") from None
-        if _comparable(progress["config"]) != _comparable(self.cfg.to_dict()):
-            raise UsageError(f"{self.run_dir.path} holds a run with another configuration; "
-                             f"choose another --run_name or --output_dir")
-        for name in RECORDS:
-            setattr(self, name, progress["records"][name])
-        self.finished = list(progress["finished"])
-        return progress
-
-
-PROGRESS_FILE = "progress.pt"
-RECORDS = ("rounds", "epochs", "layers", "similarity", "trials")
-
-
-def _comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
-    """The part of a config that must match for a run to be resumed."""
-    cfg = _without_unset_additions(cfg)
-    exp = {k: v for k, v in cfg["experiment"].items()
-           if k not in ("output_dir", "run_name", "device", "gpu_id")}
-    return {**cfg, "experiment": exp}
+def _has_nonfinite_inputs(source: DataSource) -> bool:
+    """Whether any training input is NaN or infinite (read only after a divergence)."""
+    return any(x.is_floating_point() and not bool(torch.isfinite(x).all())
+               for x, _ in eval_batches(source))
 
 
 def _pct(value: Optional[float]) -> str:

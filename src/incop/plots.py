@@ -10,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
-from .report import RunData
+from .rundata import RunData
 from .results import atomic_write
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
@@ -70,9 +70,10 @@ def rounds_figure(runs: Sequence[RunData]) -> Figure:
         color = COLORS[i % len(COLORS)]
         for ax, key in zip(axes, ("test_acc", "epochs", "remaining_pct")):
             _band(ax, *per_round(run, key), color, run.label)
-        if len(runs) == 1 and run.trials:
-            warm = np.mean([t["warmup_test_acc"] for t in run.trials])
-            axes[0].axhline(warm, color="k", linestyle=":", linewidth=1, label="dense warm-up")
+        warm = [t["warmup_test_acc"] for t in run.trials if t.get("warmup_test_acc") is not None]
+        if len(runs) == 1 and warm:  # runs without test data have no warm-up test accuracy
+            axes[0].axhline(np.mean(warm), color="k", linestyle=":", linewidth=1,
+                            label="dense warm-up")
     _style(axes[0], "Test accuracy", "pruning round", "test accuracy (%)")
     _style(axes[1], "Training epochs per round", "pruning round", "epochs")
     _style(axes[2], "Remaining weights", "pruning round", "remaining weights (%)")

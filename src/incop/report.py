@@ -1,114 +1,13 @@
-"""Reading run directories back, and the side-by-side comparison written by ``incop report``."""
+"""The side-by-side comparison written by ``incop report``."""
 from __future__ import annotations
 
-import csv
-import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, List, Sequence
 
-from .errors import UsageError
+from .plots import save_run_figures
 from .results import atomic_write_text, format_table, mean_std, to_csv
-
-
-@dataclass
-class RunData:
-    """What a finished (or partly finished) run directory holds."""
-
-    path: Path
-    config: Dict[str, Any]
-    rounds: List[Dict[str, Any]]
-    epochs: List[Dict[str, Any]] = field(default_factory=list)
-    trials: List[Dict[str, Any]] = field(default_factory=list)
-    similarity: List[Dict[str, Any]] = field(default_factory=list)
-    label: str = ""
-
-    @property
-    def method(self) -> str:
-        return self.config["prune"]["method"]
-
-    @property
-    def epsilon(self):
-        from .methods import resolve
-        from .config import PruneConfig
-
-        return resolve(PruneConfig(**self.config["prune"]))[2]
-
-    def by_trial(self) -> Dict[int, List[Dict[str, Any]]]:
-        out: Dict[int, List[Dict[str, Any]]] = {}
-        for r in self.rounds:
-            out.setdefault(r["trial"], []).append(r)
-        return out
-
-
-def _number(v: str) -> Any:
-    if v == "":
-        return None
-    try:
-        return int(v)
-    except ValueError:
-        try:
-            return float(v)
-        except ValueError:
-            return v
-
-
-def _read_csv(path: Path) -> List[Dict[str, Any]]:
-    if not path.exists():
-        return []
-    with open(path) as f:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def load_run(path: Path) -> RunData:
-    path = Path(path)
-    try:
-        config = json.loads((path / "config.json").read_text())
-        rounds = json.loads((path / "rounds.json").read_text())
-    except FileNotFoundError as e:
-        raise UsageError(f"{path} is not a run directory with results (no {Path(e.filename).name}); "
-                         f"pass directories made by 'incop run'") from None
-    except json.JSONDecodeError:
-        raise UsageError(f"{path}: results file is not valid JSON; re-run the command to resume "
-                         f"it") from None
-    trials_path = path / "trials.json"
-    trials = json.loads(trials_path.read_text()) if trials_path.exists() else []
-    run = RunData(path, config, rounds, _read_csv(path / "epochs.csv"), trials,
-                  _read_csv(path / "similarity.csv"))
-    run.label = default_label(run)
-    return run
-
-
-def default_label(run: RunData) -> str:
-    p = run.config["prune"]
-    rule = p.get("rule") or ("layerwise" if p["method"] == "lth" else "sap")
-    label = p["method"]
-    if rule == "sap":
-        label += f" ({p['p']:g}, {p['q']:g})"
-    if p.get("epsilon") is not None:
-        label += f" eps={p['epsilon']:g}"
-    return label
-
-
-def find_runs(paths: Iterable[str]) -> List[RunData]:
-    """Run directories named directly, or found below the given folders (a sweep's output)."""
-    found: List[Path] = []
-    for p in map(Path, paths):
-        if not p.exists():
-            raise UsageError(f"{p}: no such directory")
-        if (p / "config.json").exists():
-            found.append(p)
-        else:
-            found += sorted(c.parent for c in p.rglob("config.json"))
-    if not found:
-        raise UsageError(f"no run directories (with config.json) in {', '.join(map(str, paths))}")
-    runs = [load_run(p) for p in dict.fromkeys(found)]
-    labels = [r.label for r in runs]
-    for r in runs:  # disambiguate runs that differ in something the label does not show
-        if labels.count(r.label) > 1:
-            r.label += f" [{r.config['model']['arch']}/{r.path.name}]"
-    return runs
+from .rundata import RunData
 
 
 def run_summary(run: RunData) -> Dict[str, Any]:
@@ -164,8 +63,6 @@ def report_text(rows: Sequence[Dict[str, Any]]) -> str:
 
 def write_report(runs: Sequence[RunData], out_dir: Path) -> List[Dict[str, Any]]:
     """Writes report.md, report.csv and the overlaid figures into ``out_dir``."""
-    from .plots import save_run_figures
-
     out_dir = Path(out_dir)
     rows = [run_summary(r) for r in runs]
     atomic_write_text(out_dir / "report.md", "# incop report\n\n" + report_markdown(rows))

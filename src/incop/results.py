@@ -16,9 +16,11 @@ from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Opti
 from .errors import UsageError
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], None],
+                 keep_previous: Optional[str] = None) -> None:
     """Let ``write`` fill a temporary file beside ``path``, sync it, then rename it into place,
-    so a kill or a full disk never leaves a half-written file under the real name."""
+    so a kill or a full disk never leaves a half-written file under the real name. With
+    ``keep_previous``, the file it replaces stays beside it under that name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -27,6 +29,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if keep_previous and path.exists():
+            os.replace(path, path.parent / keep_previous)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -111,10 +115,10 @@ class RunDirectory:
     def write_csv(self, name: str, rows: Sequence[Dict[str, Any]]) -> None:
         atomic_write_text(self.path / name, to_csv(rows))
 
-    def save_torch(self, name: str, obj: Any) -> None:
+    def save_torch(self, name: str, obj: Any, keep_previous: Optional[str] = None) -> None:
         import torch
 
-        atomic_write(self.path / name, lambda f: torch.save(obj, f))
+        atomic_write(self.path / name, lambda f: torch.save(obj, f), keep_previous)
 
     def log(self, line: str) -> None:
         with open(self.path / "log.txt", "a") as f:
@@ -180,10 +184,14 @@ def summary_table(rounds: Sequence[Dict[str, Any]]) -> str:
 
 
 def layer_table_text(rows: Sequence[Dict[str, Any]]) -> str:
-    """Per-layer sparsity of one round (rows from Masks.layer_table), with a total line."""
-    total = sum(r["total"] for r in rows)
-    remaining = sum(r["remaining"] for r in rows)
+    """Per-layer sparsity of one round (rows from Masks.layer_table and the skipped weights),
+    with a total line over the pruned weights."""
+    pruned = [r for r in rows if r.get("status", "pruned") == "pruned"]
+    total = sum(r["total"] for r in pruned)
+    remaining = sum(r["remaining"] for r in pruned)
     body = [[r["layer"], r["shape"], str(r["total"]), str(r["remaining"]),
-             f"{r['remaining_pct']:.2f}"] for r in rows]
-    body.append(["total", "", str(total), str(remaining), f"{100.0 * remaining / max(total, 1):.2f}"])
-    return format_table(["layer", "shape", "weights", "remaining", "remaining %"], body)
+             f"{r['remaining_pct']:.2f}", r.get("status", "pruned")] for r in rows]
+    body.append(["total pruned", "", str(total), str(remaining),
+                 f"{100.0 * remaining / max(total, 1):.2f}", ""])
+    table = format_table(["layer", "shape", "weights", "remaining", "remaining %", "status"], body)
+    return "\n".join(line.rstrip() for line in table.splitlines())

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .errors import UsageError
 from .results import RunDirectory, run_path
-from .sweep import LAUNCHERS, JobResult, Launcher, is_finished, read_json, run_job
+from .jobs import JobResult, Launcher, is_finished, read_json, run_job
 
 # squeue states of a job that is, or will again be, running
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
@@ -86,7 +86,6 @@ class _Pending:
     job: Any = None  # a submitit Job when this process submitted it
 
 
-@LAUNCHERS.register("slurm")
 class SlurmLauncher(Launcher):
     """Submits one Slurm job per run (a job array), then waits for them unless ``wait`` is False."""
 

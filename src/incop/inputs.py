@@ -1,0 +1,163 @@
+"""A user's own model and data, checked before a run and fingerprinted so that a run directory
+only ever returns results for the model and data that made them.
+
+Every problem is a one-line ``UsageError`` saying what is wrong and how to fix it, instead of a
+raw PyTorch error deep inside training."""
+from __future__ import annotations
+
+import hashlib
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+
+from .data import MIN_VAL_SAMPLES, DataSource, eval_batches, is_tensor_pair
+from .errors import UsageError
+
+
+# ---------------------------------------------------------------- fingerprints
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """Module types (and their forward code, so ``torch.relu`` vs ``torch.tanh`` in a custom
+    class differ), parameter and buffer names, shapes and dtypes, and the initial values."""
+    h = hashlib.sha256()
+    for name, module in model.named_modules():
+        cls = type(module)
+        code = getattr(cls.forward, "__code__", None)
+        h.update(f"{name}:{cls.__module__}.{cls.__qualname__};".encode())
+        if code is not None:
+            h.update(code.co_code + repr(code.co_names).encode())
+    for name, t in model.state_dict().items():
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(_tensor_bytes(t))
+    return h.hexdigest()[:16]
+
+
+def _first_batch(source: DataSource) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The first batch a source yields, drawn under a fixed seed (the global RNG is restored)."""
+    state = torch.get_rng_state()
+    torch.manual_seed(0)
+    try:
+        for xb, yb in eval_batches(source):
+            return xb, yb
+    finally:
+        torch.set_rng_state(state)
+    raise UsageError("a data loader yielded no batches")
+
+
+def data_fingerprint(*sources: Optional[DataSource]) -> str:
+    """Sizes, dtypes, every label and a strided sample of the inputs of tensor pairs; the
+    length and first batch of loaders. Cheap, and different for different data."""
+    h = hashlib.sha256()
+    for source in sources:
+        if source is None:
+            h.update(b"none;")
+        elif is_tensor_pair(source):
+            x, y = source
+            h.update(f"{tuple(x.shape)}:{x.dtype}:{tuple(y.shape)}:{y.dtype};".encode())
+            step = max(1, len(x) // 64)
+            h.update(_tensor_bytes(x[::step]) + _tensor_bytes(y))
+        else:
+            xb, yb = _first_batch(source)
+            size = len(getattr(source, "dataset", ())) if hasattr(source, "dataset") else -1
+            h.update(f"loader:{size};".encode() + _tensor_bytes(xb) + _tensor_bytes(yb))
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- checks
+
+def _labels_and_inputs(name: str, source: DataSource) -> Tuple[torch.Tensor, torch.Tensor]:
+    """All labels and inputs of a tensor pair, or the first batch of a loader."""
+    if is_tensor_pair(source):
+        x, y = source
+        if len(x) != len(y):
+            raise UsageError(f"{name}: x has {len(x)} samples and y has {len(y)}; they must be "
+                             f"the same length")
+        return x, y
+    try:
+        return _first_batch(source)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be an (x, y) pair of tensors or an iterable of (x, y) "
+                         f"batches such as a DataLoader") from None
+
+
+def check_labels(name: str, y: torch.Tensor, num_classes: Optional[int] = None,
+                 complete: bool = True) -> int:
+    """Integer labels 0..K-1; returns K. With ``num_classes`` (train's K), labels must be below
+    it; without, the labels present must be exactly 0..K-1 (no gaps, no negatives), a check
+    made only when ``y`` holds every label (``complete``, not a loader's first batch)."""
+    if y.dtype.is_floating_point or y.dtype == torch.bool or y.dim() != 1:
+        raise UsageError(f"{name} labels are {y.dtype} of shape {tuple(y.shape)}; pass a 1-D "
+                         f"tensor of integer class indices (e.g. y.long())")
+    if len(y) == 0:
+        raise UsageError(f"{name} has no samples")
+    present = torch.unique(y).tolist()
+    if present[0] < 0:
+        raise UsageError(f"{name} labels include negative values ({present[0]}); use class "
+                         f"indices 0..K-1")
+    if num_classes is not None:
+        if present[-1] >= num_classes:
+            raise UsageError(f"{name} labels go up to {present[-1]}, but the training labels "
+                             f"only have classes 0..{num_classes - 1}")
+        return num_classes
+    if complete and len(present) != present[-1] + 1:
+        gaps = sorted(set(range(present[-1] + 1)) - set(present))[:5]
+        raise UsageError(f"{name} labels are not contiguous: classes {gaps} are missing below "
+                         f"{present[-1]}; map the labels to 0..{len(present) - 1}")
+    return present[-1] + 1
+
+
+def _check_finite(name: str, x: torch.Tensor) -> None:
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise UsageError(f"{name} inputs contain NaN or infinite values; clean the data first")
+
+
+def check_model_output(model: nn.Module, x: torch.Tensor, num_classes: int) -> None:
+    """One forward pass on two training inputs: it must give (N, C) scores with C classes."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            device = next(iter(model.parameters()), x).device
+            out = model(x[:2].to(device))
+    except Exception as e:  # any error here means the model does not fit the data
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UsageError(f"the model cannot take the training inputs of shape "
+                         f"{tuple(x.shape[1:])}: {first}") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor):
+        raise UsageError(f"the model returns a {type(out).__name__}, not a tensor of class "
+                         f"scores; wrap it so that forward() returns the logits (N, classes)")
+    if out.dim() != 2 or out.shape[0] != min(2, len(x)):
+        raise UsageError(f"the model returns shape {tuple(out.shape)} for {min(2, len(x))} "
+                         f"inputs; forward() must return class scores of shape (N, classes)")
+    if out.shape[1] < num_classes:
+        raise UsageError(f"the model has {out.shape[1]} outputs but the labels have "
+                         f"{num_classes} classes")
+
+
+def check_inputs(model: nn.Module, train: DataSource, val: DataSource,
+                 test: Optional[DataSource], allow_small_val: bool = False) -> None:
+    """Everything prune_model needs of a user's model and data, checked up front."""
+    x, y = _labels_and_inputs("train", train)
+    complete = is_tensor_pair(train)  # a loader is only checked on its first batch
+    num_classes = check_labels("train", y, complete=complete)
+    _check_finite("train", x)
+    for name, source in (("val", val), ("test", test)):
+        if source is None:
+            continue
+        sx, sy = _labels_and_inputs(name, source)
+        check_labels(name, sy, num_classes if complete else None, complete=False)
+        _check_finite(name, sx)
+        if sx.shape[1:] != x.shape[1:]:
+            raise UsageError(f"{name} inputs have shape {tuple(sx.shape[1:])} but train inputs "
+                             f"{tuple(x.shape[1:])}")
+    if is_tensor_pair(val) and len(val[1]) < MIN_VAL_SAMPLES and not allow_small_val:
+        raise UsageError(f"val has {len(val[1])} samples, too few to measure accuracy (under "
+                         f"{MIN_VAL_SAMPLES}); give more, or set config.data.allow_small_val")
+    check_model_output(model, x, num_classes)
