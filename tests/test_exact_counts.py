@@ -79,11 +79,12 @@ def test_target_count_is_exact_for_vgg16_sized_totals():
 
 
 def test_magnitude_rules_use_exact_products():
-    # floor(0.7 * 10) is 7, though 0.7 * 10 in binary is 6.999...; round(0.3 * 5) = 2 (half up)
-    w = {"w": torch.arange(1.0, 11.0)}
-    assert GlobalMagnitude(0.7)(w, Masks({"w": torch.ones(10)}))[0].remaining() == 3
-    w5 = {"w": torch.arange(1.0, 6.0)}
-    assert LayerwiseMagnitude(0.3)(w5, Masks({"w": torch.ones(5)}))[0].remaining() == 3
+    # floor(0.29 * 100) is 29, though 0.29 * 100 in binary is 28.999999999999996;
+    # round(0.35 * 90) = round(31.5) = 32 (half up), though 0.35 * 90 + 0.5 floors to 31 in binary
+    w = {"w": torch.arange(1.0, 101.0)}
+    assert GlobalMagnitude(0.29)(w, Masks({"w": torch.ones(100)}))[0].remaining() == 71
+    w90 = {"w": torch.arange(1.0, 91.0)}
+    assert LayerwiseMagnitude(0.35)(w90, Masks({"w": torch.ones(90)}))[0].remaining() == 58
 
 
 @pytest.mark.parametrize("rule", [SAP(1, 2), GlobalMagnitude(0.2), LayerwiseMagnitude(0.2)])

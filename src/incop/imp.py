@@ -179,25 +179,20 @@ class IMPExperiment:
         model = data.model.to(dev)
         probe_x, probe_y = (t.to(dev) for t in data.probe)
         layers = [name for name, _ in monitored_layers(model, probe_x[:1])]
-        include, exclude = cfg.prune.include or (), cfg.prune.exclude or ()
-        skipped = skipped_rows(model, include, exclude)
-
+        skipped = skipped_rows(model, cfg.prune.include or (), cfg.prune.exclude or ())
+        masks = self._initial_masks(model, resume)
+        monitor = self._monitor(model, masks, probe_x, probe_y)  # checked before any training
         if resume is None:
-            masks = Masks.ones_like(model, include, exclude).bind(model)
-            if masks.total() == 0:
-                raise UsageError("the model has no weights to prune (no Conv/Linear/attention "
-                                 "weight, or all excluded); name some with --prune_include")
             warmup = self._warm_up(model, masks, data, trial, seed, len(probe_y))
             rewind_state = copy.deepcopy(model.state_dict())
             first_round = 0
         else:
             rewind_state, warmup = resume["rewind"], resume["warmup"]
-            masks = Masks.from_state_dict(resume["masks"])
             first_round = resume["round"] + 1
             model.load_state_dict(rewind_state)  # the reference is the dense rewind point
         t0 = time.perf_counter()
         reference_acts = layer_activations(model, layers, probe_x)
-        criteria = self._criteria(model, masks, probe_x, probe_y, warmup["warmup_val_acc"])
+        criteria = self._criteria(monitor, model, warmup["warmup_val_acc"])
         warmup["reference_time"] = time.perf_counter() - t0
         if resume is not None:
             model.load_state_dict(resume["model"])
@@ -241,6 +236,17 @@ class IMPExperiment:
         result.rounds = [r for r in self.rounds if r["trial"] == trial]
         result.model, result.masks = model, masks
         return result
+
+    def _initial_masks(self, model, resume: Optional[Dict[str, Any]]) -> Masks:
+        """All ones over the weights to prune, or the saved masks of a resumed trial."""
+        if resume is not None:
+            return Masks.from_state_dict(resume["masks"])
+        p = self.cfg.prune
+        masks = Masks.ones_like(model, p.include or (), p.exclude or ()).bind(model)
+        if masks.total() == 0:
+            raise UsageError("the model has no weights to prune (no Conv/Linear/attention "
+                             "weight, or all excluded); name some with --prune_include")
+        return masks
 
     def _round_done(self, trial, seed, k, model, masks, rewind_state, warmup, last) -> None:
         """Mark the trial finished after its last round, and save what a resume needs."""
@@ -342,19 +348,25 @@ class IMPExperiment:
         finally:
             bar.close()
 
-    def _criteria(self, model, masks: Masks, probe_x, probe_y,
-                  warm_val: float) -> List[StoppingCriterion]:
-        p = self.cfg.prune
-        crits: List[StoppingCriterion] = []
+    def _monitor(self, model, masks: Masks, probe_x, probe_y):
+        """The flow monitor the stopping criterion needs (None for the others); building it
+        checks that the model has the layers it measures."""
         if self.criterion_name == "information_flow":
-            monitor = InformationFlow(model, probe_x, stat=p.flow_stat)
+            return InformationFlow(model, probe_x, stat=self.cfg.prune.flow_stat)
+        if self.criterion_name == "gradient_flow":
+            return GradientFlow(model, probe_x, probe_y, names=masks.names())
+        return None
+
+    def _criteria(self, monitor, model, warm_val: float) -> List[StoppingCriterion]:
+        """The round's stopping criteria; flow references are measured on ``model`` now."""
+        crits: List[StoppingCriterion] = []
+        if isinstance(monitor, InformationFlow):
             crits.append(InformationFlowCriterion(monitor, monitor.measure(model), self.epsilon))
-        elif self.criterion_name == "gradient_flow":
-            monitor = GradientFlow(model, probe_x, probe_y, names=masks.names())
+        elif isinstance(monitor, GradientFlow):
             crits.append(GradientFlowCriterion(monitor, monitor.measure(model), self.epsilon))
         else:
             crits.append(FixedEpochs())
-        if p.stop_on_recovery:
+        if self.cfg.prune.stop_on_recovery:
             crits.append(AccuracyRecovery(warm_val))
         return crits
 
