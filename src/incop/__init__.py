@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 from .config import (DataConfig, ExperimentConfig, ModelConfig, PruneConfig, RunConfig,  # noqa: E402
                      TrainConfig)
 from .errors import UsageError  # noqa: E402
-from .masks import Masks, prunable_parameters  # noqa: E402
+from .masks import Masks, prunable_parameters, weight_catalogue  # noqa: E402
 from .pruning import SAP, GlobalMagnitude, LayerwiseMagnitude, pq_index  # noqa: E402
 from .flows import GradientFlow, InformationFlow  # noqa: E402
 from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,  # noqa: E402
@@ -14,7 +14,7 @@ from .torch_prune import (MagnitudePruning, SAPPruning, masks_from_torch_prune, 
 from .api import PruneResult, prune_model  # noqa: E402
 
 __all__ = ["__version__", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "PruneConfig",
-           "ExperimentConfig", "UsageError", "Masks", "prunable_parameters", "SAP",
+           "ExperimentConfig", "UsageError", "Masks", "prunable_parameters", "weight_catalogue", "SAP",
            "GlobalMagnitude", "LayerwiseMagnitude", "pq_index", "InformationFlow", "GradientFlow",
            "StoppingCriterion", "FixedEpochs", "InformationFlowCriterion", "GradientFlowCriterion",
            "AccuracyRecovery", "SAPPruning", "MagnitudePruning", "to_torch_prune",
