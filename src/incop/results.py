@@ -139,10 +139,13 @@ def fmt_ms(values: Iterable[Optional[float]], digits: int = 2) -> str:
     return f"{m:.{digits}f}" if s == 0 else f"{m:.{digits}f}±{s:.{digits}f}"
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
+                 left: Sequence[int] = ()) -> str:
+    """Numbers right-aligned; the columns in ``left`` (names, reasons) left-aligned."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+    line = lambda cells: "  ".join(c.ljust(w) if i in left else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
@@ -193,5 +196,6 @@ def layer_table_text(rows: Sequence[Dict[str, Any]]) -> str:
              f"{r['remaining_pct']:.2f}", r.get("status", "pruned")] for r in rows]
     body.append(["total pruned", "", str(total), str(remaining),
                  f"{100.0 * remaining / max(total, 1):.2f}", ""])
-    table = format_table(["layer", "shape", "weights", "remaining", "remaining %", "status"], body)
+    table = format_table(["layer", "shape", "weights", "remaining", "remaining %", "status"], body,
+                         left=(0, 5))
     return "\n".join(line.rstrip() for line in table.splitlines())
