@@ -34,7 +34,7 @@ def test_lth_end_to_end(cli, tmp_path):
     remaining = [float(r["remaining_pct"]) for r in rounds[:3]]
     assert remaining[0] == 100 and remaining[1] == pytest.approx(80, abs=0.1)
     assert remaining[2] == pytest.approx(64, abs=0.1)
-    assert {r["epochs"] for r in rounds} == {"2"} and {r["stop_reason"] for r in rounds} == {"max_epochs"}
+    assert {float(r["epochs"]) for r in rounds} == {2.0} and {r["stop_reason"] for r in rounds} == {"max_epochs"}
     assert float(rounds[-1]["val_acc"]) > 50
     layers = _rows(run / "layers.csv")
     assert {l["layer"] for l in layers} == {"fc1.weight", "fc2.weight", "fc3.weight"}

@@ -58,7 +58,7 @@ def _unknown(registry):
 
 finite = math.isfinite
 BAD_VALUES = {
-    "--net_train_epochs": _ints(lambda i: i >= 1),
+    "--net_train_epochs": st.one_of(_floats_outside(lambda x: finite(x) and x > 0), _not_number(float)),
     "--exper_imp_total_iter": _ints(lambda i: i >= 1),
     "--exper_num_trial": _ints(lambda i: i >= 1),
     "--net_batch_size": _ints(lambda i: i >= 1),
@@ -218,13 +218,13 @@ def test_huge_learning_rate_diverges_cleanly(cli, tmp_path):
 
 
 def test_divergence_after_completed_rounds_keeps_them(cli, tmp_path, monkeypatch):
-    real, calls = training.train_epoch, []
+    real, calls = training.train_steps, []
 
     def nan_in_round_2(*a, **k):  # warm-up 2 + round 0 (2) + round 1 (2) epochs, then NaN
         calls.append(1)
         return float("nan") if len(calls) > 6 else real(*a, **k)
 
-    monkeypatch.setattr(training, "train_epoch", nan_in_round_2)
+    monkeypatch.setattr(training, "train_steps", nan_in_round_2)
     code, _, err = cli("run", "--prune_method", "sap", "--net_warmup", "2", "--net_train_epochs", "2",
                        "--exper_imp_total_iter", "4", "--quiet", "--output_dir", str(tmp_path))
     assert code == 2 and "round 2 diverged" in err and "2 completed round(s) are kept" in err

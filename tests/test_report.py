@@ -120,7 +120,7 @@ def test_sweep_grid_skip_and_report(cli, tmp_path, monkeypatch):
         rows = list(csv.DictReader(f))
     assert sorted((r["method"], r["p"]) for r in rows) == [("lth", "1.0"), ("sap", "0.5"), ("sap", "1.0")]
     calls = []
-    monkeypatch.setattr(training, "train_epoch", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(training, "train_steps", lambda *a, **k: calls.append(1))
     code, out, _ = cli(*args)
     assert code == 0 and out.count("skipped:") == 3 and calls == []
 

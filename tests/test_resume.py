@@ -24,7 +24,7 @@ def _run_path(out: Path) -> Path:
 
 
 def _kill_at(monkeypatch, n_epoch: int):
-    real, calls = training.train_epoch, []
+    real, calls = training.train_steps, []
 
     def dying(*args, **kwargs):
         calls.append(1)
@@ -32,7 +32,7 @@ def _kill_at(monkeypatch, n_epoch: int):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train_epoch", dying)
+    monkeypatch.setattr(training, "train_steps", dying)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_finished_trials_are_never_rerun(cli, monkeypatch, tmp_path, uninterrupt
     run = _run_path(tmp_path)
     shutil.copytree(uninterrupted, run)
     calls = []
-    monkeypatch.setattr(training, "train_epoch", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(training, "train_steps", lambda *a, **k: calls.append(1))
     code, out, _ = cli(*ARGS, "--output_dir", str(tmp_path))
     assert code == 0 and calls == []
     assert _table(run, "rounds.csv") == _table(uninterrupted, "rounds.csv")

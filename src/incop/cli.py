@@ -45,7 +45,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, multi: bool = False) -> N
             kind = _flag_type(f)
             if f.metadata.get("nargs"):  # a list of values, also in a sweep (never an axis)
                 group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", nargs="+",
-                                   metavar="PATTERN", help=help_text)
+                                   type=kind, metavar=kind.__name__.upper(), help=help_text)
             elif kind is None:
                 group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", action="store_true",
                                    help=f.metadata["help"])

@@ -47,11 +47,24 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     lr: float = opt(0.01, "net_lr", "SGD learning rate")
-    epochs: int = opt(20, "net_train_epochs", "maximum training epochs per pruning round (the fixed "
-                      "rule trains exactly this many)")
-    warmup: int = opt(10, "net_warmup", "dense warm-up epochs before the rewind point is saved")
+    epochs: float = opt(20, "net_train_epochs", "maximum training epochs per pruning round (the "
+                        "fixed rule trains exactly this many; fractions such as 1.5 allowed)")
+    warmup: int = opt(10, "net_warmup", "dense warm-up epochs (the dense network the flows "
+                      "compare with)")
     momentum: float = opt(0.0, "net_momentum", "SGD momentum")
     weight_decay: float = opt(5e-4, "net_weight_decay", "SGD weight decay")
+    lr_schedule: str = opt("constant", "net_lr_schedule", "learning-rate schedule, restarted at "
+                           "every round over --net_train_epochs: constant, step or cosine")
+    lr_milestones: Optional[List[float]] = opt(None, "net_lr_milestones", "epochs of a round at "
+                                               "which the step schedule multiplies the rate by "
+                                               "--net_lr_gamma", nargs="+")
+    lr_gamma: float = opt(0.1, "net_lr_gamma", "factor of the step schedule at each milestone")
+    rewind_to: str = opt("warmup", "rewind_to", "rewind point: warmup (the end of the dense "
+                         "warm-up), init (the initial weights: the lottery ticket's rewind), or "
+                         "a point of the warm-up as <k>it or <k>ep (late rewinding)")
+    ticket_epochs: float = opt(0, "ticket_epochs", "after the search, retrain each trial's final "
+                               "mask from the rewind point for this many epochs (no early stop) "
+                               "and report it as the ticket's accuracy; 0: no ticket")
 
 
 @dataclass
@@ -79,6 +92,8 @@ class PruneConfig:
                                             "--exper_imp_total_iter becomes the most rounds")
     stop_on_recovery: bool = opt(False, "stop_on_recovery", "also stop a round once validation "
                                  "accuracy is back to the dense warm-up's")
+    check_every: str = opt("1ep", "check_every", "how often the stopping criterion is asked: "
+                           "iterations (200it) or a fraction of an epoch (0.25ep)")
     include: Optional[List[str]] = opt(None, "prune_include", "also prune the weights whose "
                                        "parameter or module name matches one of these shell "
                                        "patterns (embeddings, LSTM/GRU weights, ...)", nargs="+")
@@ -136,7 +151,12 @@ class RunConfig:
 # resume checks while at the default, so those runs keep their ids and can still be resumed.
 LATER_OPTIONS = {("prune", "target_remaining"): None, ("prune", "include"): None,
                  ("prune", "exclude"): None, ("data", "allow_small_val"): False,
-                 ("data", "fingerprint"): None, ("model", "fingerprint"): None}
+                 ("data", "fingerprint"): None, ("model", "fingerprint"): None,
+                 ("prune", "check_every"): "1ep", ("train", "lr_schedule"): "constant",
+                 ("train", "lr_milestones"): None, ("train", "lr_gamma"): 0.1,
+                 ("train", "rewind_to"): "warmup", ("train", "ticket_epochs"): 0}
+# Options that were integers before they took fractions: 20.0 hashes as 20 did.
+WIDENED_TO_FLOAT = (("train", "epochs"),)
 
 
 def _without_unset_additions(d: Dict[str, Any]) -> Dict[str, Any]:
@@ -144,6 +164,10 @@ def _without_unset_additions(d: Dict[str, Any]) -> Dict[str, Any]:
     for (section, name), default in LATER_OPTIONS.items():
         if d.get(section, {}).get(name, default) == default:
             d.get(section, {}).pop(name, None)
+    for section, name in WIDENED_TO_FLOAT:
+        value = d.get(section, {}).get(name)
+        if isinstance(value, float) and value.is_integer():
+            d[section][name] = int(value)
     return d
 
 
@@ -194,6 +218,27 @@ def _need(ok: bool, message: str) -> None:
         raise UsageError(message)
 
 
+def parse_point(text: str, flag: str, words: tuple = ()):
+    """``<k>it`` -> (k, "it") and ``<f>ep`` -> (f, "ep"), positive (``0it`` too for a point);
+    one of ``words`` is returned as it is."""
+    text = str(text).strip().lower()
+    if text in words:
+        return text
+    for unit in ("it", "ep"):
+        if text.endswith(unit):
+            try:
+                value = float(text[:-len(unit)])
+            except ValueError:
+                break
+            whole = unit == "ep" or value.is_integer()
+            if math.isfinite(value) and whole and (value > 0 or (words and value == 0)):
+                return (value, unit)
+            break
+    choices = ", ".join(words + ("<k>it", "<f>ep"))
+    raise UsageError(f"{flag} {text}: choose {choices} (e.g. 200it or 0.25ep), with k and f "
+                     f"positive")
+
+
 def _plain_name(name: str) -> bool:
     return bool(name.strip()) and name not in (".", "..") and "/" not in name and "\\" not in name
 
@@ -229,7 +274,22 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
           f"--net_val_size {c.data.val_size:g} samples is too few to measure accuracy (under "
           f"{MIN_VAL_SAMPLES}); use more, or add --allow_small_val if you mean it")
     _need(_finite(t.lr) and t.lr > 0, f"--net_lr {t.lr} must be a positive number (e.g. 0.01)")
-    _need(t.epochs >= 1, f"--net_train_epochs {t.epochs} must be at least 1")
+    _need(_finite(t.epochs) and t.epochs > 0,
+          f"--net_train_epochs {t.epochs} must be a positive number of epochs (e.g. 20 or 0.5)")
+    _need(t.lr_schedule in ("constant", "step", "cosine"),
+          f"--net_lr_schedule {t.lr_schedule}: choose constant, step or cosine")
+    _need(t.lr_schedule != "step" or bool(t.lr_milestones),
+          "--net_lr_schedule step needs --net_lr_milestones (epochs of a round, e.g. 10 15)")
+    _need(t.lr_milestones is None or all(_finite(m) and m > 0 for m in t.lr_milestones),
+          f"--net_lr_milestones {t.lr_milestones} must be positive epochs")
+    _need(_finite(t.lr_gamma) and t.lr_gamma > 0, f"--net_lr_gamma {t.lr_gamma} must be positive")
+    _need(_finite(t.ticket_epochs) and t.ticket_epochs >= 0,
+          f"--ticket_epochs {t.ticket_epochs} must be 0 (no ticket) or a positive number of epochs")
+    rewind = parse_point(t.rewind_to, "--rewind_to", ("warmup", "init"))
+    _need(not isinstance(rewind, tuple) or rewind[1] != "ep" or rewind[0] <= t.warmup,
+          f"--rewind_to {t.rewind_to} is after the end of the {t.warmup}-epoch warm-up; rewind "
+          f"to a point inside it (or raise --net_warmup)")
+    parse_point(c.prune.check_every, "--check_every")
     _need(t.warmup >= 0, f"--net_warmup {t.warmup} must be 0 or more")
     _need(_finite(t.momentum) and 0 <= t.momentum < 1, f"--net_momentum {t.momentum} must be in [0, 1)")
     _need(_finite(t.weight_decay) and t.weight_decay >= 0,

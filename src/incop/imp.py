@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .config import RunConfig
+from .config import RunConfig, parse_point
 from .data import (DATASETS, DataSource, RawDataset, eval_batches, probe_subset, source_size,
                    split_train_val, train_batches)
 from .errors import UsageError
@@ -25,11 +25,13 @@ from .masks import Masks, skipped_rows
 from .methods import RULES, resolve
 from .models import build_model, load_pretrained
 from .pruning import target_count, trim_to_count
-from .records import RunRecords, RunStore
-from .results import RunDirectory, layer_table_text, run_path, summary_table
+from .records import RunRecords, RunStore, criterion_report
+from .results import RunDirectory, layer_table_text, run_path, summary_table, ticket_table
+from .schedules import LRSchedule
 from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,
-                       InformationFlowCriterion, StoppingCriterion)
-from .training import EpochRecord, evaluate, make_optimizer, train_round
+                       InformationFlowCriterion, LossRecovery, MaskStability, StoppingCriterion)
+from .training import (CheckRecord, epochs_to_iterations, evaluate, iterations_per_epoch,
+                       make_optimizer, train_round)
 
 
 class Diverged(UsageError):
@@ -63,6 +65,9 @@ def round_seed(seed: int, round_index: int) -> int:
     return seed * 100_003 + round_index + 1
 
 
+WARMUP_ROUND, TICKET_ROUND = -1, -2  # their own seeds, apart from the rounds'
+
+
 @dataclass
 class TrialInputs:
     """What one trial trains: a model (not yet on the device) and its data."""
@@ -84,6 +89,7 @@ class TrialResult:
     rounds: List[Dict[str, Any]] = field(default_factory=list)
     model: Optional[nn.Module] = None
     masks: Optional[Masks] = None
+    ticket: Optional[nn.Module] = None  # the final mask retrained from the rewind point
 
 
 class IMPExperiment:
@@ -152,11 +158,16 @@ class IMPExperiment:
             resume = state if state and state["index"] == t else None
             results.append(self.run_trial(t, cfg.experiment.seed + t, resume))
         self._say("\n" + summary_table(self.rounds))
+        if self.records.tickets:
+            self._say("\n" + ticket_table(self.records.tickets))
         layer_rows = self.records.final_layer_rows()
         self._say(f"\nper-layer sparsity, trial {layer_rows[0]['trial']} after round "
                   f"{layer_rows[0]['round']}:\n" + layer_table_text(layer_rows))
+        criterion = criterion_report(self.rounds, self.criterion_name, self.epsilon)
+        if criterion["note"]:
+            self._say(f"\nNOTE: {criterion['note']}")
         if self.store:
-            self.store.finish(self.records)
+            self.store.finish(self.records, criterion)
             from .plots import save_run_figures
             from .rundata import load_run
 
@@ -183,32 +194,38 @@ class IMPExperiment:
         masks = self._initial_masks(model, resume)
         monitor = self._monitor(model, masks, probe_x, probe_y)  # checked before any training
         if resume is None:
-            warmup = self._warm_up(model, masks, data, trial, seed, len(probe_y))
-            rewind_state = copy.deepcopy(model.state_dict())
+            warmup, rewind_state, dense_state = self._warm_up(model, masks, data, trial, seed,
+                                                              len(probe_y))
             first_round = 0
         else:
             rewind_state, warmup = resume["rewind"], resume["warmup"]
+            dense_state = resume.get("dense", rewind_state)
             first_round = resume["round"] + 1
-            model.load_state_dict(rewind_state)  # the reference is the dense rewind point
-        t0 = time.perf_counter()
+            model.load_state_dict(dense_state)
+        t0 = time.perf_counter()  # references: the trained dense network, whatever the rewind
         reference_acts = layer_activations(model, layers, probe_x)
-        criteria = self._criteria(monitor, model, warmup["warmup_val_acc"])
+        criteria = self._criteria(monitor, model, warmup)
         warmup["reference_time"] = time.perf_counter() - t0
         if resume is not None:
             model.load_state_dict(resume["model"])
             masks.bind(model)
+        saved = {"rewind": rewind_state, "warmup": warmup}
+        if dense_state is not rewind_state:
+            saved["dense"] = dense_state
 
         result = TrialResult(seed, warmup)
-        bar = tqdm(range(first_round, cfg.experiment.imp_total_iter), desc=f"trial {trial} rounds",
-                   disable=self.progress_disabled, file=sys.stderr, dynamic_ncols=True)
+        search_over = resume is not None and resume.get("ticket_pending", False)
+        rounds = range(first_round, 0 if search_over else cfg.experiment.imp_total_iter)
+        bar = tqdm(rounds, desc=f"trial {trial} rounds", disable=self.progress_disabled,
+                   file=sys.stderr, dynamic_ncols=True)
         for k in bar:
             t0 = time.perf_counter()
             info: Dict[str, Any] = {}
-            if k > 0:  # prune the trained survivors, rewind, apply the new masks
+            if k > 0:  # prune the trained survivors
                 trained = {n: p.detach().clone() for n, p in masks.parameters(model).items()}
                 masks, info = self._prune(trained, masks)
-                model.load_state_dict(rewind_state)
-                masks.bind(model).apply()
+            model.load_state_dict(rewind_state)  # rewind (round 0 too), apply the masks
+            masks.bind(model).apply()
             times = {"prune": time.perf_counter() - t0}
             outcome = self._train(model, masks, data, seed, k, cfg.train.epochs, criteria,
                                   f"round {k}")
@@ -224,18 +241,45 @@ class IMPExperiment:
             record = self.records.add_round(trial, seed, k, masks, outcome, test_acc, info, times)
             self.records.add_details(trial, k, masks, outcome.history, layers, sims, skipped)
             bar.set_postfix(remaining=f"{record['remaining_pct']:.1f}%",
-                            val=f"{record['val_acc']:.1f}", epochs=outcome.epochs)
+                            val=f"{record['val_acc']:.1f}", epochs=f"{outcome.epochs:.2f}")
             self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
-                      f"{outcome.epochs} epochs ({outcome.stop_reason}), val "
-                      f"{record['val_acc']:.2f}%, test {_pct(test_acc)}")
+                      f"{outcome.epochs:g} epochs, {outcome.checks} check(s) "
+                      f"({outcome.stop_reason}), val {record['val_acc']:.2f}%, test "
+                      f"{_pct(test_acc)}")
             last = k == cfg.experiment.imp_total_iter - 1 or self._at_target(masks)
-            self._round_done(trial, seed, k, model, masks, rewind_state, warmup, last)
+            self._round_done(trial, seed, k, model, masks, saved, last)
             if last:
                 break
         bar.close()
         result.rounds = [r for r in self.rounds if r["trial"] == trial]
         result.model, result.masks = model, masks
+        if cfg.train.ticket_epochs > 0:
+            result.ticket = self._ticket(trial, seed, masks, rewind_state, data)
         return result
+
+    def _ticket(self, trial: int, seed: int, masks: Masks, rewind_state, data: TrialInputs):
+        """SPEC section 3: the final mask, retrained from the rewind point for --ticket_epochs
+        with no early stop, on a copy (the search's final model stays the result's model).
+        Its accuracy is the ticket's; its cost is kept apart from the search's."""
+        model = copy.deepcopy(data.model).to(self.device)
+        model.load_state_dict(rewind_state)
+        ticket_masks = masks.clone().bind(model)
+        ticket_masks.apply()
+        outcome = self._train(model, ticket_masks, data, seed, TICKET_ROUND,
+                              self.cfg.train.ticket_epochs, [FixedEpochs()],
+                              f"trial {trial} ticket", check_every=None)
+        if outcome.stop_reason == "diverged":
+            self._diverged(trial, "ticket", outcome.epochs, data)
+        test_acc = evaluate(model, data.test)[0] if data.test is not None else None
+        row = self.records.add_ticket(trial, seed, ticket_masks, outcome, test_acc)
+        self._say(f"trial {trial} ticket: {row['remaining_pct']:.2f}% remaining, retrained "
+                  f"{outcome.epochs:g} epochs from the rewind point, val {row['val_acc']:.2f}%, "
+                  f"test {_pct(test_acc)}")
+        self.records.finished.append(trial)
+        if self.store:
+            self.run_dir.save_torch(f"ticket_trial{trial}.pt", model.state_dict())
+            self.store.save_progress(self.records, None)
+        return model
 
     def _initial_masks(self, model, resume: Optional[Dict[str, Any]]) -> Masks:
         """All ones over the weights to prune, or the saved masks of a resumed trial."""
@@ -248,17 +292,20 @@ class IMPExperiment:
                              "weight, or all excluded); name some with --prune_include")
         return masks
 
-    def _round_done(self, trial, seed, k, model, masks, rewind_state, warmup, last) -> None:
-        """Mark the trial finished after its last round, and save what a resume needs."""
-        if last:
+    def _round_done(self, trial, seed, k, model, masks, saved: Dict[str, Any], last) -> None:
+        """Mark the trial finished after its last round (or ticket-pending), and save what a
+        resume needs."""
+        ticket_pending = last and self.cfg.train.ticket_epochs > 0
+        if last and not ticket_pending:
             self.records.finished.append(trial)
         if not self.store:
             return
         if last:
             self.run_dir.save_torch(f"model_trial{trial}.pt", model.state_dict())
-        state = None if last else {"index": trial, "seed": seed, "round": k,
-                                   "model": model.state_dict(), "masks": masks.state_dict(),
-                                   "rewind": rewind_state, "warmup": warmup}
+        state = None
+        if not last or ticket_pending:
+            state = {"index": trial, "seed": seed, "round": k, "model": model.state_dict(),
+                     "masks": masks.state_dict(), "ticket_pending": ticket_pending, **saved}
         self.store.save_round(self.records, trial, k, masks, state)
 
     def _prune(self, trained, masks: Masks):
@@ -275,10 +322,10 @@ class IMPExperiment:
         target = self.cfg.prune.target_remaining
         return target is not None and masks.remaining() <= target_count(masks.total(), target)
 
-    def _diverged(self, trial: int, k: Optional[int], epoch: int, data: TrialInputs) -> None:
+    def _diverged(self, trial: int, k, epoch: float, data: TrialInputs) -> None:
         """A non-finite loss: record what happened beside (never as) the completed rounds, and
         stop the run. The progress file still ends at the last completed round."""
-        where = "the dense warm-up" if k is None else f"round {k}"
+        where = {None: "the dense warm-up", "ticket": "the ticket's retraining"}.get(k, f"round {k}")
         event = {"trial": trial, "round": k, "epoch": epoch, "net_lr": self.cfg.train.lr,
                  "completed_rounds": len(self.rounds)}
         if self.run_dir:
@@ -288,8 +335,8 @@ class IMPExperiment:
         if _has_nonfinite_inputs(data.train):
             raise Diverged(f"trial {trial}, {where}: the training inputs contain NaN or infinite "
                            f"values; clean the data{kept}")
-        raise Diverged(f"trial {trial}, {where} diverged (non-finite training loss in epoch "
-                       f"{epoch}) with learning rate {self.cfg.train.lr:g}{kept}; lower "
+        raise Diverged(f"trial {trial}, {where} diverged (non-finite training loss by epoch "
+                       f"{epoch:g}) with learning rate {self.cfg.train.lr:g}{kept}; lower "
                        f"{self.lr_name}")
 
     def _registry_inputs(self, trial: int, seed: int) -> TrialInputs:
@@ -305,46 +352,75 @@ class IMPExperiment:
                            (splits.test_x, splits.test_y), probe)
 
     def _warm_up(self, model, masks, data: TrialInputs, trial: int, seed: int,
-                 probe_size: int) -> Dict[str, Any]:
+                 probe_size: int):
+        """Train the dense network for --net_warmup epochs, saving the rewind point on the way
+        (--rewind_to). Returns (the trial's warm-up record, rewind state, trained dense state)."""
         cfg = self.cfg
+        point = parse_point(cfg.train.rewind_to, "--rewind_to", ("warmup", "init"))
+        per_epoch = iterations_per_epoch(train_batches(data.train, cfg.data.batch_size,
+                                                       torch.Generator()))
+        total = epochs_to_iterations(cfg.train.warmup, per_epoch)
+        at = {"warmup": total, "init": 0}.get(point) if isinstance(point, str) else \
+            int(point[0]) if point[1] == "it" else epochs_to_iterations(point[0], per_epoch)
+        if at > total:
+            raise UsageError(f"--rewind_to {cfg.train.rewind_to} is iteration {at}, after the "
+                             f"warm-up's {total} iterations ({cfg.train.warmup} epochs of "
+                             f"{per_epoch}); rewind inside the warm-up or raise --net_warmup")
+        snapshot: Dict[str, Any] = {}
+
+        def keep(iteration: int) -> None:
+            if iteration == at:
+                snapshot["state"] = copy.deepcopy(model.state_dict())
+
+        keep(0)
         t0 = time.perf_counter()
+        warm_loss = None
         if cfg.train.warmup > 0:
-            warm = self._train(model, masks, data, seed, -1, cfg.train.warmup, [],
-                               f"trial {trial} warm-up")
+            warm = self._train(model, masks, data, seed, WARMUP_ROUND, cfg.train.warmup, [],
+                               f"trial {trial} warm-up", on_step=keep, check_every=None)
             if warm.stop_reason == "diverged":
                 self._diverged(trial, None, warm.epochs, data)
+            warm_loss = warm.final.train_loss
         warm_time = time.perf_counter() - t0
-        warm_val, _ = evaluate(model, data.val)
+        warm_val, warm_val_loss = evaluate(model, data.val)
         warm_test = evaluate(model, data.test)[0] if data.test is not None else None
         warmup = {"trial": trial, "seed": seed, "warmup_epochs": cfg.train.warmup,
-                  "warmup_val_acc": warm_val, "warmup_test_acc": warm_test,
-                  "warmup_time": warm_time, "train_size": source_size(data.train),
-                  "val_size": source_size(data.val),
+                  "warmup_train_loss": warm_loss, "warmup_val_acc": warm_val,
+                  "warmup_val_loss": warm_val_loss, "warmup_test_acc": warm_test,
+                  "warmup_time": warm_time, "rewind_iteration": at,
+                  "train_size": source_size(data.train), "val_size": source_size(data.val),
                   "test_size": source_size(data.test) if data.test is not None else None,
                   "probe_size": probe_size}
         self.records.trials.append(warmup)
         self._say(f"trial {trial} (seed {seed}): dense warm-up {cfg.train.warmup} epochs, "
-                  f"val {warm_val:.2f}%, test {_pct(warm_test)}")
-        return warmup
+                  f"val {warm_val:.2f}%, test {_pct(warm_test)}; rewind point: iteration {at}")
+        dense = copy.deepcopy(model.state_dict())
+        return warmup, (dense if at == total else snapshot["state"]), dense
 
-    def _train(self, model, masks, data: TrialInputs, seed: int, k: int, epochs: int,
-               criteria, label: str):
+    def _train(self, model, masks, data: TrialInputs, seed: int, k: int, epochs: float,
+               criteria, label: str, on_step=None, check_every="round"):
+        """One training run (warm-up, round or ticket) from the model's current state, seeded
+        by ``(seed, k)``, with a fresh optimizer and the learning-rate schedule restarted.
+        Rounds are checked every --check_every; the warm-up and the ticket every epoch."""
+        cfg = self.cfg
         torch.manual_seed(round_seed(seed, k))
         gen = torch.Generator().manual_seed(round_seed(seed, k))
-        batches = train_batches(data.train, self.cfg.data.batch_size, gen)
-        optimizer = make_optimizer(model, self.cfg.train.lr, self.cfg.train.momentum,
-                                   self.cfg.train.weight_decay)
-        bar = tqdm(total=epochs, desc=label, leave=False, disable=self.progress_disabled,
-                   file=sys.stderr, dynamic_ncols=True)
+        batches = train_batches(data.train, cfg.data.batch_size, gen)
+        optimizer = make_optimizer(model, cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
+        schedule = LRSchedule(cfg.train.lr_schedule, cfg.train.lr_milestones, cfg.train.lr_gamma)
+        every = parse_point(cfg.prune.check_every, "--check_every") if check_every == "round" \
+            else check_every
+        bar = tqdm(total=epochs_to_iterations(epochs, iterations_per_epoch(batches)), desc=label, leave=False,
+                   disable=self.progress_disabled, file=sys.stderr, dynamic_ncols=True, unit="it")
 
-        def tick(rec: EpochRecord) -> None:
-            bar.update(1)
+        def tick(rec: CheckRecord) -> None:
+            bar.update(rec.iteration - bar.n)
             bar.set_postfix(loss=f"{rec.train_loss:.3f}", val=f"{rec.val_acc:.1f}",
                             **({"dist": f"{rec.distance:.3f}"} if rec.distance is not None else {}))
 
         try:
-            return train_round(model, optimizer, masks, batches, data.val,
-                               epochs, criteria, tick)
+            return train_round(model, optimizer, masks, batches, data.val, epochs, criteria, tick,
+                               check_every=every, schedule=schedule, on_step=on_step)
         finally:
             bar.close()
 
@@ -357,17 +433,22 @@ class IMPExperiment:
             return GradientFlow(model, probe_x, probe_y, names=masks.names())
         return None
 
-    def _criteria(self, monitor, model, warm_val: float) -> List[StoppingCriterion]:
-        """The round's stopping criteria; flow references are measured on ``model`` now."""
+    def _criteria(self, monitor, model, warmup: Dict[str, Any]) -> List[StoppingCriterion]:
+        """The round's stopping criteria; references are the trained dense network (``model``
+        now, and the warm-up's validation accuracy and loss)."""
         crits: List[StoppingCriterion] = []
         if isinstance(monitor, InformationFlow):
             crits.append(InformationFlowCriterion(monitor, monitor.measure(model), self.epsilon))
         elif isinstance(monitor, GradientFlow):
             crits.append(GradientFlowCriterion(monitor, monitor.measure(model), self.epsilon))
+        elif self.criterion_name == "mask_stability":
+            crits.append(MaskStability(self.rule, self.epsilon))
+        elif self.criterion_name == "loss_recovery":
+            crits.append(LossRecovery(warmup["warmup_val_loss"], self.epsilon))
         else:
             crits.append(FixedEpochs())
         if self.cfg.prune.stop_on_recovery:
-            crits.append(AccuracyRecovery(warm_val))
+            crits.append(AccuracyRecovery(warmup["warmup_val_acc"]))
         return crits
 
 

@@ -20,10 +20,15 @@ CRITERIA: Registry[str] = Registry("stopping criterion")
 CRITERIA.add("fixed", "fixed", "epochs")
 CRITERIA.add("information_flow", "information_flow", "if", "information")
 CRITERIA.add("gradient_flow", "gradient_flow", "gf", "gradient")
+CRITERIA.add("mask_stability", "mask_stability", "early_bird")
+CRITERIA.add("loss_recovery", "loss_recovery")
 
-# Default flow-distance thresholds. 0.11 is the seed's for information flow; the gradient-flow
-# value is relative (see README, "Calibrating giap's epsilon").
-DEFAULT_EPSILON = {"information_flow": 0.11, "gradient_flow": 0.3}
+# Default thresholds. 0.11 is the seed's for information flow; the gradient-flow value is
+# relative (see README, "Calibrating giap's epsilon"); mask_stability's is the fraction of
+# surviving weights whose next-pruning decision changed between checks; loss_recovery's the
+# relative excess of validation loss over the dense network's.
+DEFAULT_EPSILON = {"information_flow": 0.11, "gradient_flow": 0.3, "mask_stability": 0.01,
+                   "loss_recovery": 0.05}
 
 
 @dataclass(frozen=True)

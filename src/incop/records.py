@@ -15,7 +15,7 @@ from .results import RunDirectory, summary_rows
 
 PROGRESS_FILE = "progress.pt"
 PREVIOUS_PROGRESS_FILE = "progress.prev.pt"
-RECORDS = ("rounds", "epochs", "layers", "similarity", "trials")
+RECORDS = ("rounds", "epochs", "layers", "similarity", "trials", "tickets")
 
 
 @dataclass
@@ -27,6 +27,7 @@ class RunRecords:
     layers: List[Dict[str, Any]] = field(default_factory=list)
     similarity: List[Dict[str, Any]] = field(default_factory=list)
     trials: List[Dict[str, Any]] = field(default_factory=list)
+    tickets: List[Dict[str, Any]] = field(default_factory=list)
     finished: List[int] = field(default_factory=list)
 
     def add_round(self, trial: int, seed: int, k: int, masks: Masks, outcome, test_acc,
@@ -36,7 +37,8 @@ class RunRecords:
         record = {
             "trial": trial, "seed": seed, "round": k,
             "remaining_pct": 100.0 * masks.remaining_fraction(), "remaining": masks.remaining(),
-            "total": masks.total(), "epochs": outcome.epochs, "stop_reason": outcome.stop_reason,
+            "total": masks.total(), "epochs": outcome.epochs, "iterations": outcome.iterations,
+            "checks": outcome.checks, "stop_reason": outcome.stop_reason,
             "train_loss": final.train_loss, "val_acc": final.val_acc, "test_acc": test_acc,
             "start_distance": outcome.start_distance, "final_distance": final.distance,
             "time_train": outcome.time_train, "time_flow": outcome.time_flow + times["similarity"],
@@ -45,6 +47,18 @@ class RunRecords:
         }
         self.rounds.append(record)
         return record
+
+    def add_ticket(self, trial: int, seed: int, masks: Masks, outcome, test_acc) -> Dict[str, Any]:
+        """The final mask retrained from the rewind point: the ticket's accuracy and its cost,
+        kept apart from the search's."""
+        final = outcome.final
+        row = {"trial": trial, "seed": seed, "remaining_pct": 100.0 * masks.remaining_fraction(),
+               "remaining": masks.remaining(), "epochs": outcome.epochs,
+               "iterations": outcome.iterations, "train_loss": final.train_loss,
+               "val_acc": final.val_acc, "val_loss": final.val_loss, "test_acc": test_acc,
+               "time_train": outcome.time_train, "time_eval": outcome.time_eval}
+        self.tickets.append(row)
+        return row
 
     def add_details(self, trial: int, k: int, masks: Masks, history, layer_names: Sequence[str],
                     sims: Sequence[float], skipped: Sequence[Dict[str, Any]]) -> None:
@@ -67,7 +81,24 @@ class RunRecords:
 
     @classmethod
     def from_state(cls, state: Dict[str, Any], finished: Sequence[int]) -> "RunRecords":
-        return cls(**{name: list(state[name]) for name in RECORDS}, finished=list(finished))
+        return cls(**{name: list(state.get(name, [])) for name in RECORDS},
+                   finished=list(finished))
+
+
+def criterion_report(rounds: Sequence[Dict[str, Any]], criterion: str,
+                     epsilon: Optional[float]) -> Dict[str, Any]:
+    """How often the round's criterion fired, and at which check. A criterion that fired at its
+    first check in every round measured nothing: the run equals a fixed budget of one check."""
+    fired = [r for r in rounds if r["stop_reason"] == criterion]
+    first = [r for r in fired if r.get("checks", 1) == 1]
+    out: Dict[str, Any] = {"criterion": criterion, "epsilon": epsilon, "rounds": len(rounds),
+                           "fired": len(fired), "fired_at_first_check": len(first), "note": None}
+    if criterion != "fixed" and rounds and len(first) == len(rounds):
+        one_check = rounds[0]["epochs"]
+        out["note"] = (f"{criterion} fired at the first check in all {len(rounds)} rounds: "
+                       f"rounds were as short as --check_every allows, so it measured nothing; "
+                       f"compare with --stop_criterion fixed --net_train_epochs {one_check:g}")
+    return out
 
 
 class RunStore:
@@ -98,6 +129,9 @@ class RunStore:
         """The round's masks, then the progress file (the previous one kept beside it, so a
         damaged file costs at most one round), then the views."""
         self.run_dir.save_torch(f"masks/trial{trial}_round{k}.pt", masks.state_dict())
+        self.save_progress(records, state)
+
+    def save_progress(self, records: RunRecords, state: Optional[Dict[str, Any]]) -> None:
         self.run_dir.save_torch(PROGRESS_FILE, {
             "format": 1, "config": self.cfg.to_dict(), "finished": records.finished,
             "records": records.state(), "trial": state}, keep_previous=PREVIOUS_PROGRESS_FILE)
@@ -108,11 +142,13 @@ class RunStore:
             self.run_dir.write_json(f"{name}.json", getattr(records, name))
             self.run_dir.write_csv(f"{name}.csv", getattr(records, name))
 
-    def finish(self, records: RunRecords) -> None:
+    def finish(self, records: RunRecords, criterion: Dict[str, Any]) -> None:
         self.write_views(records)
         self.run_dir.write_csv("summary.csv", summary_rows(records.rounds))
         self.run_dir.write_json("summary.json", {"rounds": summary_rows(records.rounds),
-                                                 "trials": records.trials, "complete": True})
+                                                 "trials": records.trials,
+                                                 "tickets": records.tickets,
+                                                 "criterion": criterion, "complete": True})
 
     def _load_progress(self) -> Optional[Dict[str, Any]]:
         """The newest readable progress file. A damaged ``progress.pt`` falls back to the one it

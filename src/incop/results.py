@@ -178,12 +178,22 @@ def summary_table(rounds: Sequence[Dict[str, Any]]) -> str:
     for k in sorted(by_round):
         rs = by_round[k]
         rows.append([str(k), fmt_ms([r["remaining_pct"] for r in rs]),
-                     fmt_ms([r["epochs"] for r in rs], 1),
+                     fmt_ms([r["epochs"] for r in rs], 2),
                      "/".join(sorted({r["stop_reason"] for r in rs})),
                      fmt_ms([r["val_acc"] for r in rs]), fmt_ms([r["test_acc"] for r in rs]),
                      fmt_ms([r["time_train"] + r["time_flow"] + r["time_eval"] for r in rs], 1)])
     return format_table(["round", "remaining %", "epochs", "stopped by", "val acc %", "test acc %",
                          "time s"], rows)
+
+
+def ticket_table(tickets: Sequence[Dict[str, Any]]) -> str:
+    """The tickets (final masks retrained from the rewind point), mean ± std over trials."""
+    rows = [[str(len(tickets)), fmt_ms([t["remaining_pct"] for t in tickets]),
+             fmt_ms([t["epochs"] for t in tickets], 2), fmt_ms([t["val_acc"] for t in tickets]),
+             fmt_ms([t["test_acc"] for t in tickets]),
+             fmt_ms([t["time_train"] + t["time_eval"] for t in tickets], 1)]]
+    return "ticket (final mask retrained from the rewind point; not part of the search's cost):\n" \
+        + format_table(["trials", "remaining %", "epochs", "val acc %", "test acc %", "time s"], rows)
 
 
 def layer_table_text(rows: Sequence[Dict[str, Any]]) -> str:

@@ -1,12 +1,15 @@
-"""Stopping criteria: objects the training loop consults after every epoch.
+"""Stopping criteria: objects the training loop consults at every check (every
+``--check_every``, one epoch by default). Each reports a distance when it has one, so a run can
+show the whole trajectory against epsilon.
 
 Each criterion can also be used from a hand-written loop::
 
     crit = InformationFlowCriterion.from_model(dense_model, probe_x, epsilon=0.11)
     ...prune, rewind...
+    crit.start_round(model, masks)
     for epoch in range(max_epochs):
         train_one_epoch(...)
-        if crit.check(model).stop:
+        if crit.check(model, masks).stop:
             break
 """
 from __future__ import annotations
@@ -19,11 +22,12 @@ from torch import nn
 
 from .flows import GradientFlow, InformationFlow, InformationFlowSnapshot
 from .masks import Masks
+from .pruning import PruningRule
 
 
 @dataclass
 class Decision:
-    """The answer after an epoch: stop or not, and the flow distance measured (if any)."""
+    """The answer at a check: stop or not, and the distance measured (if any)."""
 
     stop: bool
     distance: Optional[float] = None
@@ -36,11 +40,13 @@ class StoppingCriterion:
     measures_flow = False
 
     def start_round(self, model: nn.Module, masks: Optional[Masks] = None) -> Optional[float]:
-        """Called before the first epoch; returns the distance then (flow criteria) or None."""
+        """Called before the round's first iteration; returns the distance then, or None."""
         return None
 
     def check(self, model: nn.Module, masks: Optional[Masks] = None,
-              val_acc: Optional[float] = None) -> Decision:
+              val_acc: Optional[float] = None, val_loss: Optional[float] = None) -> Decision:
+        """Stop now? ``val_acc`` (%) and ``val_loss`` are the validation measurements of this
+        check."""
         raise NotImplementedError
 
 
@@ -49,7 +55,7 @@ class FixedEpochs(StoppingCriterion):
 
     name = "fixed"
 
-    def check(self, model, masks=None, val_acc=None) -> Decision:
+    def check(self, model, masks=None, val_acc=None, val_loss=None) -> Decision:
         return Decision(False)
 
 
@@ -76,7 +82,7 @@ class InformationFlowCriterion(StoppingCriterion):
     def start_round(self, model, masks=None) -> float:
         return self.distance(model)
 
-    def check(self, model, masks=None, val_acc=None) -> Decision:
+    def check(self, model, masks=None, val_acc=None, val_loss=None) -> Decision:
         d = self.distance(model)
         return Decision(d < self.epsilon, d)
 
@@ -103,7 +109,7 @@ class GradientFlowCriterion(StoppingCriterion):
     def start_round(self, model, masks=None) -> float:
         return self.distance(model, masks)
 
-    def check(self, model, masks=None, val_acc=None) -> Decision:
+    def check(self, model, masks=None, val_acc=None, val_loss=None) -> Decision:
         d = self.distance(model, masks)
         return Decision(d < self.epsilon, d)
 
@@ -116,7 +122,7 @@ class AccuracyRecovery(StoppingCriterion):
     def __init__(self, target: float) -> None:
         self.target = target
 
-    def check(self, model, masks=None, val_acc=None) -> Decision:
+    def check(self, model, masks=None, val_acc=None, val_loss=None) -> Decision:
         return Decision(val_acc is not None and val_acc >= self.target)
 
 
@@ -137,10 +143,57 @@ class ValidationPlateau(StoppingCriterion):
         self.history = []
         return None
 
-    def check(self, model, masks=None, val_acc=None) -> Decision:
+    def check(self, model, masks=None, val_acc=None, val_loss=None) -> Decision:
         self.history.append(val_acc)
         w = self.window
         if len(self.history) < 2 * w:
             return Decision(False)
         last, before = self.history[-w:], self.history[-2 * w:-w]
         return Decision(sum(last) / w - sum(before) / w < self.min_gain)
+
+
+class MaskStability(StoppingCriterion):
+    """The Early-Bird idea (You et al., ICLR 2020) inside a round: at every check, the mask the
+    run's pruning rule would produce next from the current weights; stop once the fraction of
+    surviving weights whose keep/prune decision changed since the previous check is below
+    ``epsilon``. Retraining between prunings exists to rank the weights for the next pruning;
+    once that ranking is stable, more training is waste. The first check compares with the
+    ranking at the start of the round (the rewind point under the new mask)."""
+
+    name = "mask_stability"
+
+    def __init__(self, rule: PruningRule, epsilon: float = 0.01) -> None:
+        self.rule, self.epsilon = rule, epsilon
+        self.previous: Optional[torch.Tensor] = None
+
+    def predicted_keep(self, model: nn.Module, masks: Masks) -> torch.Tensor:
+        """Keep (True) or prune, per surviving weight, if the rule pruned now."""
+        weights = {n: p.detach() for n, p in masks.parameters(model).items()}
+        nxt, _ = self.rule(weights, masks)
+        return torch.cat([nxt[n].reshape(-1)[masks[n].reshape(-1).bool()].bool() for n in masks])
+
+    def start_round(self, model, masks=None) -> None:
+        self.previous = self.predicted_keep(model, masks)
+        return None
+
+    def check(self, model, masks=None, val_acc=None, val_loss=None) -> Decision:
+        now = self.predicted_keep(model, masks)
+        changed = float((now != self.previous).sum()) / max(len(now), 1)
+        self.previous = now
+        return Decision(changed < self.epsilon, changed)
+
+
+class LossRecovery(StoppingCriterion):
+    """Stops once the validation loss is at most ``(1 + epsilon)`` times the dense reference's;
+    the distance is ``val_loss / reference - 1``."""
+
+    name = "loss_recovery"
+
+    def __init__(self, reference_loss: float, epsilon: float = 0.05) -> None:
+        if not reference_loss > 0:
+            raise ValueError("the reference validation loss must be positive")
+        self.reference, self.epsilon = reference_loss, epsilon
+
+    def check(self, model, masks=None, val_acc=None, val_loss=None) -> Decision:
+        return Decision(val_loss <= (1.0 + self.epsilon) * self.reference,
+                        val_loss / self.reference - 1.0)

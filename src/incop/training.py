@@ -1,10 +1,15 @@
-"""The training loop: epochs of masked SGD, evaluation, and stopping criteria after every epoch."""
+"""The training loop: masked SGD counted in iterations, evaluation, and the stopping criteria
+asked every ``check_every`` iterations (SPEC section 3).
+
+Training time is counted in iterations (optimizer steps) and reported as fractional epochs
+(iterations / iterations per epoch). The data order is one deterministic stream of epochs, each
+reshuffled by the round's generator, so where the checks fall never changes what is trained."""
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -12,14 +17,20 @@ from torch.nn import functional as F
 
 from .data import Batch, DataSource, eval_batches
 from .masks import Masks
+from .schedules import LRSchedule
 from .stopping import StoppingCriterion
 
 EVAL_BATCH = 1024
 
 
 @dataclass
-class EpochRecord:
-    epoch: int
+class CheckRecord:
+    """One check: where it fell, the training loss since the previous check, validation
+    accuracy and loss, the criterion's distance, and times."""
+
+    check: int
+    iteration: int
+    epoch: float  # iteration / iterations per epoch
     train_loss: float
     val_acc: float
     val_loss: float
@@ -29,20 +40,33 @@ class EpochRecord:
     time_flow: float
 
 
+EpochRecord = CheckRecord  # the name before checks within an epoch existed
+
+
 @dataclass
 class RoundOutcome:
-    """What one round of training did: epochs, why it stopped, its history and timings."""
+    """What one round of training did: iterations, why it stopped, its checks and timings."""
 
-    epochs: int
+    iterations: int
+    iterations_per_epoch: int
     stop_reason: str
     start_distance: Optional[float]
-    history: List[EpochRecord] = field(default_factory=list)
+    history: List[CheckRecord] = field(default_factory=list)
     time_train: float = 0.0
     time_eval: float = 0.0
     time_flow: float = 0.0
 
     @property
-    def final(self) -> EpochRecord:
+    def epochs(self) -> float:
+        """Training used, in (fractional) epochs."""
+        return self.iterations / self.iterations_per_epoch
+
+    @property
+    def checks(self) -> int:
+        return len(self.history)
+
+    @property
+    def final(self) -> CheckRecord:
         return self.history[-1]
 
 
@@ -59,14 +83,33 @@ def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks,
-                batches: Iterable[Batch]) -> float:
-    """One full pass over ``batches`` (TensorBatches or a DataLoader); pruned weights stay
-    exactly 0. Returns the mean loss."""
+def iterations_per_epoch(batches: Iterable[Batch]) -> int:
+    """Batches in one pass; an iterable without ``len()`` is counted once."""
+    try:
+        n = len(batches)  # type: ignore[arg-type]
+    except TypeError:
+        n = sum(1 for _ in batches)
+    if n < 1:
+        raise ValueError("the training data yielded no batches")
+    return n
+
+
+def batch_stream(batches: Iterable[Batch]) -> Iterator[Batch]:
+    """Epochs back to back: each new pass reshuffles (tensor batches) or re-iterates (loaders)."""
+    while True:
+        yield from batches
+
+
+def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks,
+                stream: Iterator[Batch], steps: int,
+                on_step: Optional[Callable[[], None]] = None) -> float:
+    """``steps`` optimizer steps on the next batches of ``stream``; pruned weights stay exactly
+    0 (gradient masked before the step, mask re-applied after). Returns the mean loss."""
     model.train()
     device = _device_of(model)
     total, n = None, 0
-    for x, y in batches:
+    for _ in range(steps):
+        x, y = next(stream)
         if x.device != device:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = F.cross_entropy(model(x), y)
@@ -78,7 +121,15 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
         weighted = loss.detach() * len(y)
         total = weighted if total is None else total + weighted
         n += len(y)
+        if on_step is not None:
+            on_step()
     return float(total) / n if total is not None else float("nan")
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks,
+                batches: Iterable[Batch]) -> float:
+    """One full pass over ``batches`` (TensorBatches or a DataLoader). Returns the mean loss."""
+    return train_steps(model, optimizer, masks, iter(batches), iterations_per_epoch(batches))
 
 
 @torch.no_grad()
@@ -101,26 +152,63 @@ def evaluate(model: nn.Module, data: DataSource) -> Tuple[float, float]:
     return 100.0 * float(correct) / n, float(loss) / n
 
 
-EpochCallback = Callable[[EpochRecord], None]
+CheckCallback = Callable[[CheckRecord], None]
+
+
+def epochs_to_iterations(epochs: float, per_epoch: int) -> int:
+    """A number of epochs as whole iterations, rounded half up (1.5 x 21 = 31.5 -> 32)."""
+    return int(math.floor(epochs * per_epoch + 0.5))
+
+
+def check_interval(check_every: Optional[Tuple[float, str]], per_epoch: int) -> int:
+    """Iterations between checks: ``(k, "it")`` or ``(f, "ep")``; default one epoch."""
+    if check_every is None:
+        return per_epoch
+    value, unit = check_every
+    return int(value) if unit == "it" else max(1, epochs_to_iterations(value, per_epoch))
 
 
 def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks,
-                batches: Iterable[Batch], val: DataSource, max_epochs: int,
+                batches: Iterable[Batch], val: DataSource, max_epochs: float,
                 criteria: Sequence[StoppingCriterion] = (),
-                on_epoch_end: Optional[EpochCallback] = None) -> RoundOutcome:
-    """Train until a criterion fires, the loss diverges, or ``max_epochs`` (always >= 1 epoch).
+                on_check: Optional[CheckCallback] = None, *,
+                check_every: Optional[Tuple[float, str]] = None,
+                schedule: Optional[LRSchedule] = None,
+                on_step: Optional[Callable[[int], None]] = None) -> RoundOutcome:
+    """Train until a criterion fires, the loss diverges, or ``max_epochs`` (at least one check).
 
-    The first flow-measuring criterion's distance is recorded before the first epoch and after
-    every epoch. Time is split into training, evaluation and flow measuring."""
+    Criteria are asked every ``check_every``; the first distance-reporting criterion's distance
+    is recorded before the first iteration and at every check. ``schedule`` sets the learning
+    rate per iteration (restarted here, over ``max_epochs``); ``on_step(iteration)`` is called
+    after every optimizer step. Time is split into training, evaluation and criterion checks."""
     device = _device_of(model)
+    per_epoch = iterations_per_epoch(batches)
+    total = max(1, epochs_to_iterations(max_epochs, per_epoch))
+    every = check_interval(check_every, per_epoch)
     t0 = time.perf_counter()
     start = [c.start_round(model, masks) for c in criteria]
     start_distance = next((d for d in start if d is not None), None)
     _sync(device)
-    outcome = RoundOutcome(0, "max_epochs", start_distance, time_flow=time.perf_counter() - t0)
-    for epoch in range(1, max_epochs + 1):
+    outcome = RoundOutcome(0, per_epoch, "max_epochs", start_distance,
+                           time_flow=time.perf_counter() - t0)
+    stream = batch_stream(batches)
+    if schedule is not None:
+        schedule.attach(optimizer, total, per_epoch)
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if schedule is not None:
+            schedule.set(done)
+        if on_step is not None:
+            on_step(done)
+
+    while done < total:
+        steps = min(every, total - done)
         t0 = time.perf_counter()
-        loss = train_epoch(model, optimizer, masks, batches)
+        loss = train_steps(model, optimizer, masks, stream, steps, step)
+        done = outcome.iterations + steps  # also when a test replaces train_steps
         _sync(device)
         t1 = time.perf_counter()
         val_acc, val_loss = evaluate(model, val)
@@ -128,19 +216,21 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
         if not math.isfinite(loss):
             reason, distance = "diverged", None
         else:
-            decisions = [c.check(model, masks, val_acc) for c in criteria]
+            decisions = [c.check(model, masks, val_acc=val_acc, val_loss=val_loss)
+                         for c in criteria]
             distance = next((d.distance for d in decisions if d.distance is not None), None)
             reason = next((c.name for c, d in zip(criteria, decisions) if d.stop), None)
         _sync(device)
         t3 = time.perf_counter()
-        record = EpochRecord(epoch, loss, val_acc, val_loss, distance, t1 - t0, t2 - t1, t3 - t2)
+        outcome.iterations = done
+        record = CheckRecord(len(outcome.history) + 1, done, done / per_epoch, loss, val_acc,
+                             val_loss, distance, t1 - t0, t2 - t1, t3 - t2)
         outcome.history.append(record)
-        outcome.epochs = epoch
         outcome.time_train += record.time_train
         outcome.time_eval += record.time_eval
         outcome.time_flow += record.time_flow
-        if on_epoch_end is not None:
-            on_epoch_end(record)
+        if on_check is not None:
+            on_check(record)
         if reason is not None:
             outcome.stop_reason = reason
             break
