@@ -3,7 +3,6 @@ results belong to their run, bad inputs are one line, any architecture is counte
 import ast
 import copy
 import json
-import math
 from pathlib import Path
 
 import numpy as np

@@ -105,3 +105,16 @@ def test_float64_model_through_magnitude_pruning_method():
         lin.weight.copy_(torch.tensor([[1 + 1e-9, 1.0, 5.0, 6.0, 7.0]], dtype=torch.float64))
     incop.MagnitudePruning.apply(lin, "weight", ratio=0.2)
     assert lin.weight_mask.tolist() == [[1, 0, 1, 1, 1]]
+
+
+def test_smallest_positions_equals_a_stable_sort_with_ties():
+    from incop.pruning import smallest_positions
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        scores = torch.randint(0, 7, (500,), generator=g).to(dtype)  # many ties
+        scores[::37] = float("inf")
+        for n in (0, 1, 13, 70, 71, 250, 499, 500, 600):
+            expected = torch.zeros(500, dtype=torch.bool)
+            expected[torch.argsort(scores.float(), stable=True)[:n]] = True
+            assert torch.equal(smallest_positions(scores.float() if dtype == torch.bfloat16
+                                                  else scores, n), expected), (dtype, n)

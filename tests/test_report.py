@@ -48,7 +48,7 @@ def test_three_panel_figure_has_mean_and_std_bands(runs):
     data = find_runs([str(runs)])
     fig = rounds_figure(data)
     axes = fig.get_axes()
-    assert [a.get_title() for a in axes] == ["Test accuracy", "Training epochs per round", "Remaining weights"]
+    assert [a.get_title() for a in axes] == ["Test accuracy", "Search epochs per round", "Remaining weights"]
     for ax, key in zip(axes, ("test_acc", "epochs", "remaining_pct")):
         lines = [l for l in ax.get_lines() if l.get_label() in {r.label for r in data}]
         assert sorted(l.get_label() for l in lines) == sorted(r.label for r in data)

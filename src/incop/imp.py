@@ -415,8 +415,12 @@ class IMPExperiment:
 
         def tick(rec: CheckRecord) -> None:
             bar.update(rec.iteration - bar.n)
-            bar.set_postfix(loss=f"{rec.train_loss:.3f}", val=f"{rec.val_acc:.1f}",
-                            **({"dist": f"{rec.distance:.3f}"} if rec.distance is not None else {}))
+            shown = {"loss": f"{rec.train_loss:.3f}"}
+            if rec.val_acc is not None:
+                shown["val"] = f"{rec.val_acc:.1f}"
+            if rec.distance is not None:
+                shown["dist"] = f"{rec.distance:.3f}"
+            bar.set_postfix(**shown)
 
         try:
             return train_round(model, optimizer, masks, batches, data.val, epochs, criteria, tick,

@@ -70,12 +70,19 @@ def rounds_figure(runs: Sequence[RunData]) -> Figure:
         color = COLORS[i % len(COLORS)]
         for ax, key in zip(axes, ("test_acc", "epochs", "remaining_pct")):
             _band(ax, *per_round(run, key), color, run.label)
+        ticket = [t["test_acc"] for t in run.tickets if t.get("test_acc") is not None]
+        if ticket:  # the final mask retrained from the rewind point, beside the last round
+            last = max(r["round"] for r in run.rounds)
+            axes[0].errorbar([last + 0.15], [np.mean(ticket)],
+                             yerr=[np.std(ticket, ddof=1) if len(ticket) > 1 else 0.0],
+                             color=color, marker="*", markersize=11, capsize=3, linestyle="none",
+                             label=f"{run.label}: ticket ({run.tickets[0]['epochs']:g} epochs)")
         warm = [t["warmup_test_acc"] for t in run.trials if t.get("warmup_test_acc") is not None]
         if len(runs) == 1 and warm:  # runs without test data have no warm-up test accuracy
             axes[0].axhline(np.mean(warm), color="k", linestyle=":", linewidth=1,
                             label="dense warm-up")
     _style(axes[0], "Test accuracy", "pruning round", "test accuracy (%)")
-    _style(axes[1], "Training epochs per round", "pruning round", "epochs")
+    _style(axes[1], "Search epochs per round", "pruning round", "epochs")
     _style(axes[2], "Remaining weights", "pruning round", "remaining weights (%)")
     axes[2].set_yscale("log")
     _percent_log_axis(axes[2].yaxis)
@@ -104,8 +111,8 @@ def accuracy_vs_remaining_figure(runs: Sequence[RunData]) -> Figure:
 
 
 def _distance_segments(run: RunData, trial: int):
-    """Per round of one trial, (x, y): x counts epochs across rounds, and the distance before
-    the round's first epoch is drawn at the round's start."""
+    """Per round of one trial, (x, y): x counts (fractional) epochs across rounds, one point per
+    check, and the distance before the round's first iteration is drawn at the round's start."""
     segments, offset = [], 0
     for r in (r for r in run.rounds if r["trial"] == trial):
         xs, ys = [], []
@@ -122,8 +129,8 @@ def _distance_segments(run: RunData, trial: int):
 
 
 def flow_distance_figure(runs: Sequence[RunData]) -> Optional[Figure]:
-    """Flow distance after every epoch, rounds side by side, one panel per run that measures
-    flows; the dashed line is the stopping threshold. None when no run measures flows."""
+    """The criterion's distance at every check, rounds side by side, one panel per run that
+    measures one; the dashed line is the stopping threshold. None when no run measures one."""
     flowing = [r for r in runs if any(e.get("distance") is not None for e in r.epochs)]
     if not flowing:
         return None
@@ -143,7 +150,8 @@ def flow_distance_figure(runs: Sequence[RunData]) -> Optional[Figure]:
         if run.epsilon is not None:
             ax.axhline(run.epsilon, color="k", linestyle="--", linewidth=1,
                        label=f"epsilon {run.epsilon:g}")
-        _style(ax, run.label, "training epoch (rounds separated by grey lines)", "flow distance")
+        _style(ax, run.label, "search epochs (rounds separated by grey lines)",
+               "distance to stop on")
         ax.legend(fontsize=8, loc="best")
     for ax in axes[len(flowing):]:
         ax.set_visible(False)

@@ -88,17 +88,33 @@ def round_count(ratio: float, s: int) -> int:
     return math.floor(exact(ratio) * s + Fraction(1, 2))
 
 
+def smallest_positions(scores: torch.Tensor, n: int) -> torch.Tensor:
+    """Boolean mask of the ``n`` smallest entries of a 1-D tensor, ties broken by position
+    (exactly what a stable sort would pick), in O(d) with ``kthvalue`` instead of a sort."""
+    drop = torch.zeros_like(scores, dtype=torch.bool)
+    if n <= 0:
+        return drop
+    if n >= scores.numel():
+        return ~drop
+    v = torch.kthvalue(scores, n).values
+    drop = scores < v
+    need = n - int(drop.sum())
+    drop[torch.nonzero(scores == v).reshape(-1)[:need]] = True
+    return drop
+
+
 def _smallest_survivors(weights: Weights, masks: Masks, names, n: int) -> Masks:
     """New masks with the ``n`` smallest-magnitude surviving weights among ``names`` removed."""
     new = masks.clone()
     if n <= 0:
         return new
-    # Scores keep the weights' own precision: in float32, 1 + 1e-9 and 1 would tie.
+    # Scores keep the weights' own precision (float64 stays float64: in float32, 1 + 1e-9 and
+    # 1 would tie); half precisions widen to float32, which keeps their order and ties exactly.
     dtype = _score_dtype(weights[k].dtype for k in names)
     scores = torch.cat([torch.where(masks[k].bool(), weights[k].detach().abs().to(dtype),
                                     torch.full_like(weights[k], float("inf"), dtype=dtype))
                         .reshape(-1) for k in names])
-    drop = torch.argsort(scores, stable=True)[:n]
+    drop = smallest_positions(scores, n)
     flat = torch.cat([new[k].reshape(-1) for k in names])
     flat[drop] = 0
     offset = 0
@@ -110,11 +126,10 @@ def _smallest_survivors(weights: Weights, masks: Masks, names, n: int) -> Masks:
 
 
 def _score_dtype(dtypes) -> torch.dtype:
-    out = None
+    out = torch.float32
     for dt in dtypes:
-        dt = dt if dt.is_floating_point else torch.float32
-        out = dt if out is None else torch.promote_types(out, dt)
-    return out or torch.float32
+        out = torch.promote_types(out, dt if dt.is_floating_point else torch.float32)
+    return out
 
 
 def _survivors(weights: Weights, masks: Masks, names) -> torch.Tensor:

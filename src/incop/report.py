@@ -15,7 +15,8 @@ def run_summary(run: RunData) -> Dict[str, Any]:
     trials = [rs for rs in run.by_trial().values() if rs]
     finals = [rs[-1] for rs in trials]
     cost = lambda rs, keys: sum(r[k] for r in rs for k in keys)
-    row: Dict[str, Any] = {"run": run.label, "method": run.method,
+    row: Dict[str, Any] = {"run": run.label + ("" if run.complete else " (incomplete)"),
+                           "method": run.method,
                            "arch": run.config["model"]["arch"],
                            "dataset": run.config["data"]["dataset"],
                            "p": run.config["prune"]["p"], "q": run.config["prune"]["q"],
@@ -28,7 +29,10 @@ def run_summary(run: RunData) -> Dict[str, Any]:
             ("wall_time_s", [cost(rs, ["time_train", "time_flow", "time_eval", "time_prune"])
                              for rs in trials]),
             ("train_time_s", [cost(rs, ["time_train"]) for rs in trials]),
-            ("flow_time_s", [cost(rs, ["time_flow"]) for rs in trials])):
+            ("flow_time_s", [cost(rs, ["time_flow"]) for rs in trials]),
+            # the ticket (final mask retrained from the rewind point): quality apart from cost
+            ("ticket_test_acc", [t["test_acc"] for t in run.tickets]),
+            ("ticket_epochs", [t["epochs"] for t in run.tickets])):
         row[f"{name}_mean"], row[f"{name}_std"] = mean_std(values)
     row["path"] = str(run.path)
     return row
@@ -41,24 +45,35 @@ def _pm(row: Dict[str, Any], key: str, digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+def _has_tickets(rows: Sequence[Dict[str, Any]]) -> bool:
+    return any(not math.isnan(r["ticket_test_acc_mean"]) for r in rows)
+
+
 def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
     headers = ["run", "arch", "dataset", "p", "q", "trials", "remaining %", "val acc %",
-               "test acc %", "total epochs", "wall time s", "flow time s"]
+               "test acc %", "search epochs", "wall time s", "flow time s"]
+    tickets = _has_tickets(rows)
+    if tickets:
+        headers += ["ticket test acc %", "ticket epochs"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in rows:
         cells = [r["run"], r["arch"], r["dataset"], f"{r['p']:g}", f"{r['q']:g}", str(r["trials"]),
                  _pm(r, "remaining_pct"), _pm(r, "val_acc"), _pm(r, "test_acc"),
-                 _pm(r, "total_epochs", 1), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
+                 _pm(r, "total_epochs", 2), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
+        if tickets:
+            cells += [_pm(r, "ticket_test_acc"), _pm(r, "ticket_epochs", 1)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def report_text(rows: Sequence[Dict[str, Any]]) -> str:
+    tickets = _has_tickets(rows)
+    headers = ["run", "remaining %", "val acc %", "test acc %", "epochs", "wall s", "flow s"]
     return format_table(
-        ["run", "remaining %", "val acc %", "test acc %", "epochs", "wall s", "flow s"],
+        headers + (["ticket test %"] if tickets else []),
         [[r["run"], _pm(r, "remaining_pct"), _pm(r, "val_acc"), _pm(r, "test_acc"),
-          _pm(r, "total_epochs", 1), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
-         for r in rows])
+          _pm(r, "total_epochs", 2), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
+         + ([_pm(r, "ticket_test_acc")] if tickets else []) for r in rows], left=(0,))
 
 
 def write_report(runs: Sequence[RunData], out_dir: Path) -> List[Dict[str, Any]]:

@@ -30,6 +30,7 @@ class RunData:
     epochs: List[Dict[str, Any]] = field(default_factory=list)
     trials: List[Dict[str, Any]] = field(default_factory=list)
     similarity: List[Dict[str, Any]] = field(default_factory=list)
+    tickets: List[Dict[str, Any]] = field(default_factory=list)
     label: str = ""
     complete: bool = False
 
@@ -106,8 +107,9 @@ def load_run(path: Path) -> RunData:
     trials = _read_json(path / "trials.json") if (path / "trials.json").exists() else []
     summary = path / "summary.json"
     complete = summary.exists() and bool(_read_json(summary).get("complete"))
+    tickets = _read_json(path / "tickets.json") if (path / "tickets.json").exists() else []
     run = RunData(path, config, rounds, _read_csv(path / "epochs.csv"), trials,
-                  _read_csv(path / "similarity.csv"), complete=complete)
+                  _read_csv(path / "similarity.csv"), tickets, complete=complete)
     run.label = default_label(run)
     return run
 
@@ -118,8 +120,12 @@ def default_label(run: RunData) -> str:
     label = p["method"]
     if rule == "sap":
         label += f" ({p['p']:g}, {p['q']:g})"
+    if p.get("criterion"):
+        label += f" {p['criterion']}"
     if p.get("epsilon") is not None:
         label += f" eps={p['epsilon']:g}"
+    if p.get("check_every", "1ep") != "1ep":
+        label += f" every {p['check_every']}"
     return label
 
 

@@ -38,6 +38,7 @@ class StoppingCriterion:
 
     name = "criterion"
     measures_flow = False
+    needs_validation = False  # True: validation is measured at every check for it
 
     def start_round(self, model: nn.Module, masks: Optional[Masks] = None) -> Optional[float]:
         """Called before the round's first iteration; returns the distance then, or None."""
@@ -118,6 +119,7 @@ class AccuracyRecovery(StoppingCriterion):
     """Stops once validation accuracy is back to ``target`` (the dense warm-up's, by default)."""
 
     name = "recovered"
+    needs_validation = True
 
     def __init__(self, target: float) -> None:
         self.target = target
@@ -132,6 +134,7 @@ class ValidationPlateau(StoppingCriterion):
     single epochs, since one epoch's accuracy on a small validation set moves by points."""
 
     name = "plateau"
+    needs_validation = True
 
     def __init__(self, window: int = 10, min_gain: float = 0.5) -> None:
         if window < 1:
@@ -188,6 +191,7 @@ class LossRecovery(StoppingCriterion):
     the distance is ``val_loss / reference - 1``."""
 
     name = "loss_recovery"
+    needs_validation = True
 
     def __init__(self, reference_loss: float, epsilon: float = 0.05) -> None:
         if not reference_loss > 0:

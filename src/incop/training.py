@@ -32,8 +32,8 @@ class CheckRecord:
     iteration: int
     epoch: float  # iteration / iterations per epoch
     train_loss: float
-    val_acc: float
-    val_loss: float
+    val_acc: Optional[float]  # measured at epoch ends, the round's end, and where a criterion
+    val_loss: Optional[float]  # needs it at every check
     distance: Optional[float]
     time_train: float
     time_eval: float
@@ -178,7 +178,9 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
     """Train until a criterion fires, the loss diverges, or ``max_epochs`` (at least one check).
 
     Criteria are asked every ``check_every``; the first distance-reporting criterion's distance
-    is recorded before the first iteration and at every check. ``schedule`` sets the learning
+    is recorded before the first iteration and at every check. Validation is measured at epoch
+    ends and at the round's end, and at every check only when a criterion needs it (it would
+    otherwise dominate a check's cost). ``schedule`` sets the learning
     rate per iteration (restarted here, over ``max_epochs``); ``on_step(iteration)`` is called
     after every optimizer step. Time is split into training, evaluation and criterion checks."""
     device = _device_of(model)
@@ -195,6 +197,7 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
     if schedule is not None:
         schedule.attach(optimizer, total, per_epoch)
     done = 0
+    val_every_check = any(c.needs_validation for c in criteria)
 
     def step() -> None:
         nonlocal done
@@ -211,7 +214,9 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
         done = outcome.iterations + steps  # also when a test replaces train_steps
         _sync(device)
         t1 = time.perf_counter()
-        val_acc, val_loss = evaluate(model, val)
+        val_acc = val_loss = None
+        if val_every_check or done % per_epoch == 0 or done == total:
+            val_acc, val_loss = evaluate(model, val)
         t2 = time.perf_counter()
         if not math.isfinite(loss):
             reason, distance = "diverged", None
@@ -222,6 +227,10 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
             reason = next((c.name for c, d in zip(criteria, decisions) if d.stop), None)
         _sync(device)
         t3 = time.perf_counter()
+        if reason is not None and val_acc is None:  # the round ends here: its record needs it
+            val_acc, val_loss = evaluate(model, val)
+            t2 += time.perf_counter() - t3
+            t3 = time.perf_counter()
         outcome.iterations = done
         record = CheckRecord(len(outcome.history) + 1, done, done / per_epoch, loss, val_acc,
                              val_loss, distance, t1 - t0, t2 - t1, t3 - t2)
