@@ -85,6 +85,13 @@ BAD_VALUES = {
     "--device": st.sampled_from(["tpu", "gpu", "CUDA0", "mps", "x"]),
     "--flow_stat": st.sampled_from(["median", "max", "Mean", "l2"]),
     "--exper_type": st.sampled_from(["fast", "perf", ""]),
+    "--check_every": st.sampled_from(["0it", "-3it", "1.5it", "0ep", "-1ep", "nanep", "infep",
+                                      "ep", "it", "1", "0.25", "fast", "1e", "2epochs"]),
+    "--rewind_to": st.sampled_from(["start", "-1it", "1.5it", "-2ep", "nanep", "11ep", "50000it",
+                                    "end", "1"]),
+    "--net_lr_schedule": st.sampled_from(["linear", "steps", "cos", "exp", ""]),
+    "--net_lr_gamma": _floats_outside(lambda x: finite(x) and x > 0),
+    "--ticket_epochs": st.one_of(_floats_outside(lambda x: finite(x) and x >= 0), _not_number(float)),
 }
 BAD_CASES = st.lists(st.sampled_from(sorted(BAD_VALUES)), min_size=1, max_size=3, unique=True).flatmap(
     lambda flags: st.tuples(*(st.tuples(st.just(f), BAD_VALUES[f]) for f in flags)))

@@ -8,7 +8,7 @@ from .masks import Masks, prunable_parameters, weight_catalogue  # noqa: E402
 from .pruning import SAP, GlobalMagnitude, LayerwiseMagnitude, pq_index  # noqa: E402
 from .flows import GradientFlow, InformationFlow  # noqa: E402
 from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,  # noqa: E402
-                       InformationFlowCriterion, StoppingCriterion)
+                       InformationFlowCriterion, LossRecovery, MaskStability, StoppingCriterion)
 from .torch_prune import (MagnitudePruning, SAPPruning, masks_from_torch_prune,  # noqa: E402
                           remove_reparametrization, to_torch_prune)
 from .api import PruneResult, prune_model  # noqa: E402
@@ -17,5 +17,5 @@ __all__ = ["__version__", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig
            "ExperimentConfig", "UsageError", "Masks", "prunable_parameters", "weight_catalogue", "SAP",
            "GlobalMagnitude", "LayerwiseMagnitude", "pq_index", "InformationFlow", "GradientFlow",
            "StoppingCriterion", "FixedEpochs", "InformationFlowCriterion", "GradientFlowCriterion",
-           "AccuracyRecovery", "SAPPruning", "MagnitudePruning", "to_torch_prune",
+           "AccuracyRecovery", "MaskStability", "LossRecovery", "SAPPruning", "MagnitudePruning", "to_torch_prune",
            "remove_reparametrization", "masks_from_torch_prune", "prune_model", "PruneResult"]

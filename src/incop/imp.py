@@ -3,11 +3,10 @@ repeated over trials. Progress is written to the run directory after every round
 from __future__ import annotations
 
 import copy
-import random
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -16,17 +15,18 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import RunConfig, parse_point
-from .data import (DATASETS, DataSource, RawDataset, eval_batches, probe_subset, source_size,
-                   split_train_val, train_batches)
+from .data import DATASETS, DataSource, RawDataset, eval_batches, source_size, train_batches
 from .errors import UsageError
 from .flows import (GradientFlow, InformationFlow, activation_similarity, layer_activations,
                     monitored_layers)
 from .masks import Masks, skipped_rows
+from .inputs import TrialInputs, TrialInputsFactory, registry_inputs
 from .methods import RULES, resolve
-from .models import build_model, load_pretrained
 from .pruning import target_count, trim_to_count
 from .records import RunRecords, RunStore, criterion_report
 from .results import RunDirectory, layer_table_text, run_path, summary_table, ticket_table
+from .runtime import (TICKET_ROUND, WARMUP_ROUND, resolve_device, round_seed,  # noqa: F401
+                      seed_everything)
 from .schedules import LRSchedule
 from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,
                        InformationFlowCriterion, LossRecovery, MaskStability, StoppingCriterion)
@@ -36,50 +36,6 @@ from .training import (CheckRecord, epochs_to_iterations, evaluate, iterations_p
 
 class Diverged(UsageError):
     """Training produced a non-finite loss; completed rounds were kept."""
-
-
-def resolve_device(device: str, gpu_id: Optional[int] = None) -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA without it is a usage error."""
-    if device == "auto":
-        device = "cuda" if (torch.cuda.is_available() or gpu_id is not None) else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda (or --exper_gpu_id) asked for a GPU, but torch sees no "
-                             "CUDA device; use --device cpu or auto")
-        index = gpu_id or 0
-        if index >= torch.cuda.device_count():
-            raise UsageError(f"--exper_gpu_id {index}: only {torch.cuda.device_count()} CUDA "
-                             f"device(s) present")
-        return torch.device("cuda", index)
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def round_seed(seed: int, round_index: int) -> int:
-    """Each round reseeds shuffling and dropout, so a round depends only on its starting state."""
-    return seed * 100_003 + round_index + 1
-
-
-WARMUP_ROUND, TICKET_ROUND = -1, -2  # their own seeds, apart from the rounds'
-
-
-@dataclass
-class TrialInputs:
-    """What one trial trains: a model (not yet on the device) and its data."""
-
-    model: nn.Module
-    train: DataSource
-    val: DataSource
-    test: Optional[DataSource]
-    probe: Tuple[torch.Tensor, torch.Tensor]
-
-
-TrialInputsFactory = Callable[[int, int], TrialInputs]
 
 
 @dataclass
@@ -341,15 +297,7 @@ class IMPExperiment:
 
     def _registry_inputs(self, trial: int, seed: int) -> TrialInputs:
         """The model and dataset named in the config, split by the trial's seed."""
-        cfg = self.cfg
-        splits = split_train_val(self.raw, cfg.data.val_size, seed,
-                                 cfg.data.allow_small_val).to(self.device)
-        probe = probe_subset(splits, cfg.prune.flow_probe_size, seed)
-        model = build_model(cfg.model.arch, splits.input_shape, splits.num_classes)
-        if cfg.model.pretrained:
-            load_pretrained(model, cfg.model.pretrained)
-        return TrialInputs(model, (splits.train_x, splits.train_y), (splits.val_x, splits.val_y),
-                           (splits.test_x, splits.test_y), probe)
+        return registry_inputs(self.cfg, self.raw, self.device, seed)
 
     def _warm_up(self, model, masks, data: TrialInputs, trial: int, seed: int,
                  probe_size: int):

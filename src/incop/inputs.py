@@ -1,18 +1,47 @@
-"""A user's own model and data, checked before a run and fingerprinted so that a run directory
-only ever returns results for the model and data that made them.
+"""What a trial trains on: the registry's model and data for the command line, and a user's own
+model and data, checked before a run and fingerprinted so that a run directory only ever returns
+results for the model and data that made them.
 
 Every problem is a one-line ``UsageError`` saying what is wrong and how to fix it, instead of a
 raw PyTorch error deep inside training."""
 from __future__ import annotations
 
 import hashlib
-from typing import Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import nn
 
-from .data import MIN_VAL_SAMPLES, DataSource, eval_batches, is_tensor_pair
+from .data import (MIN_VAL_SAMPLES, DataSource, RawDataset, eval_batches, is_tensor_pair,
+                   probe_subset, split_train_val)
 from .errors import UsageError
+from .models import build_model, load_pretrained
+
+
+@dataclass
+class TrialInputs:
+    """What one trial trains: a model (not yet on the device) and its data."""
+
+    model: nn.Module
+    train: DataSource
+    val: DataSource
+    test: Optional[DataSource]
+    probe: Tuple[torch.Tensor, torch.Tensor]
+
+
+TrialInputsFactory = Callable[[int, int], TrialInputs]
+
+
+def registry_inputs(cfg, raw: RawDataset, device: torch.device, seed: int) -> TrialInputs:
+    """The model and dataset named in ``cfg`` (a RunConfig), split by the trial's seed."""
+    splits = split_train_val(raw, cfg.data.val_size, seed, cfg.data.allow_small_val).to(device)
+    probe = probe_subset(splits, cfg.prune.flow_probe_size, seed)
+    model = build_model(cfg.model.arch, splits.input_shape, splits.num_classes)
+    if cfg.model.pretrained:
+        load_pretrained(model, cfg.model.pretrained)
+    return TrialInputs(model, (splits.train_x, splits.train_y), (splits.val_x, splits.val_y),
+                       (splits.test_x, splits.test_y), probe)
 
 
 # ---------------------------------------------------------------- fingerprints
