@@ -3,7 +3,7 @@
 How often did the old floating-point SAP count remove one weight too few? Re-runs the
 benchmark's LeNet-300-100 SAP searches (seed 0) with the exact count and, each round, compares it
 with the old formula floor(d * clamp(1 - m/d, 0, 0.9)) on the same survivors."""
-import json, math, sys, time
+import json, math, sys
 from pathlib import Path
 sys.path.insert(0, "benchmarks")
 import compare_methods as cm

@@ -138,7 +138,13 @@ def _on_sigterm(signum, frame) -> None:
 def _cmd_run(ns: argparse.Namespace) -> int:
     from .imp import IMPExperiment, run_directory
 
+    from .compute import load_warning, set_threads
+
     cfg = config_from_args(ns)
+    set_threads(cfg.experiment.threads)
+    warning = load_warning()
+    if warning:
+        print(f"{PROG}: {warning}", file=sys.stderr)
     exp = IMPExperiment(cfg, run_dir=None, progress=False if ns.quiet else None)
     exp.run_dir = run_directory(cfg)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)

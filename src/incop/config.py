@@ -62,6 +62,11 @@ class TrainConfig:
     rewind_to: str = opt("warmup", "rewind_to", "rewind point: warmup (the end of the dense "
                          "warm-up), init (the initial weights: the lottery ticket's rewind), or "
                          "a point of the warm-up as <k>it or <k>ep (late rewinding)")
+    precision: str = opt("fp32", "precision", "training and evaluation precision: fp32, bf16 "
+                         "(autocast, CPU and CUDA) or fp16 (autocast with a gradient scaler, "
+                         "CUDA); masks, pruning, flows and metrics stay fp32 or better")
+    channels_last: str = opt("auto", "channels_last", "channels-last memory for convolutional "
+                             "models: auto (on in bf16/fp16), on or off")
     ticket_epochs: float = opt(0, "ticket_epochs", "after the search, retrain each trial's final "
                                "mask from the rewind point for this many epochs (no early stop) "
                                "and report it as the ticket's accuracy; 0: no ticket")
@@ -83,7 +88,8 @@ class PruneConfig:
     criterion: Optional[str] = opt(None, "stop_criterion", "override the method's stopping rule: "
                                    "fixed, information_flow or gradient_flow")
     flow_probe_size: Optional[int] = opt(None, "flow_probe_size", "training samples used to measure "
-                                         "flows (default: 2048, or the whole training split if smaller)")
+                                         "flows (default: 2048 or 1/8 of the training split, "
+                                         "whichever is smaller, at least 256)")
     flow_stat: str = opt("mean", "flow_stat", "information-flow statistic: mean (the paper's signed "
                          "mean), abs_mean, or fro (relative Frobenius distance of the matrices)")
     target_remaining: Optional[float] = opt(None, "prune_target_remaining", "prune until this "
@@ -113,6 +119,8 @@ class ExperimentConfig:
                                 "when --device is auto)")
     exper_type: str = opt("efficiency", "exper_type", "the seed's experiment label (efficiency or "
                           "performance); recorded in config.json")
+    threads: Optional[int] = opt(None, "threads", "CPU compute threads (default: the cores "
+                                 "this process may use, shared among concurrent --workers)")
     output_dir: str = opt("output", "output_dir", "where run directories are written")
     run_name: Optional[str] = opt(None, "run_name", "run directory name (default: a hash of the "
                                   "configuration)")
@@ -154,7 +162,9 @@ LATER_OPTIONS = {("prune", "target_remaining"): None, ("prune", "include"): None
                  ("data", "fingerprint"): None, ("model", "fingerprint"): None,
                  ("prune", "check_every"): "1ep", ("train", "lr_schedule"): "constant",
                  ("train", "lr_milestones"): None, ("train", "lr_gamma"): 0.1,
-                 ("train", "rewind_to"): "warmup", ("train", "ticket_epochs"): 0}
+                 ("train", "rewind_to"): "warmup", ("train", "ticket_epochs"): 0,
+                 ("train", "precision"): "fp32", ("train", "channels_last"): "auto",
+                 ("experiment", "threads"): None}
 # Options that were integers before they took fractions: 20.0 hashes as 20 did.
 WIDENED_TO_FLOAT = (("train", "epochs"),)
 
@@ -179,7 +189,7 @@ def comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
     return {**cfg, "experiment": exp}
 
 
-WHERE_NOT_WHAT = ("output_dir", "run_name", "device", "gpu_id")
+WHERE_NOT_WHAT = ("output_dir", "run_name", "device", "gpu_id", "threads")
 
 
 def _checksum(cfg: Dict[str, Any]) -> str:
@@ -283,6 +293,11 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(t.lr_milestones is None or all(_finite(m) and m > 0 for m in t.lr_milestones),
           f"--net_lr_milestones {t.lr_milestones} must be positive epochs")
     _need(_finite(t.lr_gamma) and t.lr_gamma > 0, f"--net_lr_gamma {t.lr_gamma} must be positive")
+    _need(t.precision in ("fp32", "bf16", "fp16"),
+          f"--precision {t.precision}: choose fp32, bf16 or fp16")
+    _need(t.channels_last in ("auto", "on", "off"),
+          f"--channels_last {t.channels_last}: choose auto, on or off")
+    _need(e.threads is None or e.threads >= 1, f"--threads {e.threads} must be at least 1")
     _need(_finite(t.ticket_epochs) and t.ticket_epochs >= 0,
           f"--ticket_epochs {t.ticket_epochs} must be 0 (no ticket) or a positive number of epochs")
     rewind = parse_point(t.rewind_to, "--rewind_to", ("warmup", "init"))

@@ -14,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
+from .compute import Compute, precision_warning
 from .config import RunConfig, parse_point
 from .data import DATASETS, DataSource, RawDataset, eval_batches, source_size, train_batches
 from .errors import UsageError
@@ -67,6 +68,7 @@ class IMPExperiment:
         self.echo = echo
         self.lr_name = lr_name
         self.device = resolve_device(cfg.experiment.device, cfg.experiment.gpu_id)
+        self.compute = Compute(self.device, cfg.train.precision)  # checked before any work
         self.rule_name, self.criterion_name, self.epsilon = resolve(cfg.prune)
         self.rule = RULES.get(self.rule_name)(cfg.prune)
         self.records = RunRecords()
@@ -99,6 +101,9 @@ class IMPExperiment:
         if self.raw is None and self.inputs == self._registry_inputs:
             self.raw = DATASETS.get(cfg.data.dataset)(cfg.data.data_dir)
         source = f" [{self.raw.source}]" if self.raw is not None else ""
+        warning = precision_warning(self.device, cfg.train.precision)
+        if warning:
+            self._say(warning)
         self._say(f"incop {__version__}: {cfg.prune.method} (rule {self.rule_name}, stop "
                   f"{self.criterion_name}"
                   + (f", epsilon {self.epsilon:g}" if self.criterion_name != "fixed" else "")
@@ -144,6 +149,8 @@ class IMPExperiment:
         seed_everything(seed)
         data = self.inputs(trial, seed)
         model = data.model.to(dev)
+        self.compute = Compute.for_model(dev, cfg.train.precision, cfg.train.channels_last, model)
+        self.compute.prepare_model(model)
         probe_x, probe_y = (t.to(dev) for t in data.probe)
         layers = [name for name, _ in monitored_layers(model, probe_x[:1])]
         skipped = skipped_rows(model, cfg.prune.include or (), cfg.prune.exclude or ())
@@ -189,7 +196,7 @@ class IMPExperiment:
                 bar.close()
                 self._diverged(trial, k, outcome.epochs, data)
             t0 = time.perf_counter()
-            test_acc = evaluate(model, data.test)[0] if data.test is not None else None
+            test_acc = evaluate(model, data.test, self.compute)[0] if data.test is not None else None
             times["eval"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             sims = activation_similarity(reference_acts, layer_activations(model, layers, probe_x))
@@ -217,7 +224,7 @@ class IMPExperiment:
         """SPEC section 3: the final mask, retrained from the rewind point for --ticket_epochs
         with no early stop, on a copy (the search's final model stays the result's model).
         Its accuracy is the ticket's; its cost is kept apart from the search's."""
-        model = copy.deepcopy(data.model).to(self.device)
+        model = self.compute.prepare_model(copy.deepcopy(data.model).to(self.device))
         model.load_state_dict(rewind_state)
         ticket_masks = masks.clone().bind(model)
         ticket_masks.apply()
@@ -226,7 +233,7 @@ class IMPExperiment:
                               f"trial {trial} ticket", check_every=None)
         if outcome.stop_reason == "diverged":
             self._diverged(trial, "ticket", outcome.epochs, data)
-        test_acc = evaluate(model, data.test)[0] if data.test is not None else None
+        test_acc = evaluate(model, data.test, self.compute)[0] if data.test is not None else None
         row = self.records.add_ticket(trial, seed, ticket_masks, outcome, test_acc)
         self._say(f"trial {trial} ticket: {row['remaining_pct']:.2f}% remaining, retrained "
                   f"{outcome.epochs:g} epochs from the rewind point, val {row['val_acc']:.2f}%, "
@@ -330,8 +337,8 @@ class IMPExperiment:
                 self._diverged(trial, None, warm.epochs, data)
             warm_loss = warm.final.train_loss
         warm_time = time.perf_counter() - t0
-        warm_val, warm_val_loss = evaluate(model, data.val)
-        warm_test = evaluate(model, data.test)[0] if data.test is not None else None
+        warm_val, warm_val_loss = evaluate(model, data.val, self.compute)
+        warm_test = evaluate(model, data.test, self.compute)[0] if data.test is not None else None
         warmup = {"trial": trial, "seed": seed, "warmup_epochs": cfg.train.warmup,
                   "warmup_train_loss": warm_loss, "warmup_val_acc": warm_val,
                   "warmup_val_loss": warm_val_loss, "warmup_test_acc": warm_test,
@@ -372,7 +379,8 @@ class IMPExperiment:
 
         try:
             return train_round(model, optimizer, masks, batches, data.val, epochs, criteria, tick,
-                               check_every=every, schedule=schedule, on_step=on_step)
+                               check_every=every, schedule=schedule, on_step=on_step,
+                               compute=self.compute)
         finally:
             bar.close()
 

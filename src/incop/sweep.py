@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -43,15 +43,16 @@ def expand_grid(values: Dict[str, Sequence[Any]], pq_pairs: Optional[Sequence[Tu
     return configs
 
 
-def _limit_threads(threads: int) -> None:
-    import torch
+def _limit_threads(threads: Optional[int], workers: int) -> None:
+    from .compute import set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads, workers)
 
 
 class LocalLauncher(Launcher):
     """Runs jobs on this machine: in this process, or in ``workers`` processes that share the
-    CPU cores between them."""
+    CPU cores between them (never more processes than cores, never more threads in all than
+    cores: processes that compete for cores slow each other about 10x)."""
 
     name = "local"
 
@@ -65,16 +66,23 @@ class LocalLauncher(Launcher):
         return cls(workers=ns.workers)
 
     def launch(self, configs, on_result, wait=True):
+        from .compute import available_cores
+
         jobs = [c.to_dict() for c in configs]
+        threads = max((c.experiment.threads or 0 for c in configs), default=0) or None
+        workers = min(self.workers, available_cores())
+        if workers < self.workers:
+            print(f"incop: --workers {self.workers} is more than the {available_cores()} cores "
+                  f"here; running {workers} at a time", file=sys.stderr, flush=True)
         results: List[JobResult] = []
-        if self.workers == 1:
+        if workers == 1:
+            _limit_threads(threads, 1)
             for job in jobs:
                 results.append(run_job(job))
                 on_result(results[-1])
             return results
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
-        with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
-                                 initializer=_limit_threads, initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                                 initializer=_limit_threads, initargs=(threads, workers)) as pool:
             for fut in as_completed([pool.submit(run_job, j) for j in jobs]):
                 results.append(fut.result())
                 on_result(results[-1])

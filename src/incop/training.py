@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .compute import FP32, Compute
 from .data import Batch, DataSource, eval_batches
 from .masks import Masks
 from .schedules import LRSchedule
@@ -102,9 +103,11 @@ def batch_stream(batches: Iterable[Batch]) -> Iterator[Batch]:
 
 def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks,
                 stream: Iterator[Batch], steps: int,
-                on_step: Optional[Callable[[], None]] = None) -> float:
+                on_step: Optional[Callable[[], None]] = None,
+                compute: Compute = FP32) -> float:
     """``steps`` optimizer steps on the next batches of ``stream``; pruned weights stay exactly
-    0 (gradient masked before the step, mask re-applied after). Returns the mean loss."""
+    0 (gradient masked before the step, mask re-applied after). The forward pass runs in
+    ``compute``'s precision. Returns the mean loss."""
     model.train()
     device = _device_of(model)
     total, n = None, 0
@@ -112,11 +115,9 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
         x, y = next(stream)
         if x.device != device:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        masks.mask_grads()
-        optimizer.step()
+        with compute.autocast():
+            loss = F.cross_entropy(model(compute.inputs(x)), y)
+        compute.backward_and_step(loss, optimizer, masks.mask_grads)
         masks.apply()
         weighted = loss.detach() * len(y)
         total = weighted if total is None else total + weighted
@@ -133,8 +134,9 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DataSource) -> Tuple[float, float]:
-    """(accuracy in %, mean cross-entropy) in eval mode, on a tensor pair or a loader."""
+def evaluate(model: nn.Module, data: DataSource, compute: Compute = FP32) -> Tuple[float, float]:
+    """(accuracy in %, mean cross-entropy) in eval mode, on a tensor pair or a loader, in large
+    batches; the forward pass in ``compute``'s precision, the sums in float64."""
     was_training = model.training
     model.eval()
     device = _device_of(model)
@@ -142,8 +144,10 @@ def evaluate(model: nn.Module, data: DataSource) -> Tuple[float, float]:
     loss = torch.zeros((), device=device, dtype=torch.float64)
     n = 0
     for xb, yb in eval_batches(data, EVAL_BATCH):
-        xb, yb = xb.to(device), yb.to(device)
-        out = model(xb)
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        with compute.autocast():
+            out = model(compute.inputs(xb))
+        out = out.float()
         correct += (out.argmax(1) == yb).sum()
         loss += F.cross_entropy(out, yb, reduction="sum").double()
         n += len(yb)
@@ -174,7 +178,8 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
                 on_check: Optional[CheckCallback] = None, *,
                 check_every: Optional[Tuple[float, str]] = None,
                 schedule: Optional[LRSchedule] = None,
-                on_step: Optional[Callable[[int], None]] = None) -> RoundOutcome:
+                on_step: Optional[Callable[[int], None]] = None,
+                compute: Compute = FP32) -> RoundOutcome:
     """Train until a criterion fires, the loss diverges, or ``max_epochs`` (at least one check).
 
     Criteria are asked every ``check_every``; the first distance-reporting criterion's distance
@@ -210,13 +215,13 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
     while done < total:
         steps = min(every, total - done)
         t0 = time.perf_counter()
-        loss = train_steps(model, optimizer, masks, stream, steps, step)
+        loss = train_steps(model, optimizer, masks, stream, steps, step, compute)
         done = outcome.iterations + steps  # also when a test replaces train_steps
         _sync(device)
         t1 = time.perf_counter()
         val_acc = val_loss = None
         if val_every_check or done % per_epoch == 0 or done == total:
-            val_acc, val_loss = evaluate(model, val)
+            val_acc, val_loss = evaluate(model, val, compute)
         t2 = time.perf_counter()
         if not math.isfinite(loss):
             reason, distance = "diverged", None
@@ -228,7 +233,7 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
         _sync(device)
         t3 = time.perf_counter()
         if reason is not None and val_acc is None:  # the round ends here: its record needs it
-            val_acc, val_loss = evaluate(model, val)
+            val_acc, val_loss = evaluate(model, val, compute)
             t2 += time.perf_counter() - t3
             t3 = time.perf_counter()
         outcome.iterations = done
