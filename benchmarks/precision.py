@@ -114,7 +114,8 @@ def part_parity(args):
         d = load_splits("FashionMNIST", None, 6000 if not args.quick else 300, 0)
         n = sizes["train"]
         train = (d.train_x[:n], d.train_y[:n]) if n else (d.train_x, d.train_y)
-        data = (train, (d.val_x, d.val_y), (d.test_x, d.test_y), d)
+        test = (d.test_x[:1000], d.test_y[:1000]) if args.quick else (d.test_x, d.test_y)
+        data = (train, (d.val_x, d.val_y), test, d)
         for method in ("sap", "ciap"):
             pair = {p: search(arch, method, p, data, sizes, args.out) for p in ("fp32", "bf16")}
             results[f"{arch} {method}"] = pair
@@ -146,7 +147,7 @@ def main():
     if args.quick:
         args.steps, args.warm_steps = 2, 1
         for arch in PARITY:
-            PARITY[arch] = dict(train=400, warmup=1, epochs=1)
+            PARITY[arch] = dict(train=400, warmup=1, epochs=0.5)
     threads = set_threads(args.threads)
     print(f"torch {torch.__version__}, {threads} thread(s)", flush=True)
     out = {}

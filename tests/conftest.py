@@ -1,4 +1,6 @@
 """Shared helpers: small data files in the real on-disk formats, and an in-process CLI runner."""
+import copy
+import csv
 import gzip
 import pickle
 import struct
@@ -59,3 +61,42 @@ def cli(capsys):
 
 
 FAST = ["--net_train_epochs", "2", "--net_warmup", "2", "--exper_imp_total_iter", "3", "--quiet"]
+
+
+TIME_COLUMNS = {"time_train", "time_flow", "time_eval", "time_prune", "warmup_time", "reference_time"}
+
+
+def table(run: Path, name: str):
+    """A run's CSV file without its timing columns (times differ between identical runs)."""
+    with open(run / name) as f:
+        return [{k: v for k, v in row.items() if k not in TIME_COLUMNS} for row in csv.DictReader(f)]
+
+
+def kill_at(monkeypatch, n_call: int) -> None:
+    """Ctrl-C inside the n-th call of the training loop's inner step function."""
+    import incop.training as training
+
+    real, calls = training.train_steps, []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n_call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_steps", dying)
+
+
+def spy_round_starts(monkeypatch):
+    """The model's state at the start of every training run (warm-up, rounds, ticket)."""
+    import incop.imp as imp_module
+
+    starts = []
+    real = imp_module.train_round
+
+    def spy(model, *args, **kwargs):
+        starts.append(copy.deepcopy(model.state_dict()))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(imp_module, "train_round", spy)
+    return starts

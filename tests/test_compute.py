@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from incop import compute as compute_module
 from incop.compute import Compute, load_warning, set_threads
@@ -99,7 +98,7 @@ def test_cuda_precisions_keep_exact_zeros(precision):
 
 
 def test_bf16_run_end_to_end_records_fp32_weights(cli, tmp_path):
-    code, out, err = cli("run", "--net_arch", "conv2", "--prune_method", "sap", "--precision", "bf16",
+    code, out, err = cli("run", "--net_arch", "lenet300", "--prune_method", "sap", "--precision", "bf16",
                          "--net_warmup", "1", "--net_train_epochs", "1", "--exper_imp_total_iter",
                          "2", "--quiet", "--output_dir", str(tmp_path))
     assert code == 0, err
@@ -135,7 +134,7 @@ def test_default_probe_size():
 
 def test_precision_benchmark_quick_mode_runs(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "precision.py"), "--quick",
-                          "--models", "lenet300", "conv4", "--archs", "lenet300",
+                          "--models", "lenet300", "--archs", "lenet300",
                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "bf16 + channels-last" in out.stdout and "lenet300 sap" in out.stdout

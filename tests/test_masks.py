@@ -1,15 +1,14 @@
 """Masks hold under SGD with momentum and weight decay; rewinding restores the saved state."""
-import copy
-
 import torch
 from torch import nn
 
-import incop.imp as imp_module
 from incop.config import RunConfig
 from incop.data import TensorBatches
 from incop.imp import IMPExperiment
 from incop.masks import Masks, prunable_parameters
 from incop.training import make_optimizer, train_epoch
+
+from conftest import spy_round_starts
 
 
 def _small_net():
@@ -54,14 +53,7 @@ def test_momentum_alone_would_revive_pruned_weights():
 
 
 def test_rewind_restores_every_parameter_and_buffer(monkeypatch):
-    starts = []
-    real = imp_module.train_round
-
-    def spy(model, *args, **kwargs):
-        starts.append(copy.deepcopy(model.state_dict()))
-        return real(model, *args, **kwargs)
-
-    monkeypatch.setattr(imp_module, "train_round", spy)
+    starts = spy_round_starts(monkeypatch)
     cfg = RunConfig()
     cfg.model.arch, cfg.prune.method = "resnet20", "lth"
     cfg.train.epochs, cfg.train.warmup, cfg.experiment.imp_total_iter = 1, 1, 3

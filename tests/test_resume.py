@@ -1,5 +1,4 @@
 """Killed runs resume from the last completed round and match an uninterrupted run exactly."""
-import csv
 import json
 from pathlib import Path
 
@@ -8,31 +7,13 @@ import torch
 
 import incop.training as training
 
+from conftest import kill_at, table
+
 ARGS = ["run", "--prune_method", "ciap", "--prune_epsilon", "0.02", "--net_train_epochs", "3",
         "--net_warmup", "2", "--exper_imp_total_iter", "3", "--exper_num_trial", "2", "--quiet",
         "--run_name", "r"]
-TIME_COLUMNS = {"time_train", "time_flow", "time_eval", "time_prune", "warmup_time", "reference_time"}
-
-
-def _table(run: Path, name: str):
-    with open(run / name) as f:
-        return [{k: v for k, v in row.items() if k not in TIME_COLUMNS} for row in csv.DictReader(f)]
-
-
 def _run_path(out: Path) -> Path:
     return out / "ciap" / "lenet300" / "digits" / "r"
-
-
-def _kill_at(monkeypatch, n_epoch: int):
-    real, calls = training.train_steps, []
-
-    def dying(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == n_epoch:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_steps", dying)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +27,9 @@ def uninterrupted(tmp_path_factory):
 # kill during the first warm-up, in the middle of the run, and in the last trial's last rounds
 @pytest.mark.parametrize("when", [0.0, 0.5, 0.95])
 def test_kill_then_resume_matches_uninterrupted(cli, monkeypatch, tmp_path, uninterrupted, when):
-    total = len(_table(uninterrupted, "epochs.csv")) + 2 * 2  # + two warm-ups of 2 epochs
+    total = len(table(uninterrupted, "epochs.csv")) + 2 * 2  # + two warm-ups of 2 epochs
     kill_epoch = max(1, int(when * total))
-    _kill_at(monkeypatch, kill_epoch)
+    kill_at(monkeypatch, kill_epoch)
     code, _, err = cli(*ARGS, "--output_dir", str(tmp_path))
     assert code == 130 and "run the same command again to resume" in err
     monkeypatch.undo()
@@ -58,7 +39,7 @@ def test_kill_then_resume_matches_uninterrupted(cli, monkeypatch, tmp_path, unin
         assert "resuming trial" in out
     run = _run_path(tmp_path)
     for name in ("rounds.csv", "epochs.csv", "layers.csv", "similarity.csv"):
-        assert _table(run, name) == _table(uninterrupted, name), name
+        assert table(run, name) == table(uninterrupted, name), name
     for t in (0, 1):
         a = torch.load(run / f"model_trial{t}.pt")
         b = torch.load(uninterrupted / f"model_trial{t}.pt")
@@ -74,7 +55,7 @@ def test_finished_trials_are_never_rerun(cli, monkeypatch, tmp_path, uninterrupt
     monkeypatch.setattr(training, "train_steps", lambda *a, **k: calls.append(1))
     code, out, _ = cli(*ARGS, "--output_dir", str(tmp_path))
     assert code == 0 and calls == []
-    assert _table(run, "rounds.csv") == _table(uninterrupted, "rounds.csv")
+    assert table(run, "rounds.csv") == table(uninterrupted, "rounds.csv")
 
 
 def test_other_config_in_same_directory_is_refused(cli, tmp_path, uninterrupted):

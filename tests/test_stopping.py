@@ -1,8 +1,6 @@
 """Stopping that measures recovery (issue 13): checks within an epoch, rewinding anywhere,
 learning-rate schedules, the final ticket, the new criteria, and the note when a criterion
 measured nothing."""
-import copy
-import csv
 import json
 import math
 from pathlib import Path
@@ -22,18 +20,12 @@ from incop.pruning import GlobalMagnitude
 from incop.schedules import LRSchedule
 from incop.stopping import LossRecovery, MaskStability
 
+from conftest import kill_at, spy_round_starts, table
+
 # digits: 1293 training samples after the 10% validation split -> 21 batches of 64 an epoch
 PER_EPOCH = 21
 BASE = ["run", "--prune_method", "sap", "--net_lr", "0.05", "--net_momentum", "0.9", "--quiet",
         "--run_name", "r"]
-TIMES = {"time_train", "time_flow", "time_eval", "time_prune", "warmup_time", "reference_time"}
-
-
-def _rows(run: Path, name: str):
-    with open(run / name) as f:
-        return [{k: v for k, v in r.items() if k not in TIMES} for r in csv.DictReader(f)]
-
-
 def _run(out: Path) -> Path:
     return out / "sap" / "lenet300" / "digits" / "r"
 
@@ -92,15 +84,15 @@ def test_check_every_gives_exact_iteration_counts_and_leaves_training_unchanged(
     assert cli(*common, "--check_every", "5it", "--output_dir", str(tmp_path / "a"))[0] == 0
     assert cli(*common, "--check_every", "0.25ep", "--output_dir", str(tmp_path / "b"))[0] == 0
     assert cli(*common, "--output_dir", str(tmp_path / "c"))[0] == 0
-    checks = [(int(e["round"]), int(e["iteration"])) for e in _rows(_run(tmp_path / "a"), "epochs.csv")]
+    checks = [(int(e["round"]), int(e["iteration"])) for e in table(_run(tmp_path / "a"), "epochs.csv")]
     # 1.5 epochs = round(31.5) = 32 iterations: checks every 5, the last at the end
     assert checks == [(k, i) for k in (0, 1) for i in (5, 10, 15, 20, 25, 30, 32)]
-    rounds = _rows(_run(tmp_path / "a"), "rounds.csv")
+    rounds = table(_run(tmp_path / "a"), "rounds.csv")
     assert [(r["iterations"], float(r["epochs"]), r["checks"]) for r in rounds] == \
         [("32", 32 / PER_EPOCH, "7")] * 2
     # 0.25 epoch = round(5.25) = 5 iterations: the same checks; one epoch: checks at 21 and 32
-    assert _rows(_run(tmp_path / "b"), "epochs.csv") == _rows(_run(tmp_path / "a"), "epochs.csv")
-    assert [int(e["iteration"]) for e in _rows(_run(tmp_path / "c"), "epochs.csv")] == [21, 32] * 2
+    assert table(_run(tmp_path / "b"), "epochs.csv") == table(_run(tmp_path / "a"), "epochs.csv")
+    assert [int(e["iteration"]) for e in table(_run(tmp_path / "c"), "epochs.csv")] == [21, 32] * 2
     # where the checks fall never changes what is trained
     a = torch.load(_run(tmp_path / "a") / "model_trial0.pt")
     c = torch.load(_run(tmp_path / "c") / "model_trial0.pt")
@@ -116,18 +108,6 @@ def test_bad_check_every(cli, tmp_path, bad, match):
 
 # ---------------------------------------------------------------- rewinding anywhere
 
-def _spy_round_starts(monkeypatch):
-    starts = []
-    real = imp_module.train_round
-
-    def spy(model, *args, **kwargs):
-        starts.append(copy.deepcopy(model.state_dict()))
-        return real(model, *args, **kwargs)
-
-    monkeypatch.setattr(imp_module, "train_round", spy)
-    return starts
-
-
 def _cfg(**train):
     cfg = RunConfig()
     cfg.prune.method = "sap"
@@ -140,7 +120,7 @@ def _cfg(**train):
 
 @pytest.mark.parametrize("point,k", [("7it", 7), ("init", 0), ("0.5ep", 11)])  # 10.5 half up
 def test_rewind_restores_exactly_the_state_after_k_dense_iterations(monkeypatch, point, k):
-    starts = _spy_round_starts(monkeypatch)
+    starts = spy_round_starts(monkeypatch)
     IMPExperiment(_cfg(rewind_to=point), progress=False, echo=lambda s: None).run()
     rewind = starts[1]  # starts[0] is the warm-up; round 0 begins at the rewind point
     # the same dense run by hand, stopped after k iterations
@@ -180,7 +160,7 @@ def test_step_schedule_with_gamma_zero_stops_learning_at_its_milestone(cli, tmp_
 # ---------------------------------------------------------------- the ticket
 
 def test_ticket_equals_a_fixed_rule_run_from_the_same_mask_and_rewind_point(monkeypatch, tmp_path):
-    starts = _spy_round_starts(monkeypatch)
+    starts = spy_round_starts(monkeypatch)
     cfg = _cfg(rewind_to="5it", ticket_epochs=2)
     cfg.experiment.output_dir, cfg.experiment.run_name = str(tmp_path), "t"
     exp = IMPExperiment(cfg, progress=False, echo=lambda s: None)
@@ -209,18 +189,6 @@ def test_ticket_equals_a_fixed_rule_run_from_the_same_mask_and_rewind_point(monk
     assert summary["tickets"][0]["test_acc"] == ticket_row["test_acc"]
 
 
-def _kill_at(monkeypatch, n_call: int):
-    real, calls = training.train_steps, []
-
-    def dying(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == n_call:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_steps", dying)
-
-
 RESUMABLE = [*BASE, "--stop_criterion", "mask_stability", "--prune_epsilon", "0.002",
              "--check_every", "7it", "--net_warmup", "1", "--net_train_epochs", "2",
              "--exper_imp_total_iter", "3", "--exper_num_trial", "2", "--ticket_epochs", "1",
@@ -241,22 +209,22 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("kill", ["mid_epoch", "ticket"])
 def test_resume_mid_epoch_and_mid_ticket_equals_an_uninterrupted_run(cli, monkeypatch, tmp_path,
                                                                      uninterrupted, kill):
-    checks = sum(int(r["checks"]) for r in _rows(uninterrupted, "rounds.csv") if r["trial"] == "0")
+    checks = sum(int(r["checks"]) for r in table(uninterrupted, "rounds.csv") if r["trial"] == "0")
     n_call = 3 if kill == "mid_epoch" else 1 + checks + 1
-    _kill_at(monkeypatch, n_call)
+    kill_at(monkeypatch, n_call)
     code, _, err = cli(*RESUMABLE, "--output_dir", str(tmp_path))
     assert code == 130
     monkeypatch.undo()
     done = _run(tmp_path) / "rounds.csv"
-    saved = {r["round"] for r in _rows(_run(tmp_path), "rounds.csv")} if done.exists() else set()
+    saved = {r["round"] for r in table(_run(tmp_path), "rounds.csv")} if done.exists() else set()
     if kill == "ticket":  # killed inside trial 0's ticket: its search is saved, its ticket is not
-        assert saved == {"0", "1", "2"} and _rows(_run(tmp_path), "tickets.csv") == []
+        assert saved == {"0", "1", "2"} and table(_run(tmp_path), "tickets.csv") == []
     else:  # killed inside round 0's first epoch: nothing of trial 0 is saved yet
         assert saved == set()
     code, out, err = cli(*RESUMABLE, "--output_dir", str(tmp_path))
     assert code == 0, err
     for name in ("rounds.csv", "epochs.csv", "layers.csv", "tickets.csv"):
-        assert _rows(_run(tmp_path), name) == _rows(uninterrupted, name), name
+        assert table(_run(tmp_path), name) == table(uninterrupted, name), name
     for f in ("model_trial0.pt", "model_trial1.pt", "ticket_trial0.pt", "ticket_trial1.pt"):
         a, b = torch.load(_run(tmp_path) / f), torch.load(uninterrupted / f)
         assert all(torch.equal(a[k], b[k]) for k in a), f
@@ -282,5 +250,5 @@ def test_criterion_that_responds_gets_no_note(cli, tmp_path):
     assert code == 0 and "NOTE" not in out
     summary = json.loads((_run(tmp_path) / "summary.json").read_text())["criterion"]
     assert summary["fired"] == 0 and summary["note"] is None
-    checks = _rows(_run(tmp_path), "epochs.csv")
+    checks = table(_run(tmp_path), "epochs.csv")
     assert len(checks) == 2 * 4 and all(c["distance"] != "" for c in checks)  # every check measured
