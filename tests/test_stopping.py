@@ -252,3 +252,20 @@ def test_criterion_that_responds_gets_no_note(cli, tmp_path):
     assert summary["fired"] == 0 and summary["note"] is None
     checks = table(_run(tmp_path), "epochs.csv")
     assert len(checks) == 2 * 4 and all(c["distance"] != "" for c in checks)  # every check measured
+
+
+def test_api_returns_the_ticket():
+    import incop
+    d = load_splits("digits", None, 0.1, 0)
+    cfg = incop.RunConfig(prune=incop.PruneConfig(method="sap"),
+                          train=incop.TrainConfig(lr=0.05, momentum=0.9, epochs=1, warmup=1,
+                                                  ticket_epochs=1, rewind_to="init"),
+                          experiment=incop.ExperimentConfig(imp_total_iter=2))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    result = incop.prune_model(model, (d.train_x, d.train_y), (d.val_x, d.val_y),
+                               (d.test_x, d.test_y), cfg)
+    assert len(result.tickets) == 1 and result.tickets[0]["epochs"] == 1
+    assert result.tickets[0]["test_acc"] == training.evaluate(result.ticket_model, (d.test_x, d.test_y))[0]
+    for name, mask in result.masks.items():  # the ticket keeps the search's final mask
+        assert torch.all(dict(result.ticket_model.named_parameters())[name][mask == 0] == 0)

@@ -39,8 +39,13 @@ class PruneResult:
     rounds: List[Dict[str, Any]] = field(default_factory=list)
     """Per trial and round: remaining weights, epochs, stop reason, accuracies, distances, times."""
     epochs: List[Dict[str, Any]] = field(default_factory=list)
-    """Per epoch: train loss, validation accuracy, flow distance, times."""
+    """Per check: train loss, validation accuracy, the criterion's distance, times."""
     run_dir: Optional[Path] = None
+    tickets: List[Dict[str, Any]] = field(default_factory=list)
+    """With ``config.train.ticket_epochs``: per trial, the final mask retrained from the rewind
+    point (its accuracy and cost, apart from the search's)."""
+    ticket_model: Optional[nn.Module] = None
+    """The last trial's ticket, when it was trained in this call."""
 
     @property
     def remaining_fraction(self) -> float:
@@ -112,7 +117,8 @@ def prune_model(model: nn.Module, train: DataSource, val: DataSource,
     else:  # the run in output_dir was already finished: read its result back
         final_model, final_masks = _saved_result(model, experiment)
     return PruneResult(final_model, final_masks, experiment.rounds, experiment.epochs,
-                       experiment.run_dir.path if experiment.run_dir else None)
+                       experiment.run_dir.path if experiment.run_dir else None,
+                       experiment.records.tickets, results[-1].ticket if results else None)
 
 
 def _saved_result(model: nn.Module, experiment: IMPExperiment) -> Tuple[nn.Module, Masks]:

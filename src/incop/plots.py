@@ -152,6 +152,7 @@ def flow_distance_figure(runs: Sequence[RunData]) -> Optional[Figure]:
                        label=f"epsilon {run.epsilon:g}")
         _style(ax, run.label, "search epochs (rounds separated by grey lines)",
                "distance to stop on")
+        ax.xaxis.set_major_locator(MaxNLocator())  # checks fall between whole epochs
         ax.legend(fontsize=8, loc="best")
     for ax in axes[len(flowing):]:
         ax.set_visible(False)
