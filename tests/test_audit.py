@@ -90,6 +90,7 @@ def test_hand_edited_config_does_not_relabel_results(cli, tmp_path):
     assert code == 0
     rows = (tmp_path / "rep" / "report.csv").read_text()
     assert "lenet300" in rows and "conv2" not in rows
+    assert "±" not in out  # one trial: no spread to show
 
 
 def test_corrupt_config_is_repaired_by_a_rerun_and_skipped_by_report(cli, tmp_path):

@@ -42,6 +42,8 @@ def _pm(row: Dict[str, Any], key: str, digits: int = 2) -> str:
     m, s = row[f"{key}_mean"], row[f"{key}_std"]
     if m is None or (isinstance(m, float) and math.isnan(m)):
         return "-"
+    if row["trials"] < 2:  # one trial has no spread to show
+        return f"{m:.{digits}f}"
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
