@@ -170,3 +170,23 @@ def test_target_remaining_stops_the_search_exactly_there(cli, tmp_path):
     assert len(_rows(_run_dir(tmp_path / "b") / "rounds.csv")) == 3
     code, out, err = cli("run", "--prune_target_remaining", "100", "--output_dir", str(tmp_path))
     assert code == 2 and "--prune_target_remaining 100" in err and len(err.splitlines()) == 1
+
+
+def test_result_files_follow_the_umask(cli, tmp_path):
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        code, _, err = cli("run", "--prune_method", "sap", *FAST, "--output_dir", str(tmp_path))
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    for name in ("rounds.csv", "summary.json", "config.json", "progress.pt", "figures/rounds.png"):
+        path = next(tmp_path.rglob(name))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, name  # not mkstemp's 0600
+
+
+@pytest.mark.parametrize("value", ["1", "imagenet"])
+def test_seed_spelling_of_pretrained_is_explained(cli, tmp_path, value):
+    code, _, err = cli("run", f"--net_pretrained={value}", "--output_dir", str(tmp_path))
+    assert code == 2 and "local state-dict file only" in err and "downloads nothing" in err

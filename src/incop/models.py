@@ -205,6 +205,11 @@ def build_model(name: str, input_shape: Shape, num_classes: int) -> nn.Module:
 
 def load_pretrained(model: nn.Module, path: Union[str, "object"]) -> None:
     """Load a local state dict (nothing is downloaded); mismatches are a usage error."""
+    if str(path).strip().lower() in ("1", "true", "imagenet", "pretrained"):
+        raise UsageError(f"--net_pretrained {path}: incop loads a local state-dict file only and "
+                         f"downloads nothing; pass the path of a .pt file saved with "
+                         f"torch.save(model.state_dict(), ...) (ImageNet weights through "
+                         f"torchvision are not supported yet)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

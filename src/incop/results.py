@@ -25,6 +25,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None],
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())  # mkstemp makes 0600; results follow the umask like any file
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -36,6 +37,13 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None],
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -181,7 +189,7 @@ def summary_table(rounds: Sequence[Dict[str, Any]]) -> str:
                      fmt_ms([r["epochs"] for r in rs], 2),
                      "/".join(sorted({r["stop_reason"] for r in rs})),
                      fmt_ms([r["val_acc"] for r in rs]), fmt_ms([r["test_acc"] for r in rs]),
-                     fmt_ms([r["time_train"] + r["time_flow"] + r["time_eval"] for r in rs], 1)])
+                     fmt_ms([r["time_train"] + r["time_flow"] + r["time_eval"] for r in rs], 2)])
     return format_table(["round", "remaining %", "epochs", "stopped by", "val acc %", "test acc %",
                          "time s"], rows)
 
