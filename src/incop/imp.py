@@ -329,15 +329,18 @@ class IMPExperiment:
 
         keep(0)
         t0 = time.perf_counter()
-        warm_loss = None
         if cfg.train.warmup > 0:
             warm = self._train(model, masks, data, seed, WARMUP_ROUND, cfg.train.warmup, [],
                                f"trial {trial} warm-up", on_step=keep, check_every=None)
             if warm.stop_reason == "diverged":
                 self._diverged(trial, None, warm.epochs, data)
-            warm_loss = warm.final.train_loss
+            # its last check is the warm-up's end, where validation was just measured
+            warm_loss, warm_val, warm_val_loss = (warm.final.train_loss, warm.final.val_acc,
+                                                  warm.final.val_loss)
+        else:
+            warm_loss = None
+            warm_val, warm_val_loss = evaluate(model, data.val, self.compute)
         warm_time = time.perf_counter() - t0
-        warm_val, warm_val_loss = evaluate(model, data.val, self.compute)
         warm_test = evaluate(model, data.test, self.compute)[0] if data.test is not None else None
         warmup = {"trial": trial, "seed": seed, "warmup_epochs": cfg.train.warmup,
                   "warmup_train_loss": warm_loss, "warmup_val_acc": warm_val,

@@ -6,6 +6,7 @@ Training time is counted in iterations (optimizer steps) and reported as fractio
 reshuffled by the round's generator, so where the checks fall never changes what is trained."""
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -203,20 +204,20 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
         schedule.attach(optimizer, total, per_epoch)
     done = 0
     val_every_check = any(c.needs_validation for c in criteria)
+    stepped = itertools.count(1)  # optimizer steps so far, for the schedule and ``on_step``
 
     def step() -> None:
-        nonlocal done
-        done += 1
+        iteration = next(stepped)
         if schedule is not None:
-            schedule.set(done)
+            schedule.set(iteration)
         if on_step is not None:
-            on_step(done)
+            on_step(iteration)
 
     while done < total:
         steps = min(every, total - done)
         t0 = time.perf_counter()
         loss = train_steps(model, optimizer, masks, stream, steps, step, compute)
-        done = outcome.iterations + steps  # also when a test replaces train_steps
+        done += steps
         _sync(device)
         t1 = time.perf_counter()
         val_acc = val_loss = None
@@ -232,13 +233,13 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
             reason = next((c.name for c, d in zip(criteria, decisions) if d.stop), None)
         _sync(device)
         t3 = time.perf_counter()
+        late_eval = 0.0
         if reason is not None and val_acc is None:  # the round ends here: its record needs it
             val_acc, val_loss = evaluate(model, val, compute)
-            t2 += time.perf_counter() - t3
-            t3 = time.perf_counter()
+            late_eval = time.perf_counter() - t3
         outcome.iterations = done
         record = CheckRecord(len(outcome.history) + 1, done, done / per_epoch, loss, val_acc,
-                             val_loss, distance, t1 - t0, t2 - t1, t3 - t2)
+                             val_loss, distance, t1 - t0, t2 - t1 + late_eval, t3 - t2)
         outcome.history.append(record)
         outcome.time_train += record.time_train
         outcome.time_eval += record.time_eval
