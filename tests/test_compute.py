@@ -56,7 +56,10 @@ def test_channels_last_computes_the_same_network_in_fp32():
     results = []
     for cl in ("off", "on"):
         torch.manual_seed(0)
-        model = build_model("conv2", (1, 12, 12), 10)
+        # PyTorch's smaller initial weights keep these six steps at lr 0.05 away from ReLU kinks,
+        # where the two layouts' summation orders can flip a unit and the trajectories part
+        # (with Kaiming's they agree to 6e-7 after two steps, then one flips)
+        model = build_model("conv2", (1, 12, 12), 10, init="pytorch")
         compute = Compute.for_model(torch.device("cpu"), "fp32", cl, model)
         compute.prepare_model(model)
         _train(model, compute, x, y)

@@ -37,8 +37,12 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     arch: str = opt("lenet300", "net_arch", "architecture (see 'incop list')")
-    pretrained: Optional[str] = opt(None, "net_pretrained", "local state-dict file to start from "
-                                    "(nothing is downloaded)")
+    pretrained: Optional[str] = opt(None, "net_pretrained", "start from a local state-dict file, "
+                                    "or 'imagenet' (also 1): torchvision's ImageNet weights, "
+                                    "from its cache; nothing is downloaded")
+    init: str = opt("kaiming", "net_init", "initialisation of incop's own architectures: kaiming "
+                    "(OpenLTH's: Kaiming normal, zero biases) or pytorch (each layer's default, "
+                    "as incop 0.1 did)")
     fingerprint: Optional[str] = opt(None, None, "what the model was (module types, parameter "
                                      "names and shapes, a hash of the initial weights), set by "
                                      "prune_model for a user's own model")
@@ -121,6 +125,9 @@ class ExperimentConfig:
                           "performance); recorded in config.json")
     threads: Optional[int] = opt(None, "threads", "CPU compute threads (default: the cores "
                                  "this process may use, shared among concurrent --workers)")
+    allow_untrained: bool = opt(False, "allow_untrained", "go on when the dense network is "
+                                "still at chance after its warm-up (the summary then says the "
+                                "search ran on an untrained network)")
     output_dir: str = opt("output", "output_dir", "where run directories are written")
     run_name: Optional[str] = opt(None, "run_name", "run directory name (default: a hash of the "
                                   "configuration)")
@@ -164,7 +171,9 @@ LATER_OPTIONS = {("prune", "target_remaining"): None, ("prune", "include"): None
                  ("train", "lr_milestones"): None, ("train", "lr_gamma"): 0.1,
                  ("train", "rewind_to"): "warmup", ("train", "ticket_epochs"): 0,
                  ("train", "precision"): "fp32", ("train", "channels_last"): "auto",
-                 ("experiment", "threads"): None}
+                 ("experiment", "threads"): None,
+                 # runs made before --net_init existed used PyTorch's initialisation
+                 ("model", "init"): "pytorch"}
 # Options that were integers before they took fractions: 20.0 hashes as 20 did.
 WIDENED_TO_FLOAT = (("train", "epochs"),)
 
@@ -189,7 +198,7 @@ def comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
     return {**cfg, "experiment": exp}
 
 
-WHERE_NOT_WHAT = ("output_dir", "run_name", "device", "gpu_id", "threads")
+WHERE_NOT_WHAT = ("output_dir", "run_name", "device", "gpu_id", "threads", "allow_untrained")
 
 
 def _checksum(cfg: Dict[str, Any]) -> str:
@@ -283,6 +292,11 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(c.data.val_size < 1 or c.data.val_size >= MIN_VAL_SAMPLES or c.data.allow_small_val,
           f"--net_val_size {c.data.val_size:g} samples is too few to measure accuracy (under "
           f"{MIN_VAL_SAMPLES}); use more, or add --allow_small_val if you mean it")
+    if c.model.pretrained is not None and str(c.model.pretrained).strip().lower() in (
+            "1", "true", "imagenet", "pretrained"):
+        c.model.pretrained = "imagenet"  # the seed's spelling, one meaning, one run id
+    _need(c.model.init in ("kaiming", "pytorch"),
+          f"--net_init {c.model.init}: choose kaiming or pytorch")
     _need(_finite(t.lr) and t.lr > 0, f"--net_lr {t.lr} must be a positive number (e.g. 0.01)")
     _need(_finite(t.epochs) and t.epochs > 0,
           f"--net_train_epochs {t.epochs} must be a positive number of epochs (e.g. 20 or 0.5)")

@@ -16,12 +16,14 @@ from tqdm.auto import tqdm
 from . import __version__
 from .compute import Compute, precision_warning
 from .config import RunConfig, parse_point
-from .data import DATASETS, DataSource, RawDataset, eval_batches, source_size, train_batches
+from .data import DATASETS, RawDataset, source_size, train_batches
 from .errors import UsageError
+from .failures import Diverged, Untrained, diverged_error, diverged_event  # noqa: F401
 from .flows import (GradientFlow, InformationFlow, activation_similarity, layer_activations,
                     monitored_layers)
 from .masks import Masks, skipped_rows
 from .inputs import TrialInputs, TrialInputsFactory, registry_inputs
+from .learned import LabelBaseline, advice, untrained_reason
 from .methods import RULES, resolve
 from .pruning import target_count, trim_to_count
 from .records import RunRecords, RunStore, criterion_report
@@ -33,10 +35,6 @@ from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,
                        InformationFlowCriterion, LossRecovery, MaskStability, StoppingCriterion)
 from .training import (CheckRecord, epochs_to_iterations, evaluate, iterations_per_epoch,
                        make_optimizer, train_round)
-
-
-class Diverged(UsageError):
-    """Training produced a non-finite loss; completed rounds were kept."""
 
 
 @dataclass
@@ -110,7 +108,8 @@ class IMPExperiment:
                   + f") on {cfg.model.arch}/{cfg.data.dataset}{source}, device {self.device}")
         state = progress["trial"] if progress else None
         if state:
-            self._say(f"resuming trial {state['index']} after round {state['round']} "
+            after = "its warm-up" if state["round"] == WARMUP_ROUND else f"round {state['round']}"
+            self._say(f"resuming trial {state['index']} after {after} "
                       f"({len(self.records.finished)} trial(s) already finished)")
         results = []
         for t in range(cfg.experiment.num_trial):
@@ -127,6 +126,10 @@ class IMPExperiment:
         criterion = criterion_report(self.rounds, self.criterion_name, self.epsilon)
         if criterion["note"]:
             self._say(f"\nNOTE: {criterion['note']}")
+        for warm in self.records.trials:
+            if warm.get("untrained"):
+                self._say(f"\nNOTE: trial {warm['trial']}'s search ran on an untrained network "
+                          f"(--allow_untrained): {warm['untrained']}")
         if self.store:
             self.store.finish(self.records, criterion)
             from .plots import save_run_figures
@@ -175,6 +178,12 @@ class IMPExperiment:
         saved = {"rewind": rewind_state, "warmup": warmup}
         if dense_state is not rewind_state:
             saved["dense"] = dense_state
+        if cfg.train.warmup > 0 and first_round == 0:
+            self._check_learned(trial, data, {"index": trial, "seed": seed, "round": WARMUP_ROUND,
+                                              "model": dense_state, "masks": masks.state_dict(),
+                                              "ticket_pending": False, **saved})
+        elif cfg.train.warmup == 0 and first_round > 0:
+            self._check_learned(trial, data, None)
 
         result = TrialResult(seed, warmup)
         search_over = resume is not None and resume.get("ticket_pending", False)
@@ -211,6 +220,8 @@ class IMPExperiment:
                       f"{_pct(test_acc)}")
             last = k == cfg.experiment.imp_total_iter - 1 or self._at_target(masks)
             self._round_done(trial, seed, k, model, masks, saved, last)
+            if k == 0 and cfg.train.warmup == 0:
+                self._check_learned(trial, data, None)
             if last:
                 break
         bar.close()
@@ -288,19 +299,41 @@ class IMPExperiment:
     def _diverged(self, trial: int, k, epoch: float, data: TrialInputs) -> None:
         """A non-finite loss: record what happened beside (never as) the completed rounds, and
         stop the run. The progress file still ends at the last completed round."""
-        where = {None: "the dense warm-up", "ticket": "the ticket's retraining"}.get(k, f"round {k}")
-        event = {"trial": trial, "round": k, "epoch": epoch, "net_lr": self.cfg.train.lr,
-                 "completed_rounds": len(self.rounds)}
+        lr, done = self.cfg.train.lr, len(self.rounds)
         if self.run_dir:
-            self.run_dir.write_json("diverged.json", event)
-        kept = f"; the {len(self.rounds)} completed round(s) are kept in {self.run_dir.path}" \
-            if self.run_dir and self.rounds else ""
-        if _has_nonfinite_inputs(data.train):
-            raise Diverged(f"trial {trial}, {where}: the training inputs contain NaN or infinite "
-                           f"values; clean the data{kept}")
-        raise Diverged(f"trial {trial}, {where} diverged (non-finite training loss by epoch "
-                       f"{epoch:g}) with learning rate {self.cfg.train.lr:g}{kept}; lower "
-                       f"{self.lr_name}")
+            self.run_dir.write_json("diverged.json", diverged_event(trial, k, epoch, lr, done))
+        raise diverged_error(trial, k, epoch, lr, self.lr_name, done,
+                             str(self.run_dir.path) if self.run_dir else None, data.train)
+
+    def _check_learned(self, trial: int, data: TrialInputs, state: Optional[Dict[str, Any]]) -> None:
+        """Stop with one line when the trained dense network is still at chance (issue 15):
+        after the warm-up, or after round 0 when there is none. ``state`` is what a resume
+        needs; it is saved first, so --allow_untrained continues from here."""
+        cfg = self.cfg
+        warm = next(w for w in self.records.trials if w["trial"] == trial)
+        if cfg.train.warmup > 0:
+            val, val_loss, loss = (warm["warmup_val_acc"], warm.get("warmup_val_loss"),
+                                   warm["warmup_train_loss"])
+            what = f"after its {cfg.train.warmup:g}-epoch warm-up"
+        else:
+            row = next(r for r in self.rounds if r["trial"] == trial and r["round"] == 0)
+            val, val_loss, loss = row["val_acc"], row.get("val_loss"), row.get("train_loss")
+            what = "after round 0 (no warm-up)"
+        reason = untrained_reason(LabelBaseline.of(data.val), val, val_loss, loss)
+        if reason is None:
+            return
+        warm["untrained"] = f"the dense network did not learn {what}: {reason}"
+        if cfg.experiment.allow_untrained:
+            self._say(f"WARNING: trial {trial}: {warm['untrained']}; continuing (--allow_untrained)")
+            return
+        kept = ""
+        if self.store:  # round 0's progress is saved already
+            if state is not None:
+                self.store.save_progress(self.records, state)
+            kept = "; its training is saved, so adding --allow_untrained continues from there"
+        raise Untrained(f"trial {trial}: {warm['untrained']}; the search would prune noise. "
+                        + advice(cfg.model.arch, cfg.train.lr, cfg.train.momentum,
+                                 cfg.train.warmup) + kept)
 
     def _registry_inputs(self, trial: int, seed: int) -> TrialInputs:
         """The model and dataset named in the config, split by the trial's seed."""
@@ -413,12 +446,6 @@ class IMPExperiment:
         if self.cfg.prune.stop_on_recovery:
             crits.append(AccuracyRecovery(warmup["warmup_val_acc"]))
         return crits
-
-
-def _has_nonfinite_inputs(source: DataSource) -> bool:
-    """Whether any training input is NaN or infinite (read only after a divergence)."""
-    return any(x.is_floating_point() and not bool(torch.isfinite(x).all())
-               for x, _ in eval_batches(source))
 
 
 def _pct(value: Optional[float]) -> str:

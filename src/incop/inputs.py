@@ -16,7 +16,8 @@ from torch import nn
 from .data import (MIN_VAL_SAMPLES, DataSource, RawDataset, eval_batches, is_tensor_pair,
                    probe_subset, split_train_val)
 from .errors import UsageError
-from .models import build_model, load_pretrained
+from .models import build_model
+from .pretrained import imagenet_model, load_pretrained, wants_imagenet
 
 
 @dataclass
@@ -37,9 +38,12 @@ def registry_inputs(cfg, raw: RawDataset, device: torch.device, seed: int) -> Tr
     """The model and dataset named in ``cfg`` (a RunConfig), split by the trial's seed."""
     splits = split_train_val(raw, cfg.data.val_size, seed, cfg.data.allow_small_val).to(device)
     probe = probe_subset(splits, cfg.prune.flow_probe_size, seed)
-    model = build_model(cfg.model.arch, splits.input_shape, splits.num_classes)
-    if cfg.model.pretrained:
-        load_pretrained(model, cfg.model.pretrained)
+    if wants_imagenet(cfg.model.pretrained):
+        model = imagenet_model(cfg.model.arch, splits.input_shape, splits.num_classes)
+    else:
+        model = build_model(cfg.model.arch, splits.input_shape, splits.num_classes, cfg.model.init)
+        if cfg.model.pretrained:
+            load_pretrained(model, cfg.model.pretrained)
     return TrialInputs(model, (splits.train_x, splits.train_y), (splits.val_x, splits.val_y),
                        (splits.test_x, splits.test_y), probe)
 

@@ -1,0 +1,119 @@
+"""Issue 15: a dense network that did not learn stops the run with one line (its training kept);
+--allow_untrained goes on and the summary says so."""
+import json
+import math
+
+import pytest
+import torch
+
+import incop
+from conftest import spy_round_starts
+from incop.errors import UsageError
+from incop.learned import LabelBaseline, untrained_reason
+
+# lr 0 is refused up front; 1e-7 moves no weight measurably: a network that cannot learn
+COMMON = ["run", "--net_dataset", "digits", "--prune_method", "sap", "--net_lr", "1e-7",
+          "--net_train_epochs", "1", "--exper_imp_total_iter", "2", "--quiet", "--run_name", "r"]
+LR0 = [*COMMON, "--net_warmup", "1"]
+
+
+def _baseline(labels):
+    y = torch.tensor(labels)
+    return LabelBaseline.of((torch.zeros(len(y), 1), y))
+
+
+def test_baseline_is_the_majority_class_and_the_label_entropy():
+    b = _baseline([0] * 90 + [1] * 10)
+    assert b.chance_acc == pytest.approx(90.0) and b.samples == 100
+    assert b.prior_loss == pytest.approx(-(0.9 * math.log(0.9) + 0.1 * math.log(0.1)))
+    # two standard errors of a guesser at 90% on 100 samples: 6 points, capped at half the room
+    assert b.margin == pytest.approx(5.0)
+    balanced = _baseline(list(range(10)) * 5)  # 50 samples, 10% each
+    assert balanced.prior_loss == pytest.approx(math.log(10))
+    assert balanced.margin == pytest.approx(200 * math.sqrt(0.1 * 0.9 / 50))  # 8.49 > 5
+
+
+def test_accuracy_at_the_margin_is_untrained_and_just_above_is_not():
+    b = _baseline([0] * 90 + [1] * 10)  # chance 90, margin 5
+    assert untrained_reason(b, 95.0, 0.1, 0.1) is not None  # majority-class guessing + noise
+    assert untrained_reason(b, 95.01, 0.1, 0.1) is None
+    # a network that predicts the majority class has 90% accuracy: not learned, though > 1/K
+    assert "majority class 90.00%" in untrained_reason(b, 90.0, 0.33, 0.33)
+
+
+def test_a_flat_loss_counts_only_while_accuracy_is_within_two_margins():
+    b = _baseline(list(range(10)) * 100)  # chance 10, 1000 samples: margin 5
+    flat = 0.99 * math.log(10)
+    assert untrained_reason(b, 19.0, flat, flat) is not None  # 9 points up, loss unmoved
+    assert untrained_reason(b, 19.0, flat, 1.5) is None  # the training loss fell
+    assert untrained_reason(b, 21.0, flat, flat) is None  # 11 points up: learned
+
+
+def test_lr_zero_stops_after_the_warm_up_and_allow_untrained_continues(cli, tmp_path, monkeypatch):
+    out_dir = str(tmp_path)
+    code, out, err = cli(*LR0, "--output_dir", out_dir)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("incop: error:")
+    assert "did not learn after its 1-epoch warm-up" in err and "majority class" in err
+    assert "--allow_untrained continues" in err and "--net_momentum 0.9" in err
+    run = tmp_path / "sap" / "lenet300" / "digits" / "r"
+    assert (run / "progress.pt").exists()
+    assert json.loads((run / "rounds.json").read_text()) == []  # no round pretends to be a result
+    assert "did not learn" in json.loads((run / "trials.json").read_text())[0]["untrained"]
+
+    starts = spy_round_starts(monkeypatch)
+    code, out, err = cli(*LR0, "--output_dir", out_dir, "--allow_untrained")
+    assert code == 0, err
+    assert len(starts) == 2  # rounds 0 and 1 only: the saved warm-up was not repeated
+    assert "resuming trial 0 after its warm-up" in out
+    assert "search ran on an untrained network" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert "did not learn" in summary["trials"][0]["untrained"]
+
+
+def test_without_warm_up_round_0_is_checked(cli, tmp_path):
+    argv = [*COMMON, "--net_warmup", "0"]
+    code, _, err = cli(*argv, "--output_dir", str(tmp_path))
+    assert code == 2 and "did not learn after round 0 (no warm-up)" in err
+    run = tmp_path / "sap" / "lenet300" / "digits" / "r"
+    assert [r["round"] for r in json.loads((run / "rounds.json").read_text())] == [0]
+    code, out, err = cli(*argv, "--output_dir", str(tmp_path), "--allow_untrained")
+    assert code == 0 and "resuming trial 0 after round 0" in out
+    assert [r["round"] for r in json.loads((run / "rounds.json").read_text())] == [0, 1]
+
+
+def test_a_network_that_learns_is_not_stopped(cli, tmp_path):
+    code, out, err = cli("run", "--net_dataset", "digits", "--prune_method", "sap", "--net_lr",
+                         "0.05", "--net_momentum", "0.9", "--net_warmup", "2",
+                         "--net_train_epochs", "1", "--exper_imp_total_iter", "2", "--quiet",
+                         "--output_dir", str(tmp_path))
+    assert code == 0, err
+    summary = json.loads(next(tmp_path.rglob("summary.json")).read_text())
+    assert summary["trials"][0]["warmup_val_acc"] > 80 and "untrained" not in summary["trials"][0]
+    assert "untrained" not in out
+
+
+def test_api_raises_for_an_untrained_network():
+    from incop.data import load_splits
+
+    d = load_splits("digits", None, 0.1, seed=0)
+    cfg = incop.RunConfig(prune=incop.PruneConfig(method="sap"),
+                          train=incop.TrainConfig(lr=1e-7, epochs=1, warmup=1),
+                          experiment=incop.ExperimentConfig(imp_total_iter=2))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    with pytest.raises(UsageError, match="did not learn"):
+        incop.prune_model(model, (d.train_x, d.train_y), (d.val_x, d.val_y), None, cfg)
+
+
+def test_seed_recipe_benchmark_quick_mode(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "seed_recipe.py"
+    out = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True,
+                         timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split()[1]: line.split() for line in out.stdout.splitlines()
+            if line.startswith("conv2 ")}
+    assert set(rows) == {"pytorch", "kaiming"}
+    assert rows["kaiming"][-1] == "learns" and float(rows["kaiming"][4]) > 50
