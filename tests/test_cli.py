@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, make_idx_dataset
+from incop.run_files import model_state, round_masks
 
 
 def _run_dir(root: Path) -> Path:
@@ -43,7 +44,7 @@ def test_lth_end_to_end(cli, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert [r["trials"] for r in summary["rounds"]] == [2, 2, 2]
     assert "remaining %" in out and "test acc %" in out  # the summary table
-    assert len(list((run / "masks").glob("*.pt"))) == 6 and (run / "model_trial1.pt").exists()
+    assert len(list((run / "masks").glob("*.pt"))) == 6 and (run / "models" / "trial1_round2.pt").exists()
     assert json.loads((run / "config.json").read_text())["versions"]["torch"]
 
 
@@ -160,7 +161,7 @@ def test_target_remaining_stops_the_search_exactly_there(cli, tmp_path):
     assert float(rounds[3]["remaining_pct"]) == pytest.approx(60, abs=0.01)
     prev = None  # each round only removes survivors of the one before
     for k in range(4):
-        m = torch.load(run / "masks" / f"trial0_round{k}.pt")
+        m = round_masks(run, 0, k)
         if prev is not None:
             assert all(bool((m[n] <= prev[n]).all()) for n in m)
         prev = m

@@ -14,6 +14,7 @@ from incop.masks import Masks
 from incop.models import build_model
 from incop.pruning import SAP
 from incop.training import evaluate, make_optimizer, train_steps
+from incop.run_files import model_state, round_masks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,8 +106,8 @@ def test_bf16_run_end_to_end_records_fp32_weights(cli, tmp_path):
                          "--net_warmup", "1", "--net_train_epochs", "1", "--exper_imp_total_iter",
                          "2", "--quiet", "--output_dir", str(tmp_path))
     assert code == 0, err
-    saved = torch.load(next(tmp_path.rglob("model_trial0.pt")))
-    masks = torch.load(next(tmp_path.rglob("trial0_round1.pt")))
+    run = next(tmp_path.rglob("config.json")).parent
+    saved, masks = model_state(run, 0, 1), round_masks(run, 0, 1)
     for name, m in masks.items():
         assert saved[name].dtype == torch.float32 and torch.all(saved[name][~m] == 0)
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from incop.errors import UsageError
 from incop.pretrained import IMAGENET_SIZE, imagenet_model
+from incop.run_files import model_state, round_masks
 
 URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 
@@ -70,7 +71,7 @@ def test_cli_runs_from_imagenet_weights(fake_torchvision, cli, tmp_path):
     assert code == 0, err
     config = next((tmp_path / "o").rglob("config.json")).read_text()
     assert '"pretrained": "imagenet"' in config  # the seed's "1" is recorded as what it means
-    masks = torch.load(next((tmp_path / "o").rglob("trial0_round1.pt")))
+    masks = round_masks(next((tmp_path / "o").rglob("config.json")).parent, 0, 1)
     assert set(masks) == {"net.features.0.weight", "net.classifier.0.weight",
                           "net.classifier.2.weight"}
 

@@ -8,6 +8,7 @@ import torch
 import incop.training as training
 
 from conftest import kill_at, table
+from incop.run_files import model_state, round_masks
 
 ARGS = ["run", "--prune_method", "ciap", "--prune_epsilon", "0.02", "--net_train_epochs", "3",
         "--net_warmup", "2", "--exper_imp_total_iter", "3", "--exper_num_trial", "2", "--quiet",
@@ -41,8 +42,7 @@ def test_kill_then_resume_matches_uninterrupted(cli, monkeypatch, tmp_path, unin
     for name in ("rounds.csv", "epochs.csv", "layers.csv", "similarity.csv"):
         assert table(run, name) == table(uninterrupted, name), name
     for t in (0, 1):
-        a = torch.load(run / f"model_trial{t}.pt")
-        b = torch.load(uninterrupted / f"model_trial{t}.pt")
+        a, b = model_state(run, t), model_state(uninterrupted, t)
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((run / "summary.json").read_text())["complete"] is True
 

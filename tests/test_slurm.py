@@ -93,7 +93,7 @@ def test_sweep_on_slurm_matches_the_local_launcher(slurm, cli, tmp_path):
         # complete: every record, masks per round, the final models, figures
         assert json.loads((run / "summary.json").read_text())["complete"]
         assert len(list((run / "masks").glob("*.pt"))) == 6
-        assert (run / "model_trial1.pt").exists() and (run / "figures" / "rounds.png").exists()
+        assert (run / "models" / "trial1_round2.pt").exists() and (run / "figures" / "rounds.png").exists()
         # the same numbers as the local launcher (1 thread per job on both)
         assert _rows(run) == _rows(local[rel]) and len(_rows(run)) == 6
         job = json.loads((run / "slurm.json").read_text())

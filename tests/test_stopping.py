@@ -21,6 +21,7 @@ from incop.schedules import LRSchedule
 from incop.stopping import LossRecovery, MaskStability
 
 from conftest import kill_at, spy_round_starts, table
+from incop.run_files import model_state, round_masks
 
 # digits: 1293 training samples after the 10% validation split -> 21 batches of 64 an epoch
 PER_EPOCH = 21
@@ -94,8 +95,7 @@ def test_check_every_gives_exact_iteration_counts_and_leaves_training_unchanged(
     assert table(_run(tmp_path / "b"), "epochs.csv") == table(_run(tmp_path / "a"), "epochs.csv")
     assert [int(e["iteration"]) for e in table(_run(tmp_path / "c"), "epochs.csv")] == [21, 32] * 2
     # where the checks fall never changes what is trained
-    a = torch.load(_run(tmp_path / "a") / "model_trial0.pt")
-    c = torch.load(_run(tmp_path / "c") / "model_trial0.pt")
+    a, c = model_state(_run(tmp_path / "a"), 0), model_state(_run(tmp_path / "c"), 0)
     assert all(torch.equal(a[k], c[k]) for k in a)
 
 
@@ -151,8 +151,7 @@ def test_step_schedule_with_gamma_zero_stops_learning_at_its_milestone(cli, tmp_
             "--net_weight_decay", "0", "--net_momentum", "0"]
     assert cli(*args, "--net_train_epochs", "1", "--output_dir", str(tmp_path / "one"))[0] == 0
     assert cli(*args, "--net_train_epochs", "3", "--output_dir", str(tmp_path / "three"))[0] == 0
-    one = torch.load(_run(tmp_path / "one") / "model_trial0.pt")
-    three = torch.load(_run(tmp_path / "three") / "model_trial0.pt")
+    one, three = model_state(_run(tmp_path / "one"), 0), model_state(_run(tmp_path / "three"), 0)
     # the warm-up is scheduled over its own epoch, so only round 0's epochs 2 and 3 are frozen
     assert all(torch.allclose(one[k], three[k], atol=0, rtol=1e-12) for k in one)
 
@@ -178,12 +177,12 @@ def test_ticket_equals_a_fixed_rule_run_from_the_same_mask_and_rewind_point(monk
     outcome = training.train_round(model, training.make_optimizer(model, 0.05, 0.9, 5e-4), masks,
                                    train_batches((splits.train_x, splits.train_y), 64, gen),
                                    (splits.val_x, splits.val_y), 2)
-    saved = torch.load(exp.run_dir.path / "ticket_trial0.pt")
+    saved = model_state(exp.run_dir.path, 0, ticket=True)
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
     assert ticket_row["val_acc"] == outcome.final.val_acc and ticket_row["epochs"] == 2
     assert ticket_row["test_acc"] == training.evaluate(model, (splits.test_x, splits.test_y))[0]
     # the search's own result is untouched: the result's model is the search's final model
-    final = torch.load(exp.run_dir.path / "model_trial0.pt")
+    final = model_state(exp.run_dir.path, 0)
     assert all(torch.equal(final[k], v) for k, v in result.model.state_dict().items())
     summary = json.loads((exp.run_dir.path / "summary.json").read_text())
     assert summary["tickets"][0]["test_acc"] == ticket_row["test_acc"]
@@ -225,9 +224,9 @@ def test_resume_mid_epoch_and_mid_ticket_equals_an_uninterrupted_run(cli, monkey
     assert code == 0, err
     for name in ("rounds.csv", "epochs.csv", "layers.csv", "tickets.csv"):
         assert table(_run(tmp_path), name) == table(uninterrupted, name), name
-    for f in ("model_trial0.pt", "model_trial1.pt", "ticket_trial0.pt", "ticket_trial1.pt"):
-        a, b = torch.load(_run(tmp_path) / f), torch.load(uninterrupted / f)
-        assert all(torch.equal(a[k], b[k]) for k in a), f
+    for t, ticket in ((0, False), (1, False), (0, True), (1, True)):
+        a, b = model_state(_run(tmp_path), t, ticket=ticket), model_state(uninterrupted, t, ticket=ticket)
+        assert all(torch.equal(a[k], b[k]) for k in a), (t, ticket)
 
 
 # ---------------------------------------------------------------- a criterion that measured nothing

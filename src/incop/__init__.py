@@ -12,10 +12,13 @@ from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,  # 
 from .torch_prune import (MagnitudePruning, SAPPruning, masks_from_torch_prune,  # noqa: E402
                           remove_reparametrization, to_torch_prune)
 from .api import PruneResult, prune_model  # noqa: E402
+from .sparse_io import load_sparse, save_sparse  # noqa: E402
+from .export import export_model  # noqa: E402
 
 __all__ = ["__version__", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "PruneConfig",
            "ExperimentConfig", "UsageError", "Masks", "prunable_parameters", "weight_catalogue", "SAP",
            "GlobalMagnitude", "LayerwiseMagnitude", "pq_index", "InformationFlow", "GradientFlow",
            "StoppingCriterion", "FixedEpochs", "InformationFlowCriterion", "GradientFlowCriterion",
            "AccuracyRecovery", "MaskStability", "LossRecovery", "SAPPruning", "MagnitudePruning", "to_torch_prune",
-           "remove_reparametrization", "masks_from_torch_prune", "prune_model", "PruneResult"]
+           "remove_reparametrization", "masks_from_torch_prune", "prune_model", "PruneResult",
+           "load_sparse", "save_sparse", "export_model"]

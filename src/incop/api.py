@@ -25,6 +25,7 @@ from .imp import IMPExperiment, TrialInputs
 from .inputs import check_inputs, data_fingerprint, model_fingerprint
 from .masks import Masks
 from .results import RunDirectory, run_path
+from .run_files import model_state, round_masks
 from .torch_prune import remove_reparametrization, to_torch_prune
 
 
@@ -125,7 +126,6 @@ def _saved_result(model: nn.Module, experiment: IMPExperiment) -> Tuple[nn.Modul
     last = experiment.rounds[-1]
     path = experiment.run_dir.path
     saved = copy.deepcopy(model)
-    saved.load_state_dict(torch.load(path / f"model_trial{last['trial']}.pt", map_location="cpu",
-                                     weights_only=True))
-    masks = Masks.load(path / "masks" / f"trial{last['trial']}_round{last['round']}.pt")
+    saved.load_state_dict(model_state(path, last["trial"], last["round"]))
+    masks = Masks.from_state_dict(round_masks(path, last["trial"], last["round"]))
     return saved.to(experiment.device), masks.bind(saved)

@@ -124,7 +124,52 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("runs", nargs="+", metavar="RUN_DIR")
     rep.add_argument("--output", default="report", help="where report.md, report.csv and the "
                      "figures go (default: report)")
+    exp = sub.add_parser("export", help="write a run's pruned network as dense, torch_prune, "
+                         "sparse or ONNX", description="Rebuild the run's model from its "
+                         "config.json and write one trial's network after a round (default: "
+                         "the last) or its ticket.")
+    exp.add_argument("run", metavar="RUN_DIR")
+    exp.add_argument("--format", required=True, help="dense (state dict with zeros), torch_prune "
+                     "(weight_orig / weight_mask), sparse (incop.load_sparse) or onnx (checked "
+                     "in onnxruntime; pip install 'incop[export]')")
+    exp.add_argument("--output", required=True, help="file to write")
+    exp.add_argument("--trial", type=int, default=0)
+    exp.add_argument("--round", type=int, default=None, help="round (default: the last saved)")
+    exp.add_argument("--ticket", action="store_true", help="the ticket (--ticket_epochs runs)")
+    spd = sub.add_parser("speed", help="time dense against sparse inference for every round",
+                         description="Dense against sparse (CSR Linear layers, chosen per layer "
+                         "where faster) forward passes for every saved round of a run; writes "
+                         "speed.json, speed.csv, speed_layers.csv and figures/speedup.png.")
+    spd.add_argument("run", metavar="RUN_DIR")
+    spd.add_argument("--trial", type=int, default=0)
+    spd.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256])
+    spd.add_argument("--threads", type=int, nargs="+", default=None,
+                     help="thread counts (default: 1 and all available cores)")
+    spd.add_argument("--repeats", type=int, default=20, help="timed runs per case (median)")
+    spd.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _cmd_export(ns: argparse.Namespace) -> int:
+    from .export import export_run
+
+    info = export_run(Path(ns.run), ns.output, ns.format, ns.trial, ns.round, ns.ticket)
+    what = "ticket" if info["ticket"] else f"round {info['round']}"
+    extra = f"; onnxruntime matches PyTorch within {info['max_abs_diff']:.1e}" \
+        if "max_abs_diff" in info else ""
+    print(f"wrote {info['path']} ({ns.format}): trial {info['trial']} {what}, "
+          f"{info['remaining_pct']:.2f}% of the weights remaining{extra}")
+    return 0
+
+
+def _cmd_speed(ns: argparse.Namespace) -> int:
+    from .speed_run import speed_run
+
+    if ns.repeats < 1 or any(b < 1 for b in ns.batches):
+        raise UsageError("--repeats and --batches must be at least 1")
+    speed_run(Path(ns.run), ns.trial, ns.batches, ns.threads, ns.repeats, progress=not ns.quiet)
+    print(f"speed.json, speed.csv, speed_layers.csv and figures/speedup.png in {ns.run}")
+    return 0
 
 
 class _Terminated(KeyboardInterrupt):
@@ -250,6 +295,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_report(ns)
         if ns.command == "sweep":
             return _cmd_sweep(ns)
+        if ns.command == "export":
+            return _cmd_export(ns)
+        if ns.command == "speed":
+            return _cmd_speed(ns)
         build_parser().print_help()
         return 2
     except UsageError as e:

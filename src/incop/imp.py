@@ -19,11 +19,10 @@ from .config import RunConfig, parse_point
 from .data import DATASETS, RawDataset, source_size, train_batches
 from .errors import UsageError
 from .failures import Diverged, Untrained, diverged_error, diverged_event  # noqa: F401
-from .flows import (GradientFlow, InformationFlow, activation_similarity, layer_activations,
-                    monitored_layers)
+from .flows import activation_similarity, layer_activations, monitored_layers
 from .masks import Masks, skipped_rows
 from .inputs import TrialInputs, TrialInputsFactory, registry_inputs
-from .learned import LabelBaseline, advice, untrained_reason
+from .learned import advice, dense_verdict
 from .methods import RULES, resolve
 from .pruning import target_count, trim_to_count
 from .records import RunRecords, RunStore, criterion_report
@@ -31,10 +30,10 @@ from .results import RunDirectory, layer_table_text, run_path, summary_table, ti
 from .runtime import (TICKET_ROUND, WARMUP_ROUND, resolve_device, round_seed,  # noqa: F401
                       seed_everything)
 from .schedules import LRSchedule
-from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,
-                       InformationFlowCriterion, LossRecovery, MaskStability, StoppingCriterion)
+from .round_criteria import flow_monitor, round_criteria
+from .stopping import FixedEpochs
 from .training import (CheckRecord, epochs_to_iterations, evaluate, iterations_per_epoch,
-                       make_optimizer, train_round)
+                       make_optimizer, rewind_iteration, train_round)
 
 
 @dataclass
@@ -158,7 +157,8 @@ class IMPExperiment:
         layers = [name for name, _ in monitored_layers(model, probe_x[:1])]
         skipped = skipped_rows(model, cfg.prune.include or (), cfg.prune.exclude or ())
         masks = self._initial_masks(model, resume)
-        monitor = self._monitor(model, masks, probe_x, probe_y)  # checked before any training
+        monitor = flow_monitor(self.criterion_name, model, masks, probe_x, probe_y,
+                               cfg.prune.flow_stat)  # checked before any training
         if resume is None:
             warmup, rewind_state, dense_state = self._warm_up(model, masks, data, trial, seed,
                                                               len(probe_y))
@@ -170,7 +170,8 @@ class IMPExperiment:
             model.load_state_dict(dense_state)
         t0 = time.perf_counter()  # references: the trained dense network, whatever the rewind
         reference_acts = layer_activations(model, layers, probe_x)
-        criteria = self._criteria(monitor, model, warmup)
+        criteria = round_criteria(self.criterion_name, monitor, model, self.rule, self.epsilon,
+                                  warmup, cfg.prune.stop_on_recovery)
         warmup["reference_time"] = time.perf_counter() - t0
         if resume is not None:
             model.load_state_dict(resume["model"])
@@ -251,7 +252,7 @@ class IMPExperiment:
                   f"test {_pct(test_acc)}")
         self.records.finished.append(trial)
         if self.store:
-            self.run_dir.save_torch(f"ticket_trial{trial}.pt", model.state_dict())
+            self.store.save_model(model, ticket_masks, trial, None)
             self.store.save_progress(self.records, None)
         return model
 
@@ -274,8 +275,7 @@ class IMPExperiment:
             self.records.finished.append(trial)
         if not self.store:
             return
-        if last:
-            self.run_dir.save_torch(f"model_trial{trial}.pt", model.state_dict())
+        self.store.save_model(model, masks, trial, k)
         state = None
         if not last or ticket_pending:
             state = {"index": trial, "seed": seed, "round": k, "model": model.state_dict(),
@@ -306,34 +306,25 @@ class IMPExperiment:
                              str(self.run_dir.path) if self.run_dir else None, data.train)
 
     def _check_learned(self, trial: int, data: TrialInputs, state: Optional[Dict[str, Any]]) -> None:
-        """Stop with one line when the trained dense network is still at chance (issue 15):
-        after the warm-up, or after round 0 when there is none. ``state`` is what a resume
-        needs; it is saved first, so --allow_untrained continues from here."""
+        """Stop with one line when the trained dense network is still at chance: after the
+        warm-up, or after round 0 when there is none. ``state`` (what a resume needs) is saved
+        first, so --allow_untrained continues from there."""
         cfg = self.cfg
         warm = next(w for w in self.records.trials if w["trial"] == trial)
-        if cfg.train.warmup > 0:
-            val, val_loss, loss = (warm["warmup_val_acc"], warm.get("warmup_val_loss"),
-                                   warm["warmup_train_loss"])
-            what = f"after its {cfg.train.warmup:g}-epoch warm-up"
-        else:
-            row = next(r for r in self.rounds if r["trial"] == trial and r["round"] == 0)
-            val, val_loss, loss = row["val_acc"], row.get("val_loss"), row.get("train_loss")
-            what = "after round 0 (no warm-up)"
-        reason = untrained_reason(LabelBaseline.of(data.val), val, val_loss, loss)
-        if reason is None:
+        round0 = next((r for r in self.rounds if r["trial"] == trial and r["round"] == 0), None)
+        note = dense_verdict(warm, round0, cfg.train.warmup, data.val)
+        if note is None:
             return
-        warm["untrained"] = f"the dense network did not learn {what}: {reason}"
+        warm["untrained"] = note
         if cfg.experiment.allow_untrained:
-            self._say(f"WARNING: trial {trial}: {warm['untrained']}; continuing (--allow_untrained)")
+            self._say(f"WARNING: trial {trial}: {note}; continuing (--allow_untrained)")
             return
-        kept = ""
-        if self.store:  # round 0's progress is saved already
-            if state is not None:
-                self.store.save_progress(self.records, state)
-            kept = "; its training is saved, so adding --allow_untrained continues from there"
-        raise Untrained(f"trial {trial}: {warm['untrained']}; the search would prune noise. "
-                        + advice(cfg.model.arch, cfg.train.lr, cfg.train.momentum,
-                                 cfg.train.warmup) + kept)
+        if self.store and state is not None:  # (round 0's progress is saved already)
+            self.store.save_progress(self.records, state)
+        raise Untrained(f"trial {trial}: {note}; the search would prune noise. "
+                        + advice(cfg.model.arch, cfg.train.lr, cfg.train.momentum, cfg.train.warmup)
+                        + ("; its training is saved, so adding --allow_untrained continues from "
+                           "there" if self.store else ""))
 
     def _registry_inputs(self, trial: int, seed: int) -> TrialInputs:
         """The model and dataset named in the config, split by the trial's seed."""
@@ -344,16 +335,9 @@ class IMPExperiment:
         """Train the dense network for --net_warmup epochs, saving the rewind point on the way
         (--rewind_to). Returns (the trial's warm-up record, rewind state, trained dense state)."""
         cfg = self.cfg
-        point = parse_point(cfg.train.rewind_to, "--rewind_to", ("warmup", "init"))
         per_epoch = iterations_per_epoch(train_batches(data.train, cfg.data.batch_size,
                                                        torch.Generator()))
-        total = epochs_to_iterations(cfg.train.warmup, per_epoch)
-        at = {"warmup": total, "init": 0}.get(point) if isinstance(point, str) else \
-            int(point[0]) if point[1] == "it" else epochs_to_iterations(point[0], per_epoch)
-        if at > total:
-            raise UsageError(f"--rewind_to {cfg.train.rewind_to} is iteration {at}, after the "
-                             f"warm-up's {total} iterations ({cfg.train.warmup} epochs of "
-                             f"{per_epoch}); rewind inside the warm-up or raise --net_warmup")
+        at, total = rewind_iteration(cfg.train.rewind_to, cfg.train.warmup, per_epoch)
         snapshot: Dict[str, Any] = {}
 
         def keep(iteration: int) -> None:
@@ -419,33 +403,6 @@ class IMPExperiment:
                                compute=self.compute)
         finally:
             bar.close()
-
-    def _monitor(self, model, masks: Masks, probe_x, probe_y):
-        """The flow monitor the stopping criterion needs (None for the others); building it
-        checks that the model has the layers it measures."""
-        if self.criterion_name == "information_flow":
-            return InformationFlow(model, probe_x, stat=self.cfg.prune.flow_stat)
-        if self.criterion_name == "gradient_flow":
-            return GradientFlow(model, probe_x, probe_y, names=masks.names())
-        return None
-
-    def _criteria(self, monitor, model, warmup: Dict[str, Any]) -> List[StoppingCriterion]:
-        """The round's stopping criteria; references are the trained dense network (``model``
-        now, and the warm-up's validation accuracy and loss)."""
-        crits: List[StoppingCriterion] = []
-        if isinstance(monitor, InformationFlow):
-            crits.append(InformationFlowCriterion(monitor, monitor.measure(model), self.epsilon))
-        elif isinstance(monitor, GradientFlow):
-            crits.append(GradientFlowCriterion(monitor, monitor.measure(model), self.epsilon))
-        elif self.criterion_name == "mask_stability":
-            crits.append(MaskStability(self.rule, self.epsilon))
-        elif self.criterion_name == "loss_recovery":
-            crits.append(LossRecovery(warmup["warmup_val_loss"], self.epsilon))
-        else:
-            crits.append(FixedEpochs())
-        if self.cfg.prune.stop_on_recovery:
-            crits.append(AccuracyRecovery(warmup["warmup_val_acc"]))
-        return crits
 
 
 def _pct(value: Optional[float]) -> str:

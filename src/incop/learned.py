@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -65,6 +65,21 @@ def untrained_reason(baseline: LabelBaseline, val_acc: float, val_loss: Optional
     if loss_flat and above <= 2 * baseline.margin:
         return numbers
     return None
+
+
+def dense_verdict(warmup: Dict[str, Any], round0: Optional[Dict[str, Any]], warmup_epochs: float,
+                  val: DataSource) -> Optional[str]:
+    """The note for a dense network that did not learn (None when it did), judged on the
+    trial's warm-up record, or on round 0's when there was no warm-up."""
+    if warmup_epochs > 0:
+        numbers = (warmup["warmup_val_acc"], warmup.get("warmup_val_loss"),
+                   warmup["warmup_train_loss"])
+        what = f"after its {warmup_epochs:g}-epoch warm-up"
+    else:
+        numbers = (round0["val_acc"], round0.get("val_loss"), round0.get("train_loss"))
+        what = "after round 0 (no warm-up)"
+    reason = untrained_reason(LabelBaseline.of(val), *numbers)
+    return None if reason is None else f"the dense network did not learn {what}: {reason}"
 
 
 def advice(arch: str, lr: float, momentum: float, warmup: float) -> str:

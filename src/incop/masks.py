@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .errors import UsageError
+from .sparse_io import pack_masks, read_masks
 
 PRUNABLE_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
 # nn.MultiheadAttention keeps its Q/K/V projections as raw Parameters, not Linear modules.
@@ -203,12 +204,14 @@ class Masks:
         return cls({n: m.float() for n, m in state.items()})
 
     def save(self, path) -> None:
-        """Save as a state dict of bool tensors (``torch.load`` reads it back)."""
-        torch.save(self.state_dict(), path)
+        """Save packed, one bit per weight (:func:`incop.sparse_io.pack_masks`)."""
+        torch.save(pack_masks(self.state_dict()), path)
 
     @classmethod
     def load(cls, path) -> "Masks":
-        return cls.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        """Read a file of :meth:`save`, or the bool state dict earlier releases wrote."""
+        return cls.from_state_dict(read_masks(torch.load(path, map_location="cpu",
+                                                         weights_only=True)))
 
     def clone(self) -> "Masks":
         return Masks({n: m.clone() for n, m in self._masks.items()})

@@ -178,6 +178,30 @@ def similarity_figure(run: RunData) -> Optional[Figure]:
     return fig
 
 
+def speedup_figure(rows: Sequence[Dict[str, object]]) -> Figure:
+    """Whole-model inference speed-up (dense time / sparse time) against remaining weights, one
+    line per batch size and thread count; 1x (no gain) drawn as a reference."""
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    cases = sorted({(int(r["batch"]), int(r["threads"])) for r in rows})
+    markers = "osD^vP*X"
+    for i, (batch, threads) in enumerate(cases):
+        pts = sorted((float(r["remaining_pct"]), float(r["speedup"])) for r in rows
+                     if r["batch"] == batch and r["threads"] == threads)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)],
+                color=COLORS[i % len(COLORS)], label=f"batch {batch}, {threads} thread(s)")
+    ax.axhline(1.0, color="black", lw=0.8, ls="--", label="dense speed")
+    ax.set_xscale("log")
+    _percent_log_axis(ax.xaxis)
+    lows = [float(r["remaining_pct"]) for r in rows]
+    if lows:
+        ax.set_xlim(max(lows) * 1.15, min(lows) / 1.15)  # sparser to the right
+    _style(ax, "Inference speed-up of the sparse model", "remaining weights (%)",
+           "dense time / sparse time")
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
 def save_figure(fig: Figure, path: Path) -> None:
     FigureCanvasAgg(fig)  # attach a headless canvas
     atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=150))

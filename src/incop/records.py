@@ -12,6 +12,8 @@ from .config import RunConfig, checked_config, comparable, read_checked_config
 from .errors import UsageError
 from .masks import Masks
 from .results import RunDirectory, summary_rows
+from .run_files import masks_name, model_name
+from .sparse_io import pack_masks, sparse_state_dict
 
 PROGRESS_FILE = "progress.pt"
 PREVIOUS_PROGRESS_FILE = "progress.prev.pt"
@@ -128,8 +130,13 @@ class RunStore:
                    state: Optional[Dict[str, Any]]) -> None:
         """The round's masks, then the progress file (the previous one kept beside it, so a
         damaged file costs at most one round), then the views."""
-        self.run_dir.save_torch(f"masks/trial{trial}_round{k}.pt", masks.state_dict())
+        self.run_dir.save_torch(masks_name(trial, k), pack_masks(masks.state_dict()))
         self.save_progress(records, state)
+
+    def save_model(self, model, masks: Masks, trial: int, k: Optional[int]) -> None:
+        """A round's trained network (``k`` None: the ticket), compact."""
+        self.run_dir.save_torch(model_name(trial, k, ticket=k is None),
+                                sparse_state_dict(model.state_dict(), masks.state_dict()))
 
     def save_progress(self, records: RunRecords, state: Optional[Dict[str, Any]]) -> None:
         self.run_dir.save_torch(PROGRESS_FILE, {

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Sequence
 from .plots import save_run_figures
 from .results import atomic_write_text, format_table, mean_std, to_csv
 from .rundata import RunData
+from .speed_run import final_speedup
 
 
 def run_summary(run: RunData) -> Dict[str, Any]:
@@ -34,6 +35,8 @@ def run_summary(run: RunData) -> Dict[str, Any]:
             ("ticket_test_acc", [t["test_acc"] for t in run.tickets]),
             ("ticket_epochs", [t["epochs"] for t in run.tickets])):
         row[f"{name}_mean"], row[f"{name}_std"] = mean_std(values)
+    # `incop speed` measured: the final round's inference speed-up (batch 64, one thread)
+    row["speedup_b64_1t"] = final_speedup(run.path)
     row["path"] = str(run.path)
     return row
 
@@ -47,6 +50,15 @@ def _pm(row: Dict[str, Any], key: str, digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+def _speedup(row: Dict[str, Any]) -> str:
+    x = row.get("speedup_b64_1t")
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def _has_speed(rows: Sequence[Dict[str, Any]]) -> bool:
+    return any(r.get("speedup_b64_1t") is not None for r in rows)
+
+
 def _has_tickets(rows: Sequence[Dict[str, Any]]) -> bool:
     return any(not math.isnan(r["ticket_test_acc_mean"]) for r in rows)
 
@@ -57,6 +69,9 @@ def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
     tickets = _has_tickets(rows)
     if tickets:
         headers += ["ticket test acc %", "ticket epochs"]
+    speed = _has_speed(rows)
+    if speed:
+        headers += ["speed-up (batch 64, 1 thread)"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in rows:
         cells = [r["run"], r["arch"], r["dataset"], f"{r['p']:g}", f"{r['q']:g}", str(r["trials"]),
@@ -64,18 +79,21 @@ def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
                  _pm(r, "total_epochs", 2), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
         if tickets:
             cells += [_pm(r, "ticket_test_acc"), _pm(r, "ticket_epochs", 1)]
+        if speed:
+            cells.append(_speedup(r))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def report_text(rows: Sequence[Dict[str, Any]]) -> str:
-    tickets = _has_tickets(rows)
+    tickets, speed = _has_tickets(rows), _has_speed(rows)
     headers = ["run", "remaining %", "val acc %", "test acc %", "epochs", "wall s", "flow s"]
     return format_table(
-        headers + (["ticket test %"] if tickets else []),
+        headers + (["ticket test %"] if tickets else []) + (["speed-up b64"] if speed else []),
         [[r["run"], _pm(r, "remaining_pct"), _pm(r, "val_acc"), _pm(r, "test_acc"),
           _pm(r, "total_epochs", 2), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
-         + ([_pm(r, "ticket_test_acc")] if tickets else []) for r in rows], left=(0,))
+         + ([_pm(r, "ticket_test_acc")] if tickets else []) + ([_speedup(r)] if speed else [])
+         for r in rows], left=(0,))
 
 
 def write_report(runs: Sequence[RunData], out_dir: Path) -> List[Dict[str, Any]]:

@@ -17,7 +17,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .compute import FP32, Compute
+from .config import parse_point
 from .data import Batch, DataSource, eval_batches
+from .errors import UsageError
 from .masks import Masks
 from .schedules import LRSchedule
 from .stopping import StoppingCriterion
@@ -163,6 +165,19 @@ CheckCallback = Callable[[CheckRecord], None]
 def epochs_to_iterations(epochs: float, per_epoch: int) -> int:
     """A number of epochs as whole iterations, rounded half up (1.5 x 21 = 31.5 -> 32)."""
     return int(math.floor(epochs * per_epoch + 0.5))
+
+
+def rewind_iteration(rewind_to: str, warmup: float, per_epoch: int) -> Tuple[int, int]:
+    """(the warm-up iteration --rewind_to names, the warm-up's iterations)."""
+    point = parse_point(rewind_to, "--rewind_to", ("warmup", "init"))
+    total = epochs_to_iterations(warmup, per_epoch)
+    at = {"warmup": total, "init": 0}.get(point) if isinstance(point, str) else \
+        int(point[0]) if point[1] == "it" else epochs_to_iterations(point[0], per_epoch)
+    if at > total:
+        raise UsageError(f"--rewind_to {rewind_to} is iteration {at}, after the warm-up's "
+                         f"{total} iterations ({warmup} epochs of {per_epoch}); rewind inside "
+                         f"the warm-up or raise --net_warmup")
+    return at, total
 
 
 def check_interval(check_every: Optional[Tuple[float, str]], per_epoch: int) -> int:

@@ -1,0 +1,62 @@
+"""Where a run directory keeps its networks, and how to read them back whatever release wrote
+them. Since 0.2: ``masks/trial{t}_round{k}.pt`` (packed bits) and ``models/trial{t}_round{k}.pt``
+/ ``models/trial{t}_ticket.pt`` (sparse: surviving values plus packed mask). Earlier runs: bool
+masks and dense ``model_trial{t}.pt`` / ``ticket_trial{t}.pt`` for the final round only."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from .errors import UsageError
+from .sparse_io import dense_state_dict, read_masks
+
+
+def masks_name(trial: int, k: int) -> str:
+    return f"masks/trial{trial}_round{k}.pt"
+
+
+def model_name(trial: int, k: Optional[int], ticket: bool = False) -> str:
+    return f"models/trial{trial}_ticket.pt" if ticket else f"models/trial{trial}_round{k}.pt"
+
+
+def saved_rounds(run: Path, trial: int) -> List[int]:
+    """The rounds of ``trial`` whose masks are saved, in order."""
+    found = (re.fullmatch(rf"trial{trial}_round(\d+)\.pt", p.name) for p in (run / "masks").glob("*.pt"))
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def _load(path: Path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def round_masks(run: Path, trial: int, k: int) -> Dict[str, torch.Tensor]:
+    path = run / masks_name(trial, k)
+    if not path.is_file():
+        raise UsageError(f"{run}: no masks for trial {trial} round {k} (saved rounds: "
+                         f"{saved_rounds(run, trial) or 'none'})")
+    return read_masks(_load(path))
+
+
+def model_state(run: Path, trial: int, k: Optional[int] = None,
+                ticket: bool = False) -> Dict[str, torch.Tensor]:
+    """The dense state dict of trial ``trial`` after round ``k`` (default: its last saved
+    round), or of its ticket."""
+    rounds = saved_rounds(run, trial)
+    if ticket:
+        candidates = [run / model_name(trial, None, True), run / f"ticket_trial{trial}.pt"]
+        what = f"trial {trial}'s ticket (run with --ticket_epochs)"
+    else:
+        k = rounds[-1] if k is None and rounds else k
+        candidates = [run / model_name(trial, k)]
+        if rounds and k == rounds[-1]:  # earlier releases kept the final round only
+            candidates.append(run / f"model_trial{trial}.pt")
+        what = f"trial {trial} round {k}"
+    for path in candidates:
+        if path.is_file():
+            return dense_state_dict(_load(path))
+    raise UsageError(f"{run}: no saved weights for {what}; saved rounds: {rounds or 'none'}"
+                     + (" (runs before incop 0.2 kept only the final round's weights)"
+                        if not ticket and rounds else ""))

@@ -1,0 +1,102 @@
+"""``incop speed RUN_DIR``: :mod:`incop.speed`'s measurements for every saved round of a run, at
+several batch sizes and thread counts, written as speed.json, speed.csv (whole model),
+speed_layers.csv (per layer) and figures/speedup.png."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .compute import available_cores
+from .errors import UsageError
+from .export import run_model
+from .results import format_table
+from .run_files import model_state, round_masks, saved_rounds
+from .speed import BATCHES, measure
+
+WHOLE_COLUMNS = ["round", "remaining_pct", "batch", "threads", "dense_us", "sparse_us", "speedup",
+                 "sparse_layers", "max_abs_diff"]
+LAYER_COLUMNS = ["round", "batch", "threads", "layer", "kind", "density_pct", "dense_us", "csr_us",
+                 "ran"]
+
+
+def speed_run(run: Path, trial: int = 0, batches: Sequence[int] = BATCHES,
+              threads: Optional[Sequence[int]] = None, repeats: int = 20, warmup: int = 3,
+              progress: bool = True, echo: Callable[[str], None] = print) -> List[Dict[str, object]]:
+    """Measure every saved round of ``trial``; returns the whole-model rows."""
+    run = Path(run)
+    rounds = saved_rounds(run, trial)
+    if not rounds:
+        raise UsageError(f"{run}: trial {trial} has no saved round to time")
+    cores = available_cores()
+    threads = sorted(set(threads or (1, cores)))
+    if max(threads) > cores:
+        raise UsageError(f"--threads {max(threads)}: this process may use {cores} core(s)")
+    model, shape = run_model(run)
+    before = torch.get_num_threads()
+    whole, layers = [], []
+    jobs = [(k, b, t) for k in rounds for b in batches for t in threads]
+    try:
+        for k, b, t in tqdm(jobs, desc="timing", disable=not progress, unit="case"):
+            masks = round_masks(run, trial, k)
+            _load_weights(model, run, trial, k, masks)
+            torch.set_num_threads(t)
+            m = measure(model, masks, shape, b, repeats, warmup)
+            remaining = 100.0 * sum(int(x.sum()) for x in masks.values()) / \
+                sum(x.numel() for x in masks.values())
+            whole.append({"round": k, "remaining_pct": remaining, "threads": t,
+                          **{c: m[c] for c in WHOLE_COLUMNS if c in m}})
+            layers += [{"round": k, "batch": b, "threads": t, **row} for row in m["layers"]]
+    finally:
+        torch.set_num_threads(before)
+    _write(run, whole, layers, {"trial": trial, "repeats": repeats, "warmup": warmup,
+                                "cores": cores, "torch": torch.__version__})
+    echo(speed_text(whole))
+    return whole
+
+
+def _load_weights(model, run: Path, trial: int, k: int, masks: Dict[str, torch.Tensor]) -> None:
+    """The round's trained weights when the run kept them; otherwise the rebuilt model's own,
+    masked (timings depend on the sparsity pattern, not on the values)."""
+    try:
+        model.load_state_dict(model_state(run, trial, k))
+    except UsageError:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in masks:
+                    p.mul_(masks[name].to(p.dtype))
+
+
+def speed_text(rows: Sequence[Dict[str, object]]) -> str:
+    """The whole-model table, slowdowns marked as such."""
+    headers = ["round", "remaining %", "batch", "threads", "dense us", "sparse us", "speed-up",
+               "csr layers"]
+    body = [[str(r["round"]), f"{r['remaining_pct']:.2f}", str(r["batch"]), str(r["threads"]),
+             f"{r['dense_us']:.1f}", f"{r['sparse_us']:.1f}",
+             f"{r['speedup']:.2f}x" + ("" if r["speedup"] >= 1 else " (slower)"),
+             str(r["sparse_layers"])] for r in rows]
+    return format_table(headers, body)
+
+
+def _write(run: Path, whole, layers, meta) -> None:
+    from .plots import save_figure, speedup_figure
+    from .results import RunDirectory
+
+    out = RunDirectory(run)
+    out.write_json("speed.json", {**meta, "whole": whole, "layers": layers})
+    out.write_csv("speed.csv", [{c: r.get(c) for c in WHOLE_COLUMNS} for r in whole])
+    out.write_csv("speed_layers.csv", [{c: r.get(c) for c in LAYER_COLUMNS} for r in layers])
+    save_figure(speedup_figure(whole), run / "figures" / "speedup.png")
+
+
+def final_speedup(run: Path, batch: int = 64, threads: int = 1) -> Optional[float]:
+    """The last round's whole-model speed-up at ``batch`` and ``threads``, if measured."""
+    path = Path(run) / "speed.json"
+    if not path.is_file():
+        return None
+    rows = [r for r in json.loads(path.read_text())["whole"]
+            if r["batch"] == batch and r["threads"] == threads]
+    return max(rows, key=lambda r: r["round"])["speedup"] if rows else None
