@@ -150,3 +150,16 @@ def test_speed_command_writes_a_complete_table(cli, small_run):
     assert code == 0 and "speed-up b64" in out
     final = [r for r in speed["whole"] if r["round"] == 2 and r["batch"] == 64][0]["speedup"]
     assert f"{final:.2f}x" in out
+
+
+def test_sparse_payoff_sizes_quick_mode():
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "sparse_payoff.py"
+    out = subprocess.run([sys.executable, str(script), "sizes", "--quick"], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = next(line.split() for line in out.stdout.splitlines() if line.startswith("lenet300            5"))
+    dense_mb, sparse_mb = float(row[2]), float(row[3])
+    assert sparse_mb * 8 <= dense_mb  # the bound at 5% remaining

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .config import RunConfig
+from .config_files import read_config_file
 from .errors import UsageError
 
 PROG = "incop"
@@ -32,8 +33,10 @@ def _flag_type(f: dataclasses.Field):
     return str
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, multi: bool = False) -> None:
-    """One flag per config field; with ``multi`` each takes one or more values (a sweep axis)."""
+def _add_config_flags(parser: argparse.ArgumentParser, multi: bool = False,
+                      suppress: bool = False) -> None:
+    """One flag per config field; with ``multi`` each takes one or more values (a sweep axis).
+    ``suppress``: no defaults, so the namespace holds only what the command line gave."""
     defaults = RunConfig()
     for section in RunConfig.SECTIONS:
         group = parser.add_argument_group(section)
@@ -43,18 +46,24 @@ def _add_config_flags(parser: argparse.ArgumentParser, multi: bool = False) -> N
                 continue
             help_text = f.metadata["help"] + ("" if default is None else f" (default: {default})")
             kind = _flag_type(f)
+            unset = {"default": argparse.SUPPRESS} if suppress else {}
             if f.metadata.get("nargs"):  # a list of values, also in a sweep (never an axis)
                 group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", nargs="+",
-                                   type=kind, metavar=kind.__name__.upper(), help=help_text)
+                                   type=kind, metavar=kind.__name__.upper(), help=help_text,
+                                   **unset)
             elif kind is None:
                 group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", action="store_true",
-                                   help=f.metadata["help"])
+                                   help=f.metadata["help"], **unset)
             else:
                 group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", type=kind,
-                                   default=[default] if multi else default,
+                                   default=argparse.SUPPRESS if suppress else
+                                   [default] if multi else default,
                                    nargs="+" if multi else None,
                                    metavar=kind.__name__.upper(), help=help_text)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--config", metavar="FILE", help="settings from a TOML, JSON or YAML "
+                        "file (flag names, or config.json's sections; a run's config.json "
+                        "repeats it); flags on the command line override it")
 
 
 def _field_of(dest: str) -> dataclasses.Field:
@@ -71,6 +80,45 @@ def _is_list_flag(dest: str) -> bool:
     return bool(_field_of(dest).metadata.get("nargs"))
 
 
+def apply_config_file(ns: argparse.Namespace, settings, given, sweep: bool) -> None:
+    """Set what the file says on ``ns``, except what the command line gave (``given``). In a
+    sweep a list is an axis; in a run it is an error (except for list flags)."""
+    for key, value in settings.items():
+        if key in given:
+            continue
+        if _field_of(key).metadata["flag"] is None:  # set by prune_model, not a flag
+            if value is not None:
+                raise UsageError(f"--config: {key} belongs to a run of the Python API with its "
+                                 f"own model or data; repeat it with incop.prune_model")
+            continue
+        flag, kind = _flag_of(key), _flag_type(_field_of(key))
+        if _is_list_flag(key):
+            value = None if value is None else \
+                [_coerce(flag, kind, v) for v in (value if isinstance(value, list) else [value])]
+        elif isinstance(value, list):
+            if not sweep:
+                raise UsageError(f"--config: {flag} takes one value in a run, not {value} (a "
+                                 f"list is a sweep axis: use incop sweep)")
+            value = [_coerce(flag, kind, v) for v in value]
+        else:
+            value = [_coerce(flag, kind, value)] if sweep else _coerce(flag, kind, value)
+        setattr(ns, key, value)
+
+
+def _coerce(flag: str, kind, value):
+    """A file's value as the flag's type (TOML and YAML are typed; JSON numbers may be ints)."""
+    if value is None:
+        return None
+    if kind is None:
+        if not isinstance(value, bool):
+            raise UsageError(f"--config: {flag} is true or false, not {value!r}")
+        return value
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"--config: {flag} expects a {kind.__name__}, not {value!r}") from None
+
+
 def config_from_args(ns: argparse.Namespace) -> RunConfig:
     sections = {s: {} for s in RunConfig.SECTIONS}
     for key, value in vars(ns).items():
@@ -82,7 +130,7 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
     return RunConfig.from_dict(sections).validate()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Iterative magnitude pruning with InCoP stopping "
                      "(lth, sap, ciap/incop-if, giap/incop-gf).")
     from . import __version__
@@ -92,14 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an IMP search (the seed's prune.py flags)",
                          description="Run an iterative-magnitude-pruning search. Flags accept "
                          "--flag=value and --flag value.")
-    _add_config_flags(run)
+    _add_config_flags(run, suppress=suppress)
+    run.add_argument("--print_config", action="store_true", help="print the effective "
+                     "configuration (JSON, with the per-method defaults resolved) and exit")
     sub.add_parser("list", help="list architectures, datasets and methods")
     sweep = sub.add_parser("sweep", help="run a grid of configurations, then report",
                            description="Every flag of 'incop run' takes one or more values; the "
                            "sweep runs every combination (methods x (p, q) pairs x any other "
                            "flag), skips finished runs, resumes started ones, and ends with "
                            "'incop report' over all of them in <output_dir>/report.")
-    _add_config_flags(sweep, multi=True)
+    _add_config_flags(sweep, multi=True, suppress=suppress)
     sweep.add_argument("--pq", nargs="+", metavar="P,Q", type=_pq_pair,
                        help="(p, q) pairs, e.g. --pq 1,2 0.5,1 (overrides --prune_p/--prune_q; "
                        "lth runs once)")
@@ -184,8 +234,12 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     from .imp import IMPExperiment, run_directory
 
     from .compute import load_warning, set_threads
+    from .config_files import printable_config, resolved_defaults
 
     cfg = config_from_args(ns)
+    if ns.print_config:
+        print(printable_config(cfg, resolved_defaults(cfg)))
+        return 0
     set_threads(cfg.experiment.threads)
     warning = load_warning()
     if warning:
@@ -287,6 +341,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.insert(0, "run")  # the seed typed prune.py flags with no sub-command
     try:
         ns = build_parser().parse_args(args)
+        if getattr(ns, "config", None):
+            given = vars(build_parser(suppress=True).parse_args(args))
+            apply_config_file(ns, read_config_file(ns.config), given, ns.command == "sweep")
         if ns.command == "run":
             return _cmd_run(ns)
         if ns.command == "list":
