@@ -118,7 +118,11 @@ def test_sweep_grid_skip_and_report(cli, tmp_path, monkeypatch):
     assert out.count("done:") == 3
     with open(tmp_path / "report" / "report.csv") as f:
         rows = list(csv.DictReader(f))
-    assert sorted((r["method"], r["p"]) for r in rows) == [("lth", "1.0"), ("sap", "0.5"), ("sap", "1.0")]
+    # lth's rule has no p or q: its row shows none
+    assert sorted((r["method"], r["p"]) for r in rows) == [("lth", ""), ("sap", "0.5"), ("sap", "1.0")]
+    lth_row = next(line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
+                   if line.startswith("| lth/"))
+    assert [c.strip() for c in lth_row.split("|")[4:6]] == ["-", "-"]  # p and q
     calls = []
     monkeypatch.setattr(training, "train_steps", lambda *a, **k: calls.append(1))
     code, out, _ = cli(*args)
@@ -164,3 +168,18 @@ def test_compare_methods_benchmark_script_runs(tmp_path):
     sap = next(r for r in summary["rows"] if r["method"] == "sap (1, 2)")["per_seed"][0]
     assert sap["epochs"] == 2 * 2  # 2 rounds of the smoke size's 2 epochs, fixed
     assert (tmp_path / "figures" / "lenet300_rounds.png").exists()
+
+
+def test_report_shows_what_was_swept(cli, tmp_path):
+    base = ["sweep", "--prune_method", "sap", "--net_lr", "0.01", "0.03", "--net_train_epochs",
+            "1", "--net_warmup", "1", "--exper_imp_total_iter", "2", "--output_dir", str(tmp_path),
+            "--quiet"]
+    code, out, err = cli(*base)
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if line.startswith("run "))
+    assert header.split()[:2] == ["run", "net_lr"]  # the swept flag, not only a hash
+    assert sorted(line.split()[1] for line in out.splitlines() if line.startswith("sap/")) == ["0.01", "0.03"]
+    with open(tmp_path / "report" / "report.csv") as f:
+        assert sorted(r["net_lr"] for r in csv.DictReader(f)) == ["0.01", "0.03"]
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| net_lr |" in md and "net_warmup" not in md  # only what differs

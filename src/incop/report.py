@@ -1,6 +1,7 @@
 """The side-by-side comparison written by ``incop report``."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
@@ -16,11 +17,14 @@ def run_summary(run: RunData) -> Dict[str, Any]:
     trials = [rs for rs in run.by_trial().values() if rs]
     finals = [rs[-1] for rs in trials]
     cost = lambda rs, keys: sum(r[k] for r in rs for k in keys)
+    uses_pq = _uses_pq(run.config)
     row: Dict[str, Any] = {"run": run.label + ("" if run.complete else " (incomplete)"),
                            "method": run.method,
                            "arch": run.config["model"]["arch"],
                            "dataset": run.config["data"]["dataset"],
-                           "p": run.config["prune"]["p"], "q": run.config["prune"]["q"],
+                           "p": run.config["prune"]["p"] if uses_pq else None,
+                           "q": run.config["prune"]["q"] if uses_pq else None,
+                           "settings": _settings(run.config),
                            "trials": len(trials), "rounds": max((len(rs) for rs in trials), default=0)}
     for name, values in (
             ("remaining_pct", [f["remaining_pct"] for f in finals]),
@@ -39,6 +43,59 @@ def run_summary(run: RunData) -> Dict[str, Any]:
     row["speedup_b64_1t"] = final_speedup(run.path)
     row["path"] = str(run.path)
     return row
+
+
+# Shown already (arch, dataset, p, q, method in the run label) or not about results
+NOT_SETTINGS = {"model.arch", "data.dataset", "prune.p", "prune.q", "prune.method",
+                "data.fingerprint", "model.fingerprint"}
+
+
+def _uses_pq(config: Dict[str, Any]) -> bool:
+    """Whether the run's pruning rule reads p and q (SAP); lth's rows show none."""
+    from .config import PruneConfig
+    from .methods import resolve
+
+    known = PruneConfig.__dataclass_fields__
+    return resolve(PruneConfig(**{k: v for k, v in config["prune"].items() if k in known}))[0] == "sap"
+
+
+def _settings(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The run's settings by flag name, without where it was written."""
+    import dataclasses
+
+    from .config import WHERE_NOT_WHAT, RunConfig
+
+    out = {}
+    for section in RunConfig.SECTIONS:
+        for f in dataclasses.fields(getattr(RunConfig(), section)):
+            key = f"{section}.{f.name}"
+            if key in NOT_SETTINGS or (section == "experiment" and f.name in WHERE_NOT_WHAT):
+                continue
+            out[f.metadata["flag"] or key] = config.get(section, {}).get(f.name, f.default)
+    return out
+
+
+def varying_settings(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """The settings (flag names) whose values differ between the rows: what was swept."""
+    if len(rows) < 2:
+        return []
+    keys = rows[0]["settings"].keys()
+    return [k for k in keys if len({json.dumps(r["settings"].get(k), sort_keys=True)
+                                    for r in rows}) > 1]
+
+
+def _value(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list):
+        return " ".join(_value(x) for x in v)
+    return str(v)
+
+
+def _pq(v: Any) -> str:
+    return "-" if v is None else f"{v:g}"
 
 
 def _pm(row: Dict[str, Any], key: str, digits: int = 2) -> str:
@@ -64,7 +121,8 @@ def _has_tickets(rows: Sequence[Dict[str, Any]]) -> bool:
 
 
 def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
-    headers = ["run", "arch", "dataset", "p", "q", "trials", "remaining %", "val acc %",
+    swept = varying_settings(rows)
+    headers = ["run", "arch", "dataset", "p", "q", *swept, "trials", "remaining %", "val acc %",
                "test acc %", "search epochs", "wall time s", "flow time s"]
     tickets = _has_tickets(rows)
     if tickets:
@@ -74,7 +132,8 @@ def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
         headers += ["speed-up (batch 64, 1 thread)"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in rows:
-        cells = [r["run"], r["arch"], r["dataset"], f"{r['p']:g}", f"{r['q']:g}", str(r["trials"]),
+        cells = [r["run"], r["arch"], r["dataset"], _pq(r["p"]), _pq(r["q"]),
+                 *(_value(r["settings"][k]) for k in swept), str(r["trials"]),
                  _pm(r, "remaining_pct"), _pm(r, "val_acc"), _pm(r, "test_acc"),
                  _pm(r, "total_epochs", 2), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
         if tickets:
@@ -86,11 +145,12 @@ def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
 
 
 def report_text(rows: Sequence[Dict[str, Any]]) -> str:
-    tickets, speed = _has_tickets(rows), _has_speed(rows)
-    headers = ["run", "remaining %", "val acc %", "test acc %", "epochs", "wall s", "flow s"]
+    tickets, speed, swept = _has_tickets(rows), _has_speed(rows), varying_settings(rows)
+    headers = ["run", *swept, "remaining %", "val acc %", "test acc %", "epochs", "wall s", "flow s"]
     return format_table(
         headers + (["ticket test %"] if tickets else []) + (["speed-up b64"] if speed else []),
-        [[r["run"], _pm(r, "remaining_pct"), _pm(r, "val_acc"), _pm(r, "test_acc"),
+        [[r["run"], *(_value(r["settings"][k]) for k in swept), _pm(r, "remaining_pct"),
+          _pm(r, "val_acc"), _pm(r, "test_acc"),
           _pm(r, "total_epochs", 2), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
          + ([_pm(r, "ticket_test_acc")] if tickets else []) + ([_speedup(r)] if speed else [])
          for r in rows], left=(0,))
@@ -101,7 +161,10 @@ def write_report(runs: Sequence[RunData], out_dir: Path) -> List[Dict[str, Any]]
     out_dir = Path(out_dir)
     rows = [run_summary(r) for r in runs]
     atomic_write_text(out_dir / "report.md", "# incop report\n\n" + report_markdown(rows))
-    atomic_write_text(out_dir / "report.csv", to_csv(rows))
+    swept = varying_settings(rows)
+    atomic_write_text(out_dir / "report.csv", to_csv(
+        [{**{k: v for k, v in r.items() if k != "settings"},
+          **{k: _value(r["settings"][k]) for k in swept}} for r in rows]))
     save_run_figures(runs, out_dir)
     return rows
 
