@@ -121,7 +121,7 @@ def test_sweep_grid_skip_and_report(cli, tmp_path, monkeypatch):
     # lth's rule has no p or q: its row shows none
     assert sorted((r["method"], r["p"]) for r in rows) == [("lth", ""), ("sap", "0.5"), ("sap", "1.0")]
     lth_row = next(line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
-                   if line.startswith("| lth/"))
+                   if line.startswith("| lth |"))
     assert [c.strip() for c in lth_row.split("|")[4:6]] == ["-", "-"]  # p and q
     calls = []
     monkeypatch.setattr(training, "train_steps", lambda *a, **k: calls.append(1))
