@@ -183,3 +183,16 @@ def test_report_shows_what_was_swept(cli, tmp_path):
         assert sorted(r["net_lr"] for r in csv.DictReader(f)) == ["0.01", "0.03"]
     md = (tmp_path / "report" / "report.md").read_text()
     assert "| net_lr |" in md and "net_warmup" not in md  # only what differs
+
+
+def test_sweep_progress_counts_and_estimates_time_left():
+    from types import SimpleNamespace as R
+
+    from incop.cli import sweep_eta
+
+    done = [R(status="skipped"), R(status="done"), R(status="done")]
+    # 2 runs trained in 600 s: 300 s each, 5 left -> 25 min; 2 workers: 2 running, 3 waiting
+    assert sweep_eta(done, 8, 600.0, 2) == " (2 running, 3 waiting, about 25 min to go)"
+    assert sweep_eta(done[:1], 8, 5.0, 1) == " (1 running, 6 waiting)"  # no pace yet
+    assert sweep_eta(done, 8, 600.0, None) == " (5 left, about 25 min to go)"
+    assert sweep_eta(done, 3, 600.0, 2) == ""

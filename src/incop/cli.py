@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -283,11 +284,13 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
     launcher = LAUNCHERS.get(ns.launcher, "--launcher").from_options(ns)
     configs = expand_grid(values, ns.pq)
     print(f"sweep: {len(configs)} run(s) with the {launcher.name} launcher", flush=True)
-    done = []
+    done, started = [], time.monotonic()
 
     def progress(result) -> None:
         done.append(result)
-        print(f"[{len(done)}/{len(configs)}] {result.status}: {result.path}", flush=True)
+        print(f"[{len(done)}/{len(configs)}] {result.status}: {result.path}"
+              + sweep_eta(done, len(configs), time.monotonic() - started,
+                          ns.workers if ns.launcher == "local" else None), flush=True)
 
     try:
         results = launcher.launch(configs, progress, wait=not ns.no_wait)
@@ -307,6 +310,28 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
         print(report_text(rows))
         print(f"report.md, report.csv and figures in {out}")
     return 1 if failed else 0
+
+
+def sweep_eta(done, total: int, elapsed: float, workers: Optional[int]) -> str:
+    """" (N running, M waiting, about T to go)": the runs that trained so far set the pace
+    (skipped runs cost nothing). ``workers`` None (a cluster): no running/waiting split."""
+    left = total - len(done)
+    if left == 0:
+        return ""
+    worked = sum(1 for r in done if r.status == "done")
+    eta = "" if worked == 0 else f", about {_duration(elapsed / worked * left)} to go"
+    if workers is None:
+        return f" ({left} left{eta})"
+    running = min(max(1, workers), left)
+    return f" ({running} running, {left - running} waiting{eta})"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _cmd_report(ns: argparse.Namespace) -> int:
