@@ -178,7 +178,8 @@ def test_report_shows_what_was_swept(cli, tmp_path):
     assert code == 0, err
     header = next(line for line in out.splitlines() if line.startswith("run "))
     assert header.split()[:2] == ["run", "net_lr"]  # the swept flag, not only a hash
-    assert sorted(line.split()[1] for line in out.splitlines() if line.startswith("sap/")) == ["0.01", "0.03"]
+    assert sorted(line.split("]")[1].split()[0] for line in out.splitlines()
+                  if line.startswith("sap (1, 2) [")) == ["0.01", "0.03"]
     with open(tmp_path / "report" / "report.csv") as f:
         assert sorted(r["net_lr"] for r in csv.DictReader(f)) == ["0.01", "0.03"]
     md = (tmp_path / "report" / "report.md").read_text()

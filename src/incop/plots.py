@@ -31,11 +31,34 @@ def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
 PERCENT_TICKS = [100, 80, 64, 50, 40, 30, 20, 15, 10, 7, 5, 3, 2, 1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01]
 
 
-def _percent_log_axis(axis) -> None:
-    """Log scale labelled in plain percentages (100, 64, 40, ...) instead of powers of ten."""
-    axis.set_major_locator(FixedLocator(PERCENT_TICKS))
+def percent_ticks(lowest: Optional[float] = None) -> List[float]:
+    """PERCENT_TICKS, with the lowest value of the data as a tick of its own (so the axis is
+    labelled down to the final sparsity), and no fixed tick crowding it."""
+    if lowest is None or not lowest > 0:
+        return list(PERCENT_TICKS)
+    low = float(f"{lowest:.2g}")
+    return [t for t in PERCENT_TICKS if t >= low * 1.25 or t < low / 1.25] + [low]
+
+
+def _percent_log_axis(axis, values: Sequence[float] = ()) -> None:
+    """Log scale labelled in plain percentages (100, 64, 40, ...) instead of powers of ten,
+    down to the lowest of ``values``."""
+    positive = [float(v) for v in values if v is not None and float(v) > 0]
+    axis.set_major_locator(FixedLocator(sorted(percent_ticks(min(positive) if positive else None))))
     axis.set_minor_locator(NullLocator())
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+MARKERS = "osD^v<>PX*"
+LINESTYLES = ["-", "--", ":", "-."]
+
+
+def series_style(i: int) -> Dict[str, object]:
+    """Colour, marker and line style of the i-th series: no two of the first 400 alike, and
+    series that coincide stay visible through their different markers."""
+    n = len(COLORS)
+    return {"color": COLORS[i % n], "marker": MARKERS[(i + i // n) % len(MARKERS)],
+            "linestyle": LINESTYLES[(i // (n * len(MARKERS))) % len(LINESTYLES)]}
 
 
 def per_round(run: RunData, key: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,8 +78,9 @@ def _mean_std_by_round(values: Dict[int, List[float]]) -> Tuple[np.ndarray, np.n
     return np.array(ks), mean, std
 
 
-def _band(ax, x, mean, std, color, label, marker="o"):
-    ax.plot(x, mean, color=color, marker=marker, markersize=4, linewidth=1.8, label=label)
+def _band(ax, x, mean, std, color, label, marker="o", linestyle="-"):
+    ax.plot(x, mean, color=color, marker=marker, markersize=4, linewidth=1.8, label=label,
+            linestyle=linestyle)
     if np.any(std > 0):
         ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
 
@@ -67,9 +91,10 @@ def rounds_figure(runs: Sequence[RunData]) -> Figure:
     fig = Figure(figsize=(14, 4.2), layout="constrained")
     axes = fig.subplots(1, 3)
     for i, run in enumerate(runs):
-        color = COLORS[i % len(COLORS)]
+        style = series_style(i)
+        color = style["color"]
         for ax, key in zip(axes, ("test_acc", "epochs", "remaining_pct")):
-            _band(ax, *per_round(run, key), color, run.label)
+            _band(ax, *per_round(run, key), color, run.label, style["marker"], style["linestyle"])
         ticket = [t["test_acc"] for t in run.tickets if t.get("test_acc") is not None]
         if ticket:  # the final mask retrained from the rewind point, beside the last round
             last = max(r["round"] for r in run.rounds)
@@ -85,7 +110,7 @@ def rounds_figure(runs: Sequence[RunData]) -> Figure:
     _style(axes[1], "Search epochs per round", "pruning round", "epochs")
     _style(axes[2], "Remaining weights", "pruning round", "remaining weights (%)")
     axes[2].set_yscale("log")
-    _percent_log_axis(axes[2].yaxis)
+    _percent_log_axis(axes[2].yaxis, [r["remaining_pct"] for run in runs for r in run.rounds])
     axes[1].set_ylim(bottom=0)
     axes[0].legend(fontsize=8, loc="best")
     return fig
@@ -99,12 +124,11 @@ def accuracy_vs_remaining_figure(runs: Sequence[RunData]) -> Figure:
         _, rem, rem_std = per_round(run, "remaining_pct")
         _, acc, acc_std = per_round(run, "test_acc")
         n = min(len(rem), len(acc))
-        ax.errorbar(rem[:n], acc[:n], yerr=acc_std[:n], xerr=rem_std[:n],
-                    color=COLORS[i % len(COLORS)], marker="o", markersize=4, capsize=2,
-                    linewidth=1.5, label=run.label)
+        ax.errorbar(rem[:n], acc[:n], yerr=acc_std[:n], xerr=rem_std[:n], markersize=4,
+                    capsize=2, linewidth=1.5, label=run.label, **series_style(i))
     _style(ax, "Accuracy against remaining weights", "remaining weights (%)", "test accuracy (%)")
     ax.set_xscale("log")
-    _percent_log_axis(ax.xaxis)
+    _percent_log_axis(ax.xaxis, [r["remaining_pct"] for run in runs for r in run.rounds])
     ax.invert_xaxis()
     ax.legend(fontsize=8, loc="best")
     return fig
@@ -134,8 +158,9 @@ def flow_distance_figure(runs: Sequence[RunData]) -> Optional[Figure]:
     flowing = [r for r in runs if any(e.get("distance") is not None for e in r.epochs)]
     if not flowing:
         return None
-    cols = min(len(flowing), 3)
-    rows = (len(flowing) + cols - 1) // cols
+    n = len(flowing)  # at most 3 columns; 4 panels as 2 x 2
+    cols = 2 if n == 4 else min(n, 3)
+    rows = -(-n // cols)
     fig = Figure(figsize=(5.2 * cols, 3.8 * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, run in zip(axes, flowing):
@@ -154,8 +179,8 @@ def flow_distance_figure(runs: Sequence[RunData]) -> Optional[Figure]:
                "distance to stop on")
         ax.xaxis.set_major_locator(MaxNLocator())  # checks fall between whole epochs
         ax.legend(fontsize=8, loc="best")
-    for ax in axes[len(flowing):]:
-        ax.set_visible(False)
+    for ax in axes[len(flowing):]:  # no empty panels
+        fig.delaxes(ax)
     return fig
 
 
@@ -169,13 +194,33 @@ def similarity_figure(run: RunData) -> Optional[Figure]:
         values.setdefault(s["layer"], {}).setdefault(s["round"], []).append(float(s["cosine"]))
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    cmap = [COLORS[i % len(COLORS)] for i in range(len(values))]
-    for color, (layer, by_round) in zip(cmap, values.items()):
-        _band(ax, *_mean_std_by_round(by_round), color, layer)
+    many = len(values) > len(COLORS)  # then a sequential map by depth: no colour repeats
+    colors = _depth_colors(len(values)) if many else COLORS
+    for color, (layer, by_round) in zip(colors, values.items()):
+        _band(ax, *_mean_std_by_round(by_round), color, None if many else layer)
     _style(ax, f"Similarity to the dense reference: {run.label}", "pruning round",
            "cosine similarity of activations")
-    ax.legend(fontsize=7, loc="best", ncol=2 if len(values) > 8 else 1)
+    if many:
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        names = list(values)
+        bar = fig.colorbar(ScalarMappable(Normalize(0, len(names) - 1), DEPTH_CMAP), ax=ax,
+                           label=f"layer, by depth ({len(names)})")
+        bar.set_ticks([0, len(names) - 1], labels=[names[0], names[-1]])
+    else:
+        ax.legend(fontsize=7, loc="best", ncol=2 if len(values) > 8 else 1)
     return fig
+
+
+DEPTH_CMAP = "viridis"
+
+
+def _depth_colors(n: int) -> List[tuple]:
+    from matplotlib import colormaps
+
+    cmap = colormaps[DEPTH_CMAP]
+    return [cmap(i / max(n - 1, 1)) for i in range(n)]
 
 
 def speedup_figure(rows: Sequence[Dict[str, object]]) -> Figure:
