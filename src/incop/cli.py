@@ -238,6 +238,10 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     from .config_files import printable_config, resolved_defaults
 
     cfg = config_from_args(ns)
+    if cfg.experiment.download:
+        from .downloads import download
+
+        download(cfg.data.dataset, cfg.data.data_dir, progress=not ns.quiet)
     if ns.print_config:
         print(printable_config(cfg, resolved_defaults(cfg)))
         return 0
@@ -283,6 +287,11 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
               for k, v in values.items()}
     launcher = LAUNCHERS.get(ns.launcher, "--launcher").from_options(ns)
     configs = expand_grid(values, ns.pq)
+    if any(c.experiment.download for c in configs):  # once here, not in every worker
+        from .downloads import download
+
+        for dataset, data_dir in sorted({(c.data.dataset, c.data.data_dir or "") for c in configs}):
+            download(dataset, data_dir or None, progress=not ns.quiet)
     print(f"sweep: {len(configs)} run(s) with the {launcher.name} launcher", flush=True)
     done, started = [], time.monotonic()
 

@@ -125,6 +125,9 @@ class ExperimentConfig:
                           "performance); recorded in config.json")
     threads: Optional[int] = opt(None, "threads", "CPU compute threads (default: the cores "
                                  "this process may use, shared among concurrent --workers)")
+    download: bool = opt(False, "download", "fetch MNIST, FashionMNIST, CIFAR10 or CIFAR100 into "
+                         "--data_dir (default: ~/.cache/incop/data) from the public mirrors, "
+                         "checked by MD5; nothing is downloaded without it")
     allow_untrained: bool = opt(False, "allow_untrained", "go on when the dense network is "
                                 "still at chance after its warm-up (the summary then says the "
                                 "search ran on an untrained network)")
@@ -198,7 +201,8 @@ def comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
     return {**cfg, "experiment": exp}
 
 
-WHERE_NOT_WHAT = ("output_dir", "run_name", "device", "gpu_id", "threads", "allow_untrained")
+WHERE_NOT_WHAT = ("output_dir", "run_name", "device", "gpu_id", "threads", "allow_untrained",
+                  "download")
 
 
 def _checksum(cfg: Dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """Datasets: readers for the standard on-disk formats, a deterministic split, tensor batching.
 
 Everything is held in memory as tensors; batching indexes whole tensors (no per-sample Python).
-Nothing is ever downloaded: files come from ``--data_dir`` or the Debian dataset package.
+Nothing is downloaded here: files come from ``--data_dir``, the Debian dataset package, or the
+cache folder that ``--download`` (:mod:`incop.downloads`) fills.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .downloads import default_data_dir
 from .errors import UsageError
 from .registry import Registry
 
@@ -120,13 +122,14 @@ def _find_file(dirs: Sequence[Path], stem: str) -> Optional[Path]:
 def _candidate_dirs(data_dir: Optional[str], folder_names: Sequence[str],
                     system_dir: Optional[str]) -> List[Path]:
     dirs: List[Path] = []
-    if data_dir:
-        root = Path(data_dir)
+    roots = [Path(data_dir)] if data_dir else []
+    if not data_dir:  # the system's copy, then what --download fetched into the cache
+        dirs += [Path(system_dir)] if system_dir else []
+        roots.append(default_data_dir())
+    for root in roots:
         dirs.append(root)
         for n in folder_names:
             dirs += [root / n / "raw", root / n]
-    elif system_dir:
-        dirs.append(Path(system_dir))
     return dirs
 
 
@@ -203,10 +206,10 @@ def _cifar_arrays(path: Path, label_key: bytes) -> Tuple[np.ndarray, np.ndarray]
 
 def _load_cifar(name: str, data_dir: Optional[str], folder: str, train_files: List[str],
                 test_file: str, label_key: bytes, num_classes: int) -> RawDataset:
-    if not data_dir:
+    if not data_dir and not (default_data_dir() / folder).is_dir():
         raise UsageError(f"{name} is read from your own copy of '{folder}'; pass --data_dir pointing "
-                         f"at it or at the folder that contains it")
-    root = Path(data_dir)
+                         f"at it or at the folder that contains it, or add --download")
+    root = Path(data_dir) if data_dir else default_data_dir()
     base = next((d for d in (root / folder, root) if (d / test_file).is_file()), None)
     if base is None:
         raise UsageError(f"{name}: missing {test_file} (looked in {root / folder} and {root}); "
