@@ -12,6 +12,7 @@ from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,  # 
 from .torch_prune import (MagnitudePruning, SAPPruning, masks_from_torch_prune,  # noqa: E402
                           remove_reparametrization, to_torch_prune)
 from .api import PruneResult, prune_model  # noqa: E402
+from . import own_data  # noqa: E402,F401  (registers the npz and folder datasets)
 from .sparse_io import load_sparse, save_sparse  # noqa: E402
 from .export import export_model  # noqa: E402
 

@@ -21,7 +21,9 @@ def opt(default: Any, flag: Optional[str], help: str, **extra: Any) -> Any:
 
 @dataclass
 class DataConfig:
-    dataset: str = opt("digits", "net_dataset", "dataset: digits, MNIST, FashionMNIST, CIFAR10, CIFAR100")
+    dataset: str = opt("digits", "net_dataset", "dataset: digits, MNIST, FashionMNIST, CIFAR10, "
+                       "CIFAR100, npz (--data_dir FILE.npz) or folder (--data_dir PATH of "
+                       "class subfolders)")
     data_dir: Optional[str] = opt(None, "data_dir", "folder with the dataset files (default: the "
                                   "Debian dataset package location for FashionMNIST)")
     val_size: float = opt(0.1, "net_val_size", "validation split taken from the training data: a "
@@ -30,6 +32,8 @@ class DataConfig:
     allow_small_val: bool = opt(False, "allow_small_val", "accept a validation split under "
                                 f"{MIN_VAL_SAMPLES} samples (its accuracy moves in steps of "
                                 f"2 points or more)")
+    image_size: Optional[int] = opt(None, "net_image_size", "resize the images of --net_dataset "
+                                    "folder to N x N (needed when their sizes differ)")
     fingerprint: Optional[str] = opt(None, None, "what the data was (sizes and a hash of a "
                                      "sample), set by prune_model for a user's own data")
 
@@ -176,7 +180,7 @@ LATER_OPTIONS = {("prune", "target_remaining"): None, ("prune", "include"): None
                  ("train", "precision"): "fp32", ("train", "channels_last"): "auto",
                  ("experiment", "threads"): None,
                  # runs made before --net_init existed used PyTorch's initialisation
-                 ("model", "init"): "pytorch"}
+                 ("model", "init"): "pytorch", ("data", "image_size"): None}
 # Options that were integers before they took fractions: 20.0 hashes as 20 did.
 WIDENED_TO_FLOAT = (("train", "epochs"),)
 

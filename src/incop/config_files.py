@@ -89,14 +89,14 @@ def resolved_defaults(cfg: RunConfig) -> Dict[str, Any]:
     """The values incop uses where the configuration says "the method's default": the pruning
     rule, the stopping criterion and its epsilon, and the flow probe's size (which depends on
     the training split, so the dataset is read)."""
-    from .data import DATASETS, default_probe_size
+    from .data import default_probe_size, load_raw
     from .methods import resolve
 
     rule, criterion, epsilon = resolve(cfg.prune)
     probe: Any = cfg.prune.flow_probe_size
     if probe is None:
         try:
-            n = len(DATASETS.get(cfg.data.dataset)(cfg.data.data_dir).train_y)
+            n = len(load_raw(cfg.data.dataset, cfg.data.data_dir, cfg.data.image_size).train_y)
             val = cfg.data.val_size
             probe = default_probe_size(n - (int(round(val * n)) if val < 1 else int(val)))
         except UsageError as e:

@@ -281,6 +281,19 @@ def split_train_val(raw: RawDataset, val_size: float, seed: int,
                       raw.name)
 
 
+def load_raw(name: str, data_dir: Optional[str], image_size: Optional[int] = None) -> RawDataset:
+    """The registered dataset ``name``; ``image_size`` (--net_image_size) for the datasets that
+    resize (the image folder)."""
+    import inspect
+
+    loader = DATASETS.get(name)
+    if image_size is None:
+        return loader(data_dir)
+    if "image_size" not in inspect.signature(loader).parameters:
+        raise UsageError(f"--net_image_size applies to --net_dataset folder, not {name}")
+    return loader(data_dir, image_size=image_size)
+
+
 def load_splits(name: str, data_dir: Optional[str], val_size: float, seed: int,
                 allow_small_val: bool = False) -> DataSplits:
     return split_train_val(DATASETS.get(name)(data_dir), val_size, seed, allow_small_val)

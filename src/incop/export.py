@@ -88,11 +88,17 @@ def run_model(run: Path) -> Tuple[nn.Module, Tuple[int, ...]]:
 
     cfg = json.loads((run / "config.json").read_text())
     arch, dataset = cfg["model"]["arch"], cfg["data"]["dataset"]
-    if dataset not in DATASET_SHAPES:
+    if dataset == "custom":
         raise UsageError(f"{run} was made through the Python API with its own model and data "
-                         f"({arch}, {dataset}); export it there with incop.export_model(model, "
+                         f"({arch}); export it there with incop.export_model(model, "
                          f"result.masks, path, format)")
-    shape, classes = DATASET_SHAPES[dataset]
+    if dataset in DATASET_SHAPES:
+        shape, classes = DATASET_SHAPES[dataset]
+    else:  # npz or an image folder: the data says
+        from .data import load_raw
+
+        raw = load_raw(dataset, cfg["data"].get("data_dir"), cfg["data"].get("image_size"))
+        shape, classes = tuple(raw.train_x.shape[1:]), raw.num_classes
     if wants_imagenet(cfg["model"].get("pretrained")):
         return imagenet_model(arch, shape, classes), shape
     return build_model(arch, shape, classes, cfg["model"].get("init", "pytorch")), shape

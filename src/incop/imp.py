@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .compute import Compute, precision_warning
 from .config import RunConfig, parse_point
-from .data import DATASETS, RawDataset, source_size, train_batches
+from .data import RawDataset, load_raw, source_size, train_batches
 from .errors import UsageError
 from .failures import Diverged, Untrained, diverged_error, diverged_event  # noqa: F401
 from .flows import activation_similarity, layer_activations, monitored_layers
@@ -96,7 +96,7 @@ class IMPExperiment:
         if progress:
             self.records = RunRecords.from_state(progress["records"], progress["finished"])
         if self.raw is None and self.inputs == self._registry_inputs:
-            self.raw = DATASETS.get(cfg.data.dataset)(cfg.data.data_dir)
+            self.raw = load_raw(cfg.data.dataset, cfg.data.data_dir, cfg.data.image_size)
         source = f" [{self.raw.source}]" if self.raw is not None else ""
         warning = precision_warning(self.device, cfg.train.precision)
         if warning:

@@ -1,0 +1,105 @@
+"""Issue 18 item 2: --net_dataset npz and folder from the command line, with one-line errors."""
+import numpy as np
+import pytest
+import torch
+
+from incop.data import load_raw
+from incop.errors import UsageError
+
+RUN = ["run", "--prune_method", "sap", "--net_lr", "0.05", "--net_momentum", "0.9",
+       "--net_warmup", "2", "--net_train_epochs", "1", "--exper_imp_total_iter", "2", "--quiet"]
+
+
+def _learnable(n, d=20, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    x[np.arange(n), y] += 4.0  # one feature per class
+    return x, y
+
+
+def test_npz_vectors_run_end_to_end(cli, tmp_path):
+    x, y = _learnable(600)
+    tx, ty = _learnable(150, seed=1)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=tx, y_test=ty)
+    raw = load_raw("npz", str(tmp_path / "d.npz"))
+    assert raw.train_x.shape == (600, 1, 1, 20) and raw.num_classes == 3 and len(raw.test_y) == 150
+    assert torch.equal(raw.train_x.reshape(600, 20), torch.from_numpy(x))
+    code, out, err = cli(*RUN, "--net_dataset", "npz", "--data_dir", str(tmp_path / "d.npz"),
+                         "--output_dir", str(tmp_path / "o"))
+    assert code == 0, err
+    assert "sap/lenet300/npz" in out
+
+
+def test_npz_without_test_split_and_channels_last_images(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 255, (50, 6, 6, 3), dtype=np.uint8),
+             y_train=np.arange(50) % 5)
+    raw = load_raw("npz", str(tmp_path / "d.npz"))
+    assert raw.train_x.shape == (40, 3, 6, 6) and raw.test_x.shape == (10, 3, 6, 6)  # fixed 20%
+
+
+@pytest.mark.parametrize("arrays,message", [
+    ({"x_train": np.zeros((4, 3))}, "missing y_train"),
+    ({"x_train": np.zeros((4, 3)), "y_train": np.zeros(4)}, "labels are float64"),
+    ({"x_train": np.zeros((4, 3)), "y_train": np.array([0, 1, 3, 3])}, "classes [2] are missing"),
+    ({"x_train": np.zeros((4, 3)), "y_train": np.arange(3)}, "4 training samples but 3 labels"),
+    ({"x_train": np.zeros((4, 3)), "y_train": np.arange(4) % 2, "x_test": np.zeros((2, 3))},
+     "x_test and y_test go together"),
+    ({"x_train": np.zeros((4, 3)), "y_train": np.arange(4) % 2, "x_test": np.zeros((2, 3)),
+      "y_test": np.array([0, 2])}, "labels go up to 2")])
+def test_npz_bad_files_are_one_line(cli, tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    code, _, err = cli(*RUN, "--net_dataset", "npz", "--data_dir", str(tmp_path / "d.npz"),
+                       "--output_dir", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def _image_tree(root, mode, size=(10, 10), per_class=12, split=False, sizes=None):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for part in (["train", "test"] if split else [""]):
+        for c, name in enumerate(["cat", "dog", "eel"]):
+            folder = root / part / name
+            folder.mkdir(parents=True)
+            for i in range(per_class if part != "test" else 4):
+                w, h = sizes[i % len(sizes)] if sizes else size
+                a = rng.integers(0, 60, (h, w) if mode == "L" else (h, w, 3)).astype(np.uint8)
+                a[: h // 3 * (c + 1)] += 150  # learnable: a class-dependent bright band
+                Image.fromarray(a, mode).save(folder / f"{i}.png")
+
+
+def test_folder_grey_and_rgb_are_detected(tmp_path):
+    _image_tree(tmp_path / "g", "L")
+    raw = load_raw("folder", str(tmp_path / "g"))
+    assert raw.train_x.shape[1:] == (1, 10, 10) and raw.num_classes == 3
+    assert len(raw.train_y) + len(raw.test_y) == 36
+    _image_tree(tmp_path / "c", "RGB", split=True)
+    raw = load_raw("folder", str(tmp_path / "c"))
+    assert raw.train_x.shape == (36, 3, 10, 10) and raw.test_x.shape == (12, 3, 10, 10)
+    assert sorted(raw.test_y.tolist()) == [0] * 4 + [1] * 4 + [2] * 4  # classes by folder name
+
+
+def test_folder_sizes_need_image_size_and_run_end_to_end(cli, tmp_path):
+    _image_tree(tmp_path / "m", "RGB", sizes=[(10, 10), (12, 9)], per_class=40)
+    code, _, err = cli(*RUN, "--net_dataset", "folder", "--data_dir", str(tmp_path / "m"),
+                       "--output_dir", str(tmp_path / "o"))
+    assert code == 2 and "pass --net_image_size N" in err and err.count("\n") == 1
+    code, out, err = cli(*RUN, "--net_dataset", "folder", "--data_dir", str(tmp_path / "m"),
+                         "--net_image_size", "8", "--net_arch", "conv2", "--output_dir", str(tmp_path / "o"))
+    assert code == 0, err
+    with pytest.raises(UsageError, match="--net_image_size applies to --net_dataset folder"):
+        load_raw("digits", None, image_size=8)
+
+
+def test_folder_errors(tmp_path):
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(UsageError, match="no images in class subfolders"):
+        load_raw("folder", str(tmp_path / "empty"))
+    with pytest.raises(UsageError, match="no such folder"):
+        load_raw("folder", str(tmp_path / "nope"))
+    (tmp_path / "bad" / "a").mkdir(parents=True)
+    (tmp_path / "bad" / "a" / "x.png").write_bytes(b"not a png")
+    with pytest.raises(UsageError, match="not a readable image"):
+        load_raw("folder", str(tmp_path / "bad"))
