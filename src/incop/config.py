@@ -132,6 +132,8 @@ class ExperimentConfig:
     download: bool = opt(False, "download", "fetch MNIST, FashionMNIST, CIFAR10 or CIFAR100 into "
                          "--data_dir (default: ~/.cache/incop/data) from the public mirrors, "
                          "checked by MD5; nothing is downloaded without it")
+    tensorboard: bool = opt(False, "tensorboard", "also write TensorBoard event files into the "
+                            "run directory (pip install 'incop[tensorboard]')")
     allow_untrained: bool = opt(False, "allow_untrained", "go on when the dense network is "
                                 "still at chance after its warm-up (the summary then says the "
                                 "search ran on an untrained network)")
@@ -206,7 +208,7 @@ def comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
 
 
 WHERE_NOT_WHAT = ("output_dir", "run_name", "device", "gpu_id", "threads", "allow_untrained",
-                  "download")
+                  "download", "tensorboard")
 
 
 def _checksum(cfg: Dict[str, Any]) -> str:

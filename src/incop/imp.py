@@ -32,6 +32,7 @@ from .runtime import (TICKET_ROUND, WARMUP_ROUND, resolve_device, round_seed,  #
 from .schedules import LRSchedule
 from .round_criteria import flow_monitor, round_criteria
 from .stopping import FixedEpochs
+from .tracking import NoTracker, make_tracker
 from .training import (CheckRecord, epochs_to_iterations, evaluate, iterations_per_epoch,
                        make_optimizer, rewind_iteration, train_round)
 
@@ -70,6 +71,8 @@ class IMPExperiment:
         self.rule = RULES.get(self.rule_name)(cfg.prune)
         self.records = RunRecords()
         self.store: Optional[RunStore] = None
+        self.tracker = NoTracker()
+        self._trial = 0
 
     # the records, by their view names
     rounds = property(lambda self: self.records.rounds)
@@ -95,6 +98,8 @@ class IMPExperiment:
             progress = self.store.start()
         if progress:
             self.records = RunRecords.from_state(progress["records"], progress["finished"])
+        self.tracker = make_tracker(cfg.experiment.tensorboard,
+                                    self.run_dir.path if self.run_dir else None, self.records)
         if self.raw is None and self.inputs == self._registry_inputs:
             self.raw = load_raw(cfg.data.dataset, cfg.data.data_dir, cfg.data.image_size)
         source = f" [{self.raw.source}]" if self.raw is not None else ""
@@ -135,7 +140,9 @@ class IMPExperiment:
             from .rundata import load_run
 
             save_run_figures([load_run(self.run_dir.path)], self.run_dir.path / "figures")
+            self.tracker.figures(self.run_dir.path / "figures")
             self._say(f"results and figures in {self.run_dir.path}")
+        self.tracker.close()
         return results
 
     def _say(self, msg: str) -> None:
@@ -148,6 +155,7 @@ class IMPExperiment:
     def run_trial(self, trial: int, seed: int, resume: Optional[Dict[str, Any]] = None) -> TrialResult:
         """One IMP search with one seed; ``resume`` is a saved trial state to continue from."""
         cfg, dev = self.cfg, self.device
+        self._trial = trial
         seed_everything(seed)
         data = self.inputs(trial, seed)
         model = data.model.to(dev)
@@ -212,6 +220,7 @@ class IMPExperiment:
             sims = activation_similarity(reference_acts, layer_activations(model, layers, probe_x))
             times["similarity"] = time.perf_counter() - t0
             record = self.records.add_round(trial, seed, k, masks, outcome, test_acc, info, times)
+            self.tracker.round(record)
             self.records.add_details(trial, k, masks, outcome.history, layers, sims, skipped)
             bar.set_postfix(remaining=f"{record['remaining_pct']:.1f}%",
                             val=f"{record['val_acc']:.1f}", epochs=f"{outcome.epochs:.2f}")
@@ -247,6 +256,7 @@ class IMPExperiment:
             self._diverged(trial, "ticket", outcome.epochs, data)
         test_acc = evaluate(model, data.test, self.compute)[0] if data.test is not None else None
         row = self.records.add_ticket(trial, seed, ticket_masks, outcome, test_acc)
+        self.tracker.ticket(row)
         self._say(f"trial {trial} ticket: {row['remaining_pct']:.2f}% remaining, retrained "
                   f"{outcome.epochs:g} epochs from the rewind point, val {row['val_acc']:.2f}%, "
                   f"test {_pct(test_acc)}")
@@ -389,6 +399,7 @@ class IMPExperiment:
                    disable=self.progress_disabled, file=sys.stderr, dynamic_ncols=True, unit="it")
 
         def tick(rec: CheckRecord) -> None:
+            self.tracker.check(self._trial, k, rec)
             bar.update(rec.iteration - bar.n)
             shown = {"loss": f"{rec.train_loss:.3f}"}
             if rec.val_acc is not None:
