@@ -161,3 +161,26 @@ def test_offline_is_one_line(cli, tmp_path, table):
                        "--output_dir", str(tmp_path / "o"))
     assert code == 2 and err.count("\n") == 1
     assert "could not download MNIST's" in err and "put the files in" in err and "--data_dir" in err
+
+
+def test_cifar_archive_is_checked_unpacked_and_read(tmp_path, monkeypatch):
+    import tarfile
+
+    from conftest import make_cifar
+    from incop.data import load_raw
+
+    make_cifar(tmp_path / "src" / "cifar-10-batches-py", n_per_batch=6)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    body = archive.read_bytes()
+    server = Server({"cifar-10-python.tar.gz": body})
+    try:
+        monkeypatch.setitem(downloads.SOURCES, "CIFAR10", {
+            **downloads.SOURCES["CIFAR10"], "mirrors": [server.url],
+            "files": {"cifar-10-python.tar.gz": hashlib.md5(body).hexdigest()}})
+        root = downloads.download("CIFAR10", str(tmp_path / "d"), progress=False)
+    finally:
+        server.close()
+    raw = load_raw("CIFAR10", str(root))
+    assert raw.train_x.shape == (30, 3, 32, 32) and raw.num_classes == 10
