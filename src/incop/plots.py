@@ -197,7 +197,9 @@ def similarity_figure(run: RunData) -> Optional[Figure]:
     many = len(values) > len(COLORS)  # then a sequential map by depth: no colour repeats
     colors = _depth_colors(len(values)) if many else COLORS
     for color, (layer, by_round) in zip(colors, values.items()):
-        _band(ax, *_mean_std_by_round(by_round), color, None if many else layer)
+        x, mean, std = _mean_std_by_round(by_round)
+        # many layers' std bands would cover each other: lines only (means over trials)
+        _band(ax, x, mean, 0 * std if many else std, color, None if many else layer)
     _style(ax, f"Similarity to the dense reference: {run.label}", "pruning round",
            "cosine similarity of activations")
     if many:
