@@ -82,12 +82,14 @@ def test_folder_grey_and_rgb_are_detected(tmp_path):
 
 
 def test_folder_sizes_need_image_size_and_run_end_to_end(cli, tmp_path):
-    _image_tree(tmp_path / "m", "RGB", sizes=[(10, 10), (12, 9)], per_class=40)
+    _image_tree(tmp_path / "m", "RGB", sizes=[(10, 10), (12, 9)], per_class=80)
     code, _, err = cli(*RUN, "--net_dataset", "folder", "--data_dir", str(tmp_path / "m"),
                        "--output_dir", str(tmp_path / "o"))
     assert code == 2 and "pass --net_image_size N" in err and err.count("\n") == 1
     code, out, err = cli(*RUN, "--net_dataset", "folder", "--data_dir", str(tmp_path / "m"),
-                         "--net_image_size", "8", "--net_arch", "conv2", "--output_dir", str(tmp_path / "o"))
+                         "--net_image_size", "8", "--net_arch", "conv2", "--net_val_size", "60",
+                         "--allow_untrained",  # the pipeline, not learning, is tested here
+                         "--output_dir", str(tmp_path / "o"))
     assert code == 0, err
     with pytest.raises(UsageError, match="--net_image_size applies to --net_dataset folder"):
         load_raw("digits", None, image_size=8)
