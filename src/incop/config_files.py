@@ -89,7 +89,7 @@ def resolved_defaults(cfg: RunConfig) -> Dict[str, Any]:
     """The values incop uses where the configuration says "the method's default": the pruning
     rule, the stopping criterion and its epsilon, and the flow probe's size (which depends on
     the training split, so the dataset is read)."""
-    from .data import default_probe_size, load_raw
+    from .data import default_probe_size, load_raw, validation_count
     from .methods import resolve
 
     rule, criterion, epsilon = resolve(cfg.prune)
@@ -97,8 +97,7 @@ def resolved_defaults(cfg: RunConfig) -> Dict[str, Any]:
     if probe is None:
         try:
             n = len(load_raw(cfg.data.dataset, cfg.data.data_dir, cfg.data.image_size).train_y)
-            val = cfg.data.val_size
-            probe = default_probe_size(n - (int(round(val * n)) if val < 1 else int(val)))
+            probe = default_probe_size(n - validation_count(cfg.data.val_size, n))
         except UsageError as e:
             probe = f"2048 or 1/8 of the training split (the data could not be read: {e})"
     return {"rule": rule, "criterion": criterion, "epsilon": epsilon, "flow_probe_size": probe}

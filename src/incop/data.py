@@ -257,12 +257,17 @@ def load_digits(data_dir: Optional[str] = None) -> RawDataset:
 
 # ---------------------------------------------------------------- split and normalise
 
+def validation_count(val_size: float, n: int) -> int:
+    """--net_val_size as a sample count: a fraction of ``n``, or a count."""
+    return int(round(val_size * n)) if val_size < 1 else int(val_size)
+
+
 def split_train_val(raw: RawDataset, val_size: float, seed: int,
                     allow_small_val: bool = False) -> DataSplits:
     """Split the training data into train and validation (deterministic by seed), then normalise
     every split with per-channel statistics of the train part alone."""
     n = len(raw.train_y)
-    n_val = int(round(val_size * n)) if val_size < 1 else int(val_size)
+    n_val = validation_count(val_size, n)
     if not 0 < n_val < n:
         raise UsageError(f"--net_val_size {val_size} gives {n_val} validation samples out of {n}; "
                          f"use a fraction in (0, 1) or a count between 1 and {n - 1}")

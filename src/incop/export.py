@@ -125,8 +125,6 @@ def export_run(run: Path, output, fmt: str, trial: int = 0, round_index: Optiona
     masks = round_masks(run, trial, rounds[-1] if ticket else k)
     example = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(0))
     info = export_model(model, masks, output, fmt, example)
-    remaining = sum(int(m.sum()) for m in masks.values())
-    total = sum(m.numel() for m in masks.values())
     return {**info, "trial": trial, "round": None if ticket else k, "ticket": ticket,
-            "remaining_pct": 100.0 * remaining / max(total, 1)}
+            "remaining_pct": 100.0 * Masks(masks).remaining_fraction()}
 

@@ -17,7 +17,7 @@ def run_summary(run: RunData) -> Dict[str, Any]:
     trials = [rs for rs in run.by_trial().values() if rs]
     finals = [rs[-1] for rs in trials]
     cost = lambda rs, keys: sum(r[k] for r in rs for k in keys)
-    uses_pq = _uses_pq(run.config)
+    uses_pq = run.resolved[0] == "sap"  # lth's rule has no p or q
     row: Dict[str, Any] = {"run": run.label + ("" if run.complete else " (incomplete)"),
                            "method": run.method,
                            "arch": run.config["model"]["arch"],
@@ -48,15 +48,6 @@ def run_summary(run: RunData) -> Dict[str, Any]:
 # Shown already (arch, dataset, p, q, method in the run label) or not about results
 NOT_SETTINGS = {"model.arch", "data.dataset", "prune.p", "prune.q", "prune.method",
                 "data.fingerprint", "model.fingerprint"}
-
-
-def _uses_pq(config: Dict[str, Any]) -> bool:
-    """Whether the run's pruning rule reads p and q (SAP); lth's rows show none."""
-    from .config import PruneConfig
-    from .methods import resolve
-
-    known = PruneConfig.__dataclass_fields__
-    return resolve(PruneConfig(**{k: v for k, v in config["prune"].items() if k in known}))[0] == "sap"
 
 
 def _settings(config: Dict[str, Any]) -> Dict[str, Any]:

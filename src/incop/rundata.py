@@ -39,13 +39,18 @@ class RunData:
         return self.config["prune"]["method"]
 
     @property
-    def epsilon(self):
+    def resolved(self) -> tuple:
+        """(rule, criterion, epsilon) of the run's method, overrides applied."""
         from .config import PruneConfig
         from .methods import resolve
 
         known = {f for f in PruneConfig.__dataclass_fields__}
         return resolve(PruneConfig(**{k: v for k, v in self.config["prune"].items()
-                                      if k in known}))[2]
+                                      if k in known}))
+
+    @property
+    def epsilon(self):
+        return self.resolved[2]
 
     def by_trial(self) -> Dict[int, List[Dict[str, Any]]]:
         out: Dict[int, List[Dict[str, Any]]] = {}

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from .compute import available_cores
 from .errors import UsageError
 from .export import run_model
+from .masks import Masks
 from .results import format_table
 from .run_files import model_state, round_masks, saved_rounds
 from .speed import BATCHES, measure
@@ -45,8 +46,7 @@ def speed_run(run: Path, trial: int = 0, batches: Sequence[int] = BATCHES,
             _load_weights(model, run, trial, k, masks)
             torch.set_num_threads(t)
             m = measure(model, masks, shape, b, repeats, warmup)
-            remaining = 100.0 * sum(int(x.sum()) for x in masks.values()) / \
-                sum(x.numel() for x in masks.values())
+            remaining = 100.0 * Masks(masks).remaining_fraction()
             whole.append({"round": k, "remaining_pct": remaining, "threads": t,
                           **{c: m[c] for c in WHOLE_COLUMNS if c in m}})
             layers += [{"round": k, "batch": b, "threads": t, **row} for row in m["layers"]]

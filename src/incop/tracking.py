@@ -29,7 +29,8 @@ class TensorBoardTracker(NoTracker):
                              "installed; pip install 'incop[tensorboard]'") from None
         self.writer = SummaryWriter(str(folder))
         self.records = records
-        self._round: Dict[int, Tuple[int, int]] = {}  # trial -> (round, checks logged in it)
+        # trial -> (round, this trial's checks before that round, checks logged in it)
+        self._round: Dict[int, Tuple[int, int, int]] = {}
 
     def check(self, trial: int, k: int, rec) -> None:
         values = {"train_loss": rec.train_loss, "val_acc": rec.val_acc, "val_loss": rec.val_loss,
@@ -37,11 +38,12 @@ class TensorBoardTracker(NoTracker):
         if k < 0:  # the warm-up (or the ticket): by iteration, restarted with it on resume
             part, step = ("warmup" if k == -1 else "ticket"), rec.iteration
         else:  # rounds: the check's number across the search, the same after a resume
-            last_k, n = self._round.get(trial, (None, 0))
-            n = n + 1 if last_k == k else 1
-            self._round[trial] = (k, n)
-            done = sum(1 for e in self.records.epochs if e["trial"] == trial and e["round"] < k)
-            part, step = "check", done + n
+            last_k, done, n = self._round.get(trial, (None, 0, 0))
+            if last_k != k:  # counted once a round, from the records (so a resume agrees)
+                done = sum(1 for e in self.records.epochs if e["trial"] == trial and e["round"] < k)
+                n = 0
+            self._round[trial] = (k, done, n + 1)
+            part, step = "check", done + n + 1
         for name, value in values.items():
             if value is not None:
                 self.writer.add_scalar(f"trial{trial}/{part}/{name}", value, step)
