@@ -1,8 +1,8 @@
 """Does the sparsity pay at inference? Dense against sparse forward passes on this CPU, per layer
 and for the whole model, for every saved round's masks of a run.
 
-Sparse Linear layers run as ``addmm(bias, W_csr, x^T)^T`` with torch's CSR kernel (measured
-fastest of the CSR forms here: ``F.linear`` with a CSR weight was slower than dense). Each
+Sparse Linear layers run as ``addmm(bias, W_csr, x^T)^T`` with torch's CSR kernel
+(measured fastest of the sparse forms here: see ``benchmarks/sparse_payoff.py kernels``). Each
 Linear layer runs sparse only where that measured faster than dense for the batch size and
 thread count at hand; convolutions stay dense (torch has no sparse convolution on CPU), and
 the table says which ran how. Timings are medians of repeated runs after warm-up runs."""
@@ -33,8 +33,12 @@ class SparseLinear(nn.Module):
         self.bias = bias.unsqueeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1])
-        out = torch.addmm(self.bias, self.weight, flat.t()).t()
+        # x^T is a strided view; copying it to contiguous makes the kernel twice as fast but
+        # costs more than that (`benchmarks/sparse_payoff.py kernels`). The output is a
+        # transposed view of a contiguous (out, batch) block, so a following SparseLinear
+        # (through element-wise layers, which keep the strides) gets a contiguous x^T free.
+        xt = x.reshape(-1, x.shape[-1]).t()
+        out = torch.addmm(self.bias, self.weight, xt).t()
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
@@ -109,13 +113,30 @@ def measure(model: nn.Module, masks: Dict[str, torch.Tensor], input_shape: Seque
         if row["ran"] == "csr":
             chosen.append(name)
         rows.append(row)
-    fast = sparse_model(model, masks, chosen)
-    if chosen:
-        dense_us, sparse_us = median_us([lambda: model(x), lambda: fast(x)], repeats, warmup)
-    else:  # nothing runs sparse: the "sparse" model is the dense one
-        dense_us = sparse_us = median_us([lambda: model(x)], repeats, warmup)[0]
+    # Timed alone, a layer after a sparse one gets its input in the wrong layout (see
+    # SparseLinear.forward), so the whole model also tries every Linear layer sparse.
+    every = [r["layer"] for r in rows if r["csr_us"] is not None]
+    candidates = [c for c in (chosen, every) if c]
+    if candidates and candidates[0] == candidates[-1]:
+        candidates = candidates[:1]
+    fasts = [sparse_model(model, masks, c) for c in candidates]
+    times = median_us([lambda: model(x)] + [lambda f=f: f(x) for f in fasts], repeats, warmup)
+    dense_us, best_us = times[0], min(times[1:], default=times[0])
+    fast, sparse_us = model, dense_us  # nothing sparse is faster: the model runs dense
+    if best_us < dense_us:
+        best = times[1:].index(best_us)
+        chosen, fast, sparse_us = candidates[best], fasts[best], best_us
+        for row in rows:
+            if row["layer"] in chosen and row["ran"] != "csr":
+                row["ran"] = "csr (faster in the whole model)"
+    else:
+        chosen = []
+        for row in rows:
+            if row["ran"] == "csr":
+                row["ran"] = "dense (the whole model was faster dense)"
     with torch.no_grad():
         diff = float((fast(x) - model(x)).abs().max())
     return {"batch": batch, "dense_us": dense_us, "sparse_us": sparse_us,
             "speedup": dense_us / sparse_us, "sparse_layers": len(chosen),
+            "best_sparse_us": best_us,
             "max_abs_diff": diff, "layers": rows}

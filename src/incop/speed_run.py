@@ -19,7 +19,7 @@ from .run_files import model_state, round_masks, saved_rounds
 from .speed import BATCHES, measure
 
 WHOLE_COLUMNS = ["round", "remaining_pct", "batch", "threads", "dense_us", "sparse_us", "speedup",
-                 "sparse_layers", "max_abs_diff"]
+                 "sparse_layers", "best_sparse_us", "max_abs_diff"]
 LAYER_COLUMNS = ["round", "batch", "threads", "layer", "kind", "density_pct", "dense_us", "csr_us",
                  "ran"]
 
@@ -71,14 +71,21 @@ def _load_weights(model, run: Path, trial: int, k: int, masks: Dict[str, torch.T
 
 
 def speed_text(rows: Sequence[Dict[str, object]]) -> str:
-    """The whole-model table, slowdowns marked as such."""
+    """The whole-model table. Where no sparse form beat dense, the model runs dense (1.00x)
+    and the table says how much slower the fastest sparse form was."""
     headers = ["round", "remaining %", "batch", "threads", "dense us", "sparse us", "speed-up",
                "csr layers"]
     body = [[str(r["round"]), f"{r['remaining_pct']:.2f}", str(r["batch"]), str(r["threads"]),
              f"{r['dense_us']:.1f}", f"{r['sparse_us']:.1f}",
-             f"{r['speedup']:.2f}x" + ("" if r["speedup"] >= 1 else " (slower)"),
+             _speedup_cell(r),
              str(r["sparse_layers"])] for r in rows]
     return format_table(headers, body)
+
+
+def _speedup_cell(r: Dict[str, object]) -> str:
+    if r["sparse_layers"] or "best_sparse_us" not in r:
+        return f"{r['speedup']:.2f}x" + ("" if r["speedup"] >= 1 else " (slower)")
+    return f"1.00x: dense is faster here (sparse: {r['dense_us'] / r['best_sparse_us']:.2f}x)"
 
 
 def _write(run: Path, whole, layers, meta) -> None:
