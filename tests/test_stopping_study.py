@@ -1,0 +1,104 @@
+"""The stopping study (benchmarks/stopping_study.py): its quick mode end to end, resuming, and
+the verdicts it prints."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import stopping_report  # noqa: E402
+import stopping_study  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    stopping_study.main(["--quick", "--regimes", "B", "--out", str(out)])
+    return out
+
+
+def test_quick_study_runs_every_method_to_the_same_sparsity(quick_study, capsys):
+    rows = json.loads((quick_study / "study.json").read_text())
+    names = {r["name"] for r in rows}
+    spec = stopping_study.method_specs(stopping_study.REGIMES["B"], quick=True)
+    assert {s["name"] for s in spec} <= names
+    adaptive = [r for r in rows if r["adaptive"]]
+    assert len(adaptive) == 8
+    # every adaptive method has its budget-matched fixed baseline, with the same k
+    for r in adaptive:
+        k = max(0.25, round(4 * r["epochs_per_round"]) / 4)
+        base = [x for x in rows if x["name"] == f"fixed-{k:g}"]
+        assert base and abs(base[0]["epochs_per_round"] - k) < 0.05
+    # only the stopping differs: the SAP-rule runs all land on the target sparsity
+    target = stopping_study.QUICK["lenet300"].target
+    assert all(abs(r["remaining_pct"] - target) < 0.01 for r in rows if r["name"] != "lth")
+    # every run's ticket was retrained for the same number of epochs
+    for r in rows:
+        tickets = json.loads((Path(r["run_dir"]) / "tickets.json").read_text())
+        assert [t["epochs"] for t in tickets] == [stopping_study.QUICK["lenet300"].ticket_epochs]
+    # the search budget of the 1-epoch floor is one epoch a round, SAP's its reference
+    floor = next(r for r in rows if r["name"] == "fixed-1")
+    assert floor["search_epochs"] == pytest.approx(floor["rounds"] * 1.0, abs=0.02)
+
+
+def test_quick_study_resumes_without_retraining(quick_study, capsys):
+    before = {p: p.stat().st_mtime for p in quick_study.rglob("rounds.json")}
+    capsys.readouterr()
+    stopping_study.main(["--quick", "--regimes", "B", "--out", str(quick_study)])
+    captured = capsys.readouterr()
+    assert "lenet300 B seed 0" not in captured.err  # no run was trained again
+    assert {p: p.stat().st_mtime for p in quick_study.rglob("rounds.json")} == before
+    assert "## lenet300, regime B, seeds 0" in captured.out
+    assert (quick_study / "figures" / "frontier_lenet300_B.png").stat().st_size > 10_000
+
+
+def _row(name, seed, ticket, epochs_per_round=1.0, adaptive=False, first=0, rounds=4):
+    return {"net": "n", "regime": "A", "seed": seed, "name": name, "adaptive": adaptive,
+            "matched": False, "rounds": rounds, "search_epochs": epochs_per_round * rounds,
+            "epochs_per_round": epochs_per_round, "search_wall_s": epochs_per_round * rounds,
+            "search_test_acc": ticket, "remaining_pct": 20.0, "ticket_test_acc": ticket,
+            "fired_at_first_check": first}
+
+
+def test_verdict_needs_more_than_the_seed_spread():
+    rows = []
+    for seed, (crit, fixed) in enumerate([(88.0, 86.0), (88.2, 86.1), (87.9, 85.8)]):
+        rows += [_row("sap-E10", seed, 88.0, 10), _row("fixed-1", seed, 85.0),
+                 _row("fixed-2", seed, fixed, 2), _row("giap", seed, crit, 2, adaptive=True, first=1)]
+    (text,) = stopping_report.verdicts(rows)
+    assert text.startswith("giap (fired at its first check in 3/12 rounds): beats its "
+                           "budget-matched fixed baseline by +2.07 points")
+    # SAP's ticket within 0.3 points (+0.03) with 8 of its 40 epochs: the goal is met
+    assert "): met (+0.03 points, 0.200 of the epochs); over fixed-1: +3.03 points." in text
+
+
+def test_verdict_within_spread_and_always_first_check():
+    rows = []
+    for seed, (crit, fixed) in enumerate([(86.0, 86.5), (87.0, 86.0), (85.5, 86.2)]):
+        rows += [_row("sap-E10", seed, 87.0, 10), _row("fixed-1", seed, fixed),
+                 _row("ciap", seed, crit, 1.0, adaptive=True, first=4)]
+    (text,) = stopping_report.verdicts(rows)
+    assert "does not beat its budget-matched fixed baseline" in text
+    assert "always stopped at its first check, so it measured nothing" in text
+
+
+def test_one_seed_is_not_judged():
+    rows = [_row("sap-E10", 0, 87.0, 10), _row("fixed-1", 0, 85.0),
+            _row("ciap", 0, 86.0, 1.0, adaptive=True)]
+    (text,) = stopping_report.verdicts(rows)
+    assert "not judged" in text and "beats" not in text
+
+
+def test_answer_says_plainly_when_no_criterion_beats_a_fixed_budget():
+    rows = []
+    for seed, (crit, fixed) in enumerate([(86.0, 86.5), (87.0, 86.0), (85.5, 86.2)]):
+        rows += [_row("sap-E10", seed, 87.0, 10), _row("fixed-1", seed, fixed),
+                 _row("ciap", seed, crit, 1.0, adaptive=True, first=4)]
+    text = stopping_report.answer(rows)
+    assert text.startswith("No criterion beats its budget-matched fixed baseline")
+    assert "span 86.23% (fixed-1) to 87.00% (sap-E10)" in text
+    assert text.endswith("measured nothing): ciap.")
+    rows = [r if r["name"] != "ciap" else {**r, "ticket_test_acc": r["ticket_test_acc"] + 3}
+            for r in rows]
+    assert stopping_report.answer(rows).startswith("ciap beats its budget-matched fixed baseline")
