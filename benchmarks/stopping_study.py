@@ -2,7 +2,7 @@
 
     python benchmarks/stopping_study.py [--nets lenet300 conv4] [--regimes A B C] [--seeds 0 1 2]
                                         [--out output/stopping_study] [--threads N] [--quick]
-    python benchmarks/stopping_study.py --report [--out ...]   # tables and figures only
+    python benchmarks/stopping_study.py --report [--out ...] [--merge DIR ...]  # tables, figures
 
 Every method uses the SAP (1, 2) rule and prunes to the same final remaining percentage
 (--prune_target_remaining), so only the stopping differs:
@@ -209,11 +209,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, help="compute threads (default: torch's)")
     ap.add_argument("--quick", action="store_true", help="lenet300 on digits, tiny budgets (tests)")
     ap.add_argument("--report", action="store_true", help="tables and figures from study.json only")
+    ap.add_argument("--merge", nargs="+", type=Path, default=[], metavar="DIR",
+                    help="first add the rows of these study folders' study.json (parts run apart)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     log = lambda s: print(s, file=sys.stderr, flush=True)
+    for other in args.merge:
+        save_rows(args.out, json.loads((other / "study.json").read_text()))
     if not args.report:
         nets = ["lenet300"] if args.quick else args.nets
         t0 = time.perf_counter()
