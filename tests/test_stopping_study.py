@@ -114,3 +114,13 @@ def test_parts_run_apart_are_merged(quick_study, tmp_path):
     merged = json.loads((tmp_path / "a" / "study.json").read_text())
     assert sorted(map(json.dumps, merged)) == sorted(map(json.dumps, rows))  # no duplicates
     assert (tmp_path / "a" / "report.txt").read_text().startswith("## lenet300, regime B")
+
+
+def test_goal_met_by_the_one_epoch_floor_is_said():
+    rows = []
+    for seed in range(2):
+        rows += [_row("sap-E10", seed, 87.0 + seed, 10), _row("fixed-1", seed, 86.9 + seed),
+                 _row("ciap", seed, 86.9 + seed, 1.0, adaptive=True, first=4)]
+    (text,) = stopping_report.verdicts(rows)
+    assert "): met (-0.10 points, 0.100 of the epochs)" in text
+    assert text.endswith("So does fixed-1: the goal needs no criterion here.")
