@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -84,12 +85,15 @@ def speed(run: Path, repeats: int) -> str:
 def kernels(run: Path, repeats: int) -> str:
     import warnings
 
-    from incop.run_files import round_masks
+    from incop.run_files import round_masks, saved_rounds
     from incop.speed import median_us
 
     warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
     torch.set_num_threads(1)
-    rounds = sorted(int(f.stem.rpartition("round")[2]) for f in (run / "masks").glob("trial0_round*.pt"))
+    rounds = saved_rounds(run, 0)
+    if not rounds:
+        print(f"{run}: no saved masks of trial 0; give a run directory of incop run", file=sys.stderr)
+        sys.exit(2)
     masks = round_masks(run, 0, rounds[-1])
     name = next(n for n, m in masks.items() if m.dim() == 2)
     mask = masks[name].float()

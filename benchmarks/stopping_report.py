@@ -44,6 +44,8 @@ def reference_name(rows: List[dict]) -> str:
 
 
 def matched_name(row: dict) -> str:
+    """The budget-matched fixed baseline of an adaptive run: its mean epochs per round,
+    rounded to a quarter epoch."""
     return f"fixed-{max(0.25, round(4 * row['epochs_per_round']) / 4):g}"
 
 

@@ -37,7 +37,10 @@ from incop.config import RunConfig
 from incop.data import load_raw
 from incop.imp import IMPExperiment
 from incop.inputs import TrialInputs, registry_inputs
+from incop.records import criterion_report
 from incop.results import RunDirectory, run_path
+from incop.rundata import RunData, load_run
+from stopping_report import matched_name, report  # beside this file
 
 ADAPTIVE = ["ciap", "giap", "mask_stability", "loss_recovery"]
 REFERENCE_EPOCHS = 10  # SAP's fixed epochs per round
@@ -104,10 +107,10 @@ def matched_specs(results: List[dict], done: set) -> List[dict]:
     for r in results:
         if not r.get("adaptive"):
             continue
-        k = max(0.25, round(4 * r["epochs_per_round"]) / 4)
-        name = f"fixed-{k:g}"
+        name = matched_name(r)
         if name not in done and name not in {s["name"] for s in out}:
-            out.append(dict(name=name, method="sap", epochs=k, matched=True))
+            out.append(dict(name=name, method="sap", epochs=float(name[len("fixed-"):]),
+                            matched=True))
     return out
 
 
@@ -144,25 +147,21 @@ def inputs_factory(cfg: RunConfig, spec: Net):
     return inputs
 
 
-def measure(run_dir: Path) -> dict:
-    """What the study compares, read back from a finished run directory."""
-    rounds = json.loads((run_dir / "rounds.json").read_text())
-    trials = json.loads((run_dir / "trials.json").read_text())
-    tickets = json.loads((run_dir / "tickets.json").read_text())
-    summary = json.loads((run_dir / "summary.json").read_text())
-    last = rounds[-1]
+def measure(run: RunData) -> dict:
+    """What the study compares, from a finished run directory."""
+    rounds, last = run.rounds, run.rounds[-1]
     wall = sum(r["time_train"] + r["time_flow"] + r["time_eval"] + r["time_prune"] for r in rounds)
-    wall += sum(t.get("reference_time", 0.0) for t in trials)
+    wall += sum(t.get("reference_time", 0.0) for t in run.trials)
     epochs = sum(r["epochs"] for r in rounds)
-    crit = summary.get("criterion") or {}
+    crit = criterion_report(rounds, *run.resolved[1:])
+    ticket = run.tickets[0] if run.tickets else {}
     return {"rounds": len(rounds), "search_epochs": epochs, "epochs_per_round": epochs / len(rounds),
             "search_wall_s": wall, "search_test_acc": last["test_acc"],
             "search_val_acc": last["val_acc"], "remaining_pct": last["remaining_pct"],
-            "ticket_test_acc": tickets[0]["test_acc"] if tickets else None,
-            "ticket_val_acc": tickets[0]["val_acc"] if tickets else None,
-            "warmup_val_acc": trials[0]["warmup_val_acc"],
-            "fired": crit.get("fired"), "fired_at_first_check": crit.get("fired_at_first_check"),
-            "criterion_note": crit.get("note")}
+            "ticket_test_acc": ticket.get("test_acc"), "ticket_val_acc": ticket.get("val_acc"),
+            "warmup_val_acc": run.trials[0]["warmup_val_acc"],
+            "fired": crit["fired"], "fired_at_first_check": crit["fired_at_first_check"],
+            "criterion_note": crit["note"]}
 
 
 def run_one(net: str, spec: Net, regime: str, seed: int, run: dict, out: Path, quick: bool,
@@ -177,7 +176,7 @@ def run_one(net: str, spec: Net, regime: str, seed: int, run: dict, out: Path, q
         log(f"  {net} {regime} seed {seed} {run['name']}: {time.perf_counter() - t0:.0f} s")
     row = {"net": net, "regime": regime, "seed": seed, "name": run["name"],
            "adaptive": bool(run.get("adaptive")), "matched": bool(run.get("matched")),
-           "run_dir": str(run_dir), **measure(run_dir)}
+           "run_dir": str(run_dir), **measure(load_run(run_dir))}
     return row
 
 
@@ -227,8 +226,6 @@ def main(argv=None) -> int:
                 for seed in args.seeds or spec.seeds:
                     save_rows(args.out, run_part(net, regime, seed, args.out, args.quick, log))
         log(f"study part done in {time.perf_counter() - t0:.0f} s")
-    from stopping_report import report  # beside this file
-
     print(report(args.out))
     return 0
 
