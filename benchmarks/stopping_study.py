@@ -34,7 +34,7 @@ from typing import Dict, List, Optional
 import torch
 
 from incop.config import RunConfig
-from incop.data import load_raw
+from incop.data import load_raw, probe_from_source
 from incop.imp import IMPExperiment
 from incop.inputs import TrialInputs, registry_inputs
 from incop.records import criterion_report
@@ -70,25 +70,30 @@ class Net:
     test: Optional[int]
     target: float  # final remaining %
     seeds: List[int]
+    val: float = 0.1  # --net_val_size: a fraction of the training data or a sample count
     ticket_epochs: float = 10
     precision: str = "fp32"
     max_rounds: int = 12
+    skip: List[str] = field(default_factory=list)  # methods left out (to fit the CPU budget)
     regime_override: Dict[str, dict] = field(default_factory=dict)
 
 
 NETS = {
     "lenet300": Net("FashionMNIST", None, None, 20.0, [0, 1, 2]),
-    # conv4 trains on 6000 samples: a full-split epoch is ~6 minutes on 2 cores. fp32, because
-    # bf16 is 3-13x slower than fp32 on this AVX2 CPU (benchmarks/results/precision_*_avx2.txt).
-    "conv4": Net("FashionMNIST", 6000, 2000, 30.0, [0, 1]),
+    # conv4, cut to fit about 1.5 h a regime on 2 cores (6000 samples measured ~8 h a part): 1000
+    # training, 500 validation and 1000 test samples; no @0.25ep variants, no mask_stability
+    # (it never fired under a constant lr with momentum on LeNet, so it ran as sap-E10), no lth.
+    # fp32, because bf16 is 3-13x slower than fp32 on this AVX2 CPU (results/precision_*_avx2.txt).
+    "conv4": Net("FashionMNIST", 1000, 1000, 30.0, [0, 1], val=500,
+                 skip=["mask_stability"] + [c + "@0.25ep" for c in ADAPTIVE] + ["lth"]),
 }
 QUICK = {"lenet300": Net("digits", None, None, 50.0, [0], ticket_epochs=1, max_rounds=4,
                          regime_override={r: dict(warmup=2, max_epochs=2) for r in REGIMES})}
 QUICK["lenet300"].regime_override["B"]["rewind_to"] = "5it"
 
 
-def method_specs(regime: Regime, quick: bool) -> List[dict]:
-    """The runs that do not depend on others' results, in order."""
+def method_specs(regime: Regime, quick: bool, skip=()) -> List[dict]:
+    """The runs that do not depend on others' results, in order (less the ones in ``skip``)."""
     ref = 2 if quick else REFERENCE_EPOCHS
     specs = [dict(name=f"sap-E{ref:g}", method="sap", epochs=ref),
              dict(name="fixed-1", method="sap", epochs=1)]
@@ -98,7 +103,7 @@ def method_specs(regime: Regime, quick: bool) -> List[dict]:
             specs.append(dict(name=crit + ("" if every == "1ep" else "@" + every),
                               epochs=regime.max_epochs, check_every=every, adaptive=True, **base))
     specs.append(dict(name="lth", method="lth", epochs=ref))
-    return specs
+    return [s for s in specs if s["name"] not in skip]
 
 
 def matched_specs(results: List[dict], done: set) -> List[dict]:
@@ -119,7 +124,7 @@ def make_config(net: str, spec: Net, regime_name: str, seed: int, run: dict, out
     regime = REGIMES[regime_name]
     over = spec.regime_override.get(regime_name, {})
     cfg = RunConfig()
-    cfg.data.dataset, cfg.model.arch = spec.dataset, net
+    cfg.data.dataset, cfg.model.arch, cfg.data.val_size = spec.dataset, net, spec.val
     cfg.train.lr, cfg.train.momentum = regime.lr, regime.momentum
     cfg.train.warmup = over.get("warmup", regime.warmup)
     cfg.train.rewind_to = over.get("rewind_to", regime.rewind_to)
@@ -132,7 +137,9 @@ def make_config(net: str, spec: Net, regime_name: str, seed: int, run: dict, out
     cfg.experiment.imp_total_iter = spec.max_rounds
     cfg.experiment.seed, cfg.experiment.allow_untrained = seed, quick
     cfg.experiment.output_dir = str(out / net / regime_name)
-    cfg.experiment.run_name = f"{run['name']}-seed{seed}"
+    # a cut's sizes name the run: the config's hash does not see the samples the study keeps
+    cut = "" if spec.train is None else f"-n{spec.train}v{spec.val:g}t{spec.test}"
+    cfg.experiment.run_name = f"{run['name']}-seed{seed}{cut}"
     return cfg.validate()
 
 
@@ -142,8 +149,11 @@ def inputs_factory(cfg: RunConfig, spec: Net):
     def inputs(trial: int, seed: int) -> TrialInputs:
         full = registry_inputs(cfg, raw, torch.device("cpu"), seed)
         cut = lambda pair, n: (pair[0][:n], pair[1][:n]) if n and pair else pair
-        return TrialInputs(full.model, cut(full.train, spec.train), full.val,
-                           cut(full.test, spec.test), full.probe)
+        train = cut(full.train, spec.train)
+        # the flow probe comes from the training samples kept, sized by the engine's own rule
+        probe = full.probe if spec.train is None else \
+            probe_from_source(train, cfg.prune.flow_probe_size, seed)
+        return TrialInputs(full.model, train, full.val, cut(full.test, spec.test), probe)
     return inputs
 
 
@@ -183,7 +193,7 @@ def run_one(net: str, spec: Net, regime: str, seed: int, run: dict, out: Path, q
 def run_part(net: str, regime: str, seed: int, out: Path, quick: bool, log) -> List[dict]:
     spec = (QUICK if quick else NETS)[net]
     rows = [run_one(net, spec, regime, seed, s, out, quick, log)
-            for s in method_specs(REGIMES[regime], quick)]
+            for s in method_specs(REGIMES[regime], quick, spec.skip)]
     done = {r["name"] for r in rows}
     rows += [run_one(net, spec, regime, seed, s, out, quick, log)
              for s in matched_specs(rows, done)]

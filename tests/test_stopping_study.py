@@ -53,6 +53,26 @@ def test_quick_study_resumes_without_retraining(quick_study, capsys):
     assert (quick_study / "figures" / "frontier_lenet300_B.png").stat().st_size > 10_000
 
 
+def test_a_cut_network_probes_only_its_kept_samples_and_names_the_cut(tmp_path):
+    spec = stopping_study.Net("digits", 300, 200, 50.0, [0], val=120, skip=["lth", "fixed-1"])
+    names = [s["name"] for s in stopping_study.method_specs(stopping_study.REGIMES["A"], False,
+                                                             spec.skip)]
+    assert "lth" not in names and "fixed-1" not in names and "ciap@0.25ep" in names
+    run = dict(name="sap-E10", method="sap", epochs=10)
+    cfg = stopping_study.make_config("lenet300", spec, "A", 0, run, tmp_path, quick=True)
+    assert cfg.experiment.run_name == "sap-E10-seed0-n300v120t200" and cfg.data.val_size == 120
+    full = stopping_study.make_config("lenet300", stopping_study.NETS["lenet300"], "A", 0, run,
+                                      tmp_path, quick=False)
+    assert full.experiment.run_name == "sap-E10-seed0"  # LeNet's finished runs keep their names
+    inputs = stopping_study.inputs_factory(cfg, spec)(0, 0)
+    train_x, train_y = inputs.train
+    assert len(train_y) == 300 and len(inputs.test[1]) == 200 and len(inputs.val[1]) == 120
+    probe_x, _ = inputs.probe
+    kept = {tuple(row.flatten().tolist()) for row in train_x}
+    assert 0 < len(probe_x) < 300
+    assert all(tuple(row.flatten().tolist()) in kept for row in probe_x)
+
+
 def _row(name, seed, ticket, epochs_per_round=1.0, adaptive=False, first=0, rounds=4):
     return {"net": "n", "regime": "A", "seed": seed, "name": name, "adaptive": adaptive,
             "matched": False, "rounds": rounds, "search_epochs": epochs_per_round * rounds,

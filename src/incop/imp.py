@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -24,11 +23,11 @@ from .masks import Masks, skipped_rows
 from .inputs import TrialInputs, TrialInputsFactory, registry_inputs
 from .learned import advice, dense_verdict
 from .methods import RULES, resolve
-from .pruning import target_count, trim_to_count
+from .pruning import reached_target, trim_to_target
 from .records import RunRecords, RunStore, criterion_report
 from .results import RunDirectory, layer_table_text, run_path, summary_table, ticket_table
 from .runtime import (TICKET_ROUND, WARMUP_ROUND, resolve_device, round_seed,  # noqa: F401
-                      seed_everything)
+                      seed_everything, versions)
 from .schedules import LRSchedule
 from .round_criteria import flow_monitor, round_criteria
 from .stopping import FixedEpochs
@@ -94,7 +93,7 @@ class IMPExperiment:
         cfg = self.cfg
         progress = None
         if self.run_dir:
-            self.store = RunStore(self.run_dir, cfg, _versions(), self._say)
+            self.store = RunStore(self.run_dir, cfg, versions(), self._say)
             progress = self.store.start()
         if progress:
             self.records = RunRecords.from_state(progress["records"], progress["finished"])
@@ -204,7 +203,8 @@ class IMPExperiment:
             info: Dict[str, Any] = {}
             if k > 0:  # prune the trained survivors
                 trained = {n: p.detach().clone() for n, p in masks.parameters(model).items()}
-                masks, info = self._prune(trained, masks)
+                new, info = self.rule(trained, masks)  # never below --prune_target_remaining
+                masks = trim_to_target(trained, masks, new, cfg.prune.target_remaining)
             model.load_state_dict(rewind_state)  # rewind (round 0 too), apply the masks
             masks.bind(model).apply()
             times = {"prune": time.perf_counter() - t0}
@@ -228,7 +228,8 @@ class IMPExperiment:
                       f"{outcome.epochs:g} epochs, {outcome.checks} check(s) "
                       f"({outcome.stop_reason}), val {record['val_acc']:.2f}%, test "
                       f"{_pct(test_acc)}")
-            last = k == cfg.experiment.imp_total_iter - 1 or self._at_target(masks)
+            last = (k == cfg.experiment.imp_total_iter - 1
+                    or reached_target(masks, cfg.prune.target_remaining))
             self._round_done(trial, seed, k, model, masks, saved, last)
             if k == 0 and cfg.train.warmup == 0:
                 self._check_learned(trial, data, None)
@@ -291,20 +292,6 @@ class IMPExperiment:
             state = {"index": trial, "seed": seed, "round": k, "model": model.state_dict(),
                      "masks": masks.state_dict(), "ticket_pending": ticket_pending, **saved}
         self.store.save_round(self.records, trial, k, masks, state)
-
-    def _prune(self, trained, masks: Masks):
-        """The rule's step, trimmed so it never goes below --prune_target_remaining."""
-        new, info = self.rule(trained, masks)
-        target = self.cfg.prune.target_remaining
-        if target is not None:
-            keep = target_count(masks.total(), target)
-            if new.remaining() < keep:
-                new = trim_to_count(trained, masks, new, keep)
-        return new, info
-
-    def _at_target(self, masks: Masks) -> bool:
-        target = self.cfg.prune.target_remaining
-        return target is not None and masks.remaining() <= target_count(masks.total(), target)
 
     def _diverged(self, trial: int, k, epoch: float, data: TrialInputs) -> None:
         """A non-finite loss: record what happened beside (never as) the completed rounds, and
@@ -418,13 +405,6 @@ class IMPExperiment:
 
 def _pct(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.2f}%"
-
-
-def _versions() -> Dict[str, str]:
-    import platform
-
-    return {"incop": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
 
 
 def run_directory(cfg: RunConfig) -> RunDirectory:

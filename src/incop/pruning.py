@@ -246,3 +246,15 @@ def trim_to_count(weights: Weights, old: Masks, new: Masks, keep: int) -> Masks:
         counts[k] += 1
     return Masks({k: _smallest_survivors(weights, Masks({k: old[k]}), [k], counts[k])[k]
                   for k in old.names()})
+
+
+def trim_to_target(weights: Weights, old: Masks, new: Masks, target_pct) -> Masks:
+    """``new`` trimmed (by magnitude) so it never keeps fewer than --prune_target_remaining."""
+    if target_pct is None:
+        return new
+    keep = target_count(old.total(), target_pct)
+    return trim_to_count(weights, old, new, keep) if new.remaining() < keep else new
+
+
+def reached_target(masks: Masks, target_pct) -> bool:
+    return target_pct is not None and masks.remaining() <= target_count(masks.total(), target_pct)

@@ -39,3 +39,12 @@ def round_seed(seed: int, round_index: int) -> int:
 
 
 WARMUP_ROUND, TICKET_ROUND = -1, -2  # their own seeds, apart from the rounds'
+
+
+def versions() -> dict:
+    """The software a run was computed with (stored in its config.json)."""
+    import platform
+
+    from . import __version__
+    return {"incop": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
