@@ -119,10 +119,14 @@ def kernels(run: Path, repeats: int) -> str:
         times = median_us(list(fns.values()), repeats, 5)
         rows += [[str(batch), k, f"{t:.1f}", f"{times[0] / t:.2f}x"] for k, t in zip(fns, times)]
         xt = x.t().contiguous()  # what a SparseLinear after another one receives
-        copy, inner = median_us([lambda: x.t().contiguous(),
-                                 lambda: torch.addmm(b[:, None], forms["csr"], xt)], repeats, 5)
+        copy, inner, reduce = median_us([lambda: x.t().contiguous(),
+                                         lambda: torch.addmm(b[:, None], forms["csr"], xt),
+                                         lambda: torch.sparse.mm(forms["csr"], xt, "sum")],
+                                        repeats, 5)
         rows += [[str(batch), "copying x^T to contiguous", f"{copy:.1f}", ""],
-                 [str(batch), "addmm(b, csr, contiguous x^T)", f"{inner:.1f}", f"{times[0] / inner:.2f}x"]]
+                 [str(batch), "addmm(b, csr, contiguous x^T)", f"{inner:.1f}", f"{times[0] / inner:.2f}x"],
+                 [str(batch), "sparse.mm(csr, contiguous x^T, 'sum') (csr-reduce)", f"{reduce:.1f}",
+                  f"{times[0] / reduce:.2f}x"]]
     head = (f"{run}: {name} of trial 0, round {rounds[-1]}, {100 * float(mask.mean()):.2f}% "
             f"remaining, {w.shape[1] - len(live)} dead input columns, 1 thread\n")
     return head + format_table(["batch", "form", "us", "vs dense"], rows, left=(1,))

@@ -110,15 +110,36 @@ def test_onnx_without_the_extra_is_one_line(cli, small_run, tmp_path, monkeypatc
     assert code == 2 and err.count("\n") == 1 and "pip install 'incop[export]'" in err
 
 
+@pytest.mark.parametrize("kernel", ["csr", "csr-reduce"])
 @pytest.mark.parametrize("batch,density", [(1, 0.05), (64, 0.02), (33, 0.5)])
-def test_sparse_linear_equals_the_masked_dense_layer(batch, density):
+def test_sparse_linear_equals_the_masked_dense_layer(batch, density, kernel):
     torch.manual_seed(batch)
     layer = nn.Linear(300, 100)
     mask = torch.rand(100, 300) < density
+    mask[7] = False  # a dead neuron: its output is the bias alone
     with torch.no_grad():
         layer.weight.mul_(mask)
     x = torch.randn(batch, 300)
-    assert torch.allclose(SparseLinear(layer, mask)(x), layer(x), atol=1e-5, rtol=0)
+    out = SparseLinear(layer, mask, kernel)(x)
+    assert out.shape == (batch, 100) and torch.allclose(out, layer(x), atol=1e-5, rtol=0)
+    assert torch.equal(out[:, 7], layer.bias.detach()[7].expand(batch))
+    # after another sparse layer its input is a transposed view: the same values either way
+    view = torch.randn(300, batch).t()
+    assert torch.allclose(SparseLinear(layer, mask, kernel)(view), layer(view), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kernel", ["csr", "csr-reduce"])
+def test_sparse_linear_keeps_float64_and_a_missing_bias(kernel):
+    torch.manual_seed(0)
+    layer = nn.Linear(50, 20, bias=False).double()
+    mask = torch.rand(20, 50) < 0.1
+    with torch.no_grad():
+        layer.weight.mul_(mask)
+    x = torch.randn(8, 50, dtype=torch.float64)
+    out = SparseLinear(layer, mask, kernel)(x)
+    assert out.dtype == torch.float64 and torch.allclose(out, layer(x), atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="kernel"):
+        SparseLinear(layer, mask, "blocked")
 
 
 def test_measure_reports_every_layer_and_what_ran_how():
@@ -135,6 +156,8 @@ def test_measure_reports_every_layer_and_what_ran_how():
     assert all(ran[n] == "dense (no sparse kernel)" for n in ("features.0", "features.2"))
     assert all(ran[n].startswith(("csr", "dense (")) for n in ran if n.startswith("classifier"))
     assert m["sparse_layers"] == sum(v.startswith("csr") for v in ran.values())
+    linear = [r for r in m["layers"] if r["kind"] == "Linear"]
+    assert all(r["csr_us"] > 0 and r["csr_reduce_us"] > 0 for r in linear)
     assert m["max_abs_diff"] < 1e-5
     # the speed-up is of what ran: never below 1 (dense is the fallback), sparse only if faster
     assert m["speedup"] >= 1.0 and (m["sparse_layers"] > 0) == (m["best_sparse_us"] < m["dense_us"])

@@ -1,10 +1,13 @@
 """Does the sparsity pay at inference? Dense against sparse forward passes on this CPU, per layer
 and for the whole model, for every saved round's masks of a run.
 
-Sparse Linear layers run as ``addmm(bias, W_csr, x^T)^T`` with torch's CSR kernel
-(measured fastest of the sparse forms here: see ``benchmarks/sparse_payoff.py kernels``). Each
-Linear layer runs sparse only where that measured faster than dense for the batch size and
-thread count at hand; convolutions stay dense (torch has no sparse convolution on CPU), and
+Sparse Linear layers keep W in CSR form and run one of two torch kernels (the fastest of the
+sparse forms measured here: see ``benchmarks/sparse_payoff.py kernels``):
+  csr         ``addmm(bias, W, x^T)^T``: no copy of x^T, one kernel for any device;
+  csr-reduce  ``sparse.mm(W, x^T, "sum")``: the CPU's spmm-reduce kernel, vectorised over the
+              batch, which needs a contiguous x^T (a copy, unless the layer before was sparse).
+Each Linear layer runs the form that measured fastest for the batch size and thread count at
+hand, dense included; convolutions stay dense (torch has no sparse convolution on CPU), and
 the table says which ran how. Timings are medians of repeated runs after warm-up runs."""
 from __future__ import annotations
 
@@ -12,19 +15,23 @@ import copy
 import statistics
 import time
 import warnings
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Mapping, Sequence, Union
 
 import torch
 from torch import nn
 
 BATCHES = (1, 64, 256)
+KERNELS = ("csr", "csr-reduce")
 
 
 class SparseLinear(nn.Module):
-    """A Linear layer whose masked weight is kept in CSR form."""
+    """A Linear layer whose masked weight is kept in CSR form, run by ``kernel`` (KERNELS)."""
 
-    def __init__(self, linear: nn.Linear, mask: torch.Tensor) -> None:
+    def __init__(self, linear: nn.Linear, mask: torch.Tensor, kernel: str = "csr") -> None:
         super().__init__()
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel {kernel!r} is not one of {KERNELS}")
+        self.kernel = kernel
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
             warnings.simplefilter("ignore")
             self.weight = (linear.weight.detach() * mask.to(linear.weight.dtype)).to_sparse_csr()
@@ -38,7 +45,10 @@ class SparseLinear(nn.Module):
         # transposed view of a contiguous (out, batch) block, so a following SparseLinear
         # (through element-wise layers, which keep the strides) gets a contiguous x^T free.
         xt = x.reshape(-1, x.shape[-1]).t()
-        out = torch.addmm(self.bias, self.weight, xt).t()
+        if self.kernel == "csr" or xt.is_cuda:  # spmm-reduce is CPU-only
+            out = torch.addmm(self.bias, self.weight, xt).t()
+        else:
+            out = torch.sparse.mm(self.weight, xt.contiguous(), "sum").add_(self.bias).t()
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
@@ -75,50 +85,40 @@ def layer_inputs(model: nn.Module, names: Sequence[str], x: torch.Tensor) -> Dic
     return seen
 
 
-def sparse_model(model: nn.Module, masks: Dict[str, torch.Tensor], layers: Sequence[str]) -> nn.Module:
-    """A copy of ``model`` with the named Linear modules in CSR form."""
+def sparse_model(model: nn.Module, masks: Dict[str, torch.Tensor],
+                 layers: Union[Sequence[str], Mapping[str, str]]) -> nn.Module:
+    """A copy of ``model`` with the named Linear modules in CSR form: ``layers`` names them, or
+    maps each name to its kernel (KERNELS; a plain sequence runs them all as "csr")."""
+    kernels = layers if isinstance(layers, Mapping) else {name: "csr" for name in layers}
     out = copy.deepcopy(model)
-    for name in layers:
+    for name, kernel in kernels.items():
         parent_name, _, child = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
-        setattr(parent, child, SparseLinear(getattr(parent, child), masks[f"{name}.weight"]))
+        setattr(parent, child, SparseLinear(getattr(parent, child), masks[f"{name}.weight"], kernel))
     return out
 
 
 def measure(model: nn.Module, masks: Dict[str, torch.Tensor], input_shape: Sequence[int],
             batch: int, repeats: int = 20, warmup: int = 3) -> Dict[str, object]:
-    """Per layer (dense vs CSR) and whole model (dense vs the per-layer choice) at ``batch``,
-    in the current thread setting."""
+    """Per layer (dense vs each sparse kernel) and whole model (dense vs the per-layer choice,
+    and vs every Linear layer on one kernel) at ``batch``, in the current thread setting."""
     model = model.eval()
     x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))
     weights = {n[:-len(".weight")]: n for n in masks if n.endswith(".weight")}
     modules = dict(model.named_modules())
     names = [n for n in weights if n in modules]
     inputs = layer_inputs(model, names, x)
-    rows: List[Dict[str, object]] = []
-    chosen: List[str] = []
-    for name in names:
-        module, mask = modules[name], masks[weights[name]]
-        row = {"layer": name, "kind": type(module).__name__,
-               "density_pct": 100.0 * float(mask.float().mean())}
-        if isinstance(module, nn.Linear) and name in inputs:
-            sparse = SparseLinear(module, mask)
-            row["dense_us"], row["csr_us"] = median_us(
-                [lambda: module(inputs[name]), lambda: sparse(inputs[name])], repeats, warmup)
-            row["ran"] = "csr" if row["csr_us"] < row["dense_us"] else "dense (faster here)"
-        else:
-            row["dense_us"] = median_us([lambda: module(inputs[name])], repeats, warmup)[0] \
-                if name in inputs else None
-            row["csr_us"], row["ran"] = None, "dense (no sparse kernel)"
-        if row["ran"] == "csr":
-            chosen.append(name)
-        rows.append(row)
+    rows = [_time_layer(name, modules[name], masks[weights[name]], inputs.get(name), repeats,
+                        warmup) for name in names]
+    chosen = {r["layer"]: r["ran"] for r in rows if r["ran"] in KERNELS}
     # Timed alone, a layer after a sparse one gets its input in the wrong layout (see
-    # SparseLinear.forward), so the whole model also tries every Linear layer sparse.
-    every = [r["layer"] for r in rows if r["csr_us"] is not None]
-    candidates = [c for c in (chosen, every) if c]
-    if candidates and candidates[0] == candidates[-1]:
-        candidates = candidates[:1]
+    # SparseLinear.forward), so the whole model also tries every Linear layer on each kernel.
+    sparse_able = [r["layer"] for r in rows if r["csr_us"] is not None]
+    candidates = [chosen] if chosen else []
+    for kernel in KERNELS if sparse_able else ():
+        every = {name: kernel for name in sparse_able}
+        if every not in candidates:
+            candidates.append(every)
     fasts = [sparse_model(model, masks, c) for c in candidates]
     times = median_us([lambda: model(x)] + [lambda f=f: f(x) for f in fasts], repeats, warmup)
     dense_us, best_us = times[0], min(times[1:], default=times[0])
@@ -127,12 +127,12 @@ def measure(model: nn.Module, masks: Dict[str, torch.Tensor], input_shape: Seque
         best = times[1:].index(best_us)
         chosen, fast, sparse_us = candidates[best], fasts[best], best_us
         for row in rows:
-            if row["layer"] in chosen and row["ran"] != "csr":
-                row["ran"] = "csr (faster in the whole model)"
+            if row["layer"] in chosen and row["ran"] != chosen[row["layer"]]:
+                row["ran"] = f"{chosen[row['layer']]} (faster in the whole model)"
     else:
-        chosen = []
+        chosen = {}
         for row in rows:
-            if row["ran"] == "csr":
+            if row["ran"] in KERNELS:
                 row["ran"] = "dense (the whole model was faster dense)"
     with torch.no_grad():
         diff = float((fast(x) - model(x)).abs().max())
@@ -140,3 +140,26 @@ def measure(model: nn.Module, masks: Dict[str, torch.Tensor], input_shape: Seque
             "speedup": dense_us / sparse_us, "sparse_layers": len(chosen),
             "best_sparse_us": best_us,
             "max_abs_diff": diff, "layers": rows}
+
+
+def _time_layer(name: str, module: nn.Module, mask: torch.Tensor, x, repeats: int,
+                warmup: int) -> Dict[str, object]:
+    """One layer alone: dense, and each sparse kernel where there is one; ``ran`` is the
+    fastest (a kernel's name, or why it stays dense)."""
+    row: Dict[str, object] = {"layer": name, "kind": type(module).__name__,
+                              "density_pct": 100.0 * float(mask.float().mean()),
+                              "dense_us": None, "csr_us": None, "csr_reduce_us": None}
+    if x is None:
+        row["ran"] = "dense (not reached)"
+        return row
+    if not isinstance(module, nn.Linear):
+        row["dense_us"] = median_us([lambda: module(x)], repeats, warmup)[0]
+        row["ran"] = "dense (no sparse kernel)"
+        return row
+    sparse = [SparseLinear(module, mask, kernel) for kernel in KERNELS]
+    row["dense_us"], row["csr_us"], row["csr_reduce_us"] = median_us(
+        [lambda: module(x)] + [lambda s=s: s(x) for s in sparse], repeats, warmup)
+    best = min(KERNELS, key=lambda k: row[k.replace("-", "_") + "_us"])
+    row["ran"] = best if row[best.replace("-", "_") + "_us"] < row["dense_us"] \
+        else "dense (faster here)"
+    return row

@@ -21,6 +21,7 @@ from .speed import BATCHES, measure
 WHOLE_COLUMNS = ["round", "remaining_pct", "batch", "threads", "dense_us", "sparse_us", "speedup",
                  "sparse_layers", "best_sparse_us", "max_abs_diff"]
 LAYER_COLUMNS = ["round", "batch", "threads", "layer", "kind", "density_pct", "dense_us", "csr_us",
+                 "csr_reduce_us",
                  "ran"]
 
 
