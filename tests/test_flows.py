@@ -257,3 +257,28 @@ def test_validation_plateau_by_hand():
     assert stops == [False, False, False, False, False, False, True]
     crit.start_round(None)  # a new round forgets the old one's history
     assert not crit.check(None, val_acc=71.6).stop
+
+
+def test_evaluation_and_flows_run_in_the_devices_eval_batch():
+    """On a CPU every measuring pass (accuracy, information and gradient flow, activations)
+    feeds the model eval_batch_size samples at a time, not the whole probe at once."""
+    from incop.data import eval_batch_size
+    from incop.training import evaluate
+
+    torch.manual_seed(0)
+    model, seen = _Net(), []
+    model.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])))
+    n, size = 700, eval_batch_size(torch.device("cpu"))
+    assert size < n < 4 * size and eval_batch_size(torch.device("cuda")) >= size
+    x, y = torch.randn(n, 1, 9, 9), torch.randint(0, 4, (n,))
+    expected = [size] * (n // size) + [n % size]
+    info = InformationFlow(model, x)
+    seen.clear()
+    info.measure(model)
+    assert seen == expected
+    for measure in (lambda: GradientFlow(model, x, y).measure(model),
+                    lambda: layer_activations(model, info.layer_names, x),
+                    lambda: evaluate(model, (x, y))):
+        seen.clear()
+        measure()
+        assert seen == expected

@@ -368,11 +368,20 @@ def is_tensor_pair(source: DataSource) -> bool:
             and all(isinstance(t, torch.Tensor) for t in source))
 
 
-def eval_batches(source: DataSource, batch_size: int = 1024) -> Iterable[Batch]:
-    """Batches of a source in a fixed order (tensor pairs are sliced, loaders iterated)."""
+def eval_batch_size(device: torch.device) -> int:
+    """The batch in which evaluation, flows and activations run: 256 on a CPU, where larger
+    batches measured slower for convolutional models (their activations leave the caches;
+    ``benchmarks/eval_batch.py``), 1024 on a GPU. Results do not depend on it beyond float
+    rounding: every sum over batches is accumulated in float64."""
+    return 1024 if torch.device(device).type == "cuda" else 256
+
+
+def eval_batches(source: DataSource, batch_size: Optional[int] = None) -> Iterable[Batch]:
+    """Batches of a source in a fixed order (tensor pairs are sliced, by default in batches of
+    ``eval_batch_size`` for their device; loaders are iterated as they are)."""
     if is_tensor_pair(source):
         x, y = source
-        return TensorBatches(x, y, batch_size)
+        return TensorBatches(x, y, batch_size or eval_batch_size(x.device))
     return source
 
 

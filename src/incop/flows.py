@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .data import eval_batch_size
 from .errors import UsageError
 from .masks import PRUNABLE_TYPES, Masks, prunable_parameters
 
@@ -78,7 +79,8 @@ def _pooled(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
     return output.reshape(output.shape[0], -1, output.shape[-1]).mean(1)
 
 
-def _batches(x: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+def _batches(x: torch.Tensor, batch_size: Optional[int]) -> Iterator[torch.Tensor]:
+    batch_size = batch_size or eval_batch_size(x.device)
     for i in range(0, len(x), batch_size):
         yield x[i:i + batch_size]
 
@@ -159,7 +161,7 @@ class InformationFlow:
     STATS = ("mean", "abs_mean", "fro")
 
     def __init__(self, model: nn.Module, probe_x: torch.Tensor, stat: str = "mean",
-                 batch_size: int = 1024) -> None:
+                 batch_size: Optional[int] = None) -> None:
         if stat not in self.STATS:
             raise UsageError(f"--flow_stat {stat}: choose one of {', '.join(self.STATS)}")
         self.probe_x, self.stat, self.batch_size = probe_x, stat, batch_size
@@ -197,9 +199,10 @@ class GradientFlow:
     cross-entropy on the probe set, from a real backward pass."""
 
     def __init__(self, model: nn.Module, probe_x: torch.Tensor, probe_y: torch.Tensor,
-                 batch_size: int = 1024, names: Optional[Sequence[str]] = None) -> None:
+                 batch_size: Optional[int] = None, names: Optional[Sequence[str]] = None) -> None:
         """``names``: the weights to watch (default: the prunable ones)."""
-        self.probe_x, self.probe_y, self.batch_size = probe_x, probe_y, batch_size
+        self.probe_x, self.probe_y = probe_x, probe_y
+        self.batch_size = batch_size or eval_batch_size(probe_x.device)
         self.names = list(names if names is not None else prunable_parameters(unwrap(model)))
         if len(self.names) < 2:
             raise UsageError(f"gradient flow needs at least two pruned weights and this model has "
@@ -231,7 +234,7 @@ class GradientFlow:
 
 @torch.no_grad()
 def layer_activations(model: nn.Module, layers: Sequence[str], probe_x: torch.Tensor,
-                      batch_size: int = 1024) -> List[torch.Tensor]:
+                      batch_size: Optional[int] = None) -> List[torch.Tensor]:
     """Pooled (N, units) outputs of the named layers on the probe set, in float32 on the CPU."""
     capture = _Capture(_resolve(model, layers))
     model = unwrap(model)

@@ -24,7 +24,6 @@ from .masks import Masks
 from .schedules import LRSchedule
 from .stopping import StoppingCriterion
 
-EVAL_BATCH = 1024
 
 
 @dataclass
@@ -146,7 +145,7 @@ def evaluate(model: nn.Module, data: DataSource, compute: Compute = FP32) -> Tup
     correct = torch.zeros((), device=device)
     loss = torch.zeros((), device=device, dtype=torch.float64)
     n = 0
-    for xb, yb in eval_batches(data, EVAL_BATCH):
+    for xb, yb in eval_batches(data):
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         with compute.autocast():
             out = model(compute.inputs(xb))
