@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--archs", nargs="+", default=list(SHAPES), choices=sorted(SHAPES))
     args = ap.parse_args()
+    headers = ["arch", "threads"] + [f"batch {b}" for b in BATCHES] + ["best"]
     rows = []
     for arch in args.archs:
         for threads in sorted({1, available_cores()}):
@@ -44,11 +45,9 @@ def main() -> None:
             best = BATCHES[us.index(min(us))]
             rows.append([arch, str(threads)] + [f"{u:.1f} ({us[-1] / u:.2f}x)" for u in us]
                         + [str(best)])
-            print(format_table(["arch", "threads"] + [f"batch {b}" for b in BATCHES] + ["best"],
-                               rows[-1:], left=(0,)), flush=True)
+            print(format_table(headers, rows[-1:], left=(0,)), flush=True)
     print("\nus per sample (speed against batch 1024):")
-    print(format_table(["arch", "threads"] + [f"batch {b}" for b in BATCHES] + ["best"], rows,
-                       left=(0,)))
+    print(format_table(headers, rows, left=(0,)))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import copy
 import statistics
 import time
 import warnings
-from typing import Callable, Dict, List, Mapping, Sequence, Union
+from typing import Callable, Dict, List, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -86,10 +86,9 @@ def layer_inputs(model: nn.Module, names: Sequence[str], x: torch.Tensor) -> Dic
 
 
 def sparse_model(model: nn.Module, masks: Dict[str, torch.Tensor],
-                 layers: Union[Sequence[str], Mapping[str, str]]) -> nn.Module:
-    """A copy of ``model`` with the named Linear modules in CSR form: ``layers`` names them, or
-    maps each name to its kernel (KERNELS; a plain sequence runs them all as "csr")."""
-    kernels = layers if isinstance(layers, Mapping) else {name: "csr" for name in layers}
+                 kernels: Mapping[str, str]) -> nn.Module:
+    """A copy of ``model`` with each Linear module named in ``kernels`` in CSR form, run by the
+    kernel it maps to (KERNELS)."""
     out = copy.deepcopy(model)
     for name, kernel in kernels.items():
         parent_name, _, child = name.rpartition(".")
@@ -157,9 +156,11 @@ def _time_layer(name: str, module: nn.Module, mask: torch.Tensor, x, repeats: in
         row["ran"] = "dense (no sparse kernel)"
         return row
     sparse = [SparseLinear(module, mask, kernel) for kernel in KERNELS]
-    row["dense_us"], row["csr_us"], row["csr_reduce_us"] = median_us(
+    dense_us, *kernel_us = median_us(
         [lambda: module(x)] + [lambda s=s: s(x) for s in sparse], repeats, warmup)
-    best = min(KERNELS, key=lambda k: row[k.replace("-", "_") + "_us"])
-    row["ran"] = best if row[best.replace("-", "_") + "_us"] < row["dense_us"] \
-        else "dense (faster here)"
+    times = dict(zip(KERNELS, kernel_us))
+    row["dense_us"] = dense_us
+    row.update({f"{k.replace('-', '_')}_us": t for k, t in times.items()})
+    best = min(times, key=times.get)
+    row["ran"] = best if times[best] < dense_us else "dense (faster here)"
     return row

@@ -25,7 +25,6 @@ from .schedules import LRSchedule
 from .stopping import StoppingCriterion
 
 
-
 @dataclass
 class CheckRecord:
     """One check: where it fell, the training loss since the previous check, validation
