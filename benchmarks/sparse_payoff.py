@@ -12,7 +12,7 @@ now (packed masks, sparse model), for lenet300 and vgg16 (28x28 inputs, 10 class
 all cores), then the rows the issue's targets name: LeNet-300-100 at 5% remaining or less,
 batch 64 and 256, whole model >= 3x on one thread and >= 2x on all cores.
 
-"kernels": the sparse forms torch offers, timed on the first Linear layer of the run's last
+"kernels": the sparse forms torch offers and incop's csr-tiled, timed on the first Linear layer of the run's last
 round (one thread, batch 64 and 256), to show which kernel `incop speed` should use.
 """
 from __future__ import annotations
@@ -85,6 +85,7 @@ def speed(run: Path, repeats: int) -> str:
 def kernels(run: Path, repeats: int) -> str:
     import warnings
 
+    from incop import csr_tiled
     from incop.run_files import round_masks, saved_rounds
     from incop.speed import median_us
 
@@ -119,6 +120,15 @@ def kernels(run: Path, repeats: int) -> str:
         times = median_us(list(fns.values()), repeats, 5)
         rows += [[str(batch), k, f"{t:.1f}", f"{times[0] / t:.2f}x"] for k, t in zip(fns, times)]
         xt = x.t().contiguous()  # what a SparseLinear after another one receives
+        if csr_tiled.unavailable() is None:
+            tiled = csr_tiled.TiledCsr(forms["csr"], b)
+            own, own_xt = median_us([lambda: tiled(x), lambda: tiled(xt.t())], repeats, 5)
+            rows += [[str(batch), "csr-tiled, x as it lies (incop's kernel)", f"{own:.1f}",
+                      f"{times[0] / own:.2f}x"],
+                     [str(batch), "csr-tiled, x^T contiguous (incop's kernel)", f"{own_xt:.1f}",
+                      f"{times[0] / own_xt:.2f}x"]]
+        else:
+            rows.append([str(batch), f"csr-tiled: {csr_tiled.unavailable()}", "", ""])
         copy, inner, reduce = median_us([lambda: x.t().contiguous(),
                                          lambda: torch.addmm(b[:, None], forms["csr"], xt),
                                          lambda: torch.sparse.mm(forms["csr"], xt, "sum")],

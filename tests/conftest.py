@@ -111,3 +111,12 @@ def spy_round_starts(monkeypatch):
 
     monkeypatch.setattr(imp_module, "train_round", spy)
     return starts
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kernel_cache(tmp_path_factory):
+    """incop's C kernel (incop.csr_tiled) is built into a cache of the test session's own, never
+    into the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("INCOP_CACHE_DIR", str(tmp_path_factory.mktemp("kernel_cache")))
+        yield

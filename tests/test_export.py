@@ -1,5 +1,7 @@
 """Issue 17: incop export (dense, torch_prune, sparse, onnx) and incop speed on a small run."""
 import json
+import os
+import shutil
 import sys
 
 import pytest
@@ -158,6 +160,8 @@ def test_measure_reports_every_layer_and_what_ran_how():
     assert m["sparse_layers"] == sum(v.startswith("csr") for v in ran.values())
     linear = [r for r in m["layers"] if r["kind"] == "Linear"]
     assert all(r["csr_us"] > 0 and r["csr_reduce_us"] > 0 for r in linear)
+    if shutil.which(os.environ.get("CC", "cc")):  # incop's own kernel is timed beside torch's
+        assert all(r["csr_tiled_us"] > 0 for r in linear)
     assert m["max_abs_diff"] < 1e-5
     # the speed-up is of what ran: never below 1 (dense is the fallback), sparse only if faster
     assert m["speedup"] >= 1.0 and (m["sparse_layers"] > 0) == (m["best_sparse_us"] < m["dense_us"])
@@ -171,6 +175,8 @@ def test_speed_command_writes_a_complete_table(cli, small_run):
     assert [(r["round"], r["batch"]) for r in speed["whole"]] == [(k, b) for k in (0, 1, 2) for b in (1, 64)]
     assert len(speed["layers"]) == 3 * len(speed["whole"])
     assert all(r["max_abs_diff"] < 1e-5 for r in speed["whole"])
+    assert speed["kernels"][:2] == ["csr", "csr-reduce"]
+    assert ("csr-tiled" in speed["kernels"]) == (speed["csr_tiled_unavailable"] is None)
     assert (small_run / "figures" / "speedup.png").exists() and (small_run / "speed_layers.csv").exists()
     code, out, err = cli("report", str(small_run), "--output", str(small_run / "rep"))
     assert code == 0 and "speed-up b64" in out

@@ -1,11 +1,15 @@
 """Does the sparsity pay at inference? Dense against sparse forward passes on this CPU, per layer
 and for the whole model, for every saved round's masks of a run.
 
-Sparse Linear layers keep W in CSR form and run one of two torch kernels (the fastest of the
-sparse forms measured here: see ``benchmarks/sparse_payoff.py kernels``):
-  csr         ``addmm(bias, W, x^T)^T``: no copy of x^T, one kernel for any device;
-  csr-reduce  ``sparse.mm(W, x^T, "sum")``: the CPU's spmm-reduce kernel, vectorised over the
-              batch, which needs a contiguous x^T (a copy, unless the layer before was sparse).
+Sparse Linear layers keep W in CSR form and run one of three kernels (the sparse forms measured
+here: see ``benchmarks/sparse_payoff.py kernels``):
+  csr         torch's ``addmm(bias, W, x^T)^T``: no copy of x^T, one kernel for any device;
+  csr-reduce  torch's ``sparse.mm(W, x^T, "sum")``: the CPU's spmm-reduce kernel, vectorised
+              over the batch, which needs a contiguous x^T (a copy, unless the layer before
+              was sparse);
+  csr-tiled   incop's own C kernel (:mod:`incop.csr_tiled`), which keeps a tile of the batch in
+              registers across a row's nonzeros; CPU only, built on first use where a C
+              compiler is found.
 Each Linear layer runs the form that measured fastest for the batch size and thread count at
 hand, dense included; convolutions stay dense (torch has no sparse convolution on CPU), and
 the table says which ran how. Timings are medians of repeated runs after warm-up runs."""
@@ -15,13 +19,22 @@ import copy
 import statistics
 import time
 import warnings
-from typing import Callable, Dict, List, Mapping, Sequence
+from typing import Callable, Dict, List, Mapping, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from . import csr_tiled
+
 BATCHES = (1, 64, 256)
-KERNELS = ("csr", "csr-reduce")
+KERNELS = ("csr", "csr-reduce", "csr-tiled")
+
+
+def available_kernels(dtype: torch.dtype = torch.float32) -> Tuple[str, ...]:
+    """The KERNELS that can run here on weights of ``dtype`` (csr-tiled needs its C build,
+    see csr_tiled.unavailable, and runs float32 and float64)."""
+    tiled = csr_tiled.unavailable() is None and dtype in (torch.float32, torch.float64)
+    return tuple(k for k in KERNELS if k != "csr-tiled" or tiled)
 
 
 class SparseLinear(nn.Module):
@@ -31,24 +44,33 @@ class SparseLinear(nn.Module):
         super().__init__()
         if kernel not in KERNELS:
             raise ValueError(f"kernel {kernel!r} is not one of {KERNELS}")
+        if kernel not in available_kernels(linear.weight.dtype):
+            raise ValueError(f"kernel {kernel} cannot run {linear.weight.dtype} here: "
+                             f"{csr_tiled.unavailable() or 'it runs float32 and float64'}")
         self.kernel = kernel
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
             warnings.simplefilter("ignore")
             self.weight = (linear.weight.detach() * mask.to(linear.weight.dtype)).to_sparse_csr()
         bias = linear.bias.detach() if linear.bias is not None else \
             torch.zeros(linear.out_features, dtype=linear.weight.dtype)
-        self.bias = bias.unsqueeze(1)
+        self.bias = bias.contiguous().unsqueeze(1)
+        self.tiled = csr_tiled.TiledCsr(self.weight, bias) if kernel == "csr-tiled" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x^T is a strided view; copying it to contiguous makes the kernel twice as fast but
         # costs more than that (`benchmarks/sparse_payoff.py kernels`). The output is a
         # transposed view of a contiguous (out, batch) block, so a following SparseLinear
         # (through element-wise layers, which keep the strides) gets a contiguous x^T free.
-        xt = x.reshape(-1, x.shape[-1]).t()
-        if self.kernel == "csr" or xt.is_cuda:  # spmm-reduce is CPU-only
-            out = torch.addmm(self.bias, self.weight, xt).t()
+        x2 = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
+        if self.kernel == "csr" or x.is_cuda or torch.is_grad_enabled() and x.requires_grad:
+            # spmm-reduce and csr-tiled are CPU-only, and csr-tiled has no backward
+            out = torch.addmm(self.bias, self.weight, x2.t()).t()
+        elif self.kernel == "csr-reduce":
+            out = torch.sparse.mm(self.weight, x2.t().contiguous(), "sum").add_(self.bias).t()
         else:
-            out = torch.sparse.mm(self.weight, xt.contiguous(), "sum").add_(self.bias).t()
+            out = self.tiled(x2, torch.get_num_threads())
+        if x.dim() == 2:
+            return out
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
@@ -114,7 +136,7 @@ def measure(model: nn.Module, masks: Dict[str, torch.Tensor], input_shape: Seque
     # SparseLinear.forward), so the whole model also tries every Linear layer on each kernel.
     sparse_able = [r["layer"] for r in rows if r["csr_us"] is not None]
     candidates = [chosen] if chosen else []
-    for kernel in KERNELS if sparse_able else ():
+    for kernel in available_kernels(_dtype(model)) if sparse_able else ():
         every = {name: kernel for name in sparse_able}
         if every not in candidates:
             candidates.append(every)
@@ -147,7 +169,7 @@ def _time_layer(name: str, module: nn.Module, mask: torch.Tensor, x, repeats: in
     fastest (a kernel's name, or why it stays dense)."""
     row: Dict[str, object] = {"layer": name, "kind": type(module).__name__,
                               "density_pct": 100.0 * float(mask.float().mean()),
-                              "dense_us": None, "csr_us": None, "csr_reduce_us": None}
+                              "dense_us": None, **{_column(k): None for k in KERNELS}}
     if x is None:
         row["ran"] = "dense (not reached)"
         return row
@@ -155,12 +177,22 @@ def _time_layer(name: str, module: nn.Module, mask: torch.Tensor, x, repeats: in
         row["dense_us"] = median_us([lambda: module(x)], repeats, warmup)[0]
         row["ran"] = "dense (no sparse kernel)"
         return row
-    sparse = [SparseLinear(module, mask, kernel) for kernel in KERNELS]
+    kernels = available_kernels(module.weight.dtype)
+    sparse = [SparseLinear(module, mask, kernel) for kernel in kernels]
     dense_us, *kernel_us = median_us(
         [lambda: module(x)] + [lambda s=s: s(x) for s in sparse], repeats, warmup)
-    times = dict(zip(KERNELS, kernel_us))
+    times = dict(zip(kernels, kernel_us))
     row["dense_us"] = dense_us
-    row.update({f"{k.replace('-', '_')}_us": t for k, t in times.items()})
+    row.update({_column(k): t for k, t in times.items()})
     best = min(times, key=times.get)
     row["ran"] = best if times[best] < dense_us else "dense (faster here)"
     return row
+
+
+def _column(kernel: str) -> str:
+    """The per-layer table's column of a kernel's time: csr-reduce -> csr_reduce_us."""
+    return f"{kernel.replace('-', '_')}_us"
+
+
+def _dtype(model: nn.Module) -> torch.dtype:
+    return next((p.dtype for p in model.parameters()), torch.float32)

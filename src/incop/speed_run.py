@@ -16,13 +16,13 @@ from .export import run_model
 from .masks import Masks
 from .results import format_table
 from .run_files import model_state, round_masks, saved_rounds
-from .speed import BATCHES, measure
+from .csr_tiled import unavailable
+from .speed import BATCHES, available_kernels, measure
 
 WHOLE_COLUMNS = ["round", "remaining_pct", "batch", "threads", "dense_us", "sparse_us", "speedup",
                  "sparse_layers", "best_sparse_us", "max_abs_diff"]
 LAYER_COLUMNS = ["round", "batch", "threads", "layer", "kind", "density_pct", "dense_us", "csr_us",
-                 "csr_reduce_us",
-                 "ran"]
+                 "csr_reduce_us", "csr_tiled_us", "ran"]
 
 
 def speed_run(run: Path, trial: int = 0, batches: Sequence[int] = BATCHES,
@@ -53,9 +53,11 @@ def speed_run(run: Path, trial: int = 0, batches: Sequence[int] = BATCHES,
             layers += [{"round": k, "batch": b, "threads": t, **row} for row in m["layers"]]
     finally:
         torch.set_num_threads(before)
+    why = unavailable()
     _write(run, whole, layers, {"trial": trial, "repeats": repeats, "warmup": warmup,
-                                "cores": cores, "torch": torch.__version__})
-    echo(speed_text(whole))
+                                "cores": cores, "torch": torch.__version__,
+                                "kernels": list(available_kernels()), "csr_tiled_unavailable": why})
+    echo(speed_text(whole) + (f"\ncsr-tiled (incop's kernel) did not run: {why}" if why else ""))
     return whole
 
 

@@ -1,0 +1,153 @@
+"""Issue 17: incop's own CSR kernel (csr-tiled): exact against the masked dense layer at the
+batch tiles' edges, float32 and float64, either input layout, and left out with one line of why
+where it cannot be built."""
+import os
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from incop import csr_tiled
+from incop.speed import SparseLinear, available_kernels, measure
+from incop.models import build_model
+
+HAVE_CC = shutil.which(os.environ.get("CC", "cc")) is not None
+
+
+@pytest.fixture
+def fresh_build(monkeypatch, tmp_path):
+    """The kernel loaded anew (into an empty cache) under the test's environment, and again
+    as before once the test is done."""
+    monkeypatch.setenv("INCOP_CACHE_DIR", str(tmp_path / "cache"))
+    csr_tiled._load.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    csr_tiled._load.cache_clear()
+
+
+def _masked_linear(n_in, n_out, density, dtype=torch.float32, bias=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    layer = nn.Linear(n_in, n_out, bias=bias).to(dtype)
+    mask = torch.rand(n_out, n_in, generator=g) < density
+    mask[1] = False  # a dead neuron: its output is the bias alone
+    with torch.no_grad():
+        layer.weight.mul_(mask)
+    return layer, mask
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler: csr-tiled cannot be built here")
+def test_a_c_compiler_builds_the_kernel():
+    # where a compiler is found a failed build is a bug, not a skip
+    assert csr_tiled.unavailable() is None
+    assert "csr-tiled" in available_kernels(torch.float32)
+    assert "csr-tiled" in available_kernels(torch.float64)
+    assert "csr-tiled" not in available_kernels(torch.bfloat16)
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler: csr-tiled cannot be built here")
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("batch", [1, 7, 63, 64, 65, 129])  # a tile is 64 floats / 32 doubles
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tiled_equals_the_masked_dense_layer(dtype, tol, batch, threads):
+    layer, mask = _masked_linear(300, 100, 0.05, dtype, seed=batch)
+    sparse = SparseLinear(layer, mask, "csr-tiled")
+    x = torch.randn(batch, 300, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            out, view_out = sparse(x), sparse(x.t().contiguous().t())  # as laid out, and as a view
+    finally:
+        torch.set_num_threads(before)
+    want = layer(x).detach()
+    for got in (out, view_out):
+        assert got.dtype == dtype and got.shape == (batch, 100)
+        assert (got - want).abs().max() <= tol
+        assert torch.equal(got[:, 1], layer.bias.detach()[1].expand(batch))
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler: csr-tiled cannot be built here")
+def test_integer_valued_products_come_out_exact():
+    # small integers sum exactly in float32, in any order: the kernel must give the very values
+    g = torch.Generator().manual_seed(0)
+    w = torch.randint(-3, 4, (37, 91), generator=g).float() * (torch.rand(37, 91, generator=g) < 0.3)
+    b = torch.randint(-5, 6, (37,), generator=g).float()
+    x = torch.randint(-4, 5, (70, 91), generator=g).float()
+    got = csr_tiled.TiledCsr(w.to_sparse_csr(), b)(x)
+    assert torch.equal(got, x @ w.t() + b)
+    # a matrix without a single nonzero, and no bias: zeros
+    assert torch.equal(csr_tiled.TiledCsr(torch.zeros(5, 91).to_sparse_csr(), None)(x),
+                       torch.zeros(70, 5))
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler: csr-tiled cannot be built here")
+def test_inputs_the_c_code_cannot_take_are_refused_before_it_runs():
+    layer, mask = _masked_linear(50, 20, 0.2)
+    tiled = csr_tiled.TiledCsr((layer.weight * mask).detach().to_sparse_csr(), layer.bias.detach())
+    for bad in (torch.randn(4, 49), torch.randn(4, 50, dtype=torch.float64), torch.randn(4, 5, 10)):
+        with pytest.raises(ValueError, match="csr-tiled"):
+            tiled(bad)
+    with pytest.raises(ValueError, match="bias"):
+        csr_tiled.TiledCsr(layer.weight.detach().to_sparse_csr(), torch.zeros(19))
+    with pytest.raises(ValueError, match="float32 or float64"):
+        csr_tiled.TiledCsr(layer.weight.detach().half().to_sparse_csr(), None)
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler: csr-tiled cannot be built here")
+def test_an_input_that_needs_a_gradient_takes_torchs_csr_kernel():
+    layer, mask = _masked_linear(30, 10, 0.3)
+    sparse = SparseLinear(layer, mask, "csr-tiled")
+    x = torch.randn(6, 30, requires_grad=True)
+    sparse(x).sum().backward()
+    assert torch.allclose(x.grad, (layer.weight * mask).detach().sum(0).expand(6, 30), atol=1e-6)
+
+
+def test_without_a_compiler_the_kernel_is_left_out_and_says_why(fresh_build):
+    fresh_build.setenv("CC", "no-such-compiler-xyz")
+    assert "no C compiler" in csr_tiled.unavailable() and "CC" in csr_tiled.unavailable()
+    assert "csr-tiled" not in available_kernels()
+    layer, mask = _masked_linear(30, 10, 0.3)
+    with pytest.raises(ValueError, match="no C compiler"):
+        SparseLinear(layer, mask, "csr-tiled")
+    # incop speed still measures with torch's kernels
+    torch.manual_seed(0)
+    model = build_model("lenet300", (1, 4, 4), 10)
+    masks = {n: torch.rand(p.shape) < 0.05 for n, p in model.named_parameters() if p.dim() > 1}
+    m = measure(model, masks, (1, 4, 4), batch=8, repeats=1, warmup=0)
+    assert all(r["csr_tiled_us"] is None and r["csr_us"] > 0 for r in m["layers"])
+
+
+def test_incop_native_0_turns_it_off(fresh_build):
+    fresh_build.setenv("INCOP_NATIVE", "0")
+    assert csr_tiled.unavailable() == "disabled by INCOP_NATIVE=0"
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler: csr-tiled cannot be built here")
+def test_a_build_is_kept_per_cpu_and_a_broken_cache_file_is_reported(fresh_build, tmp_path):
+    path = csr_tiled.library_path("cc", "v1")
+    assert path.parent == tmp_path / "cache"
+    fresh_build.setattr(csr_tiled, "cpu_tag", lambda: "another cpu")
+    assert csr_tiled.library_path("cc", "v1") != path  # never another machine's -march=native
+    assert csr_tiled.library_path("cc", "v2") != csr_tiled.library_path("cc", "v1")
+    fresh_build.undo()
+    fresh_build.setenv("INCOP_CACHE_DIR", str(tmp_path / "cache"))
+    compiler, version = csr_tiled._compiler()
+    target = csr_tiled.library_path(compiler, version)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"not a shared library")
+    csr_tiled._load.cache_clear()
+    why = csr_tiled.unavailable()
+    assert why.startswith("could not build or load") and "\n" not in why
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler: csr-tiled cannot be built here")
+def test_threads_split_rows_without_changing_a_bit():
+    # 30k nonzeros x 70 columns: past the work below which the kernel stays on one thread
+    layer, mask = _masked_linear(1000, 600, 0.05)
+    tiled = csr_tiled.TiledCsr((layer.weight * mask).detach().to_sparse_csr(), layer.bias.detach())
+    x = torch.randn(70, 1000, generator=torch.Generator().manual_seed(2))
+    one, two = tiled(x, threads=1), tiled(x, threads=2)
+    assert torch.equal(one, two)  # each row is summed in the same order on any thread
+    assert (one - layer(x).detach()).abs().max() <= 1e-5
