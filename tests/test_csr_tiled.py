@@ -1,14 +1,15 @@
 """Issue 17: incop's own CSR kernel (csr-tiled): exact against the masked dense layer at the
 batch tiles' edges, float32 and float64, either input layout, and left out with one line of why
 where it cannot be built."""
+import copy
 import os
 import shutil
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+import incop
 from incop import csr_tiled
 from incop.speed import SparseLinear, available_kernels, measure
 from incop.models import build_model
@@ -151,3 +152,22 @@ def test_threads_split_rows_without_changing_a_bit():
     one, two = tiled(x, threads=1), tiled(x, threads=2)
     assert torch.equal(one, two)  # each row is summed in the same order on any thread
     assert (one - layer(x).detach()).abs().max() <= 1e-5
+
+
+def test_fastest_sparse_model_applies_the_masks_and_runs_what_measured_fastest():
+    torch.manual_seed(0)
+    model = build_model("lenet300", (1, 8, 8), 10)  # weights not yet masked: the copy is
+    masks = {n: torch.rand(p.shape) < 0.04 for n, p in model.named_parameters() if p.dim() > 1}
+    fast, m = incop.fastest_sparse_model(model, masks, (1, 8, 8), batch=64, repeats=3, warmup=1)
+    masked = copy.deepcopy(model)
+    with torch.no_grad():
+        for n, p in masked.named_parameters():
+            if n in masks:
+                p.mul_(masks[n])
+        x = torch.randn(5, 1, 8, 8)
+        assert (fast(x) - masked(x)).abs().max() <= 1e-5
+    sparse = {n: mod.kernel for n, mod in fast.named_modules() if isinstance(mod, SparseLinear)}
+    assert sparse == m["kernels"] and len(sparse) == m["sparse_layers"]
+    # the caller's model is left as it was: dense modules, weights not masked
+    assert all(not isinstance(mod, SparseLinear) for mod in model.modules())
+    assert not torch.equal(model.fc1.weight, masked.fc1.weight)

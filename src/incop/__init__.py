@@ -15,6 +15,7 @@ from .api import PruneResult, prune_model  # noqa: E402
 from . import own_data  # noqa: E402,F401  (registers the npz and folder datasets)
 from .sparse_io import load_sparse, save_sparse  # noqa: E402
 from .export import export_model  # noqa: E402
+from .speed import fastest_sparse_model  # noqa: E402
 
 __all__ = ["__version__", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "PruneConfig",
            "ExperimentConfig", "UsageError", "Masks", "prunable_parameters", "weight_catalogue", "SAP",
@@ -22,4 +23,4 @@ __all__ = ["__version__", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig
            "StoppingCriterion", "FixedEpochs", "InformationFlowCriterion", "GradientFlowCriterion",
            "AccuracyRecovery", "MaskStability", "LossRecovery", "SAPPruning", "MagnitudePruning", "to_torch_prune",
            "remove_reparametrization", "masks_from_torch_prune", "prune_model", "PruneResult",
-           "load_sparse", "save_sparse", "export_model"]
+           "load_sparse", "save_sparse", "export_model", "fastest_sparse_model"]
