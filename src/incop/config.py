@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .data import MIN_VAL_SAMPLES
@@ -225,7 +226,7 @@ def read_checked_config(path) -> Optional[Dict[str, Any]]:
     """The configuration in a config.json, or None when it is missing, not JSON, or edited
     (its checksum does not match). Files written before checksums are taken as they are."""
     try:
-        saved = json.loads(open(path).read())
+        saved = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(saved, dict):
