@@ -192,12 +192,23 @@ def run_one(net: str, spec: Net, regime: str, seed: int, run: dict, out: Path, q
 
 def run_part(net: str, regime: str, seed: int, out: Path, quick: bool, log) -> List[dict]:
     spec = (QUICK if quick else NETS)[net]
-    rows = [run_one(net, spec, regime, seed, s, out, quick, log)
-            for s in method_specs(REGIMES[regime], quick, spec.skip)]
+    specs = method_specs(REGIMES[regime], quick, spec.skip)
+    rows = [run_one(net, spec, regime, seed, s, out, quick, log) for s in specs]
     done = {r["name"] for r in rows}
-    rows += [run_one(net, spec, regime, seed, s, out, quick, log)
+    rows += [fixed_twin(s, specs, rows) or run_one(net, spec, regime, seed, s, out, quick, log)
              for s in matched_specs(rows, done)]
     return rows
+
+
+def fixed_twin(spec: dict, specs: List[dict], rows: List[dict]) -> Optional[dict]:
+    """The row of a run already made with ``spec``'s settings under another name (an adaptive
+    run averaging the reference's 10 epochs asks for fixed-10, which is sap-E10), renamed,
+    instead of training the same configuration again."""
+    for s, r in zip(specs, rows):
+        if s["method"] == spec["method"] and float(s["epochs"]) == float(spec["epochs"]) \
+                and not s.get("adaptive") and not s.get("criterion"):
+            return {**r, "name": spec["name"], "matched": True, "same_run_as": r["name"]}
+    return None
 
 
 def save_rows(out: Path, rows: List[dict]) -> None:

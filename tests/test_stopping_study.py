@@ -144,3 +144,24 @@ def test_goal_met_by_the_one_epoch_floor_is_said():
     (text,) = stopping_report.verdicts(rows)
     assert "): met (-0.10 points, 0.100 of the epochs)" in text
     assert text.endswith("So does fixed-1: the goal needs no criterion here.")
+
+
+def test_a_matched_budget_equal_to_the_reference_reuses_its_run():
+    specs = stopping_study.method_specs(stopping_study.REGIMES["A"], quick=False)
+    rows = [{"name": s["name"], "seed": 0, "adaptive": bool(s.get("adaptive")),
+             "ticket_test_acc": 80.0 + i, "epochs_per_round": float(s["epochs"])}
+            for i, s in enumerate(specs)]
+    ciap = next(r for r in rows if r["name"] == "ciap")
+    ciap["epochs_per_round"] = 9.9  # matched to fixed-10: the reference's own settings
+    wanted = stopping_study.matched_specs([ciap], done={r["name"] for r in rows})
+    assert [s["name"] for s in wanted] == ["fixed-10"]
+    twin = stopping_study.fixed_twin(wanted[0], specs, rows)
+    ref = next(r for r in rows if r["name"] == "sap-E10")
+    assert twin == {**ref, "name": "fixed-10", "matched": True, "same_run_as": "sap-E10"}
+    # an adaptive run with the same epoch cap is no twin: regime B's loss_recovery is sap
+    # with a 20-epoch cap, and fixed-20 must still be trained
+    specs_b = stopping_study.method_specs(stopping_study.REGIMES["B"], quick=False)
+    assert any(s["method"] == "sap" and s["epochs"] == 20 and s.get("adaptive") for s in specs_b)
+    rows_b = [{"name": s["name"]} for s in specs_b]
+    assert stopping_study.fixed_twin(dict(name="fixed-20", method="sap", epochs=20.0), specs_b,
+                                     rows_b) is None
