@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from incop.config import RunConfig
-from incop.data import load_splits, probe_from_source, train_batches
+from incop.batches import probe_from_source, train_batches
+from incop.data import load_splits
 from incop.imp import IMPExperiment, TrialInputs, round_seed, seed_everything
 from incop.masks import Masks
 from incop.models import build_model

@@ -12,7 +12,8 @@ import time
 import torch
 from torch.nn import functional as F
 
-from incop.data import TensorBatches, load_splits
+from incop.batches import TensorBatches
+from incop.data import load_splits
 from incop.masks import Masks, prunable_parameters
 from incop.models import build_model
 from incop.training import make_optimizer, train_epoch

@@ -6,7 +6,7 @@ thread and on all cores, the batch sizes taking turns (``incop.speed.median_us``
 
 Prints microseconds per sample and each batch size's speed against 1024 (the batch evaluation
 used before this measurement). Run it alone: another process on the cores skews every number.
-incop evaluates (accuracy, flows, activations) in batches of ``incop.data.eval_batch_size``.
+incop evaluates (accuracy, flows, activations) in batches of ``incop.batches.eval_batch_size``.
 """
 import argparse
 

@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from incop.data import DEFAULT_PROBE_SIZE, TensorBatches, load_splits, probe_subset
+from incop.batches import DEFAULT_PROBE_SIZE, TensorBatches
+from incop.data import load_splits, probe_subset
 from incop.flows import GradientFlow, InformationFlow
 from incop.masks import Masks
 from incop.models import build_model

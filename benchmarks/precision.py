@@ -26,7 +26,8 @@ import torch
 
 from incop.compute import Compute, set_threads
 from incop.config import RunConfig
-from incop.data import load_splits, probe_from_source
+from incop.batches import probe_from_source
+from incop.data import load_splits
 from incop.imp import IMPExperiment, TrialInputs
 from incop.masks import Masks
 from incop.models import build_model

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from incop.compute import set_threads
-from incop.data import load_splits, train_batches
+from incop.batches import train_batches
+from incop.data import load_splits
 from incop.learned import LabelBaseline, untrained_reason
 from incop.masks import Masks
 from incop.models import build_model

@@ -34,7 +34,8 @@ from typing import Dict, List, Optional
 import torch
 
 from incop.config import RunConfig
-from incop.data import load_raw, probe_from_source
+from incop.batches import probe_from_source
+from incop.data import load_raw
 from incop.imp import IMPExperiment
 from incop.inputs import TrialInputs, registry_inputs
 from incop.records import criterion_report

@@ -1,7 +1,7 @@
 """How vgg16 (no BN) learns under the seed's settings (lr 0.01, momentum 0, batch 64) by initialisation:
     python benchmarks/vgg16_init.py [TRAIN_SIZE] [STEPS]   (results: benchmarks/results/vgg16_init.txt)
 """
-import math, sys, time
+import sys, time
 import torch
 from torch import nn
 from incop.data import load_fashion_mnist

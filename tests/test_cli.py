@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, make_idx_dataset
-from incop.run_files import model_state, round_masks
+from incop.run_files import round_masks
 
 
 def _run_dir(root: Path) -> Path:
@@ -146,7 +146,6 @@ def test_target_remaining_stops_the_search_exactly_there(cli, tmp_path):
     """lth removes 20% of each layer a round (100, 80, 64, 51.2 ...); a 60% target trims the
     fourth round's step to land on 60% and ends the search there, well before the 8-round maximum, with
     every trial. A target the rounds never reach leaves the search at its maximum."""
-    import torch
 
     code, out, err = cli("run", "--prune_method=lth", "--prune_target_remaining", "60",
                          "--net_train_epochs", "1", "--net_warmup", "1", "--exper_imp_total_iter",

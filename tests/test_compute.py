@@ -9,7 +9,7 @@ import torch
 
 from incop import compute as compute_module
 from incop.compute import Compute, load_warning, set_threads
-from incop.data import default_probe_size
+from incop.batches import default_probe_size
 from incop.masks import Masks
 from incop.models import build_model
 from incop.pruning import SAP

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from conftest import make_cifar, make_idx_dataset, write_idx
-from incop.data import (DATASETS, DEBIAN_FASHION_MNIST, RawDataset, TensorBatches, probe_subset,
-                        read_idx, split_train_val)
+from incop.batches import TensorBatches
+from incop.data import (DATASETS, DEBIAN_FASHION_MNIST, RawDataset, probe_subset, read_idx,
+                        split_train_val)
 from incop.errors import UsageError
 
 

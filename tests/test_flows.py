@@ -14,7 +14,7 @@ from incop.imp import IMPExperiment
 from incop.masks import Masks
 from incop.stopping import AccuracyRecovery, InformationFlowCriterion
 from incop.training import make_optimizer, train_epoch
-from incop.data import TensorBatches
+from incop.batches import TensorBatches
 
 
 def test_correlation_matrix_equals_numpy_corrcoef():
@@ -262,7 +262,7 @@ def test_validation_plateau_by_hand():
 def test_evaluation_and_flows_run_in_the_devices_eval_batch():
     """On a CPU every measuring pass (accuracy, information and gradient flow, activations)
     feeds the model eval_batch_size samples at a time, not the whole probe at once."""
-    from incop.data import eval_batch_size
+    from incop.batches import eval_batch_size
     from incop.training import evaluate
 
     torch.manual_seed(0)

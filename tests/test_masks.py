@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from incop.config import RunConfig
-from incop.data import TensorBatches
+from incop.batches import TensorBatches
 from incop.imp import IMPExperiment
 from incop.masks import Masks, prunable_parameters
 from incop.training import make_optimizer, train_epoch

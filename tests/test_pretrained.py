@@ -9,7 +9,7 @@ from torch import nn
 
 from incop.errors import UsageError
 from incop.pretrained import IMAGENET_SIZE, imagenet_model
-from incop.run_files import model_state, round_masks
+from incop.run_files import round_masks
 
 URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 

@@ -8,7 +8,7 @@ import torch
 import incop.training as training
 
 from conftest import kill_at, table
-from incop.run_files import model_state, round_masks
+from incop.run_files import model_state
 
 ARGS = ["run", "--prune_method", "ciap", "--prune_epsilon", "0.02", "--net_train_epochs", "3",
         "--net_warmup", "2", "--exper_imp_total_iter", "3", "--exper_num_trial", "2", "--quiet",

@@ -12,7 +12,8 @@ from torch import nn
 import incop.imp as imp_module
 import incop.training as training
 from incop.config import RunConfig
-from incop.data import load_splits, train_batches
+from incop.batches import train_batches
+from incop.data import load_splits
 from incop.imp import TICKET_ROUND, WARMUP_ROUND, IMPExperiment, round_seed, seed_everything
 from incop.masks import Masks
 from incop.models import build_model
@@ -21,7 +22,7 @@ from incop.schedules import LRSchedule
 from incop.stopping import LossRecovery, MaskStability
 
 from conftest import kill_at, spy_round_starts, table
-from incop.run_files import model_state, round_masks
+from incop.run_files import model_state
 
 # digits: 1293 training samples after the 10% validation split -> 21 batches of 64 an epoch
 PER_EPOCH = 21

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .config import RunConfig
-from .data import DataSource, is_tensor_pair, probe_from_source
+from .batches import DataSource, is_tensor_pair, probe_from_source
 from .flows import unwrap
 from .imp import IMPExperiment, TrialInputs
 from .inputs import check_inputs, data_fingerprint, model_fingerprint

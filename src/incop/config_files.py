@@ -89,7 +89,8 @@ def resolved_defaults(cfg: RunConfig) -> Dict[str, Any]:
     """The values incop uses where the configuration says "the method's default": the pruning
     rule, the stopping criterion and its epsilon, and the flow probe's size (which depends on
     the training split, so the dataset is read)."""
-    from .data import default_probe_size, load_raw, validation_count
+    from .batches import default_probe_size
+    from .data import load_raw, validation_count
     from .methods import resolve
 
     rule, criterion, epsilon = resolve(cfg.prune)

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from .data import DataSource, eval_batches
+from .batches import DataSource, eval_batches
 from .errors import UsageError
 
 

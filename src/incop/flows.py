@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data import eval_batch_size
+from .batches import eval_batch_size
 from .errors import UsageError
 from .masks import PRUNABLE_TYPES, Masks, prunable_parameters
 

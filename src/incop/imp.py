@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 from . import __version__
 from .compute import Compute, precision_warning
 from .config import RunConfig, parse_point
-from .data import RawDataset, load_raw, source_size, train_batches
+from .batches import source_size, train_batches
+from .data import RawDataset, load_raw
 from .errors import UsageError
 from .failures import Diverged, Untrained, diverged_error, diverged_event  # noqa: F401
 from .flows import activation_similarity, layer_activations, monitored_layers

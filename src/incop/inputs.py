@@ -13,8 +13,8 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import nn
 
-from .data import (MIN_VAL_SAMPLES, DataSource, RawDataset, eval_batches, is_tensor_pair,
-                   probe_subset, split_train_val)
+from .batches import DataSource, eval_batches, is_tensor_pair
+from .data import MIN_VAL_SAMPLES, RawDataset, probe_subset, split_train_val
 from .errors import UsageError
 from .models import build_model
 from .pretrained import imagenet_model, load_pretrained, wants_imagenet

@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from .data import DataSource, eval_batches
+from .batches import DataSource, eval_batches
 
 # Accuracy must beat the majority class by this many points (fewer when the majority leaves
 # less room), and some loss must fall below this fraction of the label entropy.

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from .compute import FP32, Compute
 from .config import parse_point
-from .data import Batch, DataSource, eval_batches
+from .batches import Batch, DataSource, eval_batches
 from .errors import UsageError
 from .masks import Masks
 from .schedules import LRSchedule
