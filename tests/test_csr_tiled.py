@@ -11,7 +11,7 @@ from torch import nn
 
 import incop
 from incop import csr_tiled
-from incop.speed import SparseLinear, available_kernels, measure
+from incop.speed import SparseLinear, available_kernels, measure, sparse_model
 from incop.models import build_model
 
 HAVE_CC = shutil.which(os.environ.get("CC", "cc")) is not None
@@ -171,3 +171,33 @@ def test_fastest_sparse_model_applies_the_masks_and_runs_what_measured_fastest()
     # the caller's model is left as it was: dense modules, weights not masked
     assert all(not isinstance(mod, SparseLinear) for mod in model.modules())
     assert not torch.equal(model.fc1.weight, masked.fc1.weight)
+
+
+@pytest.mark.parametrize("kernel", ["csr", "csr-reduce", "csr-tiled"])
+def test_a_sparse_model_can_be_copied_and_saved_whole(kernel, tmp_path):
+    if kernel not in available_kernels():
+        pytest.skip(f"{kernel}: {csr_tiled.unavailable()}")
+    torch.manual_seed(0)
+    model = build_model("lenet300", (1, 8, 8), 10)
+    masks = {n: torch.rand(p.shape) < 0.1 for n, p in model.named_parameters() if p.dim() > 1}
+    fast = sparse_model(model, masks, {"fc1": kernel, "fc2": kernel})
+    torch.save(fast, tmp_path / "fast.pt")
+    x = torch.randn(9, 1, 8, 8)
+    with torch.no_grad():
+        want = fast(x)
+        for other in (copy.deepcopy(fast), torch.load(tmp_path / "fast.pt", weights_only=False)):
+            assert other.fc1.kernel == kernel and torch.equal(other(x), want)
+            assert torch.equal(other.fc1.weight.to_dense(), fast.fc1.weight.to_dense())
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler: csr-tiled cannot be built here")
+def test_a_saved_tiled_layer_falls_back_to_csr_where_it_cannot_be_built(tmp_path, fresh_build):
+    layer, mask = _masked_linear(30, 10, 0.3)
+    torch.save(SparseLinear(layer, mask, "csr-tiled"), tmp_path / "layer.pt")
+    fresh_build.setenv("INCOP_NATIVE", "0")
+    csr_tiled._load.cache_clear()
+    with pytest.warns(UserWarning, match="csr-tiled cannot run here"):
+        loaded = torch.load(tmp_path / "layer.pt", weights_only=False)
+    x = torch.randn(4, 30)
+    with torch.no_grad():
+        assert loaded.kernel == "csr" and (loaded(x) - layer(x)).abs().max() <= 1e-5

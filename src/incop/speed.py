@@ -56,6 +56,25 @@ class SparseLinear(nn.Module):
         self.bias = bias.contiguous().unsqueeze(1)
         self.tiled = csr_tiled.TiledCsr(self.weight, bias) if kernel == "csr-tiled" else None
 
+    def __getstate__(self) -> Dict[str, object]:
+        # A CSR tensor cannot be deep-copied and a ctypes pointer cannot be pickled: the weight
+        # travels dense (its zeros included) and the CSR form and kernel are rebuilt on arrival.
+        state = self.__dict__.copy()
+        state["weight"], state["tiled"] = self.weight.to_dense(), None
+        return state
+
+    def __setstate__(self, state: Dict[str, object]) -> None:
+        super().__setstate__(state)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.weight = self.weight.to_sparse_csr()
+        if self.kernel == "csr-tiled" and "csr-tiled" not in available_kernels(self.weight.dtype):
+            warnings.warn(f"csr-tiled cannot run here ({csr_tiled.unavailable()}): this layer "
+                          f"runs torch's csr kernel instead")
+            self.kernel = "csr"
+        if self.kernel == "csr-tiled":
+            self.tiled = csr_tiled.TiledCsr(self.weight, self.bias.squeeze(1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x^T is a strided view; copying it to contiguous makes the kernel twice as fast but
         # costs more than that (`benchmarks/sparse_payoff.py kernels`). The output is a
