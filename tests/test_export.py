@@ -207,3 +207,22 @@ def test_speed_table_says_when_dense_is_faster():
     lines = speed_text([kept_dense, sparse]).splitlines()
     assert "dense is faster here (sparse: 0.50x)" in lines[2]
     assert "3.00x" in lines[3] and "dense is faster" not in lines[3]
+
+
+def test_speed_says_in_one_line_when_incops_kernel_did_not_run(cli, small_run, monkeypatch):
+    from incop import csr_tiled
+
+    monkeypatch.setenv("INCOP_NATIVE", "0")
+    csr_tiled._load.cache_clear()
+    try:
+        code, out, err = cli("speed", str(small_run), "--batches", "64", "--threads", "1",
+                             "--repeats", "1", "--quiet")
+    finally:
+        monkeypatch.undo()
+        csr_tiled._load.cache_clear()
+    assert code == 0, err
+    assert "csr-tiled (incop's kernel) did not run: disabled by INCOP_NATIVE=0" in out
+    speed = json.loads((small_run / "speed.json").read_text())
+    assert speed["kernels"] == ["csr", "csr-reduce"]
+    assert speed["csr_tiled_unavailable"] == "disabled by INCOP_NATIVE=0"
+    assert all(r["csr_tiled_us"] is None for r in speed["layers"])
