@@ -191,7 +191,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     spd = sub.add_parser("speed", help="time dense against sparse inference for every round",
                          description="Dense against sparse (CSR Linear layers, chosen per layer "
                          "where faster) forward passes for every saved round of a run; writes "
-                         "speed.json, speed.csv, speed_layers.csv and figures/speedup.png.")
+                         "speed.json, speed.csv, speed_layers.csv and figures/speedup.png. "
+                         "Kernels: torch's csr and csr-reduce, and incop's csr-tiled, built on "
+                         "first use with the C compiler $CC or cc (INCOP_NATIVE=0 turns it off).")
     spd.add_argument("run", metavar="RUN_DIR")
     spd.add_argument("--trial", type=int, default=0)
     spd.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256])
