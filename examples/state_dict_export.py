@@ -1,7 +1,7 @@
 """Load a model from a state dict, prune it with SAP, and export it two ways:
 ``torch.nn.utils.prune`` form (weight_orig / weight_mask) and plain weights with zeros.
 
-    python examples/state_dict_export.py [--checkpoint my_mlp.pt] [--out exported/]
+    python examples/state_dict_export.py [--checkpoint my_mlp.pt] [--out output/exported/]
 
 Without --checkpoint, a dense MLP is trained briefly on digits and saved first, standing in for
 your own checkpoint. Data is given as DataLoaders here.
@@ -26,7 +26,7 @@ def make_mlp() -> nn.Module:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path)
-    ap.add_argument("--out", type=Path, default=Path("exported"))
+    ap.add_argument("--out", type=Path, default=Path("output/exported"))
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=5)
     args = ap.parse_args()
