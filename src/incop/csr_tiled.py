@@ -112,11 +112,10 @@ def _load() -> Tuple[Optional[ctypes.CDLL], str]:
         return None, f"could not build or load {path}: {e}"
     if lib.incop_csr_abi() != ABI:
         return None, f"{path} is of another version; delete it"
-    for suffix in _SUFFIX.values():
-        for name, args in ((f"incop_linear_{suffix}", [_I64] * 3 + [_P] * 5 + [ctypes.c_int]
-                            + [_P] * 2 + [ctypes.c_int]),
-                           (f"incop_transpose_{suffix}", [_I64, _I64, _P, _P])):
-            getattr(lib, name).argtypes, getattr(lib, name).restype = args, None
+    for suffix in _SUFFIX.values():  # what TiledCsr calls
+        fn = getattr(lib, f"incop_linear_{suffix}")
+        fn.argtypes = [_I64] * 3 + [_P] * 5 + [ctypes.c_int] + [_P] * 2 + [ctypes.c_int]
+        fn.restype = None
     return lib, ""
 
 
