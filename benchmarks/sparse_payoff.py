@@ -12,8 +12,9 @@ now (packed masks, sparse model), for lenet300 and vgg16 (28x28 inputs, 10 class
 all cores), then the rows the issue's targets name: LeNet-300-100 at 5% remaining or less,
 batch 64 and 256, whole model >= 3x on one thread and >= 2x on all cores.
 
-"kernels": the sparse forms torch offers and incop's csr-tiled, timed on the first Linear layer of the run's last
-round (one thread, batch 64 and 256), to show which kernel `incop speed` should use.
+"kernels": the sparse forms torch offers and incop's csr-tiled, timed on the first Linear
+layer of the run's last round (one thread, batch 64 and 256), to show which kernel `incop speed`
+should use.
 """
 from __future__ import annotations
 

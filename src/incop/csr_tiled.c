@@ -57,8 +57,7 @@ static void rows_##SUFFIX(int64_t lo, int64_t hi, int64_t n, const int64_t *crow
     }                                                                                         \
 }                                                                                             \
                                                                                               \
-void incop_transpose_##SUFFIX(int64_t rows, int64_t cols, const T *in, T *out);               \
-void incop_csr_##SUFFIX(int64_t rows, int64_t n, const int64_t *crow, const int64_t *col,      \
+static void csr_##SUFFIX(int64_t rows, int64_t n, const int64_t *crow, const int64_t *col,      \
                         const T *val, const T *bias, const T *x, T *y, int threads) {         \
     if (threads <= 1 || crow[rows] * n < PARALLEL_MIN_WORK) {                                 \
         rows_##SUFFIX(0, rows, n, crow, col, val, bias, x, y);                                \
@@ -71,20 +70,8 @@ void incop_csr_##SUFFIX(int64_t rows, int64_t n, const int64_t *crow, const int6
     }                                                                                         \
 }                                                                                             \
                                                                                               \
-/* Y = W X^T + bias for x (n, cols): x itself when x_is_xt (then it is X^T, (cols, n)), else  \
-   transposed into scratch (cols * n values) first: one call from Python a layer */            \
-void incop_linear_##SUFFIX(int64_t rows, int64_t n, int64_t cols, const int64_t *crow,          \
-                           const int64_t *col, const T *val, const T *bias, const T *x,        \
-                           int x_is_xt, T *scratch, T *y, int threads) {                      \
-    if (!x_is_xt) {                                                                           \
-        incop_transpose_##SUFFIX(n, cols, x, scratch);                                        \
-        x = scratch;                                                                          \
-    }                                                                                         \
-    incop_csr_##SUFFIX(rows, n, crow, col, val, bias, x, y, threads);                         \
-}                                                                                             \
-                                                                                              \
 /* out (cols, rows) = in (rows, cols) transposed, block by block */                          \
-void incop_transpose_##SUFFIX(int64_t rows, int64_t cols, const T *in, T *out) {              \
+static void transpose_##SUFFIX(int64_t rows, int64_t cols, const T *in, T *out) {             \
     for (int64_t r0 = 0; r0 < rows; r0 += BLOCK)                                              \
         for (int64_t c0 = 0; c0 < cols; c0 += BLOCK) {                                        \
             const int64_t r1 = r0 + BLOCK < rows ? r0 + BLOCK : rows;                         \
@@ -92,6 +79,18 @@ void incop_transpose_##SUFFIX(int64_t rows, int64_t cols, const T *in, T *out) {
             for (int64_t c = c0; c < c1; c++)                                                 \
                 for (int64_t r = r0; r < r1; r++) out[c * rows + r] = in[r * cols + c];       \
         }                                                                                     \
+}                                                                                             \
+                                                                                              \
+/* The entry point: Y = W X^T + bias for x (n, cols): x itself when x_is_xt (then it is X^T,  \
+   (cols, n)), else transposed into scratch (cols * n values) first: one call a layer */      \
+void incop_linear_##SUFFIX(int64_t rows, int64_t n, int64_t cols, const int64_t *crow,          \
+                           const int64_t *col, const T *val, const T *bias, const T *x,        \
+                           int x_is_xt, T *scratch, T *y, int threads) {                      \
+    if (!x_is_xt) {                                                                           \
+        transpose_##SUFFIX(n, cols, x, scratch);                                              \
+        x = scratch;                                                                          \
+    }                                                                                         \
+    csr_##SUFFIX(rows, n, crow, col, val, bias, x, y, threads);                               \
 }
 
 #ifdef _OPENMP

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from . import csr_tiled
+from .masks import Masks
 
 BATCHES = (1, 64, 256)
 KERNELS = ("csr", "csr-reduce", "csr-tiled")
@@ -48,13 +49,18 @@ class SparseLinear(nn.Module):
             raise ValueError(f"kernel {kernel} cannot run {linear.weight.dtype} here: "
                              f"{csr_tiled.unavailable() or 'it runs float32 and float64'}")
         self.kernel = kernel
-        with warnings.catch_warnings():  # "sparse CSR support is in beta"
-            warnings.simplefilter("ignore")
-            self.weight = (linear.weight.detach() * mask.to(linear.weight.dtype)).to_sparse_csr()
         bias = linear.bias.detach() if linear.bias is not None else \
             torch.zeros(linear.out_features, dtype=linear.weight.dtype)
         self.bias = bias.contiguous().unsqueeze(1)
-        self.tiled = csr_tiled.TiledCsr(self.weight, bias) if kernel == "csr-tiled" else None
+        self._set_weight(linear.weight.detach() * mask.to(linear.weight.dtype))
+
+    def _set_weight(self, dense: torch.Tensor) -> None:
+        """The masked weight in CSR form, and incop's kernel over it where that runs."""
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore")
+            self.weight = dense.to_sparse_csr()
+        self.tiled = csr_tiled.TiledCsr(self.weight, self.bias.squeeze(1)) \
+            if self.kernel == "csr-tiled" else None
 
     def __getstate__(self) -> Dict[str, object]:
         # A CSR tensor cannot be deep-copied and a ctypes pointer cannot be pickled: the weight
@@ -65,15 +71,11 @@ class SparseLinear(nn.Module):
 
     def __setstate__(self, state: Dict[str, object]) -> None:
         super().__setstate__(state)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.weight = self.weight.to_sparse_csr()
         if self.kernel == "csr-tiled" and "csr-tiled" not in available_kernels(self.weight.dtype):
             warnings.warn(f"csr-tiled cannot run here ({csr_tiled.unavailable()}): this layer "
                           f"runs torch's csr kernel instead")
             self.kernel = "csr"
-        if self.kernel == "csr-tiled":
-            self.tiled = csr_tiled.TiledCsr(self.weight, self.bias.squeeze(1))
+        self._set_weight(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x^T is a strided view; copying it to contiguous makes the kernel twice as fast but
@@ -191,10 +193,7 @@ def fastest_sparse_model(model: nn.Module, masks: Mapping[str, torch.Tensor],
     (:func:`measure`'s dict; ``kernels`` maps each sparse layer to its kernel). Sparse layers
     are for inference: an input that needs a gradient goes through torch's CSR kernel."""
     masked = copy.deepcopy(model)
-    with torch.no_grad():
-        for name, p in masked.named_parameters():
-            if name in masks:
-                p.mul_(masks[name].to(p.dtype))
+    Masks(dict(masks)).apply(masked)
     m = measure(masked, dict(masks), input_shape, batch, repeats, warmup)
     return sparse_model(masked, dict(masks), m["kernels"]), m
 

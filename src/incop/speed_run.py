@@ -11,12 +11,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .compute import available_cores
+from .csr_tiled import unavailable
 from .errors import UsageError
 from .export import run_model
 from .masks import Masks
 from .results import format_table
 from .run_files import model_state, round_masks, saved_rounds
-from .csr_tiled import unavailable
 from .speed import BATCHES, available_kernels, measure
 
 WHOLE_COLUMNS = ["round", "remaining_pct", "batch", "threads", "dense_us", "sparse_us", "speedup",
@@ -67,10 +67,7 @@ def _load_weights(model, run: Path, trial: int, k: int, masks: Dict[str, torch.T
     try:
         model.load_state_dict(model_state(run, trial, k))
     except UsageError:
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name in masks:
-                    p.mul_(masks[name].to(p.dtype))
+        Masks(masks).apply(model)
 
 
 def speed_text(rows: Sequence[Dict[str, object]]) -> str:
