@@ -200,3 +200,17 @@ def test_a_saved_tiled_layer_falls_back_to_csr_where_it_cannot_be_built(tmp_path
     x = torch.randn(4, 30)
     with torch.no_grad():
         assert loaded.kernel == "csr" and (loaded(x) - layer(x)).abs().max() <= 1e-5
+
+
+def test_fastest_sparse_model_takes_a_float64_model_and_refuses_an_empty_batch():
+    # float64 weights are timed on float64 inputs (a float32 probe would not run at all)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(40, 256), nn.ReLU(), nn.Linear(256, 7)).double()
+    masks = {n: torch.rand(p.shape) < 0.05 for n, p in model.named_parameters() if p.dim() > 1}
+    fast, m = incop.fastest_sparse_model(model, masks, (40,), batch=16, repeats=2, warmup=0)
+    assert m["max_abs_diff"] <= 1e-12
+    x = torch.randn(3, 40, dtype=torch.float64)
+    with torch.no_grad():
+        assert fast(x).dtype == torch.float64
+    with pytest.raises(ValueError, match="at least 1"):
+        incop.fastest_sparse_model(model, masks, (40,), batch=0)

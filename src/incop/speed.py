@@ -144,8 +144,11 @@ def measure(model: nn.Module, masks: Dict[str, torch.Tensor], input_shape: Seque
             batch: int, repeats: int = 20, warmup: int = 3) -> Dict[str, object]:
     """Per layer (dense vs each sparse kernel) and whole model (dense vs the per-layer choice,
     and vs every Linear layer on one kernel) at ``batch``, in the current thread setting."""
+    if batch < 1 or repeats < 1:
+        raise ValueError(f"batch ({batch}) and repeats ({repeats}) must be at least 1")
     model = model.eval()
-    x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0),
+                    dtype=_dtype(model))  # a float64 model is timed on float64 inputs
     weights = {n[:-len(".weight")]: n for n in masks if n.endswith(".weight")}
     modules = dict(model.named_modules())
     names = [n for n in weights if n in modules]
