@@ -8,7 +8,6 @@ cache folder that ``--download`` (:mod:`incop.downloads`) fills.
 from __future__ import annotations
 
 import gzip
-import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from .batches import probe_from_source
 from .downloads import default_data_dir
 from .errors import UsageError
 from .registry import Registry
+from .safe_pickle import load_data_pickle
 
 # A validation split smaller than this measures accuracy in steps of 2 points or more.
 MIN_VAL_SAMPLES = 50
@@ -175,32 +175,30 @@ def load_fashion_mnist(data_dir: Optional[str] = None) -> RawDataset:
     return _load_idx_dataset(
         "FashionMNIST", data_dir, ["FashionMNIST", "fashion-mnist", "fashion_mnist"],
         DEBIAN_FASHION_MNIST,
-        "install it with 'apt-get install dataset-fashion-mnist' or point --data_dir at the IDX files")
+        "install it with 'apt-get install dataset-fashion-mnist', point --data_dir at the IDX "
+        "files, or add --download to fetch them")
 
 
 @DATASETS.register("MNIST")
 def load_mnist(data_dir: Optional[str] = None) -> RawDataset:
     return _load_idx_dataset(
         "MNIST", data_dir, ["MNIST", "mnist"], DEBIAN_MNIST,
-        "put the four IDX files (train-images-idx3-ubyte[.gz], ...) in a folder and pass --data_dir")
+        "put the four IDX files (train-images-idx3-ubyte[.gz], ...) in a folder and pass "
+        "--data_dir, or add --download to fetch them")
 
 
 # ---------------------------------------------------------------- CIFAR (python pickle batches)
 
-def _unpickle(path: Path) -> dict:
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
-    except Exception as e:  # a truncated pickle raises several kinds of error
-        raise UsageError(f"cannot read {path}: {type(e).__name__}; the file is corrupt or truncated, "
-                         f"replace it") from None
-
-
 def _cifar_arrays(path: Path, label_key: bytes) -> Tuple[np.ndarray, np.ndarray]:
-    batch = _unpickle(path)
+    batch = load_data_pickle(path)  # runs no code, whatever the file holds
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         raise UsageError(f"{path} is not a CIFAR python batch (no data/{label_key.decode()} entry)")
-    x, y = np.asarray(batch[b"data"], dtype=np.uint8), np.asarray(batch[label_key], dtype=np.int64)
+    try:
+        x = np.asarray(batch[b"data"], dtype=np.uint8)
+        y = np.asarray(batch[label_key], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"{path}: its data or {label_key.decode()} are not arrays of integers; "
+                         f"the file is corrupt, replace it") from None
     if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(y):
         raise UsageError(f"{path}: data {x.shape} and labels {y.shape} are not a CIFAR batch")
     return x.reshape(-1, 3, 32, 32), y
@@ -215,7 +213,7 @@ def _load_cifar(name: str, data_dir: Optional[str], folder: str, train_files: Li
     base = next((d for d in (root / folder, root) if (d / test_file).is_file()), None)
     if base is None:
         raise UsageError(f"{name}: missing {test_file} (looked in {root / folder} and {root}); "
-                         f"unpack the python version of {name} there")
+                         f"unpack the python version of {name} there, or add --download")
     missing = [f for f in train_files if not (base / f).is_file()]
     if missing:
         raise UsageError(f"{name}: missing {', '.join(missing)} in {base}; unpack the full archive there")
@@ -277,6 +275,9 @@ def split_train_val(raw: RawDataset, val_size: float, seed: int,
         raise UsageError(f"--net_val_size {val_size:g} gives {n_val} validation samples out of "
                          f"{n}, too few to measure accuracy (under {MIN_VAL_SAMPLES}); use a "
                          f"larger split, or add --allow_small_val if you mean it")
+    if len(torch.unique(raw.train_y)) < 2:
+        raise UsageError(f"{raw.name}: the training labels hold one class only; a classifier "
+                         f"needs two classes at least")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
     train_x = raw.train_x[train_idx].float()
