@@ -4,7 +4,8 @@ in onnxruntime against PyTorch's outputs)."""
 from __future__ import annotations
 
 import copy
-import json
+import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -14,7 +15,8 @@ from torch import nn
 
 from .errors import UsageError
 from .masks import Masks
-from .run_files import model_state, round_masks, saved_rounds
+from .run_files import check_masks_fit, model_state, round_masks, saved_rounds
+from .rundata import run_config
 from .sparse_io import save_sparse
 from .torch_prune import to_torch_prune
 
@@ -35,20 +37,64 @@ def export_model(model: nn.Module, masks, path, fmt: str,
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     masks = Masks({n: masks[n].float() for n in masks})
     model = copy.deepcopy(model).cpu().eval()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "dense":
-        torch.save(model.state_dict(), path)
-    elif fmt == "torch_prune":
-        torch.save(to_torch_prune(model, masks.bind(model)).state_dict(), path)
-    elif fmt == "sparse":
-        save_sparse(model, masks.state_dict(), path)
-    else:
-        if example_input is None:
-            raise UsageError("ONNX export needs an example input (one batch of the model's inputs)")
-        return {"path": str(path), "format": fmt,
-                "max_abs_diff": _export_onnx(model, example_input.cpu(), path)}
-    return {"path": str(path), "format": fmt}
+    path = _output_path(path)
+    if fmt == "onnx" and example_input is None:
+        raise UsageError("ONNX export needs an example input (one batch of the model's inputs)")
+    info: Dict[str, object] = {"path": str(path), "format": fmt}
+
+    def write(tmp: Path) -> None:
+        if fmt == "dense":
+            torch.save(model.state_dict(), tmp)
+        elif fmt == "torch_prune":
+            torch.save(to_torch_prune(model, masks.bind(model)).state_dict(), tmp)
+        elif fmt == "sparse":
+            save_sparse(model, masks.state_dict(), tmp)
+        else:
+            info["max_abs_diff"] = _export_onnx(model, example_input.cpu(), tmp)
+
+    _write_whole(path, write)
+    return info
+
+
+def _output_path(output) -> Path:
+    """``--output`` as a file path: named, not a folder, in a folder that can be made."""
+    if output is None or not str(output).strip():
+        raise UsageError("--output is empty; name the file to write (e.g. model.pt)")
+    path = Path(output).expanduser()
+    if path.is_dir():
+        raise UsageError(f"--output {path} is a folder; name a file inside it (e.g. "
+                         f"{path / 'model.pt'})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--output {path}: cannot create {path.parent} ({e.strerror or e})") from None
+    return path
+
+
+def _write_whole(path: Path, write) -> None:
+    """``write`` fills a temporary file beside ``path`` that replaces it once complete, so a
+    failed export leaves neither half a file nor a stray temporary."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UsageError(f"--output {path}: cannot write in {path.parent} "
+                         f"({e.strerror or e}); pick a folder you can write to") from None
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UsageError(f"--output {path}: cannot write it ({e.strerror or e})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _onnx_modules():
@@ -86,7 +132,7 @@ def run_model(run: Path) -> Tuple[nn.Module, Tuple[int, ...]]:
     from .models import build_model
     from .pretrained import imagenet_model, wants_imagenet
 
-    cfg = json.loads((run / "config.json").read_text())
+    cfg = run_config(run)  # the checked copy: an edited config.json cannot relabel the run
     arch, dataset = cfg["model"]["arch"], cfg["data"]["dataset"]
     if dataset == "custom":
         raise UsageError(f"{run} was made through the Python API with its own model and data "
@@ -123,6 +169,7 @@ def export_run(run: Path, output, fmt: str, trial: int = 0, round_index: Optiona
         raise UsageError(f"{run}: the saved weights do not fit the rebuilt {type(model).__name__} "
                          f"({str(e).splitlines()[0][:200]})") from None
     masks = round_masks(run, trial, rounds[-1] if ticket else k)
+    check_masks_fit(masks, model, run / "masks")
     example = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(0))
     info = export_model(model, masks, output, fmt, example)
     return {**info, "trial": trial, "round": None if ticket else k, "ticket": ticket,

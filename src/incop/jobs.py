@@ -12,15 +12,18 @@ from typing import Any, Callable, Dict, List, Sequence
 
 from .config import RunConfig
 from .errors import UsageError
-from .results import run_path
+from .results import open_in_run, run_path
 
 
 def read_json(path: Path) -> Dict[str, Any]:
-    """A JSON object from ``path``, or {} when it is missing or unreadable."""
+    """A JSON object from ``path``, or {} when it is missing, unreadable, a link or not an
+    object."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        with open_in_run(path) as f:
+            obj = json.loads(f.read())
+    except (OSError, ValueError, UsageError):
         return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def is_finished(run_dir: Path) -> bool:

@@ -9,6 +9,7 @@ zeroing its gradient before each optimizer step and multiplying by the mask afte
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from .errors import UsageError
-from .sparse_io import pack_masks, read_masks
+from .sparse_io import BadFile, load_tensors, pack_masks, read_masks
 
 PRUNABLE_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
 # nn.MultiheadAttention keeps its Q/K/V projections as raw Parameters, not Linear modules.
@@ -111,11 +112,17 @@ def skipped_rows(model: nn.Module, include: Sequence[str] = (),
             for e in weight_catalogue(model, include, exclude) if not e.pruned]
 
 
-class Masks:
-    """A set of 0/1 masks keyed by parameter name. Masks live on the weights' device and dtype."""
+class Masks(Mapping):
+    """A set of 0/1 masks keyed by parameter name. Masks live on the weights' device and dtype.
+    It is a read-only mapping, so ``dict(masks)`` and every function taking a dict of masks
+    take it too; two Masks are equal only when they are the same object (tensors have no
+    single truth value)."""
 
-    def __init__(self, masks: Dict[str, torch.Tensor]) -> None:
-        self._masks = dict(masks)
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    def __init__(self, masks: Mapping[str, torch.Tensor]) -> None:
+        self._masks = {n: masks[n] for n in masks}
         self._bound: List[Tuple[torch.Tensor, torch.Tensor]] = []
 
     @classmethod
@@ -210,8 +217,10 @@ class Masks:
     @classmethod
     def load(cls, path) -> "Masks":
         """Read a file of :meth:`save`, or the bool state dict earlier releases wrote."""
-        return cls.from_state_dict(read_masks(torch.load(path, map_location="cpu",
-                                                         weights_only=True)))
+        try:
+            return cls.from_state_dict(read_masks(load_tensors(path)))
+        except BadFile as e:
+            raise UsageError(f"{path} is not an incop masks file: {e}") from None
 
     def clone(self) -> "Masks":
         return Masks({n: m.clone() for n, m in self._masks.items()})

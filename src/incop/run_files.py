@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
+from torch import nn
 
 from .errors import UsageError
-from .sparse_io import dense_state_dict, read_masks
+from .sparse_io import BadFile, dense_state_dict, load_tensors, read_masks
 
 
 def masks_name(trial: int, k: int) -> str:
@@ -28,8 +29,13 @@ def saved_rounds(run: Path, trial: int) -> List[int]:
     return sorted(int(m.group(1)) for m in found if m)
 
 
-def _load(path: Path):
-    return torch.load(path, map_location="cpu", weights_only=True)
+def _read(path: Path, reader: Callable[[Any], Any]):
+    """``reader`` applied to a saved file's contents; a damaged file is one UsageError naming it."""
+    try:
+        return reader(load_tensors(path))
+    except BadFile as e:
+        raise UsageError(f"{path} is damaged or not incop's ({e}); export or time another "
+                         f"round, or copy the run directory again") from None
 
 
 def round_masks(run: Path, trial: int, k: int) -> Dict[str, torch.Tensor]:
@@ -37,7 +43,21 @@ def round_masks(run: Path, trial: int, k: int) -> Dict[str, torch.Tensor]:
     if not path.is_file():
         raise UsageError(f"{run}: no masks for trial {trial} round {k} (saved rounds: "
                          f"{saved_rounds(run, trial) or 'none'})")
-    return read_masks(_load(path))
+    return _read(path, read_masks)
+
+
+def check_masks_fit(masks: Dict[str, torch.Tensor], model: nn.Module, source: Path) -> None:
+    """Masks read from ``source`` must name the model's parameters, with their shapes."""
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        if name not in params:
+            raise UsageError(f"{source}: masks name {name!r}, which the run's "
+                             f"{type(model).__name__} does not have; the file belongs to "
+                             f"another run")
+        if tuple(mask.shape) != tuple(params[name].shape):
+            raise UsageError(f"{source}: the mask of {name} is {tuple(mask.shape)} but the "
+                             f"weight is {tuple(params[name].shape)}; the file belongs to "
+                             f"another run")
 
 
 def model_state(run: Path, trial: int, k: Optional[int] = None,
@@ -56,7 +76,7 @@ def model_state(run: Path, trial: int, k: Optional[int] = None,
         what = f"trial {trial} round {k}"
     for path in candidates:
         if path.is_file():
-            return dense_state_dict(_load(path))
+            return _read(path, dense_state_dict)
     raise UsageError(f"{run}: no saved weights for {what}; saved rounds: {rounds or 'none'}"
                      + (" (runs before incop 0.2 kept only the final round's weights)"
                         if not ticket and rounds else ""))

@@ -10,10 +10,11 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from .config import read_checked_config
 from .errors import UsageError
+from .results import check_links, open_in_run
 
 
 class BrokenRun(UsageError):
@@ -74,31 +75,84 @@ def _number(v: str) -> Any:
 def _read_csv(path: Path) -> List[Dict[str, Any]]:
     if not path.exists():
         return []
-    with open(path) as f:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    try:
+        with open_in_run(path) as f:
+            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    except (OSError, ValueError, csv.Error) as e:
+        raise BrokenRun(f"{path} cannot be read as CSV ({type(e).__name__})") from None
 
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        with open_in_run(path) as f:
+            return json.loads(f.read())
     except FileNotFoundError:
         raise BrokenRun(f"{path.parent} is not a run directory with results (no {path.name}); "
                         f"pass directories made by 'incop run'") from None
+    except UsageError as e:
+        raise BrokenRun(str(e)) from None
     except (OSError, ValueError):
         raise BrokenRun(f"{path} is not valid JSON") from None
 
 
+def _rows(path: Path, required: Sequence[str] = (), numbers: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    """A JSON list of row objects, each with the ``required`` keys, ``numbers`` among them
+    numeric (or null)."""
+    rows = _read_json(path)
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise BrokenRun(f"{path} is not a list of rows")
+    for i, r in enumerate(rows):
+        missing = [k for k in required if k not in r]
+        if missing:
+            raise BrokenRun(f"{path}: row {i} lacks {', '.join(missing)}")
+        wrong = [k for k in numbers if r.get(k) is not None and
+                 (isinstance(r[k], bool) or not isinstance(r[k], (int, float)))]
+        if wrong:
+            raise BrokenRun(f"{path}: row {i} has a {', '.join(wrong)} that is not a number")
+    return rows
+
+
+# What reports read of every round and ticket: present, and numbers
+ROUND_NUMBERS = ("trial", "round", "remaining_pct", "epochs", "val_acc", "test_acc",
+                 "time_train", "time_flow", "time_eval", "time_prune")
+TICKET_NUMBERS = ("remaining_pct", "epochs", "val_acc", "test_acc", "time_train", "time_eval")
+
+
+def check_run_config(config: Any, where: Path) -> Dict[str, Any]:
+    """A run's configuration must have every section, as the dataclasses define them."""
+    from .config import RunConfig
+
+    if not isinstance(config, dict) or not all(isinstance(config.get(s), dict)
+                                               for s in RunConfig.SECTIONS):
+        raise BrokenRun(f"{where} lacks a section of the configuration "
+                        f"({', '.join(RunConfig.SECTIONS)})")
+    try:
+        RunConfig.from_dict(config)
+    except TypeError as e:
+        raise BrokenRun(f"{where} holds a configuration this incop does not know ({e})") from None
+    for section, key in (("model", "arch"), ("data", "dataset"), ("prune", "method")):
+        if not isinstance(config[section].get(key), str):
+            raise BrokenRun(f"{where}: {section}.{key} is not a name")
+    return config
+
+
 def run_config(path: Path) -> Dict[str, Any]:
     """The configuration the run in ``path`` used (see the module docstring)."""
+    path = Path(path)
+    try:
+        check_links(path)
+    except UsageError as e:
+        raise BrokenRun(str(e)) from None
     config = read_checked_config(path / "config.json")
     if config is not None:
-        return config
+        return check_run_config(config, path / "config.json")
     from .records import PREVIOUS_PROGRESS_FILE, PROGRESS_FILE
     import torch
 
     for name in (PROGRESS_FILE, PREVIOUS_PROGRESS_FILE):
         try:
-            return torch.load(path / name, map_location="cpu", weights_only=True)["config"]
+            progress = torch.load(path / name, map_location="cpu", weights_only=True)
+            return check_run_config(progress["config"], path / name)
         except Exception:  # missing, truncated or corrupt: try the next copy
             continue
     raise BrokenRun(f"{path / 'config.json'} is edited or corrupt and the run's progress file "
@@ -108,11 +162,17 @@ def run_config(path: Path) -> Dict[str, Any]:
 def load_run(path: Path) -> RunData:
     path = Path(path)
     config = run_config(path)
-    rounds = _read_json(path / "rounds.json")
-    trials = _read_json(path / "trials.json") if (path / "trials.json").exists() else []
+    rounds = _rows(path / "rounds.json", ROUND_NUMBERS + ("stop_reason",), ROUND_NUMBERS)
+    trials = _rows(path / "trials.json") if (path / "trials.json").exists() else []
     summary = path / "summary.json"
-    complete = summary.exists() and bool(_read_json(summary).get("complete"))
-    tickets = _read_json(path / "tickets.json") if (path / "tickets.json").exists() else []
+    complete = False
+    if summary.exists():
+        content = _read_json(summary)
+        if not isinstance(content, dict):
+            raise BrokenRun(f"{summary} is not a JSON object")
+        complete = bool(content.get("complete"))
+    tickets = _rows(path / "tickets.json", TICKET_NUMBERS, TICKET_NUMBERS) \
+        if (path / "tickets.json").exists() else []
     run = RunData(path, config, rounds, _read_csv(path / "epochs.csv"), trials,
                   _read_csv(path / "similarity.csv"), tickets, complete=complete)
     run.label = default_label(run)

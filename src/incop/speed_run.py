@@ -4,19 +4,21 @@ speed_layers.csv (per layer) and figures/speedup.png."""
 from __future__ import annotations
 
 import json
+import math
+import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from .compute import available_cores
+from .compute import available_cores, physical_memory
 from .csr_tiled import unavailable
 from .errors import UsageError
 from .export import run_model
 from .masks import Masks
-from .results import format_table
-from .run_files import model_state, round_masks, saved_rounds
+from .results import RunDirectory, format_table, open_in_run
+from .run_files import check_masks_fit, model_state, round_masks, saved_rounds
 from .speed import BATCHES, available_kernels, measure
 
 WHOLE_COLUMNS = ["round", "remaining_pct", "batch", "threads", "dense_us", "sparse_us", "speedup",
@@ -28,22 +30,37 @@ LAYER_COLUMNS = ["round", "batch", "threads", "layer", "kind", "density_pct", "d
 def speed_run(run: Path, trial: int = 0, batches: Sequence[int] = BATCHES,
               threads: Optional[Sequence[int]] = None, repeats: int = 20, warmup: int = 3,
               progress: bool = True, echo: Callable[[str], None] = print) -> List[Dict[str, object]]:
-    """Measure every saved round of ``trial``; returns the whole-model rows."""
+    """Measure every saved round of ``trial``; returns the whole-model rows. The run directory
+    is locked meanwhile, so a run still writing there is never raced."""
     run = Path(run)
+    if not (run / "config.json").is_file():
+        raise UsageError(f"{run} is not an incop run directory (no config.json)")
+    with RunDirectory(run).lock():
+        return _speed_run(run, trial, batches, threads, repeats, warmup, progress, echo)
+
+
+def _speed_run(run: Path, trial: int, batches: Sequence[int], threads: Optional[Sequence[int]],
+               repeats: int, warmup: int, progress: bool,
+               echo: Callable[[str], None]) -> List[Dict[str, object]]:
     rounds = saved_rounds(run, trial)
     if not rounds:
         raise UsageError(f"{run}: trial {trial} has no saved round to time")
     cores = available_cores()
     threads = sorted(set(threads or (1, cores)))
-    if max(threads) > cores:
-        raise UsageError(f"--threads {max(threads)}: this process may use {cores} core(s)")
+    if min(threads) < 1 or max(threads) > cores:
+        raise UsageError(f"--threads {' '.join(map(str, threads))}: each must be between 1 and "
+                         f"the {cores} core(s) this process may use")
+    if repeats < 1 or warmup < 0:
+        raise UsageError(f"--repeats {repeats} must be at least 1")
     model, shape = run_model(run)
+    check_batches(batches, shape)
     before = torch.get_num_threads()
     whole, layers = [], []
     jobs = [(k, b, t) for k in rounds for b in batches for t in threads]
     try:
         for k, b, t in tqdm(jobs, desc="timing", disable=not progress, unit="case"):
             masks = round_masks(run, trial, k)
+            check_masks_fit(masks, model, run / "masks")
             _load_weights(model, run, trial, k, masks)
             torch.set_num_threads(t)
             m = measure(model, masks, shape, b, repeats, warmup)
@@ -59,6 +76,23 @@ def speed_run(run: Path, trial: int = 0, batches: Sequence[int] = BATCHES,
                                 "kernels": list(available_kernels()), "csr_tiled_unavailable": why})
     echo(speed_text(whole) + (f"\ncsr-tiled (incop's kernel) did not run: {why}" if why else ""))
     return whole
+
+
+# A batch's inputs and activations must fit in memory many times over: a typo such as
+# --batches 100000000 is refused instead of exhausting the machine.
+MEMORY_SHARE = 0.25
+MAX_BATCH = 2**20
+
+
+def check_batches(batches: Sequence[int], shape: Sequence[int], itemsize: int = 4) -> None:
+    """Batch sizes of at least 1 whose inputs take at most MEMORY_SHARE of the memory."""
+    per_sample = math.prod(shape) * itemsize
+    limit = min(MAX_BATCH, max(1, int(MEMORY_SHARE * physical_memory() // max(per_sample, 1))))
+    for b in batches:
+        if not 1 <= b <= limit:
+            raise UsageError(f"--batches {b}: each batch size must be between 1 and {limit:,} "
+                             f"here (inputs of {tuple(shape)} beyond that take over "
+                             f"{MEMORY_SHARE:.0%} of this machine's memory, or are absurd)")
 
 
 def _load_weights(model, run: Path, trial: int, k: int, masks: Dict[str, torch.Tensor]) -> None:
@@ -90,7 +124,6 @@ def _speedup_cell(r: Dict[str, object]) -> str:
 
 def _write(run: Path, whole, layers, meta) -> None:
     from .plots import save_figure, speedup_figure
-    from .results import RunDirectory
 
     out = RunDirectory(run)
     out.write_json("speed.json", {**meta, "whole": whole, "layers": layers})
@@ -104,6 +137,15 @@ def final_speedup(run: Path, batch: int = 64, threads: int = 1) -> Optional[floa
     path = Path(run) / "speed.json"
     if not path.is_file():
         return None
-    rows = [r for r in json.loads(path.read_text())["whole"]
-            if r["batch"] == batch and r["threads"] == threads]
-    return max(rows, key=lambda r: r["round"])["speedup"] if rows else None
+    try:
+        with open_in_run(path) as f:
+            rows = [r for r in json.loads(f.read())["whole"]
+                    if r["batch"] == batch and r["threads"] == threads]
+        best = max(rows, key=lambda r: r["round"])["speedup"] if rows else None
+        if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
+            raise TypeError("speedup")
+        return best
+    except (OSError, ValueError, KeyError, TypeError, UsageError) as e:
+        print(f"incop: warning: {path} cannot be read ({type(e).__name__}); its speed-up is left "
+              f"out; run 'incop speed {run}' again", file=sys.stderr)
+        return None
