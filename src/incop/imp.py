@@ -3,6 +3,7 @@ repeated over trials. Progress is written to the run directory after every round
 from __future__ import annotations
 
 import copy
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -14,19 +15,20 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .compute import Compute, precision_warning
-from .config import RunConfig, parse_point
+from .config import RunConfig, flag_name, parse_point
 from .batches import source_size, train_batches
 from .data import RawDataset, load_raw
 from .errors import UsageError
-from .failures import Diverged, Untrained, diverged_error, diverged_event  # noqa: F401
+from .failures import Diverged, Untrained, diverged_error, diverged_event
 from .flows import activation_similarity, layer_activations, monitored_layers
 from .masks import Masks, skipped_rows
 from .inputs import TrialInputs, TrialInputsFactory, registry_inputs
 from .learned import advice, dense_verdict
 from .methods import RULES, resolve
 from .pruning import reached_target, trim_to_target
-from .records import RunRecords, RunStore, criterion_report
-from .results import RunDirectory, layer_table_text, run_path, summary_table, ticket_table
+from .records import (PREVIOUS_PROGRESS_FILE, PROGRESS_FILE, RunRecords, RunStore,
+                      criterion_report)
+from .results import RunDirectory, count, layer_table_text, run_path, summary_table, ticket_table
 from .runtime import (TICKET_ROUND, WARMUP_ROUND, resolve_device, round_seed,  # noqa: F401
                       seed_everything, versions)
 from .schedules import LRSchedule
@@ -54,17 +56,18 @@ class IMPExperiment:
     def __init__(self, cfg: RunConfig, run_dir: Optional[RunDirectory] = None,
                  raw: Optional[RawDataset] = None, progress: Optional[bool] = None,
                  echo: Callable[[str], None] = print,
-                 inputs: Optional[TrialInputsFactory] = None, lr_name: str = "--net_lr") -> None:
+                 inputs: Optional[TrialInputsFactory] = None,
+                 name: Callable[[str], str] = flag_name) -> None:
         """``inputs(trial, seed)`` supplies each trial's model and data; by default they come
-        from the model and dataset registries named in ``cfg``. ``lr_name`` is how advice names
-        the learning rate (a flag, or a config field for API users)."""
+        from the model and dataset registries named in ``cfg``. ``name`` is how advice names
+        a setting (a flag, or a config field for API users)."""
         self.cfg = cfg
         self.run_dir = run_dir
         self.raw = raw
         self.inputs = inputs or self._registry_inputs
         self.progress_disabled = None if progress is None else not progress
         self.echo = echo
-        self.lr_name = lr_name
+        self.name = name
         self.device = resolve_device(cfg.experiment.device, cfg.experiment.gpu_id)
         self.compute = Compute(self.device, cfg.train.precision)  # checked before any work
         self.rule_name, self.criterion_name, self.epsilon = resolve(cfg.prune)
@@ -87,8 +90,23 @@ class IMPExperiment:
         process at a time may work in a run directory."""
         if self.run_dir is None:
             return self._run()
-        with self.run_dir.lock():
-            return self._run()
+        try:
+            with self.run_dir.lock():
+                return self._run()
+        except UsageError as e:
+            if not isinstance(e, (Diverged, Untrained)):
+                self._discard_if_nothing_computed()
+            raise
+
+    def _discard_if_nothing_computed(self) -> None:
+        """A run refused before it trained anything leaves no stub directory behind."""
+        path = self.run_dir.path
+        if self.records.trials or any((path / n).exists() for n in (PROGRESS_FILE,
+                                                                     PREVIOUS_PROGRESS_FILE)):
+            return
+        if path.absolute() in self.run_dir.created:
+            shutil.rmtree(path, ignore_errors=True)
+        self.run_dir.discard(["config.json", ".lock", "log.txt"])
 
     def _run(self) -> List[TrialResult]:
         cfg = self.cfg
@@ -110,6 +128,10 @@ class IMPExperiment:
                   f"{self.criterion_name}"
                   + (f", epsilon {self.epsilon:g}" if self.criterion_name != "fixed" else "")
                   + f") on {cfg.model.arch}/{cfg.data.dataset}{source}, device {self.device}")
+        if cfg.experiment.imp_total_iter == 1:
+            self._say("NOTE: --exper_imp_total_iter 1 runs round 0 only (the dense network "
+                      "trained from the rewind point) and prunes nothing; use 2 or more rounds "
+                      "to prune")
         state = progress["trial"] if progress else None
         if state:
             after = "its warm-up" if state["round"] == WARMUP_ROUND else f"round {state['round']}"
@@ -226,7 +248,7 @@ class IMPExperiment:
             bar.set_postfix(remaining=f"{record['remaining_pct']:.1f}%",
                             val=f"{record['val_acc']:.1f}", epochs=f"{outcome.epochs:.2f}")
             self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
-                      f"{outcome.epochs:g} epochs, {outcome.checks} check(s) "
+                      f"{count(outcome.epochs, 'epoch')}, {count(outcome.checks, 'check')} "
                       f"({outcome.stop_reason}), val {record['val_acc']:.2f}%, test "
                       f"{_pct(test_acc)}")
             last = (k == cfg.experiment.imp_total_iter - 1
@@ -260,7 +282,7 @@ class IMPExperiment:
         row = self.records.add_ticket(trial, seed, ticket_masks, outcome, test_acc)
         self.tracker.ticket(row)
         self._say(f"trial {trial} ticket: {row['remaining_pct']:.2f}% remaining, retrained "
-                  f"{outcome.epochs:g} epochs from the rewind point, val {row['val_acc']:.2f}%, "
+                  f"{count(outcome.epochs, 'epoch')} from the rewind point, val {row['val_acc']:.2f}%, "
                   f"test {_pct(test_acc)}")
         self.records.finished.append(trial)
         if self.store:
@@ -300,7 +322,7 @@ class IMPExperiment:
         lr, done = self.cfg.train.lr, len(self.rounds)
         if self.run_dir:
             self.run_dir.write_json("diverged.json", diverged_event(trial, k, epoch, lr, done))
-        raise diverged_error(trial, k, epoch, lr, self.lr_name, done,
+        raise diverged_error(trial, k, epoch, lr, self.name("train.lr"), done,
                              str(self.run_dir.path) if self.run_dir else None, data.train)
 
     def _check_learned(self, trial: int, data: TrialInputs, state: Optional[Dict[str, Any]]) -> None:
@@ -320,9 +342,11 @@ class IMPExperiment:
         if self.store and state is not None:  # (round 0's progress is saved already)
             self.store.save_progress(self.records, state)
         raise Untrained(f"trial {trial}: {note}; the search would prune noise. "
-                        + advice(cfg.model.arch, cfg.train.lr, cfg.train.momentum, cfg.train.warmup)
-                        + ("; its training is saved, so adding --allow_untrained continues from "
-                           "there" if self.store else ""))
+                        + advice(cfg.model.arch, cfg.train.lr, cfg.train.momentum, cfg.train.warmup,
+                                 self.name)
+                        + (f"; its training is saved, so adding "
+                           f"{self.name('experiment.allow_untrained')} continues from there"
+                           if self.store else ""))
 
     def _registry_inputs(self, trial: int, seed: int) -> TrialInputs:
         """The model and dataset named in the config, split by the trial's seed."""
@@ -365,7 +389,7 @@ class IMPExperiment:
                   "test_size": source_size(data.test) if data.test is not None else None,
                   "probe_size": probe_size}
         self.records.trials.append(warmup)
-        self._say(f"trial {trial} (seed {seed}): dense warm-up {cfg.train.warmup} epochs, "
+        self._say(f"trial {trial} (seed {seed}): dense warm-up {count(cfg.train.warmup, 'epoch')}, "
                   f"val {warm_val:.2f}%, test {_pct(warm_test)}; rewind point: iteration {at}")
         dense = copy.deepcopy(model.state_dict())
         return warmup, (dense if at == total else snapshot["state"]), dense

@@ -97,7 +97,8 @@ def criterion_report(rounds: Sequence[Dict[str, Any]], criterion: str,
                            "fired": len(fired), "fired_at_first_check": len(first), "note": None}
     if criterion != "fixed" and rounds and len(first) == len(rounds):
         one_check = rounds[0]["epochs"]
-        out["note"] = (f"{criterion} fired at the first check in all {len(rounds)} rounds: "
+        every = "in the only round" if len(rounds) == 1 else f"in all {len(rounds)} rounds"
+        out["note"] = (f"{criterion} fired at the first check {every}: "
                        f"rounds were as short as --check_every allows, so it measured nothing; "
                        f"compare with --stop_criterion fixed --net_train_epochs {one_check:g}")
     return out
@@ -139,17 +140,28 @@ class RunStore:
                                 sparse_state_dict(model.state_dict(), masks.state_dict()))
 
     def save_progress(self, records: RunRecords, state: Optional[Dict[str, Any]]) -> None:
-        self.run_dir.save_torch(PROGRESS_FILE, {
-            "format": 1, "config": self.cfg.to_dict(), "finished": records.finished,
-            "records": records.state(), "trial": state}, keep_previous=PREVIOUS_PROGRESS_FILE)
+        self.run_dir.save_torch(PROGRESS_FILE, self._progress(records, state),
+                                keep_previous=PREVIOUS_PROGRESS_FILE)
         self.write_views(records)
+
+    def _progress(self, records: RunRecords, state: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        return {"format": 1, "config": self.cfg.to_dict(), "finished": records.finished,
+                "records": records.state(), "trial": state}
 
     def write_views(self, records: RunRecords) -> None:
         for name in RECORDS:
-            self.run_dir.write_json(f"{name}.json", getattr(records, name))
-            self.run_dir.write_csv(f"{name}.csv", getattr(records, name))
+            rows = getattr(records, name)
+            if name == "tickets" and not rows:  # no ticket trained: no empty file
+                continue
+            self.run_dir.write_json(f"{name}.json", rows)
+            self.run_dir.write_csv(f"{name}.csv", rows)
 
     def finish(self, records: RunRecords, criterion: Dict[str, Any]) -> None:
+        """The summary. Both progress files shrink to the records alone: a finished run
+        resumes to its summary and needs no network state (the networks are in models/)."""
+        done = self._progress(records, None)
+        self.run_dir.save_torch(PREVIOUS_PROGRESS_FILE, done)
+        self.run_dir.save_torch(PROGRESS_FILE, done)
         self.write_views(records)
         self.run_dir.write_csv("summary.csv", summary_rows(records.rounds))
         self.run_dir.write_json("summary.json", {"rounds": summary_rows(records.rounds),

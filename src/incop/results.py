@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import io
 import json
@@ -81,26 +82,86 @@ def run_path(cfg) -> Path:
             / (e.run_name or cfg.run_id()))
 
 
+def check_links(folder: Path) -> None:
+    """A run or report directory holds files and folders only: a symbolic link inside it could
+    send a read or a write anywhere, so one is refused (the folder itself may be a link)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for parent, dirs, files in os.walk(folder):  # does not descend into linked folders
+        for name in dirs + files:
+            entry = Path(parent) / name
+            if entry.is_symlink():
+                raise UsageError(f"{folder} holds a symbolic link, {entry.relative_to(folder)} -> "
+                                 f"{os.readlink(entry)}; incop never reads or writes through "
+                                 f"links in a run directory: replace it with the file itself")
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_no_follow(path: Path, flags: int, mode: str) -> Any:
+    """``open(path, mode)`` that refuses a symbolic link (and, for writes, a file with other
+    hard links) instead of following it out of the folder."""
+    try:
+        fd = os.open(path, flags | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UsageError(f"{path} is a symbolic link; incop never reads or writes through "
+                             f"links in a run directory: replace it with the file itself") from None
+        raise
+    if flags & (os.O_WRONLY | os.O_RDWR) and os.fstat(fd).st_nlink > 1:
+        os.close(fd)
+        raise UsageError(f"{path} has other hard links; writing to it would change them too: "
+                         f"replace it with a file of its own")
+    return os.fdopen(fd, mode)
+
+
+def open_in_run(path: Path, mode: str = "r") -> Any:
+    """A file of a run directory opened to read ("r", "rb") or append ("a") without following
+    a link."""
+    flags = {"r": os.O_RDONLY, "rb": os.O_RDONLY,
+             "a": os.O_WRONLY | os.O_APPEND | os.O_CREAT}[mode]
+    return _open_no_follow(Path(path), flags, mode)
+
+
 class RunDirectory:
-    """One run's folder: config, metrics, masks, model, log."""
+    """One run's folder: config, metrics, masks, model, log. Links inside it are refused
+    (:func:`check_links`) and every write replaces or appends without following one."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.created = _missing_folders(self.path)  # what a refused run removes again
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write_test"
-            probe.write_text("ok")
-            probe.unlink()
+            fd, probe = tempfile.mkstemp(dir=self.path, prefix=".write_test.")
+            os.close(fd)
+            os.unlink(probe)
         except OSError as e:
             raise UsageError(f"cannot write to output directory {self.path}: {e.strerror or e}; "
                              f"pick another with --output_dir") from None
+        check_links(self.path)
+
+    def discard(self, names: Sequence[str]) -> None:
+        """Remove the files ``names`` and the folders this object created, when nothing else
+        is in them: a refused run leaves nothing behind."""
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / name).unlink()
+        for folder in self.created:  # deepest first
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                break
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold ``.lock`` (an flock, released by the kernel even if the process is killed) so a
         second process on the same run directory refuses instead of corrupting it."""
         path = self.path / ".lock"
-        with open(path, "a+") as f:
+        with _open_no_follow(path, os.O_RDWR | os.O_CREAT, "r+") as f:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -112,10 +173,20 @@ class RunDirectory:
             f.truncate()
             f.write(f"incop process {os.getpid()}")
             f.flush()
+            self._remove_stale_temporaries()
             try:
                 yield
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def _remove_stale_temporaries(self) -> None:
+        """A writer killed outright (SIGKILL, power loss) leaves its temporary file; with the
+        lock held no other writer is at work, so every one of them is stale."""
+        for parent, _, files in os.walk(self.path):
+            for name in files:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(parent, name))
 
     def write_json(self, name: str, obj: Any) -> None:
         atomic_write_text(self.path / name, json.dumps(_clean(obj), indent=2) + "\n")
@@ -129,8 +200,23 @@ class RunDirectory:
         atomic_write(self.path / name, lambda f: torch.save(obj, f), keep_previous)
 
     def log(self, line: str) -> None:
-        with open(self.path / "log.txt", "a") as f:
+        with open_in_run(self.path / "log.txt", "a") as f:
             f.write(line.rstrip("\n") + "\n")
+
+
+def _missing_folders(path: Path) -> List[Path]:
+    """The folders from ``path`` up that do not exist yet, deepest first."""
+    missing = []
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def count(n: float, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``, ``0.5 epochs``: a number and its noun, agreeing."""
+    return f"{n:g} {noun}" if n == 1 else f"{n:g} {noun}s"
 
 
 def mean_std(values: Iterable[Optional[float]]) -> tuple:
