@@ -78,13 +78,24 @@ def download(name: str, data_dir: Optional[str], progress: bool = True) -> Path:
 
 
 def _fetch(name: str, file: str, md5: str, mirrors: List[str], path: Path, progress: bool) -> None:
-    """Try each mirror in turn; the first complete file with the right checksum is kept."""
+    """Try each mirror in turn; the first complete file with the right checksum is kept. A
+    ``.part`` left complete by an earlier attempt is recognised by its checksum; one that a
+    server will not continue (HTTP 416) is restarted from its first byte."""
     part = path.with_name(path.name + ".part")
+    if part.is_file() and md5_of(part) == md5:
+        os.replace(part, path)
+        return
     errors = []
     for mirror in mirrors:
         url = mirror + file
         try:
-            _get(url, part, progress)
+            try:
+                _get(url, part, progress)
+            except urllib.error.HTTPError as e:
+                if e.code != 416 or not part.exists():
+                    raise
+                part.unlink()  # the server cannot continue it: start again
+                _get(url, part, progress)
         except (urllib.error.URLError, OSError, ValueError) as e:
             errors.append(f"{url}: {_reason(e)}")
             continue
@@ -94,9 +105,10 @@ def _fetch(name: str, file: str, md5: str, mirrors: List[str], path: Path, progr
         part.unlink()  # corrupt or another file: never kept
         errors.append(f"{url}: checksum mismatch (expected md5 {md5})")
     offline = all("no network" in e or "refused" in e for e in errors)
+    leftover = f"; if it keeps failing, delete {part}" if part.exists() else ""
     raise UsageError(f"could not download {name}'s {file}: "
                      + ("no network" if offline else "; ".join(errors))
-                     + f"; put the files in {path.parent} or pass --data_dir")
+                     + f"; put the files in {path.parent} or pass --data_dir{leftover}")
 
 
 def _get(url: str, part: Path, progress: bool) -> None:
@@ -127,15 +139,37 @@ def _reason(e: Exception) -> str:
 
 
 def _extract(archive: Path, root: Path) -> None:
-    """Unpack a tar.gz into ``root``, refusing members that would land outside it."""
-    with tarfile.open(archive) as tar:
-        members = tar.getmembers()
-        for m in members:
-            dest = (root / m.name).resolve()
-            if root.resolve() not in dest.parents and dest != root.resolve():
-                raise UsageError(f"{archive}: member {m.name} would be written outside {root}")
-        marker = root / (members[0].name.split("/")[0] if members else "")
-        if marker.exists() and all((root / m.name).exists() for m in members if m.isfile()):
-            return  # already unpacked
-        tar.extractall(root, members=members)
+    """Unpack a tar.gz into ``root`` with the standard library's "data" filter (no absolute or
+    ``..`` paths, no links leading out, no device files, no write through a link; Python 3.12,
+    3.11.4 and later), or, where it is missing, refusing every link and special file outright
+    (the datasets' archives hold none)."""
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            for m in members:
+                _check_member(archive, root, m)
+            marker = root / (members[0].name.split("/")[0] if members else "")
+            if marker.exists() and all((root / m.name).exists() for m in members if m.isfile()):
+                return  # already unpacked
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(root, members=members, filter="data")
+            else:
+                tar.extractall(root, members=members)
+    except tarfile.FilterError as e:
+        raise UsageError(f"{archive}: {e}; the archive is not the dataset's, delete it") from None
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise UsageError(f"{archive} cannot be unpacked ({type(e).__name__}: {e}); delete it and "
+                         f"run again with --download") from None
 
+
+def _check_member(archive: Path, root: Path, m: tarfile.TarInfo) -> None:
+    """The rules of the "data" filter that hold without it: a regular file or folder, under
+    ``root``, reached through no link already on disk."""
+    base = os.path.realpath(root)
+    dest = os.path.realpath(os.path.join(base, m.name))
+    if os.path.isabs(m.name) or os.path.commonpath([base, dest]) != base:
+        raise UsageError(f"{archive}: member {m.name} would be written outside {root}; the "
+                         f"archive is not the dataset's, delete it")
+    if not hasattr(tarfile, "data_filter") and not (m.isfile() or m.isdir()):
+        raise UsageError(f"{archive}: member {m.name} is a link or a special file, which the "
+                         f"dataset's archive never holds; delete it")
