@@ -112,6 +112,15 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def physical_memory() -> int:
+    """Bytes of memory this machine has (a large bound where it cannot be told): what a file or
+    a flag may ask incop to allocate is checked against it."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 50
+
+
 def set_threads(threads: Optional[int], workers: int = 1) -> int:
     """Compute threads for this process: ``threads``, or the available cores shared among
     ``workers`` concurrent processes, never more than that share (two processes with 2 threads

@@ -15,6 +15,7 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -71,10 +72,33 @@ def _compiler() -> Tuple[Optional[str], str]:
     return path, (out.stdout or out.stderr).split("\n")[0]
 
 
+def _private_dir(folder: Path) -> Optional[str]:
+    """Create ``folder`` 0700 if missing; None when it is the user's and no one else can write
+    in it, else why not (another user could swap the library between check and load)."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(folder)
+    except OSError as e:
+        return f"cannot create the cache folder {folder}: {e.strerror or e}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"the cache folder {folder} is a link or not a folder; remove it or set INCOP_CACHE_DIR"
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        return (f"the cache folder {folder} belongs to another user or others can write in it; "
+                f"chmod 700 it or set INCOP_CACHE_DIR to a folder of your own")
+    return None
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _record_path(library: Path) -> Path:
+    return library.with_suffix(".sha256")
+
+
 def _build(compiler: str, target: Path) -> Optional[str]:
-    """Compiles SOURCE to ``target`` (atomically: concurrent builds never see half a file);
-    returns None, or the compiler's last complaint."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Compiles SOURCE to ``target`` and records its hash beside it (both atomically: concurrent
+    builds never see half a file); returns None, or the compiler's last complaint."""
     error = ""
     for flags in FLAG_SETS:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
@@ -83,6 +107,7 @@ def _build(compiler: str, target: Path) -> Optional[str]:
             out = subprocess.run([compiler, *flags, "-shared", "-fPIC", str(SOURCE), "-o", tmp],
                                  capture_output=True, text=True, timeout=120)
             if out.returncode == 0:
+                _write_private(_record_path(target), _digest(Path(tmp).read_bytes()).encode())
                 os.replace(tmp, target)
                 return None
             error = (out.stderr.strip().splitlines() or ["(no message)"])[-1]
@@ -94,35 +119,95 @@ def _build(compiler: str, target: Path) -> Optional[str]:
     return error
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _trusted(library: Path) -> Optional[str]:
+    """None when ``library`` is a regular file of this user's, writable by no one else, whose
+    bytes hash to what its build recorded; else why it must not be loaded. Checked before the
+    file is mapped, so a truncated or planted library never runs (nor kills with SIGBUS)."""
+    record = _record_path(library)
+    try:
+        infos = [(library, os.lstat(library)), (record, os.lstat(record))]
+    except FileNotFoundError:
+        return "missing, or built by an incop that recorded no hash"
+    except OSError as e:
+        return f"cannot be checked ({e.strerror or e})"
+    for path, info in infos:
+        if not stat.S_ISREG(info.st_mode):
+            return f"{path.name} is not a regular file"
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            return f"{path.name} belongs to another user or others can write to it"
+    try:
+        if _digest(library.read_bytes()) != record.read_text().strip():
+            return "its contents differ from what its build recorded (damaged or replaced)"
+    except (OSError, ValueError) as e:
+        return f"cannot be read ({e})"
+    return None
+
+
+def _open_library(path: Path) -> Tuple[Optional[ctypes.CDLL], str]:
+    """The checked library, with every symbol TiledCsr calls; or None and why."""
+    try:
+        lib = ctypes.CDLL(str(path))
+        abi = lib.incop_csr_abi
+        fns = [getattr(lib, f"incop_linear_{suffix}") for suffix in _SUFFIX.values()]
+    except (OSError, AttributeError) as e:
+        return None, f"{path} cannot be loaded ({str(e)[:120]})"
+    abi.restype = ctypes.c_int
+    if abi() != ABI:
+        return None, f"{path} is of another version"
+    for fn in fns:
+        fn.argtypes = [_I64] * 3 + [_P] * 5 + [ctypes.c_int] + [_P] * 2 + [ctypes.c_int]
+        fn.restype = None
+    return lib, ""
+
+
 @functools.lru_cache(maxsize=None)
 def _load() -> Tuple[Optional[ctypes.CDLL], str]:
+    """The kernel: loaded from the per-user cache when the build there checks out, else built
+    (once) and checked again; None and one line of why when that fails."""
     if os.environ.get("INCOP_NATIVE", "1") == "0":
         return None, "disabled by INCOP_NATIVE=0"
     compiler, version = _compiler()
     if compiler is None:
         return None, version
     path = library_path(compiler, version)
-    try:
-        if not path.is_file():
-            error = _build(compiler, path)
-            if error is not None:
-                return None, f"{compiler} could not build it: {error}"
-        lib = ctypes.CDLL(str(path))
-    except OSError as e:
-        return None, f"could not build or load {path}: {e}"
-    if lib.incop_csr_abi() != ABI:
-        return None, f"{path} is of another version; delete it"
-    for suffix in _SUFFIX.values():  # what TiledCsr calls
-        fn = getattr(lib, f"incop_linear_{suffix}")
-        fn.argtypes = [_I64] * 3 + [_P] * 5 + [ctypes.c_int] + [_P] * 2 + [ctypes.c_int]
-        fn.restype = None
-    return lib, ""
+    why = _private_dir(path.parent)
+    if why is not None:
+        return None, why
+    if _trusted(path) is not None:  # build it (again) in place of whatever is there
+        error = _build(compiler, path)
+        if error is not None:
+            return None, f"{compiler} could not build it: {error}"
+        problem = _trusted(path)
+        if problem is not None:
+            return None, f"{path}: {problem}"
+    return _open_library(path)
 
 
 def unavailable() -> Optional[str]:
     """None when the kernel can run here, else why not (one line)."""
     lib, why = _load()
     return None if lib is not None else why
+
+
+def _check_csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, cols: int) -> None:
+    """What the C code indexes with: row pointers from 0 to the number of values, never going
+    back, and column indices inside the matrix. A malformed CSR is refused here, before C
+    reads or writes a byte out of bounds."""
+    nnz = val.numel()
+    ok = (col.dim() == 1 and val.dim() == 1 and col.numel() == nnz and int(crow[0]) == 0
+          and int(crow[-1]) == nnz and bool((crow[1:] >= crow[:-1]).all()))
+    if ok and nnz:
+        ok = int(col.min()) >= 0 and int(col.max()) < cols
+    if not ok:
+        raise ValueError(f"csr-tiled: a malformed CSR matrix (row pointers must rise from 0 to "
+                         f"the {nnz} values, column indices lie in [0, {cols}))")
 
 
 class TiledCsr:
@@ -144,6 +229,7 @@ class TiledCsr:
                 crow.dtype != torch.int64 or col.dtype != torch.int64 or crow.numel() != self.rows + 1:
             raise ValueError(f"csr-tiled needs a CPU CSR matrix of float32 or float64 with int64 "
                              f"indices; got {val.dtype} on {weight.device} ({crow.dtype} indices)")
+        _check_csr(crow, col, val, self.cols)
         if bias is not None:
             bias = bias.contiguous()
             if tuple(bias.shape) != (self.rows,) or bias.dtype != val.dtype:
