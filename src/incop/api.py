@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from .config import RunConfig
+from .config import RunConfig, api_name
 from .batches import DataSource, is_tensor_pair, probe_from_source
 from .flows import unwrap
 from .imp import IMPExperiment, TrialInputs
@@ -96,7 +96,7 @@ def prune_model(model: nn.Module, train: DataSource, val: DataSource,
     cfg.model.fingerprint = model_fingerprint(model)
     cfg.data.fingerprint = data_fingerprint(train, val, test)
     experiment = IMPExperiment(cfg, progress=progress, echo=echo or (lambda s: None),
-                               lr_name="config.train.lr")
+                               name=api_name)
     device = experiment.device
 
     def on_device(source: Optional[DataSource]) -> Optional[DataSource]:

@@ -94,31 +94,49 @@ def apply_config_file(ns: argparse.Namespace, settings, given, sweep: bool) -> N
                                  f"own model or data; repeat it with incop.prune_model")
             continue
         flag, kind = _flag_of(key), _flag_type(_field_of(key))
+        optional = "Optional" in str(_field_of(key).type)
         if _is_list_flag(key):
             value = None if value is None else \
-                [_coerce(flag, kind, v) for v in (value if isinstance(value, list) else [value])]
+                [_coerce(flag, kind, v, False) for v in (value if isinstance(value, list) else [value])]
         elif isinstance(value, list):
             if not sweep:
                 raise UsageError(f"--config: {flag} takes one value in a run, not {value} (a "
                                  f"list is a sweep axis: use incop sweep)")
-            value = [_coerce(flag, kind, v) for v in value]
+            value = [_coerce(flag, kind, v, optional) for v in value]
         else:
-            value = [_coerce(flag, kind, value)] if sweep else _coerce(flag, kind, value)
+            value = [_coerce(flag, kind, value, optional)] if sweep else \
+                _coerce(flag, kind, value, optional)
         setattr(ns, key, value)
 
 
-def _coerce(flag: str, kind, value):
-    """A file's value as the flag's type (TOML and YAML are typed; JSON numbers may be ints)."""
+def _coerce(flag: str, kind, value, optional: bool = True):
+    """A file's value as the flag's type, with no silent change: a number where a number goes
+    (not true/false, and a whole one for a count), true or false for a switch, and null only
+    where the flag has no value by default. A string is read as the command line reads it."""
     if value is None:
-        return None
+        if optional:
+            return None
+        raise UsageError(f"--config: {flag} is null; give it a value or leave it out")
     if kind is None:
         if not isinstance(value, bool):
             raise UsageError(f"--config: {flag} is true or false, not {value!r}")
         return value
+    if isinstance(value, (bool, list, dict)):
+        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
+    if kind is int and isinstance(value, float):
+        if not value.is_integer():
+            raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
+        return int(value)
+    if kind in (int, float) and not isinstance(value, (int, float, str)):
+        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
     try:
         return kind(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"--config: {flag} expects a {kind.__name__}, not {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}") from None
+
+
+def _kind_name(kind) -> str:
+    return {int: "a whole number", float: "a number", str: "a text value"}.get(kind, kind.__name__)
 
 
 def config_from_args(ns: argparse.Namespace) -> RunConfig:

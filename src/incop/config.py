@@ -238,6 +238,23 @@ def read_checked_config(path) -> Optional[Dict[str, Any]]:
     return saved
 
 
+MAX_RATE = 1e6  # a learning rate beyond this overflows float32 updates; no network trains with it
+MAX_SEED = 2**40  # round seeds are seed * 100_003 + round + 1, within torch's 64-bit seeds
+MAX_IMAGE_SIZE = 4096  # --net_image_size: a larger resize of every image exhausts memory
+
+
+def flag_name(key: str) -> str:
+    """``train.lr`` -> ``--net_lr``: how the command line names a setting."""
+    section, name = key.split(".", 1)
+    flag = _section_class(section).__dataclass_fields__[name].metadata["flag"]
+    return f"--{flag}" if flag else f"config.{key}"
+
+
+def api_name(key: str) -> str:
+    """``train.lr`` -> ``config.train.lr``: how the Python API names a setting."""
+    return f"config.{key}"
+
+
 def _section_class(name: str):
     return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig,
             "experiment": ExperimentConfig}[name]
@@ -308,16 +325,21 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
         c.model.pretrained = "imagenet"  # the seed's spelling, one meaning, one run id
     _need(c.model.init in ("kaiming", "pytorch"),
           f"--net_init {c.model.init}: choose kaiming or pytorch")
-    _need(_finite(t.lr) and t.lr > 0, f"--net_lr {t.lr} must be a positive number (e.g. 0.01)")
+    _need(_finite(t.lr) and 0 < t.lr <= MAX_RATE,
+          f"--net_lr {t.lr} must be a positive number up to {MAX_RATE:g} (e.g. 0.01)")
     _need(_finite(t.epochs) and t.epochs > 0,
           f"--net_train_epochs {t.epochs} must be a positive number of epochs (e.g. 20 or 0.5)")
     _need(t.lr_schedule in ("constant", "step", "cosine"),
           f"--net_lr_schedule {t.lr_schedule}: choose constant, step or cosine")
     _need(t.lr_schedule != "step" or bool(t.lr_milestones),
           "--net_lr_schedule step needs --net_lr_milestones (epochs of a round, e.g. 10 15)")
+    _need(t.lr_schedule == "step" or t.lr_milestones is None,
+          f"--net_lr_milestones applies to --net_lr_schedule step, not {t.lr_schedule}, which "
+          f"would ignore it; add --net_lr_schedule step or drop the milestones")
     _need(t.lr_milestones is None or all(_finite(m) and m > 0 for m in t.lr_milestones),
           f"--net_lr_milestones {t.lr_milestones} must be positive epochs")
-    _need(_finite(t.lr_gamma) and t.lr_gamma > 0, f"--net_lr_gamma {t.lr_gamma} must be positive")
+    _need(_finite(t.lr_gamma) and 0 < t.lr_gamma <= MAX_RATE,
+          f"--net_lr_gamma {t.lr_gamma} must be positive, up to {MAX_RATE:g}")
     _need(t.precision in ("fp32", "bf16", "fp16"),
           f"--precision {t.precision}: choose fp32, bf16 or fp16")
     _need(t.channels_last in ("auto", "on", "off"),
@@ -347,6 +369,10 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
           f"--prune_target_remaining {p.target_remaining} must be a percentage in (0, 100)")
     _need(p.flow_stat in ("mean", "abs_mean", "fro"),
           f"--flow_stat {p.flow_stat}: choose mean, abs_mean or fro")
+    _need(abs(e.seed) <= MAX_SEED, f"--seed {e.seed} must be between -2**40 and 2**40 (each "
+          f"round's seed is derived from it and must fit in 64 bits)")
+    _need(c.data.image_size is None or 1 <= c.data.image_size <= MAX_IMAGE_SIZE,
+          f"--net_image_size {c.data.image_size} must be between 1 and {MAX_IMAGE_SIZE} pixels")
     _need(e.imp_total_iter >= 1, f"--exper_imp_total_iter {e.imp_total_iter} must be at least 1")
     _need(e.num_trial >= 1, f"--exper_num_trial {e.num_trial} must be at least 1")
     _need(e.device in ("auto", "cpu", "cuda"), f"--device {e.device}: choose auto, cpu or cuda")

@@ -31,9 +31,11 @@ def read_config_file(path: str) -> Dict[str, Any]:
     """The file's settings as ``{section.field: value}``."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise UsageError(f"--config {path}: cannot read it ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--config {path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     data = _parse(p, text)
     if not isinstance(data, dict):
         raise UsageError(f"--config {path}: expected a table of settings at the top level")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -118,33 +118,62 @@ def _labels_and_inputs(name: str, source: DataSource) -> Tuple[torch.Tensor, tor
                          f"batches such as a DataLoader") from None
 
 
+# More classes than any dataset has (ImageNet-21k has 21,841): a label this high is a wrong file.
+MAX_CLASSES = 1_000_000
+
+
 def check_labels(name: str, y: torch.Tensor, num_classes: Optional[int] = None,
                  complete: bool = True) -> int:
     """Integer labels 0..K-1; returns K. With ``num_classes`` (train's K), labels must be below
     it; without, the labels present must be exactly 0..K-1 (no gaps, no negatives), a check
-    made only when ``y`` holds every label (``complete``, not a loader's first batch)."""
-    if y.dtype.is_floating_point or y.dtype == torch.bool or y.dim() != 1:
+    made only when ``y`` holds every label (``complete``, not a loader's first batch), and a
+    complete set must hold two classes at least. Time and memory grow with the number of
+    labels, never with a label's value."""
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool or y.dim() != 1:
         raise UsageError(f"{name} labels are {y.dtype} of shape {tuple(y.shape)}; pass a 1-D "
                          f"tensor of integer class indices (e.g. y.long())")
     if len(y) == 0:
         raise UsageError(f"{name} has no samples")
-    present = torch.unique(y).tolist()
-    if present[0] < 0:
-        raise UsageError(f"{name} labels include negative values ({present[0]}); use class "
+    present = torch.unique(y)  # sorted, at most len(y) values
+    low, high = int(present[0]), int(present[-1])
+    if low < 0:
+        raise UsageError(f"{name} labels include negative values ({low}); use class "
                          f"indices 0..K-1")
     if num_classes is not None:
-        if present[-1] >= num_classes:
-            raise UsageError(f"{name} labels go up to {present[-1]}, but the training labels "
+        if high >= num_classes:
+            raise UsageError(f"{name} labels go up to {high}, but the training labels "
                              f"only have classes 0..{num_classes - 1}")
         return num_classes
-    if complete and len(present) != present[-1] + 1:
-        gaps = sorted(set(range(present[-1] + 1)) - set(present))[:5]
-        raise UsageError(f"{name} labels are not contiguous: classes {gaps} are missing below "
-                         f"{present[-1]}; map the labels to 0..{len(present) - 1}")
-    return present[-1] + 1
+    if high >= MAX_CLASSES:
+        raise UsageError(f"{name} labels go up to {high}, more classes than incop accepts "
+                         f"({MAX_CLASSES:,}); labels must be class indices 0..K-1")
+    if complete and len(present) != high + 1:
+        raise UsageError(f"{name} labels are not contiguous: classes {_gaps(present, 5)} are "
+                         f"missing below {high}; map the labels to 0..{len(present) - 1}")
+    if complete and len(present) < 2:
+        raise UsageError(f"{name} labels hold one class ({low}) only; a classifier needs two "
+                         f"classes at least")
+    return high + 1
+
+
+def _gaps(present: torch.Tensor, limit: int) -> List[int]:
+    """The first ``limit`` integers missing from the sorted, distinct ``present`` (from 0)."""
+    gaps: List[int] = []
+    expected = 0
+    for value in present.tolist():
+        while expected < value and len(gaps) < limit:
+            gaps.append(expected)
+            expected += 1
+        if len(gaps) >= limit:
+            break
+        expected = value + 1
+    return gaps
 
 
 def _check_finite(name: str, x: torch.Tensor) -> None:
+    if x.is_complex():
+        raise UsageError(f"{name} inputs are complex ({x.dtype}); incop's networks take real "
+                         f"numbers: pass the real part, the magnitude, or both as channels")
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise UsageError(f"{name} inputs contain NaN or infinite values; clean the data first")
 

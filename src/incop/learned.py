@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
 from .batches import DataSource, eval_batches
+from .config import flag_name
 
 # Accuracy must beat the majority class by this many points (fewer when the majority leaves
 # less room), and some loss must fall below this fraction of the label entropy.
@@ -48,9 +49,12 @@ class LabelBaseline:
 
 def untrained_reason(baseline: LabelBaseline, val_acc: float, val_loss: Optional[float],
                      train_loss: Optional[float]) -> Optional[str]:
-    """Why the network counts as untrained (None when it learned): validation accuracy within
-    the margin of the majority class, or, short of twice that margin, no loss (training or
-    validation) below LOSS_FRACTION of the label entropy."""
+    """Why the network counts as untrained (None when it learned). A network is learning when
+    its accuracy is clearly above the majority class, or when its loss (training or validation)
+    has clearly fallen below the label entropy: a slow learner's loss falls before its accuracy
+    moves. So it is untrained when its accuracy is within the margin of the majority class and
+    no loss fell below LOSS_FRACTION of the entropy, or, short of twice that margin, when no
+    loss fell at all."""
     losses = [x for x in (train_loss, val_loss) if x is not None and math.isfinite(x)]
     best_loss = min(losses) if losses else None
     numbers = (f"validation accuracy {val_acc:.2f}% (majority class {baseline.chance_acc:.2f}%, "
@@ -58,11 +62,11 @@ def untrained_reason(baseline: LabelBaseline, val_acc: float, val_loss: Optional
                + (f", loss {best_loss:.4f} (label entropy {baseline.prior_loss:.4f})"
                   if best_loss is not None else ""))
     above = val_acc - baseline.chance_acc
-    if above <= baseline.margin:
+    loss_fell = best_loss is not None and baseline.prior_loss > 0 and \
+        best_loss < LOSS_FRACTION * baseline.prior_loss
+    if above <= baseline.margin and not loss_fell:
         return numbers
-    loss_flat = best_loss is not None and baseline.prior_loss > 0 and \
-        best_loss >= LOSS_FRACTION * baseline.prior_loss
-    if loss_flat and above <= 2 * baseline.margin:
+    if not loss_fell and best_loss is not None and above <= 2 * baseline.margin:
         return numbers
     return None
 
@@ -82,14 +86,16 @@ def dense_verdict(warmup: Dict[str, Any], round0: Optional[Dict[str, Any]], warm
     return None if reason is None else f"the dense network did not learn {what}: {reason}"
 
 
-def advice(arch: str, lr: float, momentum: float, warmup: float) -> str:
-    """What to try, in the order that has worked here (README, 'When the network does not learn')."""
+def advice(arch: str, lr: float, momentum: float, warmup: float,
+           name: Callable[[str], str] = flag_name) -> str:
+    """What to try, in the order that has worked here (README, 'When the network does not
+    learn'); ``name`` says a setting as the user sets it (a flag, or an API config field)."""
     tips = []
     if not arch.endswith("_bn") and arch.startswith("vgg"):
-        tips.append(f"the batch-norm variant --net_arch {arch}_bn")
-    tips.append(f"more warm-up (--net_warmup, now {warmup:g})")
-    tips.append(f"another learning rate (--net_lr, now {lr:g})")
+        tips.append(f"the batch-norm variant {name('model.arch')} {arch}_bn")
+    tips.append(f"more warm-up ({name('train.warmup')}, now {warmup:g})")
+    tips.append(f"another learning rate ({name('train.lr')}, now {lr:g})")
     if momentum == 0:
-        tips.append("--net_momentum 0.9")
-    tips.append("a pretrained start (--net_pretrained)")
+        tips.append(f"{name('train.momentum')} 0.9")
+    tips.append(f"a pretrained start ({name('model.pretrained')})")
     return "try " + ", ".join(tips)

@@ -4,12 +4,15 @@ test split, a fixed 20% of the samples (seed 0, whatever the trial seed) is the 
 the digits. Labels get the same checks as the API's data."""
 from __future__ import annotations
 
+import math
+import zipfile
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from .compute import physical_memory
 from .data import DATASETS, RawDataset
 from .errors import UsageError
 from .inputs import check_labels
@@ -25,6 +28,9 @@ def _as_images(x: np.ndarray, name: str) -> torch.Tensor:
         raise UsageError(f"{name}: x has shape {x.shape}; need one row per sample")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise UsageError(f"{name}: x holds {x.dtype}, not numbers")
+    if np.issubdtype(x.dtype, np.complexfloating):
+        raise UsageError(f"{name}: x holds complex numbers ({x.dtype}); incop's networks take "
+                         f"real numbers: store the real part, the magnitude, or both as channels")
     t = torch.from_numpy(np.ascontiguousarray(x))
     if x.ndim == 2:
         return t.reshape(len(x), 1, 1, x.shape[1])
@@ -62,21 +68,16 @@ def load_npz(data_dir: Optional[str] = None) -> RawDataset:
         raise UsageError("--net_dataset npz reads --data_dir FILE.npz (arrays x_train, y_train, "
                          "and optionally x_test, y_test)")
     path = Path(data_dir).expanduser()
-    try:
-        arrays = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"--data_dir {path}: no such file") from None
-    except Exception as e:
-        raise UsageError(f"--data_dir {path}: not a readable .npz file ({type(e).__name__})") from None
-    missing = [k for k in ("x_train", "y_train") if k not in arrays.files]
+    arrays, held = _read_npz(path)
+    missing = [k for k in ("x_train", "y_train") if k not in arrays]
     if missing:
-        raise UsageError(f"{path}: missing {', '.join(missing)} (it has {', '.join(arrays.files)})")
-    if ("x_test" in arrays.files) != ("y_test" in arrays.files):
+        raise UsageError(f"{path}: missing {', '.join(missing)} (it has {', '.join(held)})")
+    if ("x_test" in arrays) != ("y_test" in arrays):
         raise UsageError(f"{path}: x_test and y_test go together; add the other or drop both")
     x, y = _as_images(arrays["x_train"], str(path)), _labels(arrays["y_train"], str(path))
     if len(x) != len(y):
         raise UsageError(f"{path}: {len(x)} training samples but {len(y)} labels")
-    if "x_test" in arrays.files:
+    if "x_test" in arrays:
         tx, ty = _as_images(arrays["x_test"], str(path)), _labels(arrays["y_test"], str(path))
         if tx.shape[1:] != x.shape[1:]:
             raise UsageError(f"{path}: x_test samples are {tuple(tx.shape[1:])}, x_train's "
@@ -88,9 +89,73 @@ def load_npz(data_dir: Optional[str] = None) -> RawDataset:
     return _finish("npz", str(path), *_fixed_test_split(x, y), k=k)
 
 
-def _image_files(folder: Path) -> List[Tuple[Path, str]]:
-    return [(p, c.name) for c in sorted(folder.iterdir()) if c.is_dir()
-            for p in sorted(c.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_npz(path: Path) -> Tuple[Dict[str, np.ndarray], List[str]]:
+    """The arrays incop uses from an .npz, each checked before it is read: numbers only (no
+    pickled objects), and no more bytes than the file holds for it or than this machine has.
+    Returns them and the names of all the arrays the file holds."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise UsageError(f"--data_dir {path}: no such file") from None
+    except (OSError, zipfile.BadZipFile) as e:
+        raise UsageError(f"--data_dir {path}: not a readable .npz file ({type(e).__name__})") from None
+    with archive:
+        names = {i.filename[:-4]: i for i in archive.infolist() if i.filename.endswith(".npy")}
+        out = {name: _read_npy_member(path, archive, names[name])
+               for name in NPZ_ARRAYS if name in names}
+        return out, list(names)
+
+
+def _read_npy_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    what = f"{path}: {info.filename[:-4]}"
+    try:
+        with archive.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version not in _NPY_HEADERS:
+                raise UsageError(f"{what} is in .npy format {version}, which incop does not "
+                                 f"read; save it with numpy.savez")
+            shape, fortran, dtype = _NPY_HEADERS[version](f)
+            header = f.tell()
+            if dtype.hasobject:
+                raise UsageError(f"{what} holds Python objects ({dtype}), which incop never "
+                                 f"unpickles; store numbers (e.g. x.astype(np.float32))")
+            need = math.prod(shape) * dtype.itemsize
+            if need > info.file_size - header:
+                raise UsageError(f"{what} announces shape {shape} ({need:,} bytes) but the file "
+                                 f"holds {info.file_size - header:,}; the file is corrupt")
+            if need > physical_memory():
+                raise UsageError(f"{what} needs {need / 2**30:.1f} GiB, more than this machine's "
+                                 f"{physical_memory() / 2**30:.1f} GiB of memory")
+        with archive.open(info) as f:
+            array = np.lib.format.read_array(f, allow_pickle=False)
+    except UsageError:
+        raise
+    except Exception as e:  # a damaged member raises many kinds of error
+        raise UsageError(f"{what} cannot be read ({type(e).__name__}: {str(e)[:120]}); the "
+                         f"file is corrupt") from None
+    return array
+
+
+def _image_files(folder: Path, empty_ok: bool = False) -> List[Tuple[Path, str]]:
+    """(image, class) pairs of ``folder/<class>/...``. Classes are numbered by folder name, so a
+    class folder without images would shift the numbers of the classes after it: refused, unless
+    ``empty_ok`` (a test part may lack images of a class the training part has)."""
+    files = []
+    for c in sorted(folder.iterdir()):
+        if not c.is_dir():
+            continue
+        images = [(p, c.name) for p in sorted(c.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not images and not empty_ok:
+            raise UsageError(f"{c}: a class folder with no images (of "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES))}); classes are numbered by "
+                             f"folder name, so add its images or remove the folder")
+        files += images
+    return files
 
 
 def read_image_folder(root: Path, size: Optional[int]) -> RawDataset:
@@ -103,11 +168,14 @@ def read_image_folder(root: Path, size: Optional[int]) -> RawDataset:
     split = (root / "train").is_dir()
     parts = {"train": _image_files(root / "train" if split else root)}
     if split and (root / "test").is_dir():
-        parts["test"] = _image_files(root / "test")
+        parts["test"] = _image_files(root / "test", empty_ok=True)
     if not parts["train"]:
         raise UsageError(f"{root}: no images in class subfolders (expected {root}/<class>/"
                          f"<image>, optionally under train/ and test/)")
     classes = sorted({c for p in parts.values() for _, c in p})
+    if len(classes) < 2:
+        raise UsageError(f"{root}: one class ({classes[0]}) only; a classifier needs two "
+                         f"classes at least (one subfolder of images per class)")
     images, grey, shapes = {}, True, set()
     for part, files in parts.items():
         loaded = []
