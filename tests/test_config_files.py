@@ -20,7 +20,8 @@ def _printed(cli, *argv):
 def test_toml_flags_and_sections_with_the_command_line_on_top(cli, tmp_path):
     f = tmp_path / "c.toml"
     f.write_text('net_arch = "conv2"\nprune_method = "sap"\nallow_untrained = true\n'
-                 'net_lr_milestones = [2, 4]\n[train]\nlr = 0.05\nepochs = 3\n')
+                 'net_lr_schedule = "step"\nnet_lr_milestones = [2, 4]\n[train]\nlr = 0.05\n'
+                 'epochs = 3\n')
     cfg = _printed(cli, "--config", str(f), "--net_lr", "0.02")
     assert cfg["model"]["arch"] == "conv2" and cfg["prune"]["method"] == "sap"
     assert cfg["train"]["lr"] == 0.02 and cfg["train"]["epochs"] == 3  # the flag wins
@@ -68,7 +69,7 @@ def test_json_and_yaml(tmp_path, monkeypatch):
     ("bogus = 1\n", "unknown setting 'bogus'"),
     ("[train]\nnet_lr = 0.1\n", "unknown setting 'train.net_lr'"),
     ("net_lr = [0.1, 0.2]\n", "takes one value in a run"),
-    ("net_lr = 'fast'\n", "--net_lr expects a float, not 'fast'"),
+    ("net_lr = 'fast'\n", "--net_lr expects a number, not 'fast'"),
     ("allow_untrained = 'yes'\n", "is true or false"),
     ("net_lr = \n", "not valid TOML")])
 def test_bad_files_are_one_line(cli, tmp_path, text, message):

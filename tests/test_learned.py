@@ -34,11 +34,27 @@ def test_baseline_is_the_majority_class_and_the_label_entropy():
 
 
 def test_accuracy_at_the_margin_is_untrained_and_just_above_is_not():
-    b = _baseline([0] * 90 + [1] * 10)  # chance 90, margin 5
-    assert untrained_reason(b, 95.0, 0.1, 0.1) is not None  # majority-class guessing + noise
-    assert untrained_reason(b, 95.01, 0.1, 0.1) is None
+    b = _baseline([0] * 90 + [1] * 10)  # chance 90, margin 5, entropy 0.325
+    flat = b.prior_loss
+    assert untrained_reason(b, 95.0, flat, flat) is not None  # majority-class guessing + noise
+    assert untrained_reason(b, 95.0, None, None) is not None  # no loss to tell otherwise
+    assert untrained_reason(b, 95.01, flat, 0.1) is None
     # a network that predicts the majority class has 90% accuracy: not learned, though > 1/K
     assert "majority class 90.00%" in untrained_reason(b, 90.0, 0.33, 0.33)
+
+
+def test_a_slow_learner_whose_loss_fell_below_the_entropy_is_not_stopped():
+    """Issue 25 item 15: a depthwise CNN on digits after 2 epochs had 16.7% against a majority
+    of 12.5% on 144 samples (inside the margin) but loss 2.11 against the entropy 2.29."""
+    b = _baseline([0] * 18 + list(range(1, 10)) * 14)  # 10 classes, 144 samples
+    assert b.chance_acc == pytest.approx(12.5) and b.prior_loss == pytest.approx(2.29, abs=0.01)
+    assert b.margin > 16.7 - 12.5  # the accuracy alone says "at chance"
+    assert untrained_reason(b, 16.7, 2.11, 2.2) is None  # the validation loss fell 8%
+    assert untrained_reason(b, 16.7, 2.3, 2.11) is None  # or the training loss did
+    assert untrained_reason(b, 16.7, 0.99 * b.prior_loss, 0.99 * b.prior_loss) is not None
+    # "clearly": a fall of under 2% (LOSS_FRACTION 0.98) is noise
+    assert untrained_reason(b, 12.5, 0.981 * b.prior_loss, None) is not None
+    assert untrained_reason(b, 12.5, 0.979 * b.prior_loss, None) is None
 
 
 def test_a_flat_loss_counts_only_while_accuracy_is_within_two_margins():

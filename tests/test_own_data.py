@@ -97,11 +97,16 @@ def test_folder_sizes_need_image_size_and_run_end_to_end(cli, tmp_path):
 
 def test_folder_errors(tmp_path):
     (tmp_path / "empty" / "a").mkdir(parents=True)
-    with pytest.raises(UsageError, match="no images in class subfolders"):
+    with pytest.raises(UsageError, match="a class folder with no images"):
         load_raw("folder", str(tmp_path / "empty"))
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(UsageError, match="no images in class subfolders"):
+        load_raw("folder", str(tmp_path / "flat"))
     with pytest.raises(UsageError, match="no such folder"):
         load_raw("folder", str(tmp_path / "nope"))
     (tmp_path / "bad" / "a").mkdir(parents=True)
     (tmp_path / "bad" / "a" / "x.png").write_bytes(b"not a png")
+    (tmp_path / "bad" / "b").mkdir(parents=True)
+    (tmp_path / "bad" / "b" / "y.png").write_bytes(b"not a png")
     with pytest.raises(UsageError, match="not a readable image"):
         load_raw("folder", str(tmp_path / "bad"))

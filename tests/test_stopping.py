@@ -218,7 +218,7 @@ def test_resume_mid_epoch_and_mid_ticket_equals_an_uninterrupted_run(cli, monkey
     done = _run(tmp_path) / "rounds.csv"
     saved = {r["round"] for r in table(_run(tmp_path), "rounds.csv")} if done.exists() else set()
     if kill == "ticket":  # killed inside trial 0's ticket: its search is saved, its ticket is not
-        assert saved == {"0", "1", "2"} and table(_run(tmp_path), "tickets.csv") == []
+        assert saved == {"0", "1", "2"} and not (_run(tmp_path) / "tickets.csv").exists()
     else:  # killed inside round 0's first epoch: nothing of trial 0 is saved yet
         assert saved == set()
     code, out, err = cli(*RESUMABLE, "--output_dir", str(tmp_path))
