@@ -15,7 +15,8 @@ FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-image
 
 
 class Server:
-    """Serves ``files`` (name -> bytes); ``ranges`` answers Range requests with 206."""
+    """Serves ``files`` (name -> bytes); ``ranges`` answers Range requests with 206 (True),
+    ignores them (False), or refuses them with 416 ("refuse")."""
 
     def __init__(self, files, ranges=True):
         self.files, self.requests = files, []
@@ -30,6 +31,9 @@ class Server:
                     return
                 body, status = outer.files[name], 200
                 start = 0
+                if ranges == "refuse" and self.headers.get("Range"):
+                    self.send_error(416)
+                    return
                 if ranges and self.headers.get("Range"):
                     start = int(self.headers["Range"].split("=")[1].rstrip("-"))
                     status = 206

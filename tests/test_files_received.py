@@ -653,47 +653,16 @@ def test_an_empty_class_folder_is_said_not_dropped(tmp_path):
 
 # ---------------------------------------------------------------- 13. downloads
 
-class Refuses416:
-    """A server that sends whole files but answers any Range request with HTTP 416."""
-
-    def __init__(self, files):
-        import http.server
-        import threading
-
-        outer, self.requests = self, []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                name = self.path.rsplit("/", 1)[-1]
-                outer.requests.append(self.headers.get("Range"))
-                if self.headers.get("Range"):
-                    self.send_error(416)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(files[name])))
-                self.end_headers()
-                self.wfile.write(files[name])
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_part_files_against_a_server_answering_416(tmp_path):
     import hashlib
+
+    from test_downloads import Server
 
     from incop import downloads
 
     blob = b"the whole file" * 100
     md5 = hashlib.md5(blob).hexdigest()
-    server = Refuses416({"f.gz": blob})
+    server = Server({"f.gz": blob}, ranges="refuse")
     target, part = tmp_path / "f.gz", tmp_path / "f.gz.part"
     try:
         part.write_bytes(blob)  # complete: recognised by its checksum, nothing is asked
@@ -703,7 +672,7 @@ def test_part_files_against_a_server_answering_416(tmp_path):
         part.write_bytes(blob[:10] + b"junk")  # the server will not continue it: restarted
         downloads._fetch("X", "f.gz", md5, [server.url], target, False)
         assert target.read_bytes() == blob and not part.exists()
-        assert server.requests == ["bytes=14-", None]
+        assert server.requests == [("f.gz", "bytes=14-"), ("f.gz", None)]
     finally:
         server.close()
 
