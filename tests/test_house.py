@@ -1,0 +1,53 @@
+"""Issue 26: the house can be rearranged without breaking users. Run ids, files written before the
+modules moved into packages, and the names users import stay as they were."""
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import incop
+from incop.cli import build_parser, config_from_args
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("argv,run_id", [
+    ([], "6ebb13b4d9"),
+    (["--net_arch", "vgg16", "--net_dataset", "CIFAR10", "--prune_method", "lth"], "3876bad5cd"),
+    (["--net_arch", "lenet300", "--net_dataset", "FashionMNIST", "--prune_method", "ciap",
+      "--prune_p", "0.5", "--prune_q", "1", "--exper_imp_total_iter", "20"], "a47249e334"),
+    (["--prune_method", "giap", "--rewind_to", "200it", "--check_every", "0.25ep",
+      "--net_lr_schedule", "cosine"], "992b2c085d")])
+def test_run_ids_are_pinned(argv, run_id):
+    """Computed before the move: a run directory's name must never change under its users."""
+    assert config_from_args(build_parser().parse_args(["run", *argv])).run_id() == run_id
+
+
+def test_a_fast_model_pickled_before_the_move_loads():
+    saved = torch.load(DATA / "fast_model_before_packages.pt", weights_only=False)
+    with torch.no_grad():
+        got = saved["model"](saved["input"])
+    assert torch.allclose(got, saved["output"], atol=1e-5)
+
+
+def test_a_run_interrupted_before_the_move_resumes(cli, tmp_path):
+    run = tmp_path / "sap" / "lenet300" / "digits" / "r"
+    shutil.copytree(DATA / "run_before_packages", run)
+    code, out, err = cli("run", "--net_dataset", "digits", "--prune_method", "sap", "--net_lr",
+                         "0.05", "--net_momentum", "0.9", "--net_warmup", "1",
+                         "--net_train_epochs", "1", "--exper_imp_total_iter", "3", "--quiet",
+                         "--output_dir", str(tmp_path), "--run_name", "r")
+    assert code == 0, err
+    assert "resuming trial 0 after round 0" in out
+    import json
+    rounds = json.loads((run / "rounds.json").read_text())
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    assert rounds[0]["val_acc"] == pytest.approx(94.444, abs=0.01)  # round 0 kept, not redone
+
+
+def test_every_public_name_and_the_documented_paths_import():
+    for name in incop.__all__:
+        assert getattr(incop, name) is not None, name
+    from incop.data import load_splits  # noqa: F401  (README)
+    from incop import Masks  # noqa: F401
