@@ -10,9 +10,9 @@ the median distance after each epoch. Pick the largest-saving epsilon whose accu
 import argparse
 import statistics
 
-from incop.config import RunConfig
-from incop.imp import IMPExperiment
-from incop.results import format_table
+from incop.config.schema import RunConfig
+from incop.engine.imp import IMPExperiment
+from incop.base.text import format_table
 
 COMMON = dict(arch="lenet300", lr=0.01, momentum=0.9, warmup=15, epochs=10, rounds=6)
 

@@ -25,15 +25,18 @@ from pathlib import Path
 
 import torch
 
-from incop.config import RunConfig
-from incop.batches import probe_from_source, train_batches
-from incop.data import load_splits
-from incop.imp import IMPExperiment, TrialInputs, round_seed, seed_everything
-from incop.masks import Masks
-from incop.models import build_model
-from incop.results import RunDirectory, format_table
-from incop.stopping import ValidationPlateau
-from incop.training import evaluate, make_optimizer, train_round
+from incop.config.schema import RunConfig
+from incop.data.batches import probe_from_source, train_batches
+from incop.data.datasets import load_splits
+from incop.engine.imp import IMPExperiment
+from incop.engine.trial_inputs import TrialInputs
+from incop.engine.runtime import round_seed, seed_everything
+from incop.pruning.masks import Masks
+from incop.models.architectures import build_model
+from incop.runs.directory import RunDirectory
+from incop.base.text import format_table
+from incop.stopping.criteria import ValidationPlateau
+from incop.engine.training import evaluate, make_optimizer, train_round
 
 # Sizes per architecture. conv4 trains on a subset: a full conv4 epoch is about 6 minutes on
 # 2 CPU cores, so the full grid would take days. Its dense warm-up trains until the validation
@@ -98,7 +101,7 @@ def config(arch, method, pq, seed, out, epsilon=None, flow_stat="mean", tag="", 
 
 
 def run_method(cfg, dense, train, val, test):
-    from incop.results import run_path
+    from incop.runs.directory import run_path
 
     def inputs(trial, seed):
         return TrialInputs(copy.deepcopy(dense), train, val, test,
@@ -255,8 +258,8 @@ def load_results(out: Path):
 
 def save_figures(results, out: Path) -> None:
     """Per architecture, the main methods with their seeds as trials: rounds and accuracy plots."""
-    from incop.plots import accuracy_vs_remaining_figure, rounds_figure, save_figure
-    from incop.rundata import RunData
+    from incop.report.figures import accuracy_vs_remaining_figure, rounds_figure, save_figure
+    from incop.runs.reading import RunData
 
     def run_data(exps, label):
         rounds = [{**r, "trial": i} for i, e in enumerate(exps) for r in e.rounds]

@@ -12,11 +12,11 @@ import time
 import torch
 from torch.nn import functional as F
 
-from incop.batches import TensorBatches
-from incop.data import load_splits
-from incop.masks import Masks, prunable_parameters
-from incop.models import build_model
-from incop.training import make_optimizer, train_epoch
+from incop.data.batches import TensorBatches
+from incop.data.datasets import load_splits
+from incop.pruning.masks import Masks, prunable_parameters
+from incop.models.architectures import build_model
+from incop.engine.training import make_optimizer, train_epoch
 
 
 def bare_epoch(model, opt, params, masks, x, y, batch_size, gen):

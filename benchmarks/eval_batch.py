@@ -12,10 +12,10 @@ import argparse
 
 import torch
 
-from incop.compute import available_cores
-from incop.models import build_model
-from incop.results import format_table
-from incop.speed import median_us
+from incop.base.machine import available_cores
+from incop.models.architectures import build_model
+from incop.base.text import format_table
+from incop.deploy.sparse_inference import median_us
 
 SHAPES = {"lenet300": (1, 28, 28), "conv4": (1, 28, 28), "resnet20": (3, 32, 32),
           "vgg16_bn": (3, 32, 32)}

@@ -7,7 +7,7 @@ import json, math, sys
 from pathlib import Path
 sys.path.insert(0, "benchmarks")
 import compare_methods as cm
-import incop.pruning as pr
+import incop.pruning.rules as pr
 
 orig = pr.SAP.ratio
 log = []

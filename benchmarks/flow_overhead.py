@@ -18,14 +18,14 @@ import time
 
 import torch
 
-from incop.batches import DEFAULT_PROBE_SIZE, TensorBatches
-from incop.data import load_splits, probe_subset
-from incop.flows import GradientFlow, InformationFlow
-from incop.masks import Masks
-from incop.models import build_model
-from incop.pruning import SAP
-from incop.stopping import MaskStability
-from incop.training import evaluate, make_optimizer, train_epoch
+from incop.data.batches import DEFAULT_PROBE_SIZE, TensorBatches
+from incop.data.datasets import load_splits, probe_subset
+from incop.stopping.flows import GradientFlow, InformationFlow
+from incop.pruning.masks import Masks
+from incop.models.architectures import build_model
+from incop.pruning.rules import SAP
+from incop.stopping.criteria import MaskStability
+from incop.engine.training import evaluate, make_optimizer, train_epoch
 
 
 def timed(fn, repeats):

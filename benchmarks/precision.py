@@ -24,15 +24,17 @@ from pathlib import Path
 
 import torch
 
-from incop.compute import Compute, set_threads
-from incop.config import RunConfig
-from incop.batches import probe_from_source
-from incop.data import load_splits
-from incop.imp import IMPExperiment, TrialInputs
-from incop.masks import Masks
-from incop.models import build_model
-from incop.results import format_table
-from incop.training import make_optimizer, train_steps
+from incop.base.machine import set_threads
+from incop.engine.precision import Compute
+from incop.config.schema import RunConfig
+from incop.data.batches import probe_from_source
+from incop.data.datasets import load_splits
+from incop.engine.imp import IMPExperiment
+from incop.engine.trial_inputs import TrialInputs
+from incop.pruning.masks import Masks
+from incop.models.architectures import build_model
+from incop.base.text import format_table
+from incop.engine.training import make_optimizer, train_steps
 
 STEP_MODELS = {"lenet300": (1, 28, 28), "conv4": (1, 28, 28), "vgg16_bn": (3, 32, 32),
                "resnet20": (3, 32, 32)}
@@ -94,7 +96,7 @@ def search(arch, method, precision, data, sizes, out):
     def inputs(trial, seed):
         return TrialInputs(copy.deepcopy(model), train, val, test, probe_from_source(train, None, seed))
 
-    from incop.imp import run_directory
+    from incop.engine.imp import run_directory
     exp = IMPExperiment(cfg, run_dir=run_directory(cfg), progress=False, echo=lambda s: None,
                         inputs=inputs)
     t0 = time.perf_counter()

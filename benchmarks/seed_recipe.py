@@ -17,14 +17,14 @@ from pathlib import Path
 
 import torch
 
-from incop.compute import set_threads
-from incop.batches import train_batches
-from incop.data import load_splits
-from incop.learned import LabelBaseline, untrained_reason
-from incop.masks import Masks
-from incop.models import build_model
-from incop.results import format_table
-from incop.training import evaluate, make_optimizer, train_epoch
+from incop.base.machine import set_threads
+from incop.data.batches import train_batches
+from incop.data.datasets import load_splits
+from incop.engine.learned import LabelBaseline, untrained_reason
+from incop.pruning.masks import Masks
+from incop.models.architectures import build_model
+from incop.base.text import format_table
+from incop.engine.training import evaluate, make_optimizer, train_epoch
 
 ARCHS = ["vgg16", "vgg16_bn", "resnet18", "alexnet", "conv6"]
 

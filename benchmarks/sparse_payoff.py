@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from incop.models import build_model
-from incop.results import format_table
-from incop.sparse_io import pack_masks, sparse_state_dict
+from incop.models.architectures import build_model
+from incop.base.text import format_table
+from incop.pruning.sparse_files import pack_masks, sparse_state_dict
 
 
 def _bytes(obj) -> int:
@@ -60,7 +60,7 @@ def sizes(archs, densities) -> str:
 
 
 def speed(run: Path, repeats: int) -> str:
-    from incop.speed_run import speed_run
+    from incop.deploy.timing import speed_run
 
     speed_run(run, repeats=repeats, echo=lambda s: None)
     whole = json.loads((run / "speed.json").read_text())["whole"]
@@ -86,9 +86,9 @@ def speed(run: Path, repeats: int) -> str:
 def kernels(run: Path, repeats: int) -> str:
     import warnings
 
-    from incop import csr_tiled
-    from incop.run_files import round_masks, saved_rounds
-    from incop.speed import median_us
+    from incop.deploy import csr_tiled
+    from incop.runs.layout import round_masks, saved_rounds
+    from incop.deploy.sparse_inference import median_us
 
     warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
     torch.set_num_threads(1)

@@ -11,8 +11,8 @@ from typing import Dict, List, Optional, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from incop.plots import save_figure, series_style
-from incop.results import format_table
+from incop.report.figures import save_figure, series_style
+from incop.base.text import format_table
 
 GOAL_TICKET_GAP, GOAL_EPOCHS, GOAL_OVER_FIXED1 = 0.3, 0.25, 1.0
 

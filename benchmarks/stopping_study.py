@@ -33,14 +33,14 @@ from typing import Dict, List, Optional
 
 import torch
 
-from incop.config import RunConfig
-from incop.batches import probe_from_source
-from incop.data import load_raw
-from incop.imp import IMPExperiment
-from incop.inputs import TrialInputs, registry_inputs
-from incop.records import criterion_report
-from incop.results import RunDirectory, run_path
-from incop.rundata import RunData, load_run
+from incop.config.schema import RunConfig
+from incop.data.batches import probe_from_source
+from incop.data.datasets import load_raw
+from incop.engine.imp import IMPExperiment
+from incop.engine.trial_inputs import TrialInputs, registry_inputs
+from incop.runs.records import criterion_report
+from incop.runs.directory import RunDirectory, run_path
+from incop.runs.reading import RunData, load_run
 from stopping_report import matched_name, report  # beside this file
 
 ADAPTIVE = ["ciap", "giap", "mask_stability", "loss_recovery"]

@@ -4,13 +4,13 @@
 import sys, time
 import torch
 from torch import nn
-from incop.data import load_fashion_mnist
-from incop.models import build_model
+from incop.data.datasets import load_fashion_mnist
+from incop.models.architectures import build_model
 torch.set_num_threads(2)
 raw = load_fashion_mnist()
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 12000
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 300
-from incop.data import split_train_val
+from incop.data.datasets import split_train_val
 sp = split_train_val(raw, 0.1, 0)
 x, y = sp.train_x[:n], sp.train_y[:n]
 xv, yv = sp.val_x[:2000], sp.val_y[:2000]

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 import incop
-from incop.data import load_splits
+from incop.data.datasets import load_splits
 
 
 def train_one_epoch(model, opt, x, y, batch_size=64):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import incop
-from incop.data import load_splits
+from incop.data.datasets import load_splits
 
 
 class SmallCNN(nn.Module):

@@ -14,8 +14,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import incop
-from incop.data import load_splits
-from incop.training import evaluate
+from incop.data.datasets import load_splits
+from incop.engine.training import evaluate
 
 
 def make_mlp() -> nn.Module:

@@ -85,7 +85,7 @@ def table(run: Path, name: str):
 
 def kill_at(monkeypatch, n_call: int) -> None:
     """Ctrl-C inside the n-th call of the training loop's inner step function."""
-    import incop.training as training
+    import incop.engine.training as training
 
     real, calls = training.train_steps, []
 
@@ -100,7 +100,7 @@ def kill_at(monkeypatch, n_call: int) -> None:
 
 def spy_round_starts(monkeypatch):
     """The model's state at the start of every training run (warm-up, rounds, ticket)."""
-    import incop.imp as imp_module
+    import incop.engine.imp as imp_module
 
     starts = []
     real = imp_module.train_round

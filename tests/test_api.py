@@ -12,10 +12,11 @@ from torch.nn.utils import prune
 from torch.utils.data import DataLoader, TensorDataset
 
 import incop
-from incop.masks import Masks, prunable_parameters
-from incop.pruning import SAP, LayerwiseMagnitude
-from incop.torch_prune import MagnitudePruning, SAPPruning, masks_from_torch_prune, to_torch_prune
-from incop.training import evaluate
+from incop.pruning.masks import Masks, prunable_parameters
+from incop.pruning.rules import SAP, LayerwiseMagnitude
+from incop.pruning.torch_prune import (MagnitudePruning, SAPPruning, masks_from_torch_prune,
+                                       to_torch_prune)
+from incop.engine.training import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +45,7 @@ class ResidualNet(nn.Module):
 
 @pytest.fixture(scope="module")
 def digits():
-    from incop.data import load_splits
+    from incop.data.datasets import load_splits
     return load_splits("digits", None, 0.1, seed=0)
 
 
@@ -140,7 +141,7 @@ def test_export_to_torch_prune_and_plain_weights(tmp_path):
     assert torch.allclose(exported(x), expected)
     roundtrip = masks_from_torch_prune(exported, make_plain=False)  # reads, does not modify
     assert all(torch.equal(roundtrip[n], masks[n]) for n in masks)
-    from incop.torch_prune import remove_reparametrization
+    from incop.pruning.torch_prune import remove_reparametrization
     plain = remove_reparametrization(exported).state_dict()
     fresh = _linear_stack()
     fresh.load_state_dict(plain)  # strict: the keys of an unpruned model

@@ -1,6 +1,5 @@
 """Regression tests for the independent audit and the first-time user (issue 12, items 4-13):
 results belong to their run, bad inputs are one line, any architecture is counted once."""
-import ast
 import copy
 import json
 from pathlib import Path
@@ -12,9 +11,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import incop
-from incop.errors import UsageError
-from incop.flows import InformationFlow, correlation_matrix
-from incop.masks import Masks, prunable_parameters, weight_catalogue
+from incop.base.errors import UsageError
+from incop.stopping.flows import InformationFlow, correlation_matrix
+from incop.pruning.masks import Masks, prunable_parameters, weight_catalogue
 
 from conftest import make_idx_dataset, write_idx
 
@@ -23,7 +22,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "incop"
 
 @pytest.fixture(scope="module")
 def digits():
-    from incop.data import load_splits
+    from incop.data.datasets import load_splits
     return load_splits("digits", None, 0.1, seed=0)
 
 
@@ -393,34 +392,4 @@ def test_prune_model_accepts_a_compiled_model(digits):
     assert [r["val_acc"] for r in result.rounds] == [r["val_acc"] for r in plain.rounds]
 
 
-# ---------------------------------------------------------------- 13: no import circles
-
-def _imports(path: Path):
-    """incop modules imported anywhere in a module (top level or inside functions)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:
-                found.update(a.name for a in node.names)
-    return found - {"__init__"}
-
-
-def test_no_import_circles():
-    graph = {p.stem: _imports(p) for p in SRC.glob("*.py") if p.stem not in ("__init__", "__main__")}
-    state = {}
-
-    def visit(node, stack):
-        state[node] = "open"
-        for nxt in graph.get(node, ()):
-            if state.get(nxt) == "open":
-                pytest.fail("import circle: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
-            if nxt not in state:
-                visit(nxt, stack + [nxt])
-        state[node] = "done"
-
-    for module in graph:
-        if module not in state:
-            visit(module, [module])
-    assert {"jobs", "launchers", "records", "rundata"} <= set(graph)
+# 13 (no import circles) is tests/test_layers.py::test_no_import_circles now.

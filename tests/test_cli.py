@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, make_idx_dataset
-from incop.run_files import round_masks
+from incop.runs.layout import round_masks
 
 
 def _run_dir(root: Path) -> Path:

@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from incop import compute as compute_module
-from incop.compute import Compute, load_warning, set_threads
-from incop.batches import default_probe_size
-from incop.masks import Masks
-from incop.models import build_model
-from incop.pruning import SAP
-from incop.training import evaluate, make_optimizer, train_steps
-from incop.run_files import model_state, round_masks
+from incop.base import machine as machine_module
+from incop.base.machine import load_warning, set_threads
+from incop.engine.precision import Compute
+from incop.data.batches import default_probe_size
+from incop.pruning.masks import Masks
+from incop.models.architectures import build_model
+from incop.pruning.rules import SAP
+from incop.engine.training import evaluate, make_optimizer, train_steps
+from incop.runs.layout import model_state, round_masks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +114,7 @@ def test_bf16_run_end_to_end_records_fp32_weights(cli, tmp_path):
 
 
 def test_threads_never_exceed_the_share_of_cores(monkeypatch):
-    monkeypatch.setattr(compute_module, "available_cores", lambda: 8)
+    monkeypatch.setattr(machine_module, "available_cores", lambda: 8)
     before = torch.get_num_threads()
     try:
         assert set_threads(None) == 8 and torch.get_num_threads() == 8
@@ -125,9 +126,9 @@ def test_threads_never_exceed_the_share_of_cores(monkeypatch):
 
 
 def test_load_warning(monkeypatch):
-    monkeypatch.setattr(compute_module.os, "getloadavg", lambda: (5.0, 5.0, 5.0))
+    monkeypatch.setattr(machine_module.os, "getloadavg", lambda: (5.0, 5.0, 5.0))
     assert "load average 5.0 on 2 cores" in load_warning(2)
-    monkeypatch.setattr(compute_module.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    monkeypatch.setattr(machine_module.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
     assert load_warning(2) is None
 
 

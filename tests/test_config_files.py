@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from incop.cli import apply_config_file
-from incop.config import RunConfig
-from incop.config_files import read_config_file
+from incop.config.flags import apply_config_file
+from incop.config.schema import RunConfig
+from incop.config.files import read_config_file
 
 
 def _printed(cli, *argv):

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 import incop
-from incop import csr_tiled
-from incop.speed import SparseLinear, available_kernels, measure, sparse_model
-from incop.models import build_model
+from incop.deploy import csr_tiled
+from incop.deploy.sparse_inference import SparseLinear, available_kernels, measure, sparse_model
+from incop.models.architectures import build_model
 
 HAVE_CC = shutil.which(os.environ.get("CC", "cc")) is not None
 

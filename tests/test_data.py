@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import make_cifar, make_idx_dataset, write_idx
-from incop.batches import TensorBatches
-from incop.data import (DATASETS, DEBIAN_FASHION_MNIST, RawDataset, probe_subset, read_idx,
-                        split_train_val)
-from incop.errors import UsageError
+from incop.data.batches import TensorBatches
+from incop.data.datasets import (DATASETS, DEBIAN_FASHION_MNIST, RawDataset, probe_subset, read_idx,
+                                 split_train_val)
+from incop.base.errors import UsageError
 
 
 def test_read_idx_round_trip_plain_and_gz(tmp_path):

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-import incop.downloads as downloads
+import incop.data.downloads as downloads
 from conftest import make_idx_dataset
 
 FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
@@ -171,7 +171,7 @@ def test_cifar_archive_is_checked_unpacked_and_read(tmp_path, monkeypatch):
     import tarfile
 
     from conftest import make_cifar
-    from incop.data import load_raw
+    from incop.data.datasets import load_raw
 
     make_cifar(tmp_path / "src" / "cifar-10-batches-py", n_per_batch=6)
     archive = tmp_path / "cifar-10-python.tar.gz"

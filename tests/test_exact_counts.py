@@ -9,9 +9,9 @@ from torch import nn
 from torch.nn.utils import prune
 
 import incop
-from incop.masks import Masks
-from incop.pruning import (SAP, GlobalMagnitude, LayerwiseMagnitude, sap_pruned_count,
-                           sap_retained_count, target_count)
+from incop.pruning.masks import Masks
+from incop.pruning.rules import (SAP, GlobalMagnitude, LayerwiseMagnitude, sap_pruned_count,
+                                 sap_retained_count, target_count)
 
 
 def _k_of_d(k: int, d: int, dtype=torch.float32) -> torch.Tensor:
@@ -108,7 +108,7 @@ def test_float64_model_through_magnitude_pruning_method():
 
 
 def test_smallest_positions_equals_a_stable_sort_with_ties():
-    from incop.pruning import smallest_positions
+    from incop.pruning.rules import smallest_positions
     g = torch.Generator().manual_seed(0)
     for dtype in (torch.float32, torch.float64, torch.bfloat16):
         scores = torch.randint(0, 7, (500,), generator=g).to(dtype)  # many ties

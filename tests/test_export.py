@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 import incop
-from incop.models import build_model
-from incop.run_files import model_state, round_masks
-from incop.speed import SparseLinear, measure
-from incop.torch_prune import to_torch_prune
+from incop.models.architectures import build_model
+from incop.runs.layout import model_state, round_masks
+from incop.deploy.sparse_inference import SparseLinear, measure
+from incop.pruning.torch_prune import to_torch_prune
 
 try:
     import onnx  # noqa: F401
@@ -75,7 +75,7 @@ def test_export_dense_torch_prune_and_sparse_agree(cli, small_run, tmp_path):
 
 
 def test_export_of_an_api_run_needs_the_model(cli, tmp_path):
-    from incop.data import load_splits
+    from incop.data.datasets import load_splits
 
     d = load_splits("digits", None, 0.1, seed=0)
     cfg = incop.RunConfig(prune=incop.PruneConfig(method="sap"),
@@ -198,7 +198,7 @@ def test_sparse_payoff_sizes_quick_mode():
 
 
 def test_speed_table_says_when_dense_is_faster():
-    from incop.speed_run import speed_text
+    from incop.deploy.timing import speed_text
 
     base = {"round": 3, "remaining_pct": 4.0, "batch": 1, "threads": 1, "dense_us": 30.0}
     kept_dense = {**base, "sparse_us": 30.0, "speedup": 1.0, "sparse_layers": 0, "best_sparse_us": 60.0}
@@ -210,7 +210,7 @@ def test_speed_table_says_when_dense_is_faster():
 
 
 def test_speed_says_in_one_line_when_incops_kernel_did_not_run(cli, small_run, monkeypatch):
-    from incop import csr_tiled
+    from incop.deploy import csr_tiled
 
     monkeypatch.setenv("INCOP_NATIVE", "0")
     csr_tiled._load.cache_clear()

@@ -1,9 +1,9 @@
 """Issue 18 item 6: figures stay readable with many series."""
 import pytest
 
-from incop.plots import (COLORS, _depth_colors, flow_distance_figure, percent_ticks,
-                         series_style, similarity_figure)
-from incop.rundata import RunData
+from incop.report.figures import (COLORS, _depth_colors, flow_distance_figure, percent_ticks,
+                                  series_style, similarity_figure)
+from incop.runs.reading import RunData
 
 
 def test_many_series_never_share_colour_marker_and_line():

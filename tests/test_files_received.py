@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import make_cifar
-from incop.errors import UsageError
+from incop.base.errors import UsageError
 
 RUN = ["run", "--net_dataset", "digits", "--prune_method", "sap", "--net_lr", "0.05",
        "--net_momentum", "0.9", "--net_warmup", "1", "--net_train_epochs", "1",
@@ -92,7 +92,7 @@ def test_a_cifar_pickle_never_runs_code(cli, tmp_path, payload):
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_real_cifar_batches_of_every_pickle_protocol_still_read(tmp_path, protocol):
-    from incop.data import load_cifar10
+    from incop.data.datasets import load_cifar10
 
     folder = make_cifar(tmp_path / "cifar-10-batches-py", n_per_batch=4)
     rng = np.random.default_rng(1)
@@ -107,7 +107,7 @@ def test_real_cifar_batches_of_every_pickle_protocol_still_read(tmp_path, protoc
 
 
 def test_labels_that_are_not_integers_are_one_line(tmp_path):
-    from incop.data import load_cifar10
+    from incop.data.datasets import load_cifar10
 
     folder = make_cifar(tmp_path / "cifar-10-batches-py", n_per_batch=4)
     for labels in ([10**30, 1, 2, 3], [b"x", 1, 2, 3]):
@@ -132,8 +132,8 @@ def test_export_and_speed_read_the_checked_configuration(cli, run, tmp_path):
                          "--quiet")
     assert code == 0, err
     assert not marker.exists()
-    from incop.models import build_model
-    from incop.sparse_io import load_sparse
+    from incop.models.architectures import build_model
+    from incop.pruning.sparse_files import load_sparse
 
     load_sparse(build_model("lenet300", (1, 8, 8), 10), tmp_path / "m.pt")  # lenet300, as run
     code, out, err = cli("report", str(run), "--output", str(tmp_path / "rep"))
@@ -144,7 +144,7 @@ def test_export_and_speed_read_the_checked_configuration(cli, run, tmp_path):
 def test_a_received_run_naming_an_evil_cifar_folder_runs_nothing(cli, run, tmp_path):
     """Even with a checksum made to match, a config.json that points at a crafted CIFAR folder
     only reaches the data unpickler, which refuses the file."""
-    from incop.config import checked_config
+    from incop.config.identity import checked_config
 
     marker = tmp_path / "pwned"
     evil = _evil_cifar(tmp_path / "data" / "cifar-10-batches-py", marker)
@@ -173,7 +173,7 @@ def _peak_mb():
     ([0, 2, 999_999], "classes [1, 3, 4, 5, 6] are missing"),
     ([2**62, 0, 1], "more classes than incop accepts")])
 def test_absurd_labels_cost_nothing_in_proportion_to_their_value(labels, message):
-    from incop.inputs import check_labels
+    from incop.data.checks import check_labels
 
     before = _peak_mb()
     with pytest.raises(UsageError) as e:
@@ -211,7 +211,7 @@ def _npz_with_header(path: Path, shape, dtype="<f4", data=b""):
     ((2**20, 2**20), "announces shape"), ((4, 2**40), "announces shape"),
     ((4, 4), "announces shape")])
 def test_an_npz_announcing_more_than_it_holds_is_refused_before_allocating(tmp_path, shape, message):
-    from incop.data import load_raw
+    from incop.data.datasets import load_raw
 
     before = _peak_mb()
     with pytest.raises(UsageError, match=message):
@@ -227,7 +227,7 @@ def _pack(shape, bits):
     _pack((2**20, 2**20), 10), _pack((2**40,), 1), _pack((300, 64), 2399), _pack((-1, 8), 1),
     {"shape": [8, 8], "bits": torch.zeros(8, dtype=torch.float32)}, {"shape": "8x8", "bits": b""}])
 def test_a_masks_file_announcing_a_shape_it_does_not_hold_is_refused(run, cli, tmp_path, packed):
-    from incop.sparse_io import MASKS_FORMAT
+    from incop.pruning.sparse_files import MASKS_FORMAT
 
     torch.save({"format": MASKS_FORMAT, "masks": {"fc1.weight": packed}},
                run / "masks" / "trial0_round2.pt")
@@ -241,7 +241,7 @@ def test_a_masks_file_announcing_a_shape_it_does_not_hold_is_refused(run, cli, t
 
 
 def test_masks_of_the_wrong_shape_for_the_model_are_refused(run, cli, tmp_path):
-    from incop.sparse_io import pack_masks
+    from incop.pruning.sparse_files import pack_masks
 
     torch.save(pack_masks({"fc1.weight": torch.ones(3, 3)}), run / "masks" / "trial0_round2.pt")
     code, _, err = cli("export", str(run), "--format", "dense", "--output", str(tmp_path / "m.pt"))
@@ -313,7 +313,7 @@ def _member(name, kind=tarfile.REGTYPE, data=b"x", link=""):
 @pytest.mark.parametrize("case", ["dir_symlink", "hardlink", "abs_symlink", "dotdot"])
 def test_tar_extraction_never_writes_outside_the_data_folder(tmp_path, monkeypatch, case,
                                                              with_filter):
-    from incop import downloads
+    from incop.data import downloads
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -337,7 +337,7 @@ def test_tar_extraction_never_writes_outside_the_data_folder(tmp_path, monkeypat
 
 
 def test_a_plain_archive_still_unpacks(tmp_path):
-    from incop import downloads
+    from incop.data import downloads
 
     archive = _tar(tmp_path / "a.tar.gz", [_member("c/", tarfile.DIRTYPE),
                                            _member("c/f", data=b"hello")])
@@ -422,7 +422,7 @@ def test_a_saved_fast_model_loads_over_a_damaged_cache(tmp_path):
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
     masks = incop.Masks({"0.weight": (torch.rand(32, 16) > 0.9).float(),
                          "2.weight": (torch.rand(4, 32) > 0.9).float()})
-    from incop.speed import sparse_model
+    from incop.deploy.sparse_inference import sparse_model
 
     masks.apply(model)
     fast = sparse_model(model, dict(masks), {"0": "csr-tiled", "2": "csr-tiled"})
@@ -446,7 +446,7 @@ def test_a_saved_fast_model_loads_over_a_damaged_cache(tmp_path):
     ([1, 1, 2], [0, 1]),        # not starting at 0
     ([0, 1, 5], [0, 1])])       # pointing past the values
 def test_a_malformed_csr_is_refused_before_the_c_code_runs(crow, col):
-    from incop import csr_tiled
+    from incop.deploy import csr_tiled
 
     if csr_tiled.unavailable():
         pytest.skip(csr_tiled.unavailable())
@@ -640,7 +640,7 @@ def test_the_api_refuses_one_class_and_complex_inputs():
 
 def test_an_empty_class_folder_is_said_not_dropped(tmp_path):
     pil = pytest.importorskip("PIL.Image")
-    from incop.data import load_raw
+    from incop.data.datasets import load_raw
 
     for c in ("a", "c"):
         (tmp_path / c).mkdir()
@@ -658,7 +658,7 @@ def test_part_files_against_a_server_answering_416(tmp_path):
 
     from test_downloads import Server
 
-    from incop import downloads
+    from incop.data import downloads
 
     blob = b"the whole file" * 100
     md5 = hashlib.md5(blob).hexdigest()
@@ -680,7 +680,7 @@ def test_part_files_against_a_server_answering_416(tmp_path):
 def test_a_failing_download_says_which_part_file_to_delete(tmp_path, monkeypatch):
     import urllib.error
 
-    from incop import downloads
+    from incop.data import downloads
 
     def get(url, part, progress):
         part.write_bytes(b"partial")
@@ -695,7 +695,7 @@ def test_a_failing_download_says_which_part_file_to_delete(tmp_path, monkeypatch
 # ---------------------------------------------------------------- 14. speed takes the lock
 
 def test_speed_refuses_a_run_directory_in_use(cli, run):
-    from incop.results import RunDirectory
+    from incop.runs.directory import RunDirectory
 
     before = (run / "rounds.json").read_text()
     with RunDirectory(run).lock():
@@ -708,8 +708,8 @@ def test_speed_refuses_a_run_directory_in_use(cli, run):
 # ---------------------------------------------------------------- 15. advice in the API's words
 
 def test_api_advice_names_config_fields():
-    from incop.config import api_name
-    from incop.learned import advice
+    from incop.config.schema import api_name
+    from incop.engine.learned import advice
 
     text = advice("vgg16", 0.01, 0.0, 2, api_name)
     assert "config.train.warmup" in text and "config.train.lr" in text
@@ -722,7 +722,7 @@ def test_an_untrained_api_run_names_config_fields(tmp_path):
     from torch import nn
 
     import incop
-    from incop.failures import Untrained
+    from incop.engine.failures import Untrained
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(300, 8, generator=g), torch.randint(0, 2, (300,), generator=g)
@@ -742,8 +742,8 @@ def test_every_function_taking_masks_takes_masks_and_dicts_alike(tmp_path):
     from torch import nn
 
     import incop
-    from incop.speed import measure
-    from incop.torch_prune import to_torch_prune
+    from incop.deploy.sparse_inference import measure
+    from incop.pruning.torch_prune import to_torch_prune
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     plain = {"1.weight": (torch.rand(32, 64) > 0.8).float(), "3.weight": torch.ones(10, 32)}
@@ -802,8 +802,8 @@ def test_one_round_says_it_prunes_nothing(cli, tmp_path):
 
 
 def test_the_speedup_figure_draws_what_the_table_says():
-    from incop.plots import speedup_figure
-    from incop.speed_run import speed_text
+    from incop.report.figures import speedup_figure
+    from incop.deploy.timing import speed_text
 
     rows = [{"round": 1, "remaining_pct": 50.0, "batch": 1, "threads": 1, "dense_us": 36.0,
              "sparse_us": 36.0, "speedup": 1.0, "sparse_layers": 0, "best_sparse_us": 100.0},

@@ -6,15 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from incop.config import RunConfig
-from incop.errors import UsageError
-from incop.flows import (GradientFlow, InformationFlow, activation_similarity, correlation_matrix,
-                         layer_activations, monitored_layers)
-from incop.imp import IMPExperiment
-from incop.masks import Masks
-from incop.stopping import AccuracyRecovery, InformationFlowCriterion
-from incop.training import make_optimizer, train_epoch
-from incop.batches import TensorBatches
+from incop.config.schema import RunConfig
+from incop.base.errors import UsageError
+from incop.stopping.flows import (GradientFlow, InformationFlow, activation_similarity,
+                                  correlation_matrix, layer_activations, monitored_layers)
+from incop.engine.imp import IMPExperiment
+from incop.pruning.masks import Masks
+from incop.stopping.criteria import AccuracyRecovery, InformationFlowCriterion
+from incop.engine.training import make_optimizer, train_epoch
+from incop.data.batches import TensorBatches
 
 
 def test_correlation_matrix_equals_numpy_corrcoef():
@@ -242,12 +242,12 @@ def test_flow_bad_input(cli, tmp_path, argv, expected):
 
 
 def test_aliases():
-    from incop.methods import METHODS
+    from incop.config.methods import METHODS
     assert METHODS.canonical("incop-if") == "ciap" and METHODS.canonical("INCOP_GF") == "giap"
 
 
 def test_validation_plateau_by_hand():
-    from incop.stopping import ValidationPlateau
+    from incop.stopping.criteria import ValidationPlateau
 
     crit = ValidationPlateau(window=2, min_gain=0.5)
     crit.start_round(None)
@@ -262,8 +262,8 @@ def test_validation_plateau_by_hand():
 def test_evaluation_and_flows_run_in_the_devices_eval_batch():
     """On a CPU every measuring pass (accuracy, information and gradient flow, activations)
     feeds the model eval_batch_size samples at a time, not the whole probe at once."""
-    from incop.batches import eval_batch_size
-    from incop.training import evaluate
+    from incop.data.batches import eval_batch_size
+    from incop.engine.training import evaluate
 
     torch.manual_seed(0)
     model, seen = _Net(), []

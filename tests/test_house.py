@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import incop
-from incop.cli import build_parser, config_from_args
+from incop.cli import build_parser
+from incop.config.flags import config_from_args
 
 DATA = Path(__file__).parent / "data"
 

@@ -8,8 +8,8 @@ import torch
 
 import incop
 from conftest import spy_round_starts
-from incop.errors import UsageError
-from incop.learned import LabelBaseline, untrained_reason
+from incop.base.errors import UsageError
+from incop.engine.learned import LabelBaseline, untrained_reason
 
 # lr 0 is refused up front; 1e-7 moves no weight measurably: a network that cannot learn
 COMMON = ["run", "--net_dataset", "digits", "--prune_method", "sap", "--net_lr", "1e-7",
@@ -109,7 +109,7 @@ def test_a_network_that_learns_is_not_stopped(cli, tmp_path):
 
 
 def test_api_raises_for_an_untrained_network():
-    from incop.data import load_splits
+    from incop.data.datasets import load_splits
 
     d = load_splits("digits", None, 0.1, seed=0)
     cfg = incop.RunConfig(prune=incop.PruneConfig(method="sap"),

@@ -2,11 +2,11 @@
 import torch
 from torch import nn
 
-from incop.config import RunConfig
-from incop.batches import TensorBatches
-from incop.imp import IMPExperiment
-from incop.masks import Masks, prunable_parameters
-from incop.training import make_optimizer, train_epoch
+from incop.config.schema import RunConfig
+from incop.data.batches import TensorBatches
+from incop.engine.imp import IMPExperiment
+from incop.pruning.masks import Masks, prunable_parameters
+from incop.engine.training import make_optimizer, train_epoch
 
 from conftest import spy_round_starts
 

@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-from incop.errors import UsageError
-from incop.flows import monitored_layers
-from incop.masks import prunable_parameters
-from incop.models import MODELS, build_model, load_pretrained
+from incop.base.errors import UsageError
+from incop.stopping.flows import monitored_layers
+from incop.pruning.masks import prunable_parameters
+from incop.models.architectures import MODELS, build_model
+from incop.models.pretrained import load_pretrained
 
 OWN = ["lenet300", "conv2", "conv4", "conv6", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn",
        "resnet18", "resnet20", "alexnet"]
@@ -61,8 +62,8 @@ def test_pretrained_round_trip_and_mismatch(tmp_path):
 
 @pytest.mark.parametrize("arch", OWN)
 def test_both_flows_measure_on_every_registered_model(arch):
-    from incop.flows import GradientFlow, InformationFlow
-    from incop.masks import Masks
+    from incop.stopping.flows import GradientFlow, InformationFlow
+    from incop.pruning.masks import Masks
 
     torch.manual_seed(0)
     model = build_model(arch, (3, 16, 16), 10)

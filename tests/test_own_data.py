@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from incop.data import load_raw
-from incop.errors import UsageError
+from incop.data.datasets import load_raw
+from incop.base.errors import UsageError
 
 RUN = ["run", "--prune_method", "sap", "--net_lr", "0.05", "--net_momentum", "0.9",
        "--net_warmup", "2", "--net_train_epochs", "1", "--exper_imp_total_iter", "2", "--quiet"]

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from incop.errors import UsageError
-from incop.pretrained import IMAGENET_SIZE, imagenet_model
-from incop.run_files import round_masks
+from incop.base.errors import UsageError
+from incop.models.pretrained import IMAGENET_SIZE, imagenet_model
+from incop.runs.layout import round_masks
 
 URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 

@@ -4,9 +4,10 @@ import math
 import pytest
 import torch
 
-from incop.errors import UsageError
-from incop.masks import Masks
-from incop.pruning import SAP, GlobalMagnitude, LayerwiseMagnitude, pq_index, sap_retained_count
+from incop.base.errors import UsageError
+from incop.pruning.masks import Masks
+from incop.pruning.rules import (SAP, GlobalMagnitude, LayerwiseMagnitude, pq_index,
+                                 sap_retained_count)
 
 
 def test_pq_index_hand_values():
@@ -98,7 +99,7 @@ def test_bad_pq(p, q):
 
 
 def test_trim_to_count_keeps_each_layers_share_of_the_step_by_hand():
-    from incop.pruning import target_count, trim_to_count
+    from incop.pruning.rules import target_count, trim_to_count
 
     # layer a: 10 survivors, the rule removes 6; layer b: 10 survivors, the rule removes 2.
     wa = torch.arange(1.0, 11.0)  # magnitudes 1..10
@@ -123,7 +124,7 @@ def test_trim_to_count_keeps_each_layers_share_of_the_step_by_hand():
 
 @pytest.mark.parametrize("keep", [1, 7, 50, 123, 199])
 def test_trim_to_count_lands_exactly_on_any_count(keep):
-    from incop.pruning import trim_to_count
+    from incop.pruning.rules import trim_to_count
 
     g = torch.Generator().manual_seed(keep)
     w = {"x": torch.randn(8, 16, generator=g), "y": torch.randn(4, 20, generator=g)}

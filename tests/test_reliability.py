@@ -18,12 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import incop.results as results
-import incop.training as training
+import incop.runs.directory as results
+import incop.engine.training as training
 from incop.cli import main
-from incop.data import DATASETS
-from incop.methods import CRITERIA, METHODS, RULES
-from incop.models import MODELS
+from incop.data.datasets import DATASETS
+from incop.config.methods import METHODS
+from incop.pruning.rules import RULES
+from incop.stopping.criteria import CRITERIA
+from incop.models.architectures import MODELS
 
 TIME_COLUMNS = {"time_train", "time_flow", "time_eval", "time_prune"}
 
@@ -125,7 +127,7 @@ def test_bad_input_cases_were_tried():
 
 def test_pretrained_file_for_another_architecture(cli, tmp_path):
     import torch
-    from incop.models import build_model
+    from incop.models.architectures import build_model
     torch.save(build_model("conv2", (1, 8, 8), 10).state_dict(), tmp_path / "conv2.pt")
     code, _, err = cli("run", "--net_arch", "lenet300", "--net_pretrained", str(tmp_path / "conv2.pt"),
                        "--output_dir", str(tmp_path / "o"), "--quiet")

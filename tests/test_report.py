@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from matplotlib.collections import PolyCollection
 
-import incop.training as training
-from incop.plots import (accuracy_vs_remaining_figure, flow_distance_figure, per_round, rounds_figure,
-                         similarity_figure)
-from incop.rundata import find_runs
+import incop.engine.training as training
+from incop.report.figures import (accuracy_vs_remaining_figure, flow_distance_figure, per_round,
+                                  rounds_figure, similarity_figure)
+from incop.runs.reading import find_runs
 
 COMMON = ["--net_train_epochs", "2", "--net_warmup", "2", "--exper_imp_total_iter", "3",
           "--exper_num_trial", "2", "--quiet"]

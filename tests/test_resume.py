@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import incop.training as training
+import incop.engine.training as training
 
 from conftest import kill_at, table
-from incop.run_files import model_state
+from incop.runs.layout import model_state
 
 ARGS = ["run", "--prune_method", "ciap", "--prune_epsilon", "0.02", "--net_train_epochs", "3",
         "--net_warmup", "2", "--exper_imp_total_iter", "3", "--exper_num_trial", "2", "--quiet",
@@ -68,8 +68,8 @@ def test_other_config_in_same_directory_is_refused(cli, tmp_path, uninterrupted)
 def test_options_added_later_keep_earlier_run_ids_and_resumes():
     """Run directories made before --prune_target_remaining existed keep their hash (computed
     with the release before it) and can still be resumed; setting the option changes the hash."""
-    from incop.config import RunConfig
-    from incop.config import comparable as _comparable
+    from incop.config.schema import RunConfig
+    from incop.config.identity import comparable as _comparable
 
     cfg = RunConfig()
     # --net_init's default (kaiming) changes results, so today's default run has a new id; the

@@ -187,7 +187,7 @@ def test_slurm_without_sbatch_is_one_line(cli, tmp_path, monkeypatch):
                                           ("1-2", 1560), ("1-0:30", 1470), ("10:30", 11),
                                           ("0:0:1", 1)])
 def test_slurm_time_formats(text, minutes):
-    from incop.slurm import parse_slurm_time
+    from incop.launch.slurm import parse_slurm_time
 
     assert parse_slurm_time(text) == minutes
 
@@ -205,8 +205,8 @@ def test_bad_slurm_flags_are_one_line(cli, tmp_path, monkeypatch, flag, value):
 
 
 def test_sweep_grid_with_no_runs_is_one_line(cli, tmp_path):
-    from incop.errors import UsageError
-    from incop.sweep import expand_grid
+    from incop.base.errors import UsageError
+    from incop.launch.grid import expand_grid
 
     code, out, err = cli("sweep", "--prune_method", "--launcher", "slurm", "--output_dir", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "--prune_method" in err

@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from incop.masks import Masks
-from incop.models import build_model
-from incop.run_files import model_state, round_masks
-from incop.sparse_io import (dense_state_dict, load_sparse, pack_mask, pack_masks, read_masks,
-                             save_sparse, sparse_state_dict, unpack_mask)
+from incop.pruning.masks import Masks
+from incop.models.architectures import build_model
+from incop.runs.layout import model_state, round_masks
+from incop.pruning.sparse_files import (dense_state_dict, load_sparse, pack_mask, pack_masks,
+                                        read_masks, save_sparse, sparse_state_dict, unpack_mask)
 
 
 @settings(max_examples=60, deadline=None)

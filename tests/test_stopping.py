@@ -9,20 +9,21 @@ import pytest
 import torch
 from torch import nn
 
-import incop.imp as imp_module
-import incop.training as training
-from incop.config import RunConfig
-from incop.batches import train_batches
-from incop.data import load_splits
-from incop.imp import TICKET_ROUND, WARMUP_ROUND, IMPExperiment, round_seed, seed_everything
-from incop.masks import Masks
-from incop.models import build_model
-from incop.pruning import GlobalMagnitude
-from incop.schedules import LRSchedule
-from incop.stopping import LossRecovery, MaskStability
+import incop.engine.imp as imp_module
+import incop.engine.training as training
+from incop.config.schema import RunConfig
+from incop.data.batches import train_batches
+from incop.data.datasets import load_splits
+from incop.engine.imp import TICKET_ROUND, WARMUP_ROUND, IMPExperiment
+from incop.engine.runtime import round_seed, seed_everything
+from incop.pruning.masks import Masks
+from incop.models.architectures import build_model
+from incop.pruning.rules import GlobalMagnitude
+from incop.engine.schedules import LRSchedule
+from incop.stopping.criteria import LossRecovery, MaskStability
 
 from conftest import kill_at, spy_round_starts, table
-from incop.run_files import model_state
+from incop.runs.layout import model_state
 
 # digits: 1293 training samples after the 10% validation split -> 21 batches of 64 an epoch
 PER_EPOCH = 21

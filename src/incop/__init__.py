@@ -1,21 +1,29 @@
-"""incop: iterative magnitude pruning with Information Consistent Pruning (InCoP) stopping."""
+"""incop: iterative magnitude pruning with Information Consistent Pruning (InCoP) stopping.
+
+The packages, from the ground up (each imports only those before it; tests/test_layers.py
+checks): base, then pruning, data and models, then stopping, config, engine, runs, track and
+report, deploy, launch; the Python API (``api``) and the command line (``cli``) on top."""
 __version__ = "0.1.0"
 
-from .config import (DataConfig, ExperimentConfig, ModelConfig, PruneConfig, RunConfig,  # noqa: E402
-                     TrainConfig)
-from .errors import UsageError  # noqa: E402
-from .masks import Masks, prunable_parameters, weight_catalogue  # noqa: E402
-from .pruning import SAP, GlobalMagnitude, LayerwiseMagnitude, pq_index  # noqa: E402
-from .flows import GradientFlow, InformationFlow  # noqa: E402
-from .stopping import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,  # noqa: E402
-                       InformationFlowCriterion, LossRecovery, MaskStability, StoppingCriterion)
-from .torch_prune import (MagnitudePruning, SAPPruning, masks_from_torch_prune,  # noqa: E402
-                          remove_reparametrization, to_torch_prune)
+from . import _moved  # noqa: E402
+_moved.install()  # incop 0.1's module paths (incop.speed, ...), forwarded for one release
+
+from .config.schema import (DataConfig, ExperimentConfig, ModelConfig, PruneConfig, RunConfig,  # noqa: E402
+                            TrainConfig)
+from .base.errors import UsageError  # noqa: E402
+from .pruning.masks import Masks, prunable_parameters, weight_catalogue  # noqa: E402
+from .pruning.rules import SAP, GlobalMagnitude, LayerwiseMagnitude, pq_index  # noqa: E402
+from .stopping.flows import GradientFlow, InformationFlow  # noqa: E402
+from .stopping.criteria import (AccuracyRecovery, FixedEpochs, GradientFlowCriterion,  # noqa: E402
+                                InformationFlowCriterion, LossRecovery, MaskStability,
+                                StoppingCriterion)
+from .pruning.torch_prune import (MagnitudePruning, SAPPruning, masks_from_torch_prune,  # noqa: E402
+                                  remove_reparametrization, to_torch_prune)
 from .api import PruneResult, prune_model  # noqa: E402
-from . import own_data  # noqa: E402,F401  (registers the npz and folder datasets)
-from .sparse_io import load_sparse, save_sparse  # noqa: E402
-from .export import export_model  # noqa: E402
-from .speed import fastest_sparse_model  # noqa: E402
+from . import data  # noqa: E402,F401  (registers the npz and folder datasets)
+from .pruning.sparse_files import load_sparse, save_sparse  # noqa: E402
+from .deploy.export import export_model  # noqa: E402
+from .deploy.sparse_inference import fastest_sparse_model  # noqa: E402
 
 __all__ = ["__version__", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "PruneConfig",
            "ExperimentConfig", "UsageError", "Masks", "prunable_parameters", "weight_catalogue", "SAP",

@@ -18,15 +18,17 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from .config import RunConfig, api_name
-from .batches import DataSource, is_tensor_pair, probe_from_source
-from .flows import unwrap
-from .imp import IMPExperiment, TrialInputs
-from .inputs import check_inputs, data_fingerprint, model_fingerprint
-from .masks import Masks
-from .results import RunDirectory, run_path
-from .run_files import model_state, round_masks
-from .torch_prune import remove_reparametrization, to_torch_prune
+from .config.schema import RunConfig, api_name
+from .data.batches import DataSource, is_tensor_pair, probe_from_source
+from .stopping.flows import unwrap
+from .engine.imp import IMPExperiment
+from .engine.trial_inputs import TrialInputs
+from .data.checks import check_inputs
+from .config.identity import data_fingerprint, model_fingerprint
+from .pruning.masks import Masks
+from .runs.directory import RunDirectory, run_path
+from .runs.layout import model_state, round_masks
+from .pruning.torch_prune import remove_reparametrization, to_torch_prune
 
 
 @dataclass

@@ -4,7 +4,6 @@ Every bad input becomes one line on stderr and exit status 2 (no traceback)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import signal
 import sys
@@ -12,9 +11,10 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .config import RunConfig
-from .config_files import read_config_file
-from .errors import UsageError
+from .config.files import read_config_file
+from .config.flags import (add_config_flags, apply_config_file, config_from_args,
+                           is_list_flag)
+from .base.errors import UsageError
 
 PROG = "incop"
 
@@ -22,132 +22,6 @@ PROG = "incop"
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse prints usage + message; we want one line
         raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
-def _flag_type(f: dataclasses.Field):
-    t = str(f.type)
-    if "bool" in t:
-        return None
-    if "float" in t:
-        return float
-    if "int" in t:
-        return int
-    return str
-
-
-def _add_config_flags(parser: argparse.ArgumentParser, multi: bool = False,
-                      suppress: bool = False) -> None:
-    """One flag per config field; with ``multi`` each takes one or more values (a sweep axis).
-    ``suppress``: no defaults, so the namespace holds only what the command line gave."""
-    defaults = RunConfig()
-    for section in RunConfig.SECTIONS:
-        group = parser.add_argument_group(section)
-        for f in dataclasses.fields(getattr(defaults, section)):
-            flag, default = f.metadata["flag"], getattr(getattr(defaults, section), f.name)
-            if flag is None:  # set by the API, not a flag
-                continue
-            help_text = f.metadata["help"] + ("" if default is None else f" (default: {default})")
-            kind = _flag_type(f)
-            unset = {"default": argparse.SUPPRESS} if suppress else {}
-            if f.metadata.get("nargs"):  # a list of values, also in a sweep (never an axis)
-                group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", nargs="+",
-                                   type=kind, metavar=kind.__name__.upper(), help=help_text,
-                                   **unset)
-            elif kind is None:
-                group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", action="store_true",
-                                   help=f.metadata["help"], **unset)
-            else:
-                group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", type=kind,
-                                   default=argparse.SUPPRESS if suppress else
-                                   [default] if multi else default,
-                                   nargs="+" if multi else None,
-                                   metavar=kind.__name__.upper(), help=help_text)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--config", metavar="FILE", help="settings from a TOML, JSON or YAML "
-                        "file (flag names, or config.json's sections; a run's config.json "
-                        "repeats it); flags on the command line override it")
-
-
-def _field_of(dest: str) -> dataclasses.Field:
-    section, name = dest.split(".", 1)
-    cls = type(getattr(RunConfig(), section))
-    return next(f for f in dataclasses.fields(cls) if f.name == name)
-
-
-def _flag_of(dest: str) -> str:
-    return "--" + _field_of(dest).metadata["flag"]
-
-
-def _is_list_flag(dest: str) -> bool:
-    return bool(_field_of(dest).metadata.get("nargs"))
-
-
-def apply_config_file(ns: argparse.Namespace, settings, given, sweep: bool) -> None:
-    """Set what the file says on ``ns``, except what the command line gave (``given``). In a
-    sweep a list is an axis; in a run it is an error (except for list flags)."""
-    for key, value in settings.items():
-        if key in given:
-            continue
-        if _field_of(key).metadata["flag"] is None:  # set by prune_model, not a flag
-            if value is not None:
-                raise UsageError(f"--config: {key} belongs to a run of the Python API with its "
-                                 f"own model or data; repeat it with incop.prune_model")
-            continue
-        flag, kind = _flag_of(key), _flag_type(_field_of(key))
-        optional = "Optional" in str(_field_of(key).type)
-        if _is_list_flag(key):
-            value = None if value is None else \
-                [_coerce(flag, kind, v, False) for v in (value if isinstance(value, list) else [value])]
-        elif isinstance(value, list):
-            if not sweep:
-                raise UsageError(f"--config: {flag} takes one value in a run, not {value} (a "
-                                 f"list is a sweep axis: use incop sweep)")
-            value = [_coerce(flag, kind, v, optional) for v in value]
-        else:
-            value = [_coerce(flag, kind, value, optional)] if sweep else \
-                _coerce(flag, kind, value, optional)
-        setattr(ns, key, value)
-
-
-def _coerce(flag: str, kind, value, optional: bool = True):
-    """A file's value as the flag's type, with no silent change: a number where a number goes
-    (not true/false, and a whole one for a count), true or false for a switch, and null only
-    where the flag has no value by default. A string is read as the command line reads it."""
-    if value is None:
-        if optional:
-            return None
-        raise UsageError(f"--config: {flag} is null; give it a value or leave it out")
-    if kind is None:
-        if not isinstance(value, bool):
-            raise UsageError(f"--config: {flag} is true or false, not {value!r}")
-        return value
-    if isinstance(value, (bool, list, dict)):
-        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
-    if kind is int and isinstance(value, float):
-        if not value.is_integer():
-            raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
-        return int(value)
-    if kind in (int, float) and not isinstance(value, (int, float, str)):
-        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
-    try:
-        return kind(value)
-    except (TypeError, ValueError, OverflowError):
-        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}") from None
-
-
-def _kind_name(kind) -> str:
-    return {int: "a whole number", float: "a number", str: "a text value"}.get(kind, kind.__name__)
-
-
-def config_from_args(ns: argparse.Namespace) -> RunConfig:
-    sections = {s: {} for s in RunConfig.SECTIONS}
-    for key, value in vars(ns).items():
-        if "." in key:
-            if isinstance(value, list) and not _is_list_flag(key):  # '--flag=--' reads as []
-                raise UsageError(f"argument {_flag_of(key)}: expected one value")
-            section, name = key.split(".", 1)
-            sections[section][name] = value
-    return RunConfig.from_dict(sections).validate()
 
 
 def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
@@ -160,7 +34,7 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an IMP search (the seed's prune.py flags)",
                          description="Run an iterative-magnitude-pruning search. Flags accept "
                          "--flag=value and --flag value.")
-    _add_config_flags(run, suppress=suppress)
+    add_config_flags(run, suppress=suppress)
     run.add_argument("--print_config", action="store_true", help="print the effective "
                      "configuration (JSON, with the per-method defaults resolved) and exit")
     sub.add_parser("list", help="list architectures, datasets and methods")
@@ -169,7 +43,7 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
                            "sweep runs every combination (methods x (p, q) pairs x any other "
                            "flag), skips finished runs, resumes started ones, and ends with "
                            "'incop report' over all of them in <output_dir>/report.")
-    _add_config_flags(sweep, multi=True, suppress=suppress)
+    add_config_flags(sweep, multi=True, suppress=suppress)
     sweep.add_argument("--pq", nargs="+", metavar="P,Q", type=_pq_pair,
                        help="(p, q) pairs, e.g. --pq 1,2 0.5,1 (overrides --prune_p/--prune_q; "
                        "lth runs once)")
@@ -223,7 +97,7 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
 
 
 def _cmd_export(ns: argparse.Namespace) -> int:
-    from .export import export_run
+    from .deploy.export import export_run
 
     info = export_run(Path(ns.run), ns.output, ns.format, ns.trial, ns.round, ns.ticket)
     what = "ticket" if info["ticket"] else f"round {info['round']}"
@@ -235,7 +109,7 @@ def _cmd_export(ns: argparse.Namespace) -> int:
 
 
 def _cmd_speed(ns: argparse.Namespace) -> int:
-    from .speed_run import speed_run
+    from .deploy.timing import speed_run
 
     if ns.repeats < 1 or any(b < 1 for b in ns.batches):
         raise UsageError("--repeats and --batches must be at least 1")
@@ -253,14 +127,14 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from .imp import IMPExperiment, run_directory
+    from .engine.imp import IMPExperiment, run_directory
 
-    from .compute import load_warning, set_threads
-    from .config_files import printable_config, resolved_defaults
+    from .base.machine import load_warning, set_threads
+    from .config.files import printable_config, resolved_defaults
 
     cfg = config_from_args(ns)
     if cfg.experiment.download:
-        from .downloads import download
+        from .data.downloads import download
 
         download(cfg.data.dataset, cfg.data.data_dir, progress=not ns.quiet)
     if ns.print_config:
@@ -298,18 +172,18 @@ def _pq_pair(text: str):
 
 
 def _cmd_sweep(ns: argparse.Namespace) -> int:
-    from .report import report_text, write_report
-    from .rundata import find_runs
-    from .launchers import LAUNCHERS
-    from .sweep import expand_grid
+    from .report.comparison import report_text, write_report
+    from .runs.reading import find_runs
+    from .launch.launchers import LAUNCHERS
+    from .launch.grid import expand_grid
 
     values = {k: v for k, v in vars(ns).items() if "." in k}
-    values = {k: (v if isinstance(v, list) and not _is_list_flag(k) else [v])
+    values = {k: (v if isinstance(v, list) and not is_list_flag(k) else [v])
               for k, v in values.items()}
     launcher = LAUNCHERS.get(ns.launcher, "--launcher").from_options(ns)
     configs = expand_grid(values, ns.pq)
     if any(c.experiment.download for c in configs):  # once here, not in every worker
-        from .downloads import download
+        from .data.downloads import download
 
         for dataset, data_dir in sorted({(c.data.dataset, c.data.data_dir or "") for c in configs}):
             download(dataset, data_dir or None, progress=not ns.quiet)
@@ -365,9 +239,9 @@ def _duration(seconds: float) -> str:
 
 
 def _cmd_report(ns: argparse.Namespace) -> int:
-    from .report import report_text, write_report
-    from .rundata import find_runs
-    from .results import RunDirectory
+    from .report.comparison import report_text, write_report
+    from .runs.reading import find_runs
+    from .runs.directory import RunDirectory
 
     runs = find_runs(ns.runs)
     out = RunDirectory(ns.output).path  # checks the folder is writable
@@ -378,9 +252,9 @@ def _cmd_report(ns: argparse.Namespace) -> int:
 
 
 def _cmd_list() -> int:
-    from .data import DATASETS
-    from .methods import METHODS
-    from .models import MODELS
+    from .data.datasets import DATASETS
+    from .config.methods import METHODS
+    from .models.architectures import MODELS
 
     print("architectures: " + ", ".join(MODELS.names()))
     print("datasets:      " + ", ".join(DATASETS.names()))

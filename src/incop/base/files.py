@@ -1,0 +1,89 @@
+"""Writing files safely: whole or not at all (a temporary renamed into place), and never through
+a link that leads out of the folder."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Optional
+
+from .errors import UsageError
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None],
+                 keep_previous: Optional[str] = None) -> None:
+    """Let ``write`` fill a temporary file beside ``path``, sync it, then rename it into place,
+    so a kill or a full disk never leaves a half-written file under the real name. With
+    ``keep_previous``, the file it replaces stays beside it under that name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, _file_mode())  # mkstemp makes 0600; results follow the umask like any file
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if keep_previous and path.exists():
+            os.replace(path, path.parent / keep_previous)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def check_links(folder: Path) -> None:
+    """A run or report directory holds files and folders only: a symbolic link inside it could
+    send a read or a write anywhere, so one is refused (the folder itself may be a link)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for parent, dirs, files in os.walk(folder):  # does not descend into linked folders
+        for name in dirs + files:
+            entry = Path(parent) / name
+            if entry.is_symlink():
+                raise UsageError(f"{folder} holds a symbolic link, {entry.relative_to(folder)} -> "
+                                 f"{os.readlink(entry)}; incop never reads or writes through "
+                                 f"links in a run directory: replace it with the file itself")
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_no_follow(path: Path, flags: int, mode: str) -> Any:
+    """``open(path, mode)`` that refuses a symbolic link (and, for writes, a file with other
+    hard links) instead of following it out of the folder."""
+    try:
+        fd = os.open(path, flags | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UsageError(f"{path} is a symbolic link; incop never reads or writes through "
+                             f"links in a run directory: replace it with the file itself") from None
+        raise
+    if flags & (os.O_WRONLY | os.O_RDWR) and os.fstat(fd).st_nlink > 1:
+        os.close(fd)
+        raise UsageError(f"{path} has other hard links; writing to it would change them too: "
+                         f"replace it with a file of its own")
+    return os.fdopen(fd, mode)
+
+
+def open_in_run(path: Path, mode: str = "r") -> Any:
+    """A file of a run directory opened to read ("r", "rb") or append ("a") without following
+    a link."""
+    flags = {"r": os.O_RDONLY, "rb": os.O_RDONLY,
+             "a": os.O_WRONLY | os.O_APPEND | os.O_CREAT}[mode]
+    return _open_no_follow(Path(path), flags, mode)

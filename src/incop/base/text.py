@@ -1,0 +1,35 @@
+"""Numbers as text: a count and its noun, mean and std, aligned tables."""
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Iterable, Optional, Sequence
+
+
+def count(n: float, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``, ``0.5 epochs``: a number and its noun, agreeing."""
+    return f"{n:g} {noun}" if n == 1 else f"{n:g} {noun}s"
+
+
+def mean_std(values: Iterable[Optional[float]]) -> tuple:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return float("nan"), float("nan")
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def fmt_ms(values: Iterable[Optional[float]], digits: int = 2) -> str:
+    m, s = mean_std(values)
+    if math.isnan(m):
+        return "-"
+    return f"{m:.{digits}f}" if s == 0 else f"{m:.{digits}f}±{s:.{digits}f}"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
+                 left: Sequence[int] = ()) -> str:
+    """Numbers right-aligned; the columns in ``left`` (names, reasons) left-aligned."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) if i in left else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])

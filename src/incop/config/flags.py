@@ -1,0 +1,136 @@
+"""The command line's flags, generated from the configuration's dataclasses (each field carries
+its flag and help), and the values of a ``--config`` file applied as the flags would be: typed
+like the command line, never coerced silently."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ..base.errors import UsageError
+from .schema import RunConfig
+
+
+def flag_type(f: dataclasses.Field):
+    t = str(f.type)
+    if "bool" in t:
+        return None
+    if "float" in t:
+        return float
+    if "int" in t:
+        return int
+    return str
+
+
+def add_config_flags(parser: argparse.ArgumentParser, multi: bool = False,
+                      suppress: bool = False) -> None:
+    """One flag per config field; with ``multi`` each takes one or more values (a sweep axis).
+    ``suppress``: no defaults, so the namespace holds only what the command line gave."""
+    defaults = RunConfig()
+    for section in RunConfig.SECTIONS:
+        group = parser.add_argument_group(section)
+        for f in dataclasses.fields(getattr(defaults, section)):
+            flag, default = f.metadata["flag"], getattr(getattr(defaults, section), f.name)
+            if flag is None:  # set by the API, not a flag
+                continue
+            help_text = f.metadata["help"] + ("" if default is None else f" (default: {default})")
+            kind = flag_type(f)
+            unset = {"default": argparse.SUPPRESS} if suppress else {}
+            if f.metadata.get("nargs"):  # a list of values, also in a sweep (never an axis)
+                group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", nargs="+",
+                                   type=kind, metavar=kind.__name__.upper(), help=help_text,
+                                   **unset)
+            elif kind is None:
+                group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", action="store_true",
+                                   help=f.metadata["help"], **unset)
+            else:
+                group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", type=kind,
+                                   default=argparse.SUPPRESS if suppress else
+                                   [default] if multi else default,
+                                   nargs="+" if multi else None,
+                                   metavar=kind.__name__.upper(), help=help_text)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--config", metavar="FILE", help="settings from a TOML, JSON or YAML "
+                        "file (flag names, or config.json's sections; a run's config.json "
+                        "repeats it); flags on the command line override it")
+
+
+def field_of(dest: str) -> dataclasses.Field:
+    section, name = dest.split(".", 1)
+    cls = type(getattr(RunConfig(), section))
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
+def flag_of(dest: str) -> str:
+    return "--" + field_of(dest).metadata["flag"]
+
+
+def is_list_flag(dest: str) -> bool:
+    return bool(field_of(dest).metadata.get("nargs"))
+
+
+def apply_config_file(ns: argparse.Namespace, settings, given, sweep: bool) -> None:
+    """Set what the file says on ``ns``, except what the command line gave (``given``). In a
+    sweep a list is an axis; in a run it is an error (except for list flags)."""
+    for key, value in settings.items():
+        if key in given:
+            continue
+        if field_of(key).metadata["flag"] is None:  # set by prune_model, not a flag
+            if value is not None:
+                raise UsageError(f"--config: {key} belongs to a run of the Python API with its "
+                                 f"own model or data; repeat it with incop.prune_model")
+            continue
+        flag, kind = flag_of(key), flag_type(field_of(key))
+        optional = "Optional" in str(field_of(key).type)
+        if is_list_flag(key):
+            value = None if value is None else \
+                [_coerce(flag, kind, v, False) for v in (value if isinstance(value, list) else [value])]
+        elif isinstance(value, list):
+            if not sweep:
+                raise UsageError(f"--config: {flag} takes one value in a run, not {value} (a "
+                                 f"list is a sweep axis: use incop sweep)")
+            value = [_coerce(flag, kind, v, optional) for v in value]
+        else:
+            value = [_coerce(flag, kind, value, optional)] if sweep else \
+                _coerce(flag, kind, value, optional)
+        setattr(ns, key, value)
+
+
+def _coerce(flag: str, kind, value, optional: bool = True):
+    """A file's value as the flag's type, with no silent change: a number where a number goes
+    (not true/false, and a whole one for a count), true or false for a switch, and null only
+    where the flag has no value by default. A string is read as the command line reads it."""
+    if value is None:
+        if optional:
+            return None
+        raise UsageError(f"--config: {flag} is null; give it a value or leave it out")
+    if kind is None:
+        if not isinstance(value, bool):
+            raise UsageError(f"--config: {flag} is true or false, not {value!r}")
+        return value
+    if isinstance(value, (bool, list, dict)):
+        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
+    if kind is int and isinstance(value, float):
+        if not value.is_integer():
+            raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
+        return int(value)
+    if kind in (int, float) and not isinstance(value, (int, float, str)):
+        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}") from None
+
+
+def _kind_name(kind) -> str:
+    return {int: "a whole number", float: "a number", str: "a text value"}.get(kind, kind.__name__)
+
+
+def config_from_args(ns: argparse.Namespace) -> RunConfig:
+    sections = {s: {} for s in RunConfig.SECTIONS}
+    for key, value in vars(ns).items():
+        if "." in key:
+            if isinstance(value, list) and not is_list_flag(key):  # '--flag=--' reads as []
+                raise UsageError(f"argument {flag_of(key)}: expected one value")
+            section, name = key.split(".", 1)
+            sections[section][name] = value
+    return RunConfig.from_dict(sections).validate()

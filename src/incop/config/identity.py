@@ -1,0 +1,123 @@
+"""What makes a run the run it is: the part of its configuration that changes results (hashed
+into its run id and compared on resume), the checksum that tells a hand-edited config.json from
+the one the run wrote, and fingerprints of a user's own model and data (so a run directory only
+ever returns results for the model and data that made them)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+
+from ..data.batches import DataSource, is_tensor_pair
+from ..data.checks import _first_batch
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """Module types (and their forward code, so ``torch.relu`` vs ``torch.tanh`` in a custom
+    class differ), parameter and buffer names, shapes and dtypes, and the initial values."""
+    h = hashlib.sha256()
+    for name, module in model.named_modules():
+        cls = type(module)
+        code = getattr(cls.forward, "__code__", None)
+        h.update(f"{name}:{cls.__module__}.{cls.__qualname__};".encode())
+        if code is not None:
+            h.update(code.co_code + repr(code.co_names).encode())
+    for name, t in model.state_dict().items():
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(_tensor_bytes(t))
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(*sources: Optional[DataSource]) -> str:
+    """Sizes, dtypes, every label and a strided sample of the inputs of tensor pairs; the
+    length and first batch of loaders. Cheap, and different for different data."""
+    h = hashlib.sha256()
+    for source in sources:
+        if source is None:
+            h.update(b"none;")
+        elif is_tensor_pair(source):
+            x, y = source
+            h.update(f"{tuple(x.shape)}:{x.dtype}:{tuple(y.shape)}:{y.dtype};".encode())
+            step = max(1, len(x) // 64)
+            h.update(_tensor_bytes(x[::step]) + _tensor_bytes(y))
+        else:
+            xb, yb = _first_batch(source)
+            size = len(getattr(source, "dataset", ())) if hasattr(source, "dataset") else -1
+            h.update(f"loader:{size};".encode() + _tensor_bytes(xb) + _tensor_bytes(yb))
+    return h.hexdigest()[:16]
+
+
+# Options added after runs were already on disk, with their defaults: left out of hashes and
+# resume checks while at the default, so those runs keep their ids and can still be resumed.
+LATER_OPTIONS = {("prune", "target_remaining"): None, ("prune", "include"): None,
+                 ("prune", "exclude"): None, ("data", "allow_small_val"): False,
+                 ("data", "fingerprint"): None, ("model", "fingerprint"): None,
+                 ("prune", "check_every"): "1ep", ("train", "lr_schedule"): "constant",
+                 ("train", "lr_milestones"): None, ("train", "lr_gamma"): 0.1,
+                 ("train", "rewind_to"): "warmup", ("train", "ticket_epochs"): 0,
+                 ("train", "precision"): "fp32", ("train", "channels_last"): "auto",
+                 ("experiment", "threads"): None,
+                 # runs made before --net_init existed used PyTorch's initialisation
+                 ("model", "init"): "pytorch", ("data", "image_size"): None}
+
+
+# Options that were integers before they took fractions: 20.0 hashes as 20 did.
+WIDENED_TO_FLOAT = (("train", "epochs"),)
+
+
+def _without_unset_additions(d: Dict[str, Any]) -> Dict[str, Any]:
+    d = {s: dict(v) if isinstance(v, dict) else v for s, v in d.items()}
+    for (section, name), default in LATER_OPTIONS.items():
+        if d.get(section, {}).get(name, default) == default:
+            d.get(section, {}).pop(name, None)
+    for section, name in WIDENED_TO_FLOAT:
+        value = d.get(section, {}).get(name)
+        if isinstance(value, float) and value.is_integer():
+            d[section][name] = int(value)
+    return d
+
+
+def comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The part of a config that must match for a run to be resumed (not where it is written,
+    nor on which device)."""
+    cfg = _without_unset_additions(cfg)
+    exp = {k: v for k, v in cfg["experiment"].items() if k not in WHERE_NOT_WHAT}
+    return {**cfg, "experiment": exp}
+
+
+WHERE_NOT_WHAT = ("output_dir", "run_name", "device", "gpu_id", "threads", "allow_untrained",
+                  "download", "tensorboard")
+
+
+def _checksum(cfg: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
+
+
+def checked_config(cfg: Dict[str, Any], versions: Dict[str, str]) -> Dict[str, Any]:
+    """What config.json holds: the configuration, the versions, and a checksum that tells a
+    hand-edited copy from the one the run wrote."""
+    return {**cfg, "versions": versions, "checksum": _checksum(cfg)}
+
+
+def read_checked_config(path) -> Optional[Dict[str, Any]]:
+    """The configuration in a config.json, or None when it is missing, not JSON, or edited
+    (its checksum does not match). Files written before checksums are taken as they are."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    checksum = saved.pop("checksum", None)
+    saved.pop("versions", None)
+    if checksum is not None and checksum != _checksum(saved):
+        return None
+    return saved

@@ -1,0 +1,305 @@
+"""Typed run configuration. Each field carries its command-line flag and help text, so the CLI,
+validation and the run's ``config.json`` share one definition."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from ..data.datasets import MIN_VAL_SAMPLES
+from ..base.errors import UsageError
+from ..base.timepoints import parse_point
+from .identity import comparable
+
+
+def opt(default: Any, flag: Optional[str], help: str, **extra: Any) -> Any:
+    """A config field; ``flag`` None keeps it off the command line (set by the API)."""
+    return field(default=default, metadata={"flag": flag, "help": help, **extra})
+
+
+@dataclass
+class DataConfig:
+    dataset: str = opt("digits", "net_dataset", "dataset: digits, MNIST, FashionMNIST, CIFAR10, "
+                       "CIFAR100, npz (--data_dir FILE.npz) or folder (--data_dir PATH of "
+                       "class subfolders)")
+    data_dir: Optional[str] = opt(None, "data_dir", "folder with the dataset files (default: the "
+                                  "Debian dataset package location for FashionMNIST)")
+    val_size: float = opt(0.1, "net_val_size", "validation split taken from the training data: a "
+                          "fraction in (0, 1) or a sample count")
+    batch_size: int = opt(64, "net_batch_size", "mini-batch size for training")
+    allow_small_val: bool = opt(False, "allow_small_val", "accept a validation split under "
+                                f"{MIN_VAL_SAMPLES} samples (its accuracy moves in steps of "
+                                f"2 points or more)")
+    image_size: Optional[int] = opt(None, "net_image_size", "resize the images of --net_dataset "
+                                    "folder to N x N (needed when their sizes differ)")
+    fingerprint: Optional[str] = opt(None, None, "what the data was (sizes and a hash of a "
+                                     "sample), set by prune_model for a user's own data")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = opt("lenet300", "net_arch", "architecture (see 'incop list')")
+    pretrained: Optional[str] = opt(None, "net_pretrained", "start from a local state-dict file, "
+                                    "or 'imagenet' (also 1): torchvision's ImageNet weights, "
+                                    "from its cache; nothing is downloaded")
+    init: str = opt("kaiming", "net_init", "initialisation of incop's own architectures: kaiming "
+                    "(OpenLTH's: Kaiming normal, zero biases) or pytorch (each layer's default, "
+                    "as incop 0.1 did)")
+    fingerprint: Optional[str] = opt(None, None, "what the model was (module types, parameter "
+                                     "names and shapes, a hash of the initial weights), set by "
+                                     "prune_model for a user's own model")
+
+
+@dataclass
+class TrainConfig:
+    lr: float = opt(0.01, "net_lr", "SGD learning rate")
+    epochs: float = opt(20, "net_train_epochs", "maximum training epochs per pruning round (the "
+                        "fixed rule trains exactly this many; fractions such as 1.5 allowed)")
+    warmup: int = opt(10, "net_warmup", "dense warm-up epochs (the dense network the flows "
+                      "compare with)")
+    momentum: float = opt(0.0, "net_momentum", "SGD momentum")
+    weight_decay: float = opt(5e-4, "net_weight_decay", "SGD weight decay")
+    lr_schedule: str = opt("constant", "net_lr_schedule", "learning-rate schedule, restarted at "
+                           "every round over --net_train_epochs: constant, step or cosine")
+    lr_milestones: Optional[List[float]] = opt(None, "net_lr_milestones", "epochs of a round at "
+                                               "which the step schedule multiplies the rate by "
+                                               "--net_lr_gamma", nargs="+")
+    lr_gamma: float = opt(0.1, "net_lr_gamma", "factor of the step schedule at each milestone")
+    rewind_to: str = opt("warmup", "rewind_to", "rewind point: warmup (the end of the dense "
+                         "warm-up), init (the initial weights: the lottery ticket's rewind), or "
+                         "a point of the warm-up as <k>it or <k>ep (late rewinding)")
+    precision: str = opt("fp32", "precision", "training and evaluation precision: fp32, bf16 "
+                         "(autocast, CPU and CUDA) or fp16 (autocast with a gradient scaler, "
+                         "CUDA); masks, pruning, flows and metrics stay fp32 or better")
+    channels_last: str = opt("auto", "channels_last", "channels-last memory for convolutional "
+                             "models: auto (on in bf16/fp16), on or off")
+    ticket_epochs: float = opt(0, "ticket_epochs", "after the search, retrain each trial's final "
+                               "mask from the rewind point for this many epochs (no early stop) "
+                               "and report it as the ticket's accuracy; 0: no ticket")
+
+
+@dataclass
+class PruneConfig:
+    method: str = opt("ciap", "prune_method", "lth, sap, ciap (incop-if) or giap (incop-gf)")
+    p: float = opt(1.0, "prune_p", "PQ index p (0 < p < q)")
+    q: float = opt(2.0, "prune_q", "PQ index q")
+    ratio: float = opt(0.2, "prune_ratio", "fraction of each layer's survivors LTH removes per round")
+    eta: float = opt(0.0, "prune_eta", "SAP eta (retained-count slack)")
+    gamma: float = opt(1.0, "prune_gamma", "SAP gamma (ratio scale)")
+    beta: float = opt(0.9, "prune_beta", "SAP beta (largest ratio per round)")
+    epsilon: Optional[float] = opt(None, "prune_epsilon", "flow distance under which a round stops "
+                                   "(default: 0.11 for ciap, the calibrated value for giap)")
+    rule: Optional[str] = opt(None, "prune_rule", "override the method's pruning rule: layerwise, "
+                              "global or sap")
+    criterion: Optional[str] = opt(None, "stop_criterion", "override the method's stopping rule: "
+                                   "fixed, information_flow or gradient_flow")
+    flow_probe_size: Optional[int] = opt(None, "flow_probe_size", "training samples used to measure "
+                                         "flows (default: 2048 or 1/8 of the training split, "
+                                         "whichever is smaller, at least 256)")
+    flow_stat: str = opt("mean", "flow_stat", "information-flow statistic: mean (the paper's signed "
+                         "mean), abs_mean, or fro (relative Frobenius distance of the matrices)")
+    target_remaining: Optional[float] = opt(None, "prune_target_remaining", "prune until this "
+                                            "percentage of weights remains (the last step is "
+                                            "trimmed to land on it), then stop; "
+                                            "--exper_imp_total_iter becomes the most rounds")
+    stop_on_recovery: bool = opt(False, "stop_on_recovery", "also stop a round once validation "
+                                 "accuracy is back to the dense warm-up's")
+    check_every: str = opt("1ep", "check_every", "how often the stopping criterion is asked: "
+                           "iterations (200it) or a fraction of an epoch (0.25ep)")
+    include: Optional[List[str]] = opt(None, "prune_include", "also prune the weights whose "
+                                       "parameter or module name matches one of these shell "
+                                       "patterns (embeddings, LSTM/GRU weights, ...)", nargs="+")
+    exclude: Optional[List[str]] = opt(None, "prune_exclude", "never prune the weights whose "
+                                       "parameter or module name matches one of these shell "
+                                       "patterns (e.g. 'fc3' or 'classifier.*')", nargs="+")
+
+
+@dataclass
+class ExperimentConfig:
+    imp_total_iter: int = opt(5, "exper_imp_total_iter", "pruning rounds (round 0 trains the dense "
+                              "network from the rewind point)")
+    num_trial: int = opt(1, "exper_num_trial", "trials, with seeds seed, seed+1, ...")
+    seed: int = opt(0, "seed", "seed of the first trial")
+    device: str = opt("auto", "device", "auto, cpu or cuda")
+    gpu_id: Optional[int] = opt(None, "exper_gpu_id", "CUDA device index (implies --device cuda "
+                                "when --device is auto)")
+    exper_type: str = opt("efficiency", "exper_type", "the seed's experiment label (efficiency or "
+                          "performance); recorded in config.json")
+    threads: Optional[int] = opt(None, "threads", "CPU compute threads (default: the cores "
+                                 "this process may use, shared among concurrent --workers)")
+    download: bool = opt(False, "download", "fetch MNIST, FashionMNIST, CIFAR10 or CIFAR100 into "
+                         "--data_dir (default: ~/.cache/incop/data) from the public mirrors, "
+                         "checked by MD5; nothing is downloaded without it")
+    tensorboard: bool = opt(False, "tensorboard", "also write TensorBoard event files into the "
+                            "run directory (pip install 'incop[tensorboard]')")
+    allow_untrained: bool = opt(False, "allow_untrained", "go on when the dense network is "
+                                "still at chance after its warm-up (the summary then says the "
+                                "search ran on an untrained network)")
+    output_dir: str = opt("output", "output_dir", "where run directories are written")
+    run_name: Optional[str] = opt(None, "run_name", "run directory name (default: a hash of the "
+                                  "configuration)")
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+
+    SECTIONS = ("data", "model", "train", "prune", "experiment")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "RunConfig":
+        return cls(**{s: _section_class(s)(**d.get(s, {})) for s in cls.SECTIONS})
+
+    def validate(self, registry_names: bool = True) -> "RunConfig":
+        """Check every value (UsageError naming the flag); ``registry_names`` False skips the
+        architecture and dataset names, for a user's own model and data."""
+        _validate(self, registry_names)
+        return self
+
+    def run_id(self) -> str:
+        """Short hash of everything that changes results (not where they are written)."""
+        blob = json.dumps(comparable(self.to_dict()), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+
+MAX_RATE = 1e6  # a learning rate beyond this overflows float32 updates; no network trains with it
+MAX_SEED = 2**40  # round seeds are seed * 100_003 + round + 1, within torch's 64-bit seeds
+MAX_IMAGE_SIZE = 4096  # --net_image_size: a larger resize of every image exhausts memory
+
+
+def flag_name(key: str) -> str:
+    """``train.lr`` -> ``--net_lr``: how the command line names a setting."""
+    section, name = key.split(".", 1)
+    flag = _section_class(section).__dataclass_fields__[name].metadata["flag"]
+    return f"--{flag}" if flag else f"config.{key}"
+
+
+def api_name(key: str) -> str:
+    """``train.lr`` -> ``config.train.lr``: how the Python API names a setting."""
+    return f"config.{key}"
+
+
+def _section_class(name: str):
+    return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig,
+            "experiment": ExperimentConfig}[name]
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise UsageError(message)
+
+
+def _plain_name(name: str) -> bool:
+    return bool(name.strip()) and name not in (".", "..") and "/" not in name and "\\" not in name
+
+
+def _finite(x: Optional[float]) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _validate(c: RunConfig, registry_names: bool = True) -> None:
+    from ..data.datasets import DATASETS
+    from ..pruning.rules import RULES
+    from ..stopping.criteria import CRITERIA
+    from .methods import METHODS
+    from ..models.architectures import MODELS
+    from ..pruning.rules import validate_pq
+
+    if registry_names:
+        c.data.dataset = DATASETS.canonical(c.data.dataset, "--net_dataset")
+        c.model.arch = MODELS.canonical(c.model.arch, "--net_arch")
+    c.prune.method = METHODS.canonical(c.prune.method, "--prune_method")
+    if c.prune.rule is not None:
+        c.prune.rule = RULES.canonical(c.prune.rule, "--prune_rule")
+    if c.prune.criterion is not None:
+        c.prune.criterion = CRITERIA.canonical(c.prune.criterion, "--stop_criterion")
+    t, p, e = c.train, c.prune, c.experiment
+    _need(c.data.batch_size >= 1, f"--net_batch_size {c.data.batch_size} must be at least 1")
+    _need(_finite(c.data.val_size) and c.data.val_size > 0
+          and (c.data.val_size < 1 or float(c.data.val_size).is_integer()),
+          f"--net_val_size {c.data.val_size} must be a fraction in (0, 1) or a whole number of "
+          f"samples")
+    _need(c.data.val_size != 1,
+          "--net_val_size 1 would be a single validation sample: a fraction must be below 1 "
+          "(0.1 is 10% of the training data) and a count is a number of samples (e.g. 5000)")
+    _need(c.data.val_size < 1 or c.data.val_size >= MIN_VAL_SAMPLES or c.data.allow_small_val,
+          f"--net_val_size {c.data.val_size:g} samples is too few to measure accuracy (under "
+          f"{MIN_VAL_SAMPLES}); use more, or add --allow_small_val if you mean it")
+    if c.model.pretrained is not None and str(c.model.pretrained).strip().lower() in (
+            "1", "true", "imagenet", "pretrained"):
+        c.model.pretrained = "imagenet"  # the seed's spelling, one meaning, one run id
+    _need(c.model.init in ("kaiming", "pytorch"),
+          f"--net_init {c.model.init}: choose kaiming or pytorch")
+    _need(_finite(t.lr) and 0 < t.lr <= MAX_RATE,
+          f"--net_lr {t.lr} must be a positive number up to {MAX_RATE:g} (e.g. 0.01)")
+    _need(_finite(t.epochs) and t.epochs > 0,
+          f"--net_train_epochs {t.epochs} must be a positive number of epochs (e.g. 20 or 0.5)")
+    _need(t.lr_schedule in ("constant", "step", "cosine"),
+          f"--net_lr_schedule {t.lr_schedule}: choose constant, step or cosine")
+    _need(t.lr_schedule != "step" or bool(t.lr_milestones),
+          "--net_lr_schedule step needs --net_lr_milestones (epochs of a round, e.g. 10 15)")
+    _need(t.lr_schedule == "step" or t.lr_milestones is None,
+          f"--net_lr_milestones applies to --net_lr_schedule step, not {t.lr_schedule}, which "
+          f"would ignore it; add --net_lr_schedule step or drop the milestones")
+    _need(t.lr_milestones is None or all(_finite(m) and m > 0 for m in t.lr_milestones),
+          f"--net_lr_milestones {t.lr_milestones} must be positive epochs")
+    _need(_finite(t.lr_gamma) and 0 < t.lr_gamma <= MAX_RATE,
+          f"--net_lr_gamma {t.lr_gamma} must be positive, up to {MAX_RATE:g}")
+    _need(t.precision in ("fp32", "bf16", "fp16"),
+          f"--precision {t.precision}: choose fp32, bf16 or fp16")
+    _need(t.channels_last in ("auto", "on", "off"),
+          f"--channels_last {t.channels_last}: choose auto, on or off")
+    _need(e.threads is None or e.threads >= 1, f"--threads {e.threads} must be at least 1")
+    _need(_finite(t.ticket_epochs) and t.ticket_epochs >= 0,
+          f"--ticket_epochs {t.ticket_epochs} must be 0 (no ticket) or a positive number of epochs")
+    rewind = parse_point(t.rewind_to, "--rewind_to", ("warmup", "init"))
+    _need(not isinstance(rewind, tuple) or rewind[1] != "ep" or rewind[0] <= t.warmup,
+          f"--rewind_to {t.rewind_to} is after the end of the {t.warmup}-epoch warm-up; rewind "
+          f"to a point inside it (or raise --net_warmup)")
+    parse_point(c.prune.check_every, "--check_every")
+    _need(t.warmup >= 0, f"--net_warmup {t.warmup} must be 0 or more")
+    _need(_finite(t.momentum) and 0 <= t.momentum < 1, f"--net_momentum {t.momentum} must be in [0, 1)")
+    _need(_finite(t.weight_decay) and t.weight_decay >= 0,
+          f"--net_weight_decay {t.weight_decay} must be 0 or more")
+    validate_pq(p.p, p.q)
+    _need(_finite(p.ratio) and 0 < p.ratio < 1, f"--prune_ratio {p.ratio} must be in (0, 1)")
+    _need(_finite(p.eta) and p.eta > -1, f"--prune_eta {p.eta} must be a finite number above -1")
+    _need(_finite(p.gamma) and p.gamma >= 0, f"--prune_gamma {p.gamma} must be a finite number >= 0")
+    _need(_finite(p.beta) and 0 <= p.beta <= 1, f"--prune_beta {p.beta} must be in [0, 1]")
+    _need(p.epsilon is None or (_finite(p.epsilon) and p.epsilon >= 0),
+          f"--prune_epsilon {p.epsilon} must be a number >= 0")
+    _need(p.flow_probe_size is None or p.flow_probe_size >= 1, f"--flow_probe_size {p.flow_probe_size} must be at least 1")
+    _need(p.target_remaining is None or (_finite(p.target_remaining)
+                                         and 0 < p.target_remaining < 100),
+          f"--prune_target_remaining {p.target_remaining} must be a percentage in (0, 100)")
+    _need(p.flow_stat in ("mean", "abs_mean", "fro"),
+          f"--flow_stat {p.flow_stat}: choose mean, abs_mean or fro")
+    _need(abs(e.seed) <= MAX_SEED, f"--seed {e.seed} must be between -2**40 and 2**40 (each "
+          f"round's seed is derived from it and must fit in 64 bits)")
+    _need(c.data.image_size is None or 1 <= c.data.image_size <= MAX_IMAGE_SIZE,
+          f"--net_image_size {c.data.image_size} must be between 1 and {MAX_IMAGE_SIZE} pixels")
+    _need(e.imp_total_iter >= 1, f"--exper_imp_total_iter {e.imp_total_iter} must be at least 1")
+    _need(e.num_trial >= 1, f"--exper_num_trial {e.num_trial} must be at least 1")
+    _need(e.device in ("auto", "cpu", "cuda"), f"--device {e.device}: choose auto, cpu or cuda")
+    _need(e.gpu_id is None or e.gpu_id >= 0, f"--exper_gpu_id {e.gpu_id} must be 0 or more")
+    _need(bool(e.output_dir and e.output_dir.strip()),
+          "--output_dir is empty; name a folder for the results (default: output)")
+    _need(e.run_name is None or _plain_name(e.run_name),
+          f"--run_name {e.run_name!r} must be a plain folder name (no '/', not '.' or '..'), so "
+          f"the run stays inside --output_dir")
+    for flag, patterns in (("--prune_include", p.include), ("--prune_exclude", p.exclude)):
+        _need(patterns is None or (len(patterns) > 0 and all(isinstance(x, str) and x.strip()
+                                                              for x in patterns)),
+              f"{flag} needs one or more name patterns, e.g. 'fc3' or 'encoder.*'")
+    _need(e.exper_type in ("efficiency", "performance"),
+          f"--exper_type {e.exper_type}: choose efficiency or performance")

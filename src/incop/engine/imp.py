@@ -1,0 +1,439 @@
+"""The IMP loop of SPEC section 3: warm-up, rewind point, reference flows, prune/rewind/train rounds,
+repeated over trials. Progress is written to the run directory after every round."""
+from __future__ import annotations
+
+import copy
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .. import __version__
+from .precision import Compute, precision_warning
+from ..config.schema import RunConfig, flag_name
+from ..base.timepoints import parse_point
+from ..data.batches import source_size, train_batches
+from ..data.datasets import RawDataset, load_raw
+from ..base.errors import UsageError
+from .failures import Diverged, Untrained, diverged_error, diverged_event
+from ..stopping.flows import activation_similarity, layer_activations, monitored_layers
+from ..pruning.masks import Masks, skipped_rows
+from .trial_inputs import TrialInputs, TrialInputsFactory, registry_inputs
+from .learned import advice, dense_verdict
+from ..config.methods import resolve
+from ..pruning.rules import RULES, reached_target, trim_to_target
+from ..runs.records import (PREVIOUS_PROGRESS_FILE, PROGRESS_FILE, RunRecords, RunStore,
+                            criterion_report)
+from ..runs.directory import RunDirectory, run_path
+from ..base.text import count
+from ..runs.tables import layer_table_text, summary_table, ticket_table
+from .runtime import (TICKET_ROUND, WARMUP_ROUND, resolve_device, round_seed, seed_everything,  # noqa: F401
+                      versions)
+from .schedules import LRSchedule
+from ..stopping.criteria import FixedEpochs, flow_monitor, round_criteria
+from ..track.tensorboard import NoTracker, make_tracker
+from .training import (CheckRecord, epochs_to_iterations, evaluate, iterations_per_epoch,
+                       make_optimizer, rewind_iteration, train_round)
+
+
+@dataclass
+class TrialResult:
+    seed: int
+    warmup: Dict[str, Any]
+    rounds: List[Dict[str, Any]] = field(default_factory=list)
+    model: Optional[nn.Module] = None
+    masks: Optional[Masks] = None
+    ticket: Optional[nn.Module] = None  # the final mask retrained from the rewind point
+
+
+class IMPExperiment:
+    """Runs ``cfg.experiment.num_trial`` trials of the IMP search (SPEC section 3). What is
+    measured goes to ``self.records``; with a run directory, ``RunStore`` persists it."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Optional[RunDirectory] = None,
+                 raw: Optional[RawDataset] = None, progress: Optional[bool] = None,
+                 echo: Callable[[str], None] = print,
+                 inputs: Optional[TrialInputsFactory] = None,
+                 name: Callable[[str], str] = flag_name) -> None:
+        """``inputs(trial, seed)`` supplies each trial's model and data; by default they come
+        from the model and dataset registries named in ``cfg``. ``name`` is how advice names
+        a setting (a flag, or a config field for API users)."""
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.raw = raw
+        self.inputs = inputs or self._registry_inputs
+        self.progress_disabled = None if progress is None else not progress
+        self.echo = echo
+        self.name = name
+        self.device = resolve_device(cfg.experiment.device, cfg.experiment.gpu_id)
+        self.compute = Compute(self.device, cfg.train.precision)  # checked before any work
+        self.rule_name, self.criterion_name, self.epsilon = resolve(cfg.prune)
+        self.rule = RULES.get(self.rule_name)(cfg.prune)
+        self.records = RunRecords()
+        self.store: Optional[RunStore] = None
+        self.tracker = NoTracker()
+        self._trial = 0
+
+    # the records, by their view names
+    rounds = property(lambda self: self.records.rounds)
+    epochs = property(lambda self: self.records.epochs)
+    layers = property(lambda self: self.records.layers)
+    similarity = property(lambda self: self.records.similarity)
+    trials = property(lambda self: self.records.trials)
+
+    # ------------------------------------------------------------------ whole experiment
+    def run(self) -> List[TrialResult]:
+        """Run every trial not finished yet; a run directory with progress is resumed. Only one
+        process at a time may work in a run directory."""
+        if self.run_dir is None:
+            return self._run()
+        try:
+            with self.run_dir.lock():
+                return self._run()
+        except UsageError as e:
+            if not isinstance(e, (Diverged, Untrained)):
+                self._discard_if_nothing_computed()
+            raise
+
+    def _discard_if_nothing_computed(self) -> None:
+        """A run refused before it trained anything leaves no stub directory behind."""
+        path = self.run_dir.path
+        if self.records.trials or any((path / n).exists() for n in (PROGRESS_FILE,
+                                                                     PREVIOUS_PROGRESS_FILE)):
+            return
+        if path.absolute() in self.run_dir.created:
+            shutil.rmtree(path, ignore_errors=True)
+        self.run_dir.discard(["config.json", ".lock", "log.txt"])
+
+    def _run(self) -> List[TrialResult]:
+        cfg = self.cfg
+        progress = None
+        if self.run_dir:
+            self.store = RunStore(self.run_dir, cfg, versions(), self._say)
+            progress = self.store.start()
+        if progress:
+            self.records = RunRecords.from_state(progress["records"], progress["finished"])
+        self.tracker = make_tracker(cfg.experiment.tensorboard,
+                                    self.run_dir.path if self.run_dir else None, self.records)
+        if self.raw is None and self.inputs == self._registry_inputs:
+            self.raw = load_raw(cfg.data.dataset, cfg.data.data_dir, cfg.data.image_size)
+        source = f" [{self.raw.source}]" if self.raw is not None else ""
+        warning = precision_warning(self.device, cfg.train.precision)
+        if warning:
+            self._say(warning)
+        self._say(f"incop {__version__}: {cfg.prune.method} (rule {self.rule_name}, stop "
+                  f"{self.criterion_name}"
+                  + (f", epsilon {self.epsilon:g}" if self.criterion_name != "fixed" else "")
+                  + f") on {cfg.model.arch}/{cfg.data.dataset}{source}, device {self.device}")
+        if cfg.experiment.imp_total_iter == 1:
+            self._say("NOTE: --exper_imp_total_iter 1 runs round 0 only (the dense network "
+                      "trained from the rewind point) and prunes nothing; use 2 or more rounds "
+                      "to prune")
+        state = progress["trial"] if progress else None
+        if state:
+            after = "its warm-up" if state["round"] == WARMUP_ROUND else f"round {state['round']}"
+            self._say(f"resuming trial {state['index']} after {after} "
+                      f"({len(self.records.finished)} trial(s) already finished)")
+        results = []
+        for t in range(cfg.experiment.num_trial):
+            if t in self.records.finished:
+                continue
+            resume = state if state and state["index"] == t else None
+            results.append(self.run_trial(t, cfg.experiment.seed + t, resume))
+        self._say("\n" + summary_table(self.rounds))
+        if self.records.tickets:
+            self._say("\n" + ticket_table(self.records.tickets))
+        layer_rows = self.records.final_layer_rows()
+        self._say(f"\nper-layer sparsity, trial {layer_rows[0]['trial']} after round "
+                  f"{layer_rows[0]['round']}:\n" + layer_table_text(layer_rows))
+        criterion = criterion_report(self.rounds, self.criterion_name, self.epsilon)
+        if criterion["note"]:
+            self._say(f"\nNOTE: {criterion['note']}")
+        for warm in self.records.trials:
+            if warm.get("untrained"):
+                self._say(f"\nNOTE: trial {warm['trial']}'s search ran on an untrained network "
+                          f"(--allow_untrained): {warm['untrained']}")
+        if self.store:
+            self.store.finish(self.records, criterion)
+            from ..report.figures import save_run_figures
+            from ..runs.reading import load_run
+
+            save_run_figures([load_run(self.run_dir.path)], self.run_dir.path / "figures")
+            self.tracker.figures(self.run_dir.path / "figures")
+            self._say(f"results and figures in {self.run_dir.path}")
+        self.tracker.close()
+        return results
+
+    def _say(self, msg: str) -> None:
+        self.echo(msg)
+        sys.stdout.flush()
+        if self.run_dir:
+            self.run_dir.log(msg)
+
+    # ------------------------------------------------------------------ one trial
+    def run_trial(self, trial: int, seed: int, resume: Optional[Dict[str, Any]] = None) -> TrialResult:
+        """One IMP search with one seed; ``resume`` is a saved trial state to continue from."""
+        cfg, dev = self.cfg, self.device
+        self._trial = trial
+        seed_everything(seed)
+        data = self.inputs(trial, seed)
+        model = data.model.to(dev)
+        self.compute = Compute.for_model(dev, cfg.train.precision, cfg.train.channels_last, model)
+        self.compute.prepare_model(model)
+        probe_x, probe_y = (t.to(dev) for t in data.probe)
+        layers = [name for name, _ in monitored_layers(model, probe_x[:1])]
+        skipped = skipped_rows(model, cfg.prune.include or (), cfg.prune.exclude or ())
+        masks = self._initial_masks(model, resume)
+        monitor = flow_monitor(self.criterion_name, model, masks, probe_x, probe_y,
+                               cfg.prune.flow_stat)  # checked before any training
+        if resume is None:
+            warmup, rewind_state, dense_state = self._warm_up(model, masks, data, trial, seed,
+                                                              len(probe_y))
+            first_round = 0
+        else:
+            rewind_state, warmup = resume["rewind"], resume["warmup"]
+            dense_state = resume.get("dense", rewind_state)
+            first_round = resume["round"] + 1
+            model.load_state_dict(dense_state)
+        t0 = time.perf_counter()  # references: the trained dense network, whatever the rewind
+        reference_acts = layer_activations(model, layers, probe_x)
+        criteria = round_criteria(self.criterion_name, monitor, model, self.rule, self.epsilon,
+                                  warmup, cfg.prune.stop_on_recovery)
+        warmup["reference_time"] = time.perf_counter() - t0
+        if resume is not None:
+            model.load_state_dict(resume["model"])
+            masks.bind(model)
+        saved = {"rewind": rewind_state, "warmup": warmup}
+        if dense_state is not rewind_state:
+            saved["dense"] = dense_state
+        if cfg.train.warmup > 0 and first_round == 0:
+            self._check_learned(trial, data, {"index": trial, "seed": seed, "round": WARMUP_ROUND,
+                                              "model": dense_state, "masks": masks.state_dict(),
+                                              "ticket_pending": False, **saved})
+        elif cfg.train.warmup == 0 and first_round > 0:
+            self._check_learned(trial, data, None)
+
+        result = TrialResult(seed, warmup)
+        search_over = resume is not None and resume.get("ticket_pending", False)
+        rounds = range(first_round, 0 if search_over else cfg.experiment.imp_total_iter)
+        bar = tqdm(rounds, desc=f"trial {trial} rounds", disable=self.progress_disabled,
+                   file=sys.stderr, dynamic_ncols=True)
+        for k in bar:
+            t0 = time.perf_counter()
+            info: Dict[str, Any] = {}
+            if k > 0:  # prune the trained survivors
+                trained = {n: p.detach().clone() for n, p in masks.parameters(model).items()}
+                new, info = self.rule(trained, masks)  # never below --prune_target_remaining
+                masks = trim_to_target(trained, masks, new, cfg.prune.target_remaining)
+            model.load_state_dict(rewind_state)  # rewind (round 0 too), apply the masks
+            masks.bind(model).apply()
+            times = {"prune": time.perf_counter() - t0}
+            outcome = self._train(model, masks, data, seed, k, cfg.train.epochs, criteria,
+                                  f"round {k}")
+            if outcome.stop_reason == "diverged":
+                bar.close()
+                self._diverged(trial, k, outcome.epochs, data)
+            t0 = time.perf_counter()
+            test_acc = evaluate(model, data.test, self.compute)[0] if data.test is not None else None
+            times["eval"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            sims = activation_similarity(reference_acts, layer_activations(model, layers, probe_x))
+            times["similarity"] = time.perf_counter() - t0
+            record = self.records.add_round(trial, seed, k, masks, outcome, test_acc, info, times)
+            self.tracker.round(record)
+            self.records.add_details(trial, k, masks, outcome.history, layers, sims, skipped)
+            bar.set_postfix(remaining=f"{record['remaining_pct']:.1f}%",
+                            val=f"{record['val_acc']:.1f}", epochs=f"{outcome.epochs:.2f}")
+            self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
+                      f"{count(outcome.epochs, 'epoch')}, {count(outcome.checks, 'check')} "
+                      f"({outcome.stop_reason}), val {record['val_acc']:.2f}%, test "
+                      f"{_pct(test_acc)}")
+            last = (k == cfg.experiment.imp_total_iter - 1
+                    or reached_target(masks, cfg.prune.target_remaining))
+            self._round_done(trial, seed, k, model, masks, saved, last)
+            if k == 0 and cfg.train.warmup == 0:
+                self._check_learned(trial, data, None)
+            if last:
+                break
+        bar.close()
+        result.rounds = [r for r in self.rounds if r["trial"] == trial]
+        result.model, result.masks = model, masks
+        if cfg.train.ticket_epochs > 0:
+            result.ticket = self._ticket(trial, seed, masks, rewind_state, data)
+        return result
+
+    def _ticket(self, trial: int, seed: int, masks: Masks, rewind_state, data: TrialInputs):
+        """SPEC section 3: the final mask, retrained from the rewind point for --ticket_epochs
+        with no early stop, on a copy (the search's final model stays the result's model).
+        Its accuracy is the ticket's; its cost is kept apart from the search's."""
+        model = self.compute.prepare_model(copy.deepcopy(data.model).to(self.device))
+        model.load_state_dict(rewind_state)
+        ticket_masks = masks.clone().bind(model)
+        ticket_masks.apply()
+        outcome = self._train(model, ticket_masks, data, seed, TICKET_ROUND,
+                              self.cfg.train.ticket_epochs, [FixedEpochs()],
+                              f"trial {trial} ticket", check_every=None)
+        if outcome.stop_reason == "diverged":
+            self._diverged(trial, "ticket", outcome.epochs, data)
+        test_acc = evaluate(model, data.test, self.compute)[0] if data.test is not None else None
+        row = self.records.add_ticket(trial, seed, ticket_masks, outcome, test_acc)
+        self.tracker.ticket(row)
+        self._say(f"trial {trial} ticket: {row['remaining_pct']:.2f}% remaining, retrained "
+                  f"{count(outcome.epochs, 'epoch')} from the rewind point, val {row['val_acc']:.2f}%, "
+                  f"test {_pct(test_acc)}")
+        self.records.finished.append(trial)
+        if self.store:
+            self.store.save_model(model, ticket_masks, trial, None)
+            self.store.save_progress(self.records, None)
+        return model
+
+    def _initial_masks(self, model, resume: Optional[Dict[str, Any]]) -> Masks:
+        """All ones over the weights to prune, or the saved masks of a resumed trial."""
+        if resume is not None:
+            return Masks.from_state_dict(resume["masks"])
+        p = self.cfg.prune
+        masks = Masks.ones_like(model, p.include or (), p.exclude or ()).bind(model)
+        if masks.total() == 0:
+            raise UsageError("the model has no weights to prune (no Conv/Linear/attention "
+                             "weight, or all excluded); name some with --prune_include")
+        return masks
+
+    def _round_done(self, trial, seed, k, model, masks, saved: Dict[str, Any], last) -> None:
+        """Mark the trial finished after its last round (or ticket-pending), and save what a
+        resume needs."""
+        ticket_pending = last and self.cfg.train.ticket_epochs > 0
+        if last and not ticket_pending:
+            self.records.finished.append(trial)
+        if not self.store:
+            return
+        self.store.save_model(model, masks, trial, k)
+        state = None
+        if not last or ticket_pending:
+            state = {"index": trial, "seed": seed, "round": k, "model": model.state_dict(),
+                     "masks": masks.state_dict(), "ticket_pending": ticket_pending, **saved}
+        self.store.save_round(self.records, trial, k, masks, state)
+
+    def _diverged(self, trial: int, k, epoch: float, data: TrialInputs) -> None:
+        """A non-finite loss: record what happened beside (never as) the completed rounds, and
+        stop the run. The progress file still ends at the last completed round."""
+        lr, done = self.cfg.train.lr, len(self.rounds)
+        if self.run_dir:
+            self.run_dir.write_json("diverged.json", diverged_event(trial, k, epoch, lr, done))
+        raise diverged_error(trial, k, epoch, lr, self.name("train.lr"), done,
+                             str(self.run_dir.path) if self.run_dir else None, data.train)
+
+    def _check_learned(self, trial: int, data: TrialInputs, state: Optional[Dict[str, Any]]) -> None:
+        """Stop with one line when the trained dense network is still at chance: after the
+        warm-up, or after round 0 when there is none. ``state`` (what a resume needs) is saved
+        first, so --allow_untrained continues from there."""
+        cfg = self.cfg
+        warm = next(w for w in self.records.trials if w["trial"] == trial)
+        round0 = next((r for r in self.rounds if r["trial"] == trial and r["round"] == 0), None)
+        note = dense_verdict(warm, round0, cfg.train.warmup, data.val)
+        if note is None:
+            return
+        warm["untrained"] = note
+        if cfg.experiment.allow_untrained:
+            self._say(f"WARNING: trial {trial}: {note}; continuing (--allow_untrained)")
+            return
+        if self.store and state is not None:  # (round 0's progress is saved already)
+            self.store.save_progress(self.records, state)
+        raise Untrained(f"trial {trial}: {note}; the search would prune noise. "
+                        + advice(cfg.model.arch, cfg.train.lr, cfg.train.momentum, cfg.train.warmup,
+                                 self.name)
+                        + (f"; its training is saved, so adding "
+                           f"{self.name('experiment.allow_untrained')} continues from there"
+                           if self.store else ""))
+
+    def _registry_inputs(self, trial: int, seed: int) -> TrialInputs:
+        """The model and dataset named in the config, split by the trial's seed."""
+        return registry_inputs(self.cfg, self.raw, self.device, seed)
+
+    def _warm_up(self, model, masks, data: TrialInputs, trial: int, seed: int,
+                 probe_size: int):
+        """Train the dense network for --net_warmup epochs, saving the rewind point on the way
+        (--rewind_to). Returns (the trial's warm-up record, rewind state, trained dense state)."""
+        cfg = self.cfg
+        per_epoch = iterations_per_epoch(train_batches(data.train, cfg.data.batch_size,
+                                                       torch.Generator()))
+        at, total = rewind_iteration(cfg.train.rewind_to, cfg.train.warmup, per_epoch)
+        snapshot: Dict[str, Any] = {}
+
+        def keep(iteration: int) -> None:
+            if iteration == at:
+                snapshot["state"] = copy.deepcopy(model.state_dict())
+
+        keep(0)
+        t0 = time.perf_counter()
+        if cfg.train.warmup > 0:
+            warm = self._train(model, masks, data, seed, WARMUP_ROUND, cfg.train.warmup, [],
+                               f"trial {trial} warm-up", on_step=keep, check_every=None)
+            if warm.stop_reason == "diverged":
+                self._diverged(trial, None, warm.epochs, data)
+            # its last check is the warm-up's end, where validation was just measured
+            warm_loss, warm_val, warm_val_loss = (warm.final.train_loss, warm.final.val_acc,
+                                                  warm.final.val_loss)
+        else:
+            warm_loss = None
+            warm_val, warm_val_loss = evaluate(model, data.val, self.compute)
+        warm_time = time.perf_counter() - t0
+        warm_test = evaluate(model, data.test, self.compute)[0] if data.test is not None else None
+        warmup = {"trial": trial, "seed": seed, "warmup_epochs": cfg.train.warmup,
+                  "warmup_train_loss": warm_loss, "warmup_val_acc": warm_val,
+                  "warmup_val_loss": warm_val_loss, "warmup_test_acc": warm_test,
+                  "warmup_time": warm_time, "rewind_iteration": at,
+                  "train_size": source_size(data.train), "val_size": source_size(data.val),
+                  "test_size": source_size(data.test) if data.test is not None else None,
+                  "probe_size": probe_size}
+        self.records.trials.append(warmup)
+        self._say(f"trial {trial} (seed {seed}): dense warm-up {count(cfg.train.warmup, 'epoch')}, "
+                  f"val {warm_val:.2f}%, test {_pct(warm_test)}; rewind point: iteration {at}")
+        dense = copy.deepcopy(model.state_dict())
+        return warmup, (dense if at == total else snapshot["state"]), dense
+
+    def _train(self, model, masks, data: TrialInputs, seed: int, k: int, epochs: float,
+               criteria, label: str, on_step=None, check_every="round"):
+        """One training run (warm-up, round or ticket) from the model's current state, seeded
+        by ``(seed, k)``, with a fresh optimizer and the learning-rate schedule restarted.
+        Rounds are checked every --check_every; the warm-up and the ticket every epoch."""
+        cfg = self.cfg
+        torch.manual_seed(round_seed(seed, k))
+        gen = torch.Generator().manual_seed(round_seed(seed, k))
+        batches = train_batches(data.train, cfg.data.batch_size, gen)
+        optimizer = make_optimizer(model, cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
+        schedule = LRSchedule(cfg.train.lr_schedule, cfg.train.lr_milestones, cfg.train.lr_gamma)
+        every = parse_point(cfg.prune.check_every, "--check_every") if check_every == "round" \
+            else check_every
+        bar = tqdm(total=epochs_to_iterations(epochs, iterations_per_epoch(batches)), desc=label, leave=False,
+                   disable=self.progress_disabled, file=sys.stderr, dynamic_ncols=True, unit="it")
+
+        def tick(rec: CheckRecord) -> None:
+            self.tracker.check(self._trial, k, rec)
+            bar.update(rec.iteration - bar.n)
+            shown = {"loss": f"{rec.train_loss:.3f}"}
+            if rec.val_acc is not None:
+                shown["val"] = f"{rec.val_acc:.1f}"
+            if rec.distance is not None:
+                shown["dist"] = f"{rec.distance:.3f}"
+            bar.set_postfix(**shown)
+
+        try:
+            return train_round(model, optimizer, masks, batches, data.val, epochs, criteria, tick,
+                               check_every=every, schedule=schedule, on_step=on_step,
+                               compute=self.compute)
+        finally:
+            bar.close()
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f}%"
+
+
+def run_directory(cfg: RunConfig) -> RunDirectory:
+    """The run's directory, created and checked writable."""
+    return RunDirectory(run_path(cfg))

@@ -1,0 +1,55 @@
+"""Learning-rate schedules over one round's training, restarted at every round (learning-rate
+rewinding, Renda et al. 2020), set per iteration. A criterion that stops a round early simply
+truncates the schedule."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+
+from ..base.errors import UsageError
+from ..base.registry import Registry
+
+SCHEDULES: Registry[str] = Registry("learning-rate schedule")
+for _name in ("constant", "step", "cosine"):
+    SCHEDULES.add(_name, _name)
+
+
+class LRSchedule:
+    """``kind``: ``constant`` (the seed's), ``step`` (multiply by ``gamma`` at each milestone,
+    in epochs of the round) or ``cosine`` (from the base rate to 0 over the round's maximum)."""
+
+    def __init__(self, kind: str = "constant", milestones: Optional[Sequence[float]] = None,
+                 gamma: float = 0.1) -> None:
+        self.kind = SCHEDULES.canonical(kind, "--net_lr_schedule")
+        self.milestones = sorted(milestones or [])
+        self.gamma = gamma
+        if self.kind == "step" and not self.milestones:
+            raise UsageError("--net_lr_schedule step needs --net_lr_milestones (epochs of a "
+                             "round, e.g. 10 15)")
+        self._optimizer: Optional[torch.optim.Optimizer] = None
+        self._base = []
+        self._total, self._per_epoch = 1, 1
+
+    def factor(self, iteration: int) -> float:
+        """The multiplier of the base rate for the step after ``iteration`` steps."""
+        if self.kind == "step":
+            epoch = iteration / self._per_epoch
+            return self.gamma ** sum(1 for m in self.milestones if epoch >= m)
+        if self.kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(iteration, self._total) / self._total))
+        return 1.0
+
+    def attach(self, optimizer: torch.optim.Optimizer, total: int, per_epoch: int) -> None:
+        """Start the schedule for a round of at most ``total`` iterations."""
+        self._optimizer, self._total, self._per_epoch = optimizer, total, per_epoch
+        self._base = [g["lr"] for g in optimizer.param_groups]
+        self.set(0)
+
+    def set(self, iteration: int) -> None:
+        if self.kind == "constant" or self._optimizer is None:
+            return
+        f = self.factor(iteration)
+        for g, base in zip(self._optimizer.param_groups, self._base):
+            g["lr"] = base * f

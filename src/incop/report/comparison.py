@@ -1,0 +1,163 @@
+"""The side-by-side comparison written by ``incop report``."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+from .figures import save_run_figures
+from ..base.files import atomic_write_text
+from ..base.text import format_table, mean_std
+from ..runs.directory import to_csv
+from ..runs.reading import RunData, final_speedup
+
+
+def run_summary(run: RunData) -> Dict[str, Any]:
+    """One row: final sparsity and accuracy, and the training cost, mean and std over trials."""
+    trials = [rs for rs in run.by_trial().values() if rs]
+    finals = [rs[-1] for rs in trials]
+    cost = lambda rs, keys: sum(r[k] for r in rs for k in keys)
+    uses_pq = run.resolved[0] == "sap"  # lth's rule has no p or q
+    row: Dict[str, Any] = {"run": run.label + ("" if run.complete else " (incomplete)"),
+                           "method": run.method,
+                           "arch": run.config["model"]["arch"],
+                           "dataset": run.config["data"]["dataset"],
+                           "p": run.config["prune"]["p"] if uses_pq else None,
+                           "q": run.config["prune"]["q"] if uses_pq else None,
+                           "settings": _settings(run.config),
+                           "trials": len(trials), "rounds": max((len(rs) for rs in trials), default=0)}
+    for name, values in (
+            ("remaining_pct", [f["remaining_pct"] for f in finals]),
+            ("val_acc", [f["val_acc"] for f in finals]),
+            ("test_acc", [f["test_acc"] for f in finals]),
+            ("total_epochs", [cost(rs, ["epochs"]) for rs in trials]),
+            ("wall_time_s", [cost(rs, ["time_train", "time_flow", "time_eval", "time_prune"])
+                             for rs in trials]),
+            ("train_time_s", [cost(rs, ["time_train"]) for rs in trials]),
+            ("flow_time_s", [cost(rs, ["time_flow"]) for rs in trials]),
+            # the ticket (final mask retrained from the rewind point): quality apart from cost
+            ("ticket_test_acc", [t["test_acc"] for t in run.tickets]),
+            ("ticket_epochs", [t["epochs"] for t in run.tickets])):
+        row[f"{name}_mean"], row[f"{name}_std"] = mean_std(values)
+    # `incop speed` measured: the final round's inference speed-up (batch 64, one thread)
+    row["speedup_b64_1t"] = final_speedup(run.path)
+    row["path"] = str(run.path)
+    return row
+
+
+# Shown already (arch, dataset, p, q, method in the run label) or not about results
+NOT_SETTINGS = {"model.arch", "data.dataset", "prune.p", "prune.q", "prune.method",
+                "data.fingerprint", "model.fingerprint"}
+
+
+def _settings(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The run's settings by flag name, without where it was written."""
+    import dataclasses
+
+    from ..config.identity import WHERE_NOT_WHAT
+    from ..config.schema import RunConfig
+
+    out = {}
+    for section in RunConfig.SECTIONS:
+        for f in dataclasses.fields(getattr(RunConfig(), section)):
+            key = f"{section}.{f.name}"
+            if key in NOT_SETTINGS or (section == "experiment" and f.name in WHERE_NOT_WHAT):
+                continue
+            out[f.metadata["flag"] or key] = config.get(section, {}).get(f.name, f.default)
+    return out
+
+
+def varying_settings(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """The settings (flag names) whose values differ between the rows: what was swept."""
+    if len(rows) < 2:
+        return []
+    keys = rows[0]["settings"].keys()
+    return [k for k in keys if len({json.dumps(r["settings"].get(k), sort_keys=True)
+                                    for r in rows}) > 1]
+
+
+def _value(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list):
+        return " ".join(_value(x) for x in v)
+    return str(v)
+
+
+def _pq(v: Any) -> str:
+    return "-" if v is None else f"{v:g}"
+
+
+def _pm(row: Dict[str, Any], key: str, digits: int = 2) -> str:
+    m, s = row[f"{key}_mean"], row[f"{key}_std"]
+    if m is None or (isinstance(m, float) and math.isnan(m)):
+        return "-"
+    if row["trials"] < 2:  # one trial has no spread to show
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def _speedup(row: Dict[str, Any]) -> str:
+    x = row.get("speedup_b64_1t")
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def _has_speed(rows: Sequence[Dict[str, Any]]) -> bool:
+    return any(r.get("speedup_b64_1t") is not None for r in rows)
+
+
+def _has_tickets(rows: Sequence[Dict[str, Any]]) -> bool:
+    return any(not math.isnan(r["ticket_test_acc_mean"]) for r in rows)
+
+
+def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
+    swept = varying_settings(rows)
+    headers = ["run", "arch", "dataset", "p", "q", *swept, "trials", "remaining %", "val acc %",
+               "test acc %", "search epochs", "wall time s", "flow time s"]
+    tickets = _has_tickets(rows)
+    if tickets:
+        headers += ["ticket test acc %", "ticket epochs"]
+    speed = _has_speed(rows)
+    if speed:
+        headers += ["speed-up (batch 64, 1 thread)"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for r in rows:
+        cells = [r["run"], r["arch"], r["dataset"], _pq(r["p"]), _pq(r["q"]),
+                 *(_value(r["settings"][k]) for k in swept), str(r["trials"]),
+                 _pm(r, "remaining_pct"), _pm(r, "val_acc"), _pm(r, "test_acc"),
+                 _pm(r, "total_epochs", 2), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
+        if tickets:
+            cells += [_pm(r, "ticket_test_acc"), _pm(r, "ticket_epochs", 1)]
+        if speed:
+            cells.append(_speedup(r))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report_text(rows: Sequence[Dict[str, Any]]) -> str:
+    tickets, speed, swept = _has_tickets(rows), _has_speed(rows), varying_settings(rows)
+    headers = ["run", *swept, "remaining %", "val acc %", "test acc %", "epochs", "wall s", "flow s"]
+    return format_table(
+        headers + (["ticket test %"] if tickets else []) + (["speed-up b64"] if speed else []),
+        [[r["run"], *(_value(r["settings"][k]) for k in swept), _pm(r, "remaining_pct"),
+          _pm(r, "val_acc"), _pm(r, "test_acc"),
+          _pm(r, "total_epochs", 2), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
+         + ([_pm(r, "ticket_test_acc")] if tickets else []) + ([_speedup(r)] if speed else [])
+         for r in rows], left=(0,))
+
+
+def write_report(runs: Sequence[RunData], out_dir: Path) -> List[Dict[str, Any]]:
+    """Writes report.md, report.csv and the overlaid figures into ``out_dir``."""
+    out_dir = Path(out_dir)
+    rows = [run_summary(r) for r in runs]
+    atomic_write_text(out_dir / "report.md", "# incop report\n\n" + report_markdown(rows))
+    swept = varying_settings(rows)
+    atomic_write_text(out_dir / "report.csv", to_csv(
+        [{**{k: v for k, v in r.items() if k != "settings"},
+          **{k: _value(r["settings"][k]) for k in swept}} for r in rows]))
+    save_run_figures(runs, out_dir)
+    return rows
+

@@ -1,0 +1,136 @@
+"""A run's folder: where it lives, its JSON and CSV files written whole, its log and its lock."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+from ..base.errors import UsageError
+from ..base.files import _open_no_follow, atomic_write, atomic_write_text, check_links, open_in_run
+
+
+def _clean(obj: Any) -> Any:
+    """JSON has no NaN: non-finite floats become null rather than invalid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def to_csv(rows: Sequence[Dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        fields: List[str] = []
+        for r in rows:
+            fields += [k for k in r if k not in fields]
+        w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def run_path(cfg) -> Path:
+    """``<output_dir>/<method>/<arch>/<dataset>/<run_id or run_name>/`` for a RunConfig."""
+    e = cfg.experiment
+    return (Path(e.output_dir) / cfg.prune.method / cfg.model.arch / cfg.data.dataset
+            / (e.run_name or cfg.run_id()))
+
+
+class RunDirectory:
+    """One run's folder: config, metrics, masks, model, log. Links inside it are refused
+    (:func:`check_links`) and every write replaces or appends without following one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.created = _missing_folders(self.path)  # what a refused run removes again
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.path, prefix=".write_test.")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise UsageError(f"cannot write to output directory {self.path}: {e.strerror or e}; "
+                             f"pick another with --output_dir") from None
+        check_links(self.path)
+
+    def discard(self, names: Sequence[str]) -> None:
+        """Remove the files ``names`` and the folders this object created, when nothing else
+        is in them: a refused run leaves nothing behind."""
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / name).unlink()
+        for folder in self.created:  # deepest first
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                break
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``.lock`` (an flock, released by the kernel even if the process is killed) so a
+        second process on the same run directory refuses instead of corrupting it."""
+        path = self.path / ".lock"
+        with _open_no_follow(path, os.O_RDWR | os.O_CREAT, "r+") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise UsageError(f"{self.path} is in use by {holder}; wait for it to finish, or "
+                                 f"use another --run_name or --output_dir") from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"incop process {os.getpid()}")
+            f.flush()
+            self._remove_stale_temporaries()
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def _remove_stale_temporaries(self) -> None:
+        """A writer killed outright (SIGKILL, power loss) leaves its temporary file; with the
+        lock held no other writer is at work, so every one of them is stale."""
+        for parent, _, files in os.walk(self.path):
+            for name in files:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(parent, name))
+
+    def write_json(self, name: str, obj: Any) -> None:
+        atomic_write_text(self.path / name, json.dumps(_clean(obj), indent=2) + "\n")
+
+    def write_csv(self, name: str, rows: Sequence[Dict[str, Any]]) -> None:
+        atomic_write_text(self.path / name, to_csv(rows))
+
+    def save_torch(self, name: str, obj: Any, keep_previous: Optional[str] = None) -> None:
+        import torch
+
+        atomic_write(self.path / name, lambda f: torch.save(obj, f), keep_previous)
+
+    def log(self, line: str) -> None:
+        with open_in_run(self.path / "log.txt", "a") as f:
+            f.write(line.rstrip("\n") + "\n")
+
+
+def _missing_folders(path: Path) -> List[Path]:
+    """The folders from ``path`` up that do not exist yet, deepest first."""
+    missing = []
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing

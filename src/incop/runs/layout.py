@@ -1,0 +1,82 @@
+"""Where a run directory keeps its networks, and how to read them back whatever release wrote
+them. Since 0.2: ``masks/trial{t}_round{k}.pt`` (packed bits) and ``models/trial{t}_round{k}.pt``
+/ ``models/trial{t}_ticket.pt`` (sparse: surviving values plus packed mask). Earlier runs: bool
+masks and dense ``model_trial{t}.pt`` / ``ticket_trial{t}.pt`` for the final round only."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+from torch import nn
+
+from ..base.errors import UsageError
+from ..pruning.sparse_files import BadFile, dense_state_dict, load_tensors, read_masks
+
+
+def masks_name(trial: int, k: int) -> str:
+    return f"masks/trial{trial}_round{k}.pt"
+
+
+def model_name(trial: int, k: Optional[int], ticket: bool = False) -> str:
+    return f"models/trial{trial}_ticket.pt" if ticket else f"models/trial{trial}_round{k}.pt"
+
+
+def saved_rounds(run: Path, trial: int) -> List[int]:
+    """The rounds of ``trial`` whose masks are saved, in order."""
+    found = (re.fullmatch(rf"trial{trial}_round(\d+)\.pt", p.name) for p in (run / "masks").glob("*.pt"))
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def _read(path: Path, reader: Callable[[Any], Any]):
+    """``reader`` applied to a saved file's contents; a damaged file is one UsageError naming it."""
+    try:
+        return reader(load_tensors(path))
+    except BadFile as e:
+        raise UsageError(f"{path} is damaged or not incop's ({e}); export or time another "
+                         f"round, or copy the run directory again") from None
+
+
+def round_masks(run: Path, trial: int, k: int) -> Dict[str, torch.Tensor]:
+    path = run / masks_name(trial, k)
+    if not path.is_file():
+        raise UsageError(f"{run}: no masks for trial {trial} round {k} (saved rounds: "
+                         f"{saved_rounds(run, trial) or 'none'})")
+    return _read(path, read_masks)
+
+
+def check_masks_fit(masks: Dict[str, torch.Tensor], model: nn.Module, source: Path) -> None:
+    """Masks read from ``source`` must name the model's parameters, with their shapes."""
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        if name not in params:
+            raise UsageError(f"{source}: masks name {name!r}, which the run's "
+                             f"{type(model).__name__} does not have; the file belongs to "
+                             f"another run")
+        if tuple(mask.shape) != tuple(params[name].shape):
+            raise UsageError(f"{source}: the mask of {name} is {tuple(mask.shape)} but the "
+                             f"weight is {tuple(params[name].shape)}; the file belongs to "
+                             f"another run")
+
+
+def model_state(run: Path, trial: int, k: Optional[int] = None,
+                ticket: bool = False) -> Dict[str, torch.Tensor]:
+    """The dense state dict of trial ``trial`` after round ``k`` (default: its last saved
+    round), or of its ticket."""
+    rounds = saved_rounds(run, trial)
+    if ticket:
+        candidates = [run / model_name(trial, None, True), run / f"ticket_trial{trial}.pt"]
+        what = f"trial {trial}'s ticket (run with --ticket_epochs)"
+    else:
+        k = rounds[-1] if k is None and rounds else k
+        candidates = [run / model_name(trial, k)]
+        if rounds and k == rounds[-1]:  # earlier releases kept the final round only
+            candidates.append(run / f"model_trial{trial}.pt")
+        what = f"trial {trial} round {k}"
+    for path in candidates:
+        if path.is_file():
+            return _read(path, dense_state_dict)
+    raise UsageError(f"{run}: no saved weights for {what}; saved rounds: {rounds or 'none'}"
+                     + (" (runs before incop 0.2 kept only the final round's weights)"
+                        if not ticket and rounds else ""))

@@ -1,0 +1,248 @@
+"""Reading run directories back: the data model that reports and figures share.
+
+The configuration shown for a run is the one the run used: config.json when its checksum holds,
+otherwise the copy inside the progress file. A run that cannot be read is skipped with a warning
+naming the file, so one broken directory never hides the others."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+from ..config.identity import read_checked_config
+from ..base.errors import UsageError
+from ..base.files import check_links, open_in_run
+
+
+class BrokenRun(UsageError):
+    """A run directory whose results cannot be read."""
+
+
+@dataclass
+class RunData:
+    """What a finished (or partly finished) run directory holds."""
+
+    path: Path
+    config: Dict[str, Any]
+    rounds: List[Dict[str, Any]]
+    epochs: List[Dict[str, Any]] = field(default_factory=list)
+    trials: List[Dict[str, Any]] = field(default_factory=list)
+    similarity: List[Dict[str, Any]] = field(default_factory=list)
+    tickets: List[Dict[str, Any]] = field(default_factory=list)
+    label: str = ""
+    complete: bool = False
+
+    @property
+    def method(self) -> str:
+        return self.config["prune"]["method"]
+
+    @property
+    def resolved(self) -> tuple:
+        """(rule, criterion, epsilon) of the run's method, overrides applied."""
+        from ..config.schema import PruneConfig
+        from ..config.methods import resolve
+
+        known = {f for f in PruneConfig.__dataclass_fields__}
+        return resolve(PruneConfig(**{k: v for k, v in self.config["prune"].items()
+                                      if k in known}))
+
+    @property
+    def epsilon(self):
+        return self.resolved[2]
+
+    def by_trial(self) -> Dict[int, List[Dict[str, Any]]]:
+        out: Dict[int, List[Dict[str, Any]]] = {}
+        for r in self.rounds:
+            out.setdefault(r["trial"], []).append(r)
+        return out
+
+
+def _number(v: str) -> Any:
+    if v == "":
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+
+def _read_csv(path: Path) -> List[Dict[str, Any]]:
+    if not path.exists():
+        return []
+    try:
+        with open_in_run(path) as f:
+            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    except (OSError, ValueError, csv.Error) as e:
+        raise BrokenRun(f"{path} cannot be read as CSV ({type(e).__name__})") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open_in_run(path) as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        raise BrokenRun(f"{path.parent} is not a run directory with results (no {path.name}); "
+                        f"pass directories made by 'incop run'") from None
+    except UsageError as e:
+        raise BrokenRun(str(e)) from None
+    except (OSError, ValueError):
+        raise BrokenRun(f"{path} is not valid JSON") from None
+
+
+def _rows(path: Path, required: Sequence[str] = (), numbers: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    """A JSON list of row objects, each with the ``required`` keys, ``numbers`` among them
+    numeric (or null)."""
+    rows = _read_json(path)
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise BrokenRun(f"{path} is not a list of rows")
+    for i, r in enumerate(rows):
+        missing = [k for k in required if k not in r]
+        if missing:
+            raise BrokenRun(f"{path}: row {i} lacks {', '.join(missing)}")
+        wrong = [k for k in numbers if r.get(k) is not None and
+                 (isinstance(r[k], bool) or not isinstance(r[k], (int, float)))]
+        if wrong:
+            raise BrokenRun(f"{path}: row {i} has a {', '.join(wrong)} that is not a number")
+    return rows
+
+
+# What reports read of every round and ticket: present, and numbers
+ROUND_NUMBERS = ("trial", "round", "remaining_pct", "epochs", "val_acc", "test_acc",
+                 "time_train", "time_flow", "time_eval", "time_prune")
+TICKET_NUMBERS = ("remaining_pct", "epochs", "val_acc", "test_acc", "time_train", "time_eval")
+
+
+def check_run_config(config: Any, where: Path) -> Dict[str, Any]:
+    """A run's configuration must have every section, as the dataclasses define them."""
+    from ..config.schema import RunConfig
+
+    if not isinstance(config, dict) or not all(isinstance(config.get(s), dict)
+                                               for s in RunConfig.SECTIONS):
+        raise BrokenRun(f"{where} lacks a section of the configuration "
+                        f"({', '.join(RunConfig.SECTIONS)})")
+    try:
+        RunConfig.from_dict(config)
+    except TypeError as e:
+        raise BrokenRun(f"{where} holds a configuration this incop does not know ({e})") from None
+    for section, key in (("model", "arch"), ("data", "dataset"), ("prune", "method")):
+        if not isinstance(config[section].get(key), str):
+            raise BrokenRun(f"{where}: {section}.{key} is not a name")
+    return config
+
+
+def run_config(path: Path) -> Dict[str, Any]:
+    """The configuration the run in ``path`` used (see the module docstring)."""
+    path = Path(path)
+    try:
+        check_links(path)
+    except UsageError as e:
+        raise BrokenRun(str(e)) from None
+    config = read_checked_config(path / "config.json")
+    if config is not None:
+        return check_run_config(config, path / "config.json")
+    from .records import PREVIOUS_PROGRESS_FILE, PROGRESS_FILE
+    import torch
+
+    for name in (PROGRESS_FILE, PREVIOUS_PROGRESS_FILE):
+        try:
+            progress = torch.load(path / name, map_location="cpu", weights_only=True)
+            return check_run_config(progress["config"], path / name)
+        except Exception:  # missing, truncated or corrupt: try the next copy
+            continue
+    raise BrokenRun(f"{path / 'config.json'} is edited or corrupt and the run's progress file "
+                    f"cannot be read to recover it")
+
+
+def load_run(path: Path) -> RunData:
+    path = Path(path)
+    config = run_config(path)
+    rounds = _rows(path / "rounds.json", ROUND_NUMBERS + ("stop_reason",), ROUND_NUMBERS)
+    trials = _rows(path / "trials.json") if (path / "trials.json").exists() else []
+    summary = path / "summary.json"
+    complete = False
+    if summary.exists():
+        content = _read_json(summary)
+        if not isinstance(content, dict):
+            raise BrokenRun(f"{summary} is not a JSON object")
+        complete = bool(content.get("complete"))
+    tickets = _rows(path / "tickets.json", TICKET_NUMBERS, TICKET_NUMBERS) \
+        if (path / "tickets.json").exists() else []
+    run = RunData(path, config, rounds, _read_csv(path / "epochs.csv"), trials,
+                  _read_csv(path / "similarity.csv"), tickets, complete=complete)
+    run.label = default_label(run)
+    return run
+
+
+def default_label(run: RunData) -> str:
+    p = run.config["prune"]
+    rule = p.get("rule") or ("layerwise" if p["method"] == "lth" else "sap")
+    label = p["method"]
+    if rule == "sap":
+        label += f" ({p['p']:g}, {p['q']:g})"
+    if p.get("criterion"):
+        label += f" {p['criterion']}"
+    if p.get("epsilon") is not None:
+        label += f" eps={p['epsilon']:g}"
+    if p.get("check_every", "1ep") != "1ep":
+        label += f" every {p['check_every']}"
+    return label
+
+
+def _warn(message: str) -> None:
+    print(f"incop: warning: {message}", file=sys.stderr)
+
+
+def find_runs(paths: Iterable[str], warn: Optional[Callable[[str], None]] = None) -> List[RunData]:
+    """Run directories named directly, or found below the given folders (a sweep's output).
+    A run that cannot be read is skipped with one warning line."""
+    warn = warn or _warn
+    found: List[Path] = []
+    paths = list(paths)
+    for p in map(Path, paths):
+        if not p.exists():
+            raise UsageError(f"{p}: no such directory")
+        if (p / "config.json").exists():
+            found.append(p)
+        else:
+            found += sorted(c.parent for c in p.rglob("config.json"))
+    if not found:
+        raise UsageError(f"no run directories (with config.json) in {', '.join(map(str, paths))}")
+    runs = []
+    for p in dict.fromkeys(found):
+        try:
+            runs.append(load_run(p))
+        except BrokenRun as e:
+            warn(f"skipping {p}: {e}")
+    if not runs:
+        raise UsageError(f"none of the {len(found)} run directories in "
+                         f"{', '.join(map(str, paths))} could be read (see the warnings above)")
+    labels = [r.label for r in runs]
+    for r in runs:  # disambiguate runs that differ in something the label does not show
+        if labels.count(r.label) > 1:
+            r.label += f" [{r.config['model']['arch']}/{r.path.name}]"
+    return runs
+
+
+def final_speedup(run: Path, batch: int = 64, threads: int = 1) -> Optional[float]:
+    """The last round's whole-model speed-up at ``batch`` and ``threads``, if measured."""
+    path = Path(run) / "speed.json"
+    if not path.is_file():
+        return None
+    try:
+        with open_in_run(path) as f:
+            rows = [r for r in json.loads(f.read())["whole"]
+                    if r["batch"] == batch and r["threads"] == threads]
+        best = max(rows, key=lambda r: r["round"])["speedup"] if rows else None
+        if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
+            raise TypeError("speedup")
+        return best
+    except (OSError, ValueError, KeyError, TypeError, UsageError) as e:
+        print(f"incop: warning: {path} cannot be read ({type(e).__name__}); its speed-up is left "
+              f"out; run 'incop speed {run}' again", file=sys.stderr)
+        return None
