@@ -28,12 +28,11 @@ import torch
 from incop.config.schema import RunConfig
 from incop.data.batches import probe_from_source, train_batches
 from incop.data.datasets import load_splits
-from incop.engine.imp import IMPExperiment
+from incop.launch.session import experiment
 from incop.engine.trial_inputs import TrialInputs
 from incop.engine.runtime import round_seed, seed_everything
 from incop.pruning.masks import Masks
 from incop.models.architectures import build_model
-from incop.runs.directory import RunDirectory
 from incop.base.text import format_table
 from incop.stopping.criteria import ValidationPlateau
 from incop.engine.training import evaluate, make_optimizer, train_round
@@ -107,8 +106,7 @@ def run_method(cfg, dense, train, val, test):
         return TrialInputs(copy.deepcopy(dense), train, val, test,
                            probe_from_source(train, None, seed))
 
-    exp = IMPExperiment(cfg, run_dir=RunDirectory(run_path(cfg)), progress=False,
-                        echo=lambda s: None, inputs=inputs)
+    exp = experiment(cfg, run_path(cfg), progress=False, echo=lambda s: None, inputs=inputs)
     exp.run()
     return exp
 

@@ -29,7 +29,8 @@ from incop.engine.precision import Compute
 from incop.config.schema import RunConfig
 from incop.data.batches import probe_from_source
 from incop.data.datasets import load_splits
-from incop.engine.imp import IMPExperiment
+from incop.launch.session import experiment
+from incop.runs.directory import run_path
 from incop.engine.trial_inputs import TrialInputs
 from incop.pruning.masks import Masks
 from incop.models.architectures import build_model
@@ -96,9 +97,7 @@ def search(arch, method, precision, data, sizes, out):
     def inputs(trial, seed):
         return TrialInputs(copy.deepcopy(model), train, val, test, probe_from_source(train, None, seed))
 
-    from incop.engine.imp import run_directory
-    exp = IMPExperiment(cfg, run_dir=run_directory(cfg), progress=False, echo=lambda s: None,
-                        inputs=inputs)
+    exp = experiment(cfg, run_path(cfg), progress=False, echo=lambda s: None, inputs=inputs)
     t0 = time.perf_counter()
     exp.run()
     rs, warm = exp.rounds, exp.trials[0]

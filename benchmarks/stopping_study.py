@@ -36,10 +36,10 @@ import torch
 from incop.config.schema import RunConfig
 from incop.data.batches import probe_from_source
 from incop.data.datasets import load_raw
-from incop.engine.imp import IMPExperiment
+from incop.launch.session import experiment
 from incop.engine.trial_inputs import TrialInputs, registry_inputs
-from incop.runs.records import criterion_report
-from incop.runs.directory import RunDirectory, run_path
+from incop.engine.records import criterion_report
+from incop.runs.directory import run_path
 from incop.runs.reading import RunData, load_run
 from stopping_report import matched_name, report  # beside this file
 
@@ -182,8 +182,8 @@ def run_one(net: str, spec: Net, regime: str, seed: int, run: dict, out: Path, q
     done = run_dir / "summary.json"
     if not (done.exists() and json.loads(done.read_text()).get("complete")):
         t0 = time.perf_counter()
-        IMPExperiment(cfg, run_dir=RunDirectory(run_dir), progress=False, echo=lambda s: None,
-                      inputs=inputs_factory(cfg, spec)).run()
+        experiment(cfg, run_dir, progress=False, echo=lambda s: None,
+                   inputs=inputs_factory(cfg, spec)).run()
         log(f"  {net} {regime} seed {seed} {run['name']}: {time.perf_counter() - t0:.0f} s")
     row = {"net": net, "regime": regime, "seed": seed, "name": run["name"],
            "adaptive": bool(run.get("adaptive")), "matched": bool(run.get("matched")),

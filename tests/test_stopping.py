@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-import incop.engine.imp as imp_module
 import incop.engine.training as training
 from incop.config.schema import RunConfig
 from incop.data.batches import train_batches
 from incop.data.datasets import load_splits
 from incop.engine.imp import TICKET_ROUND, WARMUP_ROUND, IMPExperiment
+from incop.launch.session import experiment
+from incop.runs.directory import run_path
 from incop.engine.runtime import round_seed, seed_everything
 from incop.pruning.masks import Masks
 from incop.models.architectures import build_model
@@ -164,8 +165,7 @@ def test_ticket_equals_a_fixed_rule_run_from_the_same_mask_and_rewind_point(monk
     starts = spy_round_starts(monkeypatch)
     cfg = _cfg(rewind_to="5it", ticket_epochs=2)
     cfg.experiment.output_dir, cfg.experiment.run_name = str(tmp_path), "t"
-    exp = IMPExperiment(cfg, progress=False, echo=lambda s: None)
-    exp.run_dir = imp_module.run_directory(cfg)
+    exp = experiment(cfg, run_path(cfg), progress=False, echo=lambda s: None)
     result = exp.run()[0]
     ticket_row = exp.records.tickets[0]
     # by hand: the rewind point, the final mask, 2 epochs of the fixed rule with the ticket's seed

@@ -22,11 +22,13 @@ from .config.schema import RunConfig, api_name
 from .data.batches import DataSource, is_tensor_pair, probe_from_source
 from .stopping.flows import unwrap
 from .engine.imp import IMPExperiment
+from .engine.runtime import resolve_device
+from .launch.session import experiment as observed
 from .engine.trial_inputs import TrialInputs
 from .data.checks import check_inputs
 from .config.identity import data_fingerprint, model_fingerprint
 from .pruning.masks import Masks
-from .runs.directory import RunDirectory, run_path
+from .runs.directory import run_path
 from .runs.layout import model_state, round_masks
 from .pruning.torch_prune import remove_reparametrization, to_torch_prune
 
@@ -97,9 +99,7 @@ def prune_model(model: nn.Module, train: DataSource, val: DataSource,
     # receives this run's results, nor resumes it.
     cfg.model.fingerprint = model_fingerprint(model)
     cfg.data.fingerprint = data_fingerprint(train, val, test)
-    experiment = IMPExperiment(cfg, progress=progress, echo=echo or (lambda s: None),
-                               name=api_name)
-    device = experiment.device
+    device = resolve_device(cfg.experiment.device, cfg.experiment.gpu_id)
 
     def on_device(source: Optional[DataSource]) -> Optional[DataSource]:
         return tuple(t.to(device) for t in source) if source is not None and is_tensor_pair(source) else source
@@ -111,9 +111,9 @@ def prune_model(model: nn.Module, train: DataSource, val: DataSource,
             train, cfg.prune.flow_probe_size, seed)
         return TrialInputs(copy.deepcopy(model), train, val, test, trial_probe)
 
-    experiment.inputs = inputs
-    if output_dir is not None:
-        experiment.run_dir = RunDirectory(run_path(cfg))
+    experiment = observed(cfg, run_path(cfg) if output_dir is not None else None,
+                          progress=progress, echo=echo or (lambda s: None), inputs=inputs,
+                          name=api_name)
     results = experiment.run()
     if results:
         final_model, final_masks = results[-1].model, results[-1].masks

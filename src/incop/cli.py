@@ -127,7 +127,8 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from .engine.imp import IMPExperiment, run_directory
+    from .launch.session import experiment
+    from .runs.directory import run_path
 
     from .base.machine import load_warning, set_threads
     from .config.files import printable_config, resolved_defaults
@@ -144,8 +145,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     warning = load_warning()
     if warning:
         print(f"{PROG}: {warning}", file=sys.stderr)
-    exp = IMPExperiment(cfg, run_dir=None, progress=False if ns.quiet else None)
-    exp.run_dir = run_directory(cfg)
+    exp = experiment(cfg, run_path(cfg), progress=False if ns.quiet else None)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         exp.run()

@@ -17,7 +17,7 @@ from .export import run_model
 from ..pruning.masks import Masks
 from ..runs.directory import RunDirectory
 from ..base.text import format_table
-from ..runs.layout import check_masks_fit, model_state, round_masks, saved_rounds
+from ..runs.layout import SPEED_FILE, check_masks_fit, model_state, round_masks, saved_rounds
 from .sparse_inference import BATCHES, available_kernels, measure
 
 WHOLE_COLUMNS = ["round", "remaining_pct", "batch", "threads", "dense_us", "sparse_us", "speedup",
@@ -125,7 +125,7 @@ def _write(run: Path, whole, layers, meta) -> None:
     from ..report.figures import save_figure, speedup_figure
 
     out = RunDirectory(run)
-    out.write_json("speed.json", {**meta, "whole": whole, "layers": layers})
+    out.write_json(SPEED_FILE, {**meta, "whole": whole, "layers": layers})
     out.write_csv("speed.csv", [{c: r.get(c) for c in WHOLE_COLUMNS} for r in whole])
     out.write_csv("speed_layers.csv", [{c: r.get(c) for c in LAYER_COLUMNS} for r in layers])
     save_figure(speedup_figure(whole), run / "figures" / "speedup.png")

@@ -1,42 +1,39 @@
-"""The IMP loop of SPEC section 3: warm-up, rewind point, reference flows, prune/rewind/train rounds,
-repeated over trials. Progress is written to the run directory after every round."""
+"""The IMP loop of SPEC section 3: warm-up, rewind point, reference flows, then per round prune,
+rewind, train with checks, record; repeated over trials. The loop computes and tells its
+observers (:mod:`incop.engine.events`) what happened; records, files, trackers, progress bars and
+figures are theirs, so nothing here writes a file."""
 from __future__ import annotations
 
 import copy
-import shutil
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import __version__
-from .precision import Compute, precision_warning
-from ..config.schema import RunConfig, flag_name
+from ..base.errors import UsageError
+from ..base.text import count
 from ..base.timepoints import parse_point
+from ..config.methods import resolve
+from ..config.schema import RunConfig, flag_name
 from ..data.batches import source_size, train_batches
 from ..data.datasets import RawDataset, load_raw
-from ..base.errors import UsageError
-from .failures import Diverged, Untrained, diverged_error, diverged_event
-from ..stopping.flows import activation_similarity, layer_activations, monitored_layers
 from ..pruning.masks import Masks, skipped_rows
-from .trial_inputs import TrialInputs, TrialInputsFactory, registry_inputs
-from .learned import advice, dense_verdict
-from ..config.methods import resolve
 from ..pruning.rules import RULES, reached_target, trim_to_target
-from ..runs.records import (PREVIOUS_PROGRESS_FILE, PROGRESS_FILE, RunRecords, RunStore,
-                            criterion_report)
-from ..runs.directory import RunDirectory, run_path
-from ..base.text import count
-from ..runs.tables import layer_table_text, summary_table, ticket_table
-from .runtime import (TICKET_ROUND, WARMUP_ROUND, resolve_device, round_seed, seed_everything,  # noqa: F401
-                      versions)
-from .schedules import LRSchedule
 from ..stopping.criteria import FixedEpochs, flow_monitor, round_criteria
-from ..track.tensorboard import NoTracker, make_tracker
+from ..stopping.flows import activation_similarity, layer_activations, monitored_layers
+from .events import Console, Observer, Observers
+from .failures import Diverged, Untrained, diverged_error, diverged_event
+from .learned import advice, dense_verdict
+from .precision import Compute, precision_warning
+from .progress import ProgressBars
+from .records import RunRecords, criterion_report, round_rows, ticket_row
+from .runtime import TICKET_ROUND, WARMUP_ROUND, resolve_device, round_seed, seed_everything
+from .schedules import LRSchedule
+from .tables import layer_table_text, summary_table, ticket_table
+from .trial_inputs import TrialInputs, TrialInputsFactory, registry_inputs
 from .training import (CheckRecord, epochs_to_iterations, evaluate, iterations_per_epoch,
                        make_optimizer, rewind_iteration, train_round)
 
@@ -53,30 +50,31 @@ class TrialResult:
 
 class IMPExperiment:
     """Runs ``cfg.experiment.num_trial`` trials of the IMP search (SPEC section 3). What is
-    measured goes to ``self.records``; with a run directory, ``RunStore`` persists it."""
+    measured goes to ``self.records``; ``observers`` follow the run (a run directory, trackers,
+    figures: see :func:`incop.launch.session.experiment`, which adds them for a run directory)."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Optional[RunDirectory] = None,
-                 raw: Optional[RawDataset] = None, progress: Optional[bool] = None,
-                 echo: Callable[[str], None] = print,
+    def __init__(self, cfg: RunConfig, raw: Optional[RawDataset] = None,
+                 progress: Optional[bool] = None, echo: Callable[[str], None] = print,
                  inputs: Optional[TrialInputsFactory] = None,
-                 name: Callable[[str], str] = flag_name) -> None:
+                 name: Callable[[str], str] = flag_name,
+                 observers: Sequence[Observer] = ()) -> None:
         """``inputs(trial, seed)`` supplies each trial's model and data; by default they come
         from the model and dataset registries named in ``cfg``. ``name`` is how advice names
-        a setting (a flag, or a config field for API users)."""
+        a setting (a flag, or a config field for API users). ``echo`` receives the lines a run
+        prints; ``progress`` None shows bars on a terminal only."""
         self.cfg = cfg
-        self.run_dir = run_dir
         self.raw = raw
         self.inputs = inputs or self._registry_inputs
-        self.progress_disabled = None if progress is None else not progress
-        self.echo = echo
         self.name = name
         self.device = resolve_device(cfg.experiment.device, cfg.experiment.gpu_id)
         self.compute = Compute(self.device, cfg.train.precision)  # checked before any work
         self.rule_name, self.criterion_name, self.epsilon = resolve(cfg.prune)
         self.rule = RULES.get(self.rule_name)(cfg.prune)
-        self.records = RunRecords()
-        self.store: Optional[RunStore] = None
-        self.tracker = NoTracker()
+        self.run_dir = None  # set by whoever adds a run directory's observers
+        self.records = RunRecords()  # first, so the others see a round's rows once it ended
+        self.events = Observers([self.records, Console(echo),
+                                 ProgressBars(None if progress is None else not progress),
+                                 *observers])
         self._trial = 0
 
     # the records, by their view names
@@ -86,40 +84,31 @@ class IMPExperiment:
     similarity = property(lambda self: self.records.similarity)
     trials = property(lambda self: self.records.trials)
 
+    def observe(self, *observers: Observer) -> "IMPExperiment":
+        """Add observers of the run's events, after those already there."""
+        self.events.observers.extend(observers)
+        return self
+
     # ------------------------------------------------------------------ whole experiment
     def run(self) -> List[TrialResult]:
-        """Run every trial not finished yet; a run directory with progress is resumed. Only one
-        process at a time may work in a run directory."""
-        if self.run_dir is None:
-            return self._run()
+        """Run every trial not finished yet; an observer holding saved progress (a run
+        directory) resumes it. Bad input found before any training is ``refused``, so nothing
+        is left behind; whatever happens, observers are ``closed``."""
         try:
-            with self.run_dir.lock():
-                return self._run()
+            self.events.started()
+            return self._run()
         except UsageError as e:
             if not isinstance(e, (Diverged, Untrained)):
-                self._discard_if_nothing_computed()
+                self.events.refused()
             raise
-
-    def _discard_if_nothing_computed(self) -> None:
-        """A run refused before it trained anything leaves no stub directory behind."""
-        path = self.run_dir.path
-        if self.records.trials or any((path / n).exists() for n in (PROGRESS_FILE,
-                                                                     PREVIOUS_PROGRESS_FILE)):
-            return
-        if path.absolute() in self.run_dir.created:
-            shutil.rmtree(path, ignore_errors=True)
-        self.run_dir.discard(["config.json", ".lock", "log.txt"])
+        finally:
+            self.events.closed()
 
     def _run(self) -> List[TrialResult]:
         cfg = self.cfg
-        progress = None
-        if self.run_dir:
-            self.store = RunStore(self.run_dir, cfg, versions(), self._say)
-            progress = self.store.start()
+        progress = self.events.resume()
         if progress:
-            self.records = RunRecords.from_state(progress["records"], progress["finished"])
-        self.tracker = make_tracker(cfg.experiment.tensorboard,
-                                    self.run_dir.path if self.run_dir else None, self.records)
+            self.records.restore(progress["records"], progress["finished"])
         if self.raw is None and self.inputs == self._registry_inputs:
             self.raw = load_raw(cfg.data.dataset, cfg.data.data_dir, cfg.data.image_size)
         source = f" [{self.raw.source}]" if self.raw is not None else ""
@@ -145,6 +134,11 @@ class IMPExperiment:
                 continue
             resume = state if state and state["index"] == t else None
             results.append(self.run_trial(t, cfg.experiment.seed + t, resume))
+        self._summarise()
+        return results
+
+    def _summarise(self) -> None:
+        """The end-of-run tables and notes, then ``completed``."""
         self._say("\n" + summary_table(self.rounds))
         if self.records.tickets:
             self._say("\n" + ticket_table(self.records.tickets))
@@ -158,22 +152,10 @@ class IMPExperiment:
             if warm.get("untrained"):
                 self._say(f"\nNOTE: trial {warm['trial']}'s search ran on an untrained network "
                           f"(--allow_untrained): {warm['untrained']}")
-        if self.store:
-            self.store.finish(self.records, criterion)
-            from ..report.figures import save_run_figures
-            from ..runs.reading import load_run
-
-            save_run_figures([load_run(self.run_dir.path)], self.run_dir.path / "figures")
-            self.tracker.figures(self.run_dir.path / "figures")
-            self._say(f"results and figures in {self.run_dir.path}")
-        self.tracker.close()
-        return results
+        self.events.completed(self.records, criterion)
 
     def _say(self, msg: str) -> None:
-        self.echo(msg)
-        sys.stdout.flush()
-        if self.run_dir:
-            self.run_dir.log(msg)
+        self.events.line(msg)
 
     # ------------------------------------------------------------------ one trial
     def run_trial(self, trial: int, seed: int, resume: Optional[Dict[str, Any]] = None) -> TrialResult:
@@ -221,9 +203,8 @@ class IMPExperiment:
         result = TrialResult(seed, warmup)
         search_over = resume is not None and resume.get("ticket_pending", False)
         rounds = range(first_round, 0 if search_over else cfg.experiment.imp_total_iter)
-        bar = tqdm(rounds, desc=f"trial {trial} rounds", disable=self.progress_disabled,
-                   file=sys.stderr, dynamic_ncols=True)
-        for k in bar:
+        self.events.trial_started(trial, rounds)
+        for k in rounds:
             t0 = time.perf_counter()
             info: Dict[str, Any] = {}
             if k > 0:  # prune the trained survivors
@@ -236,7 +217,6 @@ class IMPExperiment:
             outcome = self._train(model, masks, data, seed, k, cfg.train.epochs, criteria,
                                   f"round {k}")
             if outcome.stop_reason == "diverged":
-                bar.close()
                 self._diverged(trial, k, outcome.epochs, data)
             t0 = time.perf_counter()
             test_acc = evaluate(model, data.test, self.compute)[0] if data.test is not None else None
@@ -244,24 +224,21 @@ class IMPExperiment:
             t0 = time.perf_counter()
             sims = activation_similarity(reference_acts, layer_activations(model, layers, probe_x))
             times["similarity"] = time.perf_counter() - t0
-            record = self.records.add_round(trial, seed, k, masks, outcome, test_acc, info, times)
-            self.tracker.round(record)
-            self.records.add_details(trial, k, masks, outcome.history, layers, sims, skipped)
-            bar.set_postfix(remaining=f"{record['remaining_pct']:.1f}%",
-                            val=f"{record['val_acc']:.1f}", epochs=f"{outcome.epochs:.2f}")
+            rows = round_rows(trial, seed, k, masks, outcome, test_acc, info, times, layers, sims,
+                              skipped)
+            record = rows["round"]
+            last = (k == cfg.experiment.imp_total_iter - 1
+                    or reached_target(masks, cfg.prune.target_remaining))
+            self._round_done(trial, seed, k, rows, model, masks, saved, last)
             self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
                       f"{count(outcome.epochs, 'epoch')}, {count(outcome.checks, 'check')} "
                       f"({outcome.stop_reason}), val {record['val_acc']:.2f}%, test "
                       f"{_pct(test_acc)}")
-            last = (k == cfg.experiment.imp_total_iter - 1
-                    or reached_target(masks, cfg.prune.target_remaining))
-            self._round_done(trial, seed, k, model, masks, saved, last)
             if k == 0 and cfg.train.warmup == 0:
                 self._check_learned(trial, data, None)
             if last:
                 break
-        bar.close()
-        result.rounds = [r for r in self.rounds if r["trial"] == trial]
+        result.rounds = self.records.trial_rounds(trial)
         result.model, result.masks = model, masks
         if cfg.train.ticket_epochs > 0:
             result.ticket = self._ticket(trial, seed, masks, rewind_state, data)
@@ -281,15 +258,11 @@ class IMPExperiment:
         if outcome.stop_reason == "diverged":
             self._diverged(trial, "ticket", outcome.epochs, data)
         test_acc = evaluate(model, data.test, self.compute)[0] if data.test is not None else None
-        row = self.records.add_ticket(trial, seed, ticket_masks, outcome, test_acc)
-        self.tracker.ticket(row)
+        row = ticket_row(trial, seed, ticket_masks, outcome, test_acc)
+        self.events.ticket_ended(trial, row, model, ticket_masks)
         self._say(f"trial {trial} ticket: {row['remaining_pct']:.2f}% remaining, retrained "
-                  f"{count(outcome.epochs, 'epoch')} from the rewind point, val {row['val_acc']:.2f}%, "
-                  f"test {_pct(test_acc)}")
-        self.records.finished.append(trial)
-        if self.store:
-            self.store.save_model(model, ticket_masks, trial, None)
-            self.store.save_progress(self.records, None)
+                  f"{count(outcome.epochs, 'epoch')} from the rewind point, val "
+                  f"{row['val_acc']:.2f}%, test {_pct(test_acc)}")
         return model
 
     def _initial_masks(self, model, resume: Optional[Dict[str, Any]]) -> Masks:
@@ -303,29 +276,24 @@ class IMPExperiment:
                              "weight, or all excluded); name some with --prune_include")
         return masks
 
-    def _round_done(self, trial, seed, k, model, masks, saved: Dict[str, Any], last) -> None:
-        """Mark the trial finished after its last round (or ticket-pending), and save what a
-        resume needs."""
+    def _round_done(self, trial, seed, k, rows, model, masks, saved: Dict[str, Any],
+                    last: bool) -> None:
+        """Tell the observers, with what a resume needs unless the trial is over (its last
+        round, and no ticket to train)."""
         ticket_pending = last and self.cfg.train.ticket_epochs > 0
-        if last and not ticket_pending:
-            self.records.finished.append(trial)
-        if not self.store:
-            return
-        self.store.save_model(model, masks, trial, k)
         state = None
         if not last or ticket_pending:
             state = {"index": trial, "seed": seed, "round": k, "model": model.state_dict(),
                      "masks": masks.state_dict(), "ticket_pending": ticket_pending, **saved}
-        self.store.save_round(self.records, trial, k, masks, state)
+        self.events.round_ended(trial, k, rows, model, masks, state)
 
     def _diverged(self, trial: int, k, epoch: float, data: TrialInputs) -> None:
-        """A non-finite loss: record what happened beside (never as) the completed rounds, and
-        stop the run. The progress file still ends at the last completed round."""
+        """A non-finite loss: tell the observers what happened (beside, never as, the completed
+        rounds), and stop the run."""
         lr, done = self.cfg.train.lr, len(self.rounds)
-        if self.run_dir:
-            self.run_dir.write_json("diverged.json", diverged_event(trial, k, epoch, lr, done))
+        self.events.diverged(diverged_event(trial, k, epoch, lr, done))
         raise diverged_error(trial, k, epoch, lr, self.name("train.lr"), done,
-                             str(self.run_dir.path) if self.run_dir else None, data.train)
+                             self.events.kept_in(), data.train)
 
     def _check_learned(self, trial: int, data: TrialInputs, state: Optional[Dict[str, Any]]) -> None:
         """Stop with one line when the trained dense network is still at chance: after the
@@ -341,14 +309,14 @@ class IMPExperiment:
         if cfg.experiment.allow_untrained:
             self._say(f"WARNING: trial {trial}: {note}; continuing (--allow_untrained)")
             return
-        if self.store and state is not None:  # (round 0's progress is saved already)
-            self.store.save_progress(self.records, state)
+        self.events.untrained(trial, note, state)  # persistence keeps the warm-up
+        kept = self.events.kept_in() is not None
         raise Untrained(f"trial {trial}: {note}; the search would prune noise. "
                         + advice(cfg.model.arch, cfg.train.lr, cfg.train.momentum, cfg.train.warmup,
                                  self.name)
                         + (f"; its training is saved, so adding "
                            f"{self.name('experiment.allow_untrained')} continues from there"
-                           if self.store else ""))
+                           if kept else ""))
 
     def _registry_inputs(self, trial: int, seed: int) -> TrialInputs:
         """The model and dataset named in the config, split by the trial's seed."""
@@ -390,7 +358,7 @@ class IMPExperiment:
                   "train_size": source_size(data.train), "val_size": source_size(data.val),
                   "test_size": source_size(data.test) if data.test is not None else None,
                   "probe_size": probe_size}
-        self.records.trials.append(warmup)
+        self.events.warmed_up(trial, warmup)
         self._say(f"trial {trial} (seed {seed}): dense warm-up {count(cfg.train.warmup, 'epoch')}, "
                   f"val {warm_val:.2f}%, test {_pct(warm_test)}; rewind point: iteration {at}")
         dense = copy.deepcopy(model.state_dict())
@@ -409,31 +377,19 @@ class IMPExperiment:
         schedule = LRSchedule(cfg.train.lr_schedule, cfg.train.lr_milestones, cfg.train.lr_gamma)
         every = parse_point(cfg.prune.check_every, "--check_every") if check_every == "round" \
             else check_every
-        bar = tqdm(total=epochs_to_iterations(epochs, iterations_per_epoch(batches)), desc=label, leave=False,
-                   disable=self.progress_disabled, file=sys.stderr, dynamic_ncols=True, unit="it")
+        self.events.training_started(label, epochs_to_iterations(epochs, iterations_per_epoch(batches)))
 
         def tick(rec: CheckRecord) -> None:
-            self.tracker.check(self._trial, k, rec)
-            bar.update(rec.iteration - bar.n)
-            shown = {"loss": f"{rec.train_loss:.3f}"}
-            if rec.val_acc is not None:
-                shown["val"] = f"{rec.val_acc:.1f}"
-            if rec.distance is not None:
-                shown["dist"] = f"{rec.distance:.3f}"
-            bar.set_postfix(**shown)
+            self.events.checked(self._trial, k, rec)
 
         try:
             return train_round(model, optimizer, masks, batches, data.val, epochs, criteria, tick,
                                check_every=every, schedule=schedule, on_step=on_step,
                                compute=self.compute)
         finally:
-            bar.close()
+            self.events.training_ended()
 
 
 def _pct(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.2f}%"
 
-
-def run_directory(cfg: RunConfig) -> RunDirectory:
-    """The run's directory, created and checked writable."""
-    return RunDirectory(run_path(cfg))

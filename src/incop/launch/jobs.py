@@ -40,15 +40,14 @@ class JobResult:
 
 def run_job(cfg_dict: Dict[str, Any]) -> JobResult:
     """Run one configuration to completion (resuming it if it was started); never raises."""
-    from ..engine.imp import IMPExperiment
-    from ..runs.directory import RunDirectory
+    from .session import experiment
 
     cfg = RunConfig.from_dict(cfg_dict).validate()
     path = run_path(cfg)
     if is_finished(path):
         return JobResult(str(path), "skipped")
     try:
-        IMPExperiment(cfg, run_dir=RunDirectory(path), progress=False, echo=lambda s: None).run()
+        experiment(cfg, path, progress=False, echo=lambda s: None).run()
         return JobResult(str(path), "done")
     except UsageError as e:
         return JobResult(str(path), f"failed: {e}")

@@ -3,14 +3,16 @@ pyplot state), saved as PNG."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
-from ..runs.reading import RunData
+from ..engine.events import Observer
+from ..runs.layout import FIGURES_FOLDER
+from ..runs.reading import RunData, load_run
 from ..base.files import atomic_write
 from ..base.text import count
 
@@ -278,3 +280,15 @@ def save_run_figures(runs: Sequence[RunData], out_dir: Path) -> List[Path]:
             save_figure(fig, out_dir / name)
             saved.append(out_dir / name)
     return saved
+
+
+class RunFigures(Observer):
+    """The end-of-run figures of a run directory, drawn once its search is finished (an observer
+    of the IMP loop); ``say`` tells where the results are."""
+
+    def __init__(self, run_path: Path, say: Callable[[str], None]) -> None:
+        self.run_path, self.say = Path(run_path), say
+
+    def completed(self, records, criterion) -> None:
+        save_run_figures([load_run(self.run_path)], self.run_path / FIGURES_FOLDER)
+        self.say(f"results and figures in {self.run_path}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from ..base.errors import UsageError
+from .layout import LOCK_FILE, LOG_FILE
 from ..base.files import _open_no_follow, atomic_write, atomic_write_text, check_links, open_in_run
 
 
@@ -82,7 +83,7 @@ class RunDirectory:
     def lock(self) -> Iterator[None]:
         """Hold ``.lock`` (an flock, released by the kernel even if the process is killed) so a
         second process on the same run directory refuses instead of corrupting it."""
-        path = self.path / ".lock"
+        path = self.path / LOCK_FILE
         with _open_no_follow(path, os.O_RDWR | os.O_CREAT, "r+") as f:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -122,7 +123,7 @@ class RunDirectory:
         atomic_write(self.path / name, lambda f: torch.save(obj, f), keep_previous)
 
     def log(self, line: str) -> None:
-        with open_in_run(self.path / "log.txt", "a") as f:
+        with open_in_run(self.path / LOG_FILE, "a") as f:
             f.write(line.rstrip("\n") + "\n")
 
 

@@ -1,5 +1,5 @@
-"""Where a run directory keeps its networks, and how to read them back whatever release wrote
-them. Since 0.2: ``masks/trial{t}_round{k}.pt`` (packed bits) and ``models/trial{t}_round{k}.pt``
+"""A run directory's layout: every file name it holds is defined here, once. Its networks are
+read back here too, whatever release wrote them. Since 0.2: ``masks/trial{t}_round{k}.pt`` (packed bits) and ``models/trial{t}_round{k}.pt``
 / ``models/trial{t}_ticket.pt`` (sparse: surviving values plus packed mask). Earlier runs: bool
 masks and dense ``model_trial{t}.pt`` / ``ticket_trial{t}.pt`` for the final round only."""
 from __future__ import annotations
@@ -13,6 +13,24 @@ from torch import nn
 
 from ..base.errors import UsageError
 from ..pruning.sparse_files import BadFile, dense_state_dict, load_tensors, read_masks
+
+
+CONFIG_FILE = "config.json"        # the configuration, with versions and a checksum
+PROGRESS_FILE = "progress.pt"       # what a resume needs (the records alone once finished)
+PREVIOUS_PROGRESS_FILE = "progress.prev.pt"  # the progress file it replaced
+SUMMARY_FILE = "summary.json"       # per round mean and std; "complete" once finished
+SUMMARY_CSV = "summary.csv"
+DIVERGED_FILE = "diverged.json"     # a non-finite loss, beside (never among) the results
+LOCK_FILE = ".lock"                 # held (flock) by the one process working in the run
+LOG_FILE = "log.txt"                # what the run printed
+SPEED_FILE = "speed.json"           # incop speed's measurements
+FIGURES_FOLDER = "figures"
+TENSORBOARD_FOLDER = "tensorboard"
+
+
+def view_names(records: str) -> tuple:
+    """The JSON and CSV views of one kind of records (rounds, epochs, ...)."""
+    return f"{records}.json", f"{records}.csv"
 
 
 def masks_name(trial: int, k: int) -> str:

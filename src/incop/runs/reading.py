@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 from ..config.identity import read_checked_config
 from ..base.errors import UsageError
 from ..base.files import check_links, open_in_run
+from .layout import CONFIG_FILE, PREVIOUS_PROGRESS_FILE, PROGRESS_FILE, SPEED_FILE, SUMMARY_FILE
 
 
 class BrokenRun(UsageError):
@@ -143,10 +144,9 @@ def run_config(path: Path) -> Dict[str, Any]:
         check_links(path)
     except UsageError as e:
         raise BrokenRun(str(e)) from None
-    config = read_checked_config(path / "config.json")
+    config = read_checked_config(path / CONFIG_FILE)
     if config is not None:
-        return check_run_config(config, path / "config.json")
-    from .records import PREVIOUS_PROGRESS_FILE, PROGRESS_FILE
+        return check_run_config(config, path / CONFIG_FILE)
     import torch
 
     for name in (PROGRESS_FILE, PREVIOUS_PROGRESS_FILE):
@@ -164,7 +164,7 @@ def load_run(path: Path) -> RunData:
     config = run_config(path)
     rounds = _rows(path / "rounds.json", ROUND_NUMBERS + ("stop_reason",), ROUND_NUMBERS)
     trials = _rows(path / "trials.json") if (path / "trials.json").exists() else []
-    summary = path / "summary.json"
+    summary = path / SUMMARY_FILE
     complete = False
     if summary.exists():
         content = _read_json(summary)
@@ -231,7 +231,7 @@ def find_runs(paths: Iterable[str], warn: Optional[Callable[[str], None]] = None
 
 def final_speedup(run: Path, batch: int = 64, threads: int = 1) -> Optional[float]:
     """The last round's whole-model speed-up at ``batch`` and ``threads``, if measured."""
-    path = Path(run) / "speed.json"
+    path = Path(run) / SPEED_FILE
     if not path.is_file():
         return None
     try:
