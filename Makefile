@@ -19,7 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[test,export,tensorboard]'
+	$(PIP) -e '.[test,export,tensorboard,wandb]'
 	touch $(STAMP)
 
 # Installs dataset-fashion-mnist when it is missing and apt is usable; never fails the build.

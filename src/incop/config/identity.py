@@ -64,7 +64,8 @@ LATER_OPTIONS = {("prune", "target_remaining"): None, ("prune", "include"): None
                  ("train", "lr_milestones"): None, ("train", "lr_gamma"): 0.1,
                  ("train", "rewind_to"): "warmup", ("train", "ticket_epochs"): 0,
                  ("train", "precision"): "fp32", ("train", "channels_last"): "auto",
-                 ("experiment", "threads"): None,
+                 ("experiment", "threads"): None, ("experiment", "wandb"): False,
+                 ("experiment", "wandb_project"): None,
                  # runs made before --net_init existed used PyTorch's initialisation
                  ("model", "init"): "pytorch", ("data", "image_size"): None}
 
@@ -94,7 +95,7 @@ def comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
 
 
 WHERE_NOT_WHAT = ("output_dir", "run_name", "device", "gpu_id", "threads", "allow_untrained",
-                  "download", "tensorboard")
+                  "download", "tensorboard", "wandb", "wandb_project")
 
 
 def _checksum(cfg: Dict[str, Any]) -> str:

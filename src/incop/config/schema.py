@@ -135,6 +135,10 @@ class ExperimentConfig:
                          "checked by MD5; nothing is downloaded without it")
     tensorboard: bool = opt(False, "tensorboard", "also write TensorBoard event files into the "
                             "run directory (pip install 'incop[tensorboard]')")
+    wandb: bool = opt(False, "wandb", "also log the run to Weights & Biases (pip install "
+                      "'incop[wandb]'; WANDB_MODE=offline keeps it on disk)")
+    wandb_project: Optional[str] = opt(None, "wandb_project", "the Weights & Biases project "
+                                       "(default: incop)")
     allow_untrained: bool = opt(False, "allow_untrained", "go on when the dense network is "
                                 "still at chance after its warm-up (the summary then says the "
                                 "search ran on an untrained network)")

@@ -88,7 +88,7 @@ def dense_verdict(warmup: Dict[str, Any], round0: Optional[Dict[str, Any]], warm
 
 def advice(arch: str, lr: float, momentum: float, warmup: float,
            name: Callable[[str], str] = flag_name) -> str:
-    """What to try, in the order that has worked here (README, 'When the network does not
+    """What to try, in the order that has worked here (docs/training.md, 'When the network does not
     learn'); ``name`` says a setting as the user sets it (a flag, or an API config field)."""
     tips = []
     if not arch.endswith("_bn") and arch.startswith("vgg"):

@@ -86,7 +86,7 @@ FP32 = Compute()
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 natively. CPUs without AVX-512 BF16 or AMX emulate it:
     on an AVX2 machine bf16 autocast steps measured 3.4x (LeNet-300-100) to 13x (conv4)
-    slower than fp32 (README, "Speed")."""
+    slower than fp32 (docs/training.md, "Speed")."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     try:

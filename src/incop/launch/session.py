@@ -26,23 +26,28 @@ def experiment(cfg: RunConfig, run_path: Optional[Path] = None, *,
     The experiment is built first, so what it refuses (a device, a precision) leaves no
     directory behind. ``exp.run_dir`` is the run directory (or None)."""
     exp = IMPExperiment(cfg, raw=raw, progress=progress, echo=echo, inputs=inputs, name=name)
+    followers = trackers(cfg, run_path, exp.records, name)  # a missing package: refused here
     run_dir = exp.run_dir = RunDirectory(run_path) if run_path is not None else None
-    if run_dir is not None:
+    if run_dir is not None:  # the directory first: the trackers read what it writes
         exp.observe(RunStore(run_dir, cfg, exp.records, exp.events.line),
                     RunFigures(run_dir.path, exp.events.line))
-    exp.observe(*trackers(cfg, run_dir, exp.records, name))
+    exp.observe(*followers)
     return exp
 
 
-def trackers(cfg: RunConfig, run_dir: Optional[RunDirectory], records,
+def trackers(cfg: RunConfig, run_path: Optional[Path], records,
              name: Callable[[str], str] = flag_name) -> List[Observer]:
-    """The experiment trackers ``cfg`` asks for; they follow the run directory's files."""
+    """The experiment trackers ``cfg`` asks for, writing nothing before the run starts."""
     out: List[Observer] = []
     if cfg.experiment.tensorboard:
-        if run_dir is None:
+        if run_path is None:
             raise UsageError(f"{name('experiment.tensorboard')} writes into the run directory; "
                              f"give prune_model an output_dir")
         from ..track.tensorboard import TensorBoardTracker
 
-        out.append(TensorBoardTracker(run_dir.path, records))
+        out.append(TensorBoardTracker(run_path, records))
+    if cfg.experiment.wandb:
+        from ..track.wandb import WandbTracker
+
+        out.append(WandbTracker(cfg, run_path, records, cfg.experiment.wandb_project))
     return out

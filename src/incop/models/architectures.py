@@ -206,7 +206,7 @@ def kaiming_init(model: nn.Module) -> nn.Module:
     """OpenLTH's initialisation: Kaiming normal (fan-in, ReLU gain) for every Conv and Linear
     weight, zero biases, batch-norm scale 1 and shift 0. Unlike PyTorch's default (variance
     1/(3 fan-in), a sixth of what ReLU needs), it keeps the signal's scale through depth: with
-    it vgg16 without batch norm learns at lr 0.01 without momentum (README, 'When the network
+    it vgg16 without batch norm learns at lr 0.01 without momentum (docs/training.md, 'When the network
     does not learn')."""
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):

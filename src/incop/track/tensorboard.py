@@ -16,16 +16,19 @@ from .scalars import ROUND_SCALARS, TICKET_SCALARS, check_step, check_values
 
 class TensorBoardTracker(Observer):
     def __init__(self, run_path: Path, records) -> None:
-        try:
+        try:  # checked now: a missing package is refused before anything is written
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise UsageError("--tensorboard needs the tensorboard package, which is not "
                              "installed; pip install 'incop[tensorboard]'") from None
         self.run_path = Path(run_path)
-        self.writer = SummaryWriter(str(self.run_path / TENSORBOARD_FOLDER))
+        self._writer_class, self.writer = SummaryWriter, None
         self.records = records
         # trial -> (round, this trial's checks before that round, checks logged in it)
         self._round: Dict[int, Tuple[int, int, int]] = {}
+
+    def started(self) -> None:
+        self.writer = self._writer_class(str(self.run_path / TENSORBOARD_FOLDER))
 
     def checked(self, trial: int, k: int, check) -> None:
         part, step = check_step(self._round, self.records, trial, k, check)
@@ -53,4 +56,5 @@ class TensorBoardTracker(Observer):
                                   dataformats="HWC")
 
     def closed(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
