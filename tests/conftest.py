@@ -100,16 +100,16 @@ def kill_at(monkeypatch, n_call: int) -> None:
 
 def spy_round_starts(monkeypatch):
     """The model's state at the start of every training run (warm-up, rounds, ticket)."""
-    import incop.engine.imp as imp_module
+    import incop.engine.training as training_module
 
     starts = []
-    real = imp_module.train_round
+    real = training_module.train_round
 
     def spy(model, *args, **kwargs):
         starts.append(copy.deepcopy(model.state_dict()))
         return real(model, *args, **kwargs)
 
-    monkeypatch.setattr(imp_module, "train_round", spy)
+    monkeypatch.setattr(training_module, "train_round", spy)
     return starts
 
 

@@ -197,14 +197,28 @@ def test_examples_run(script, args, expect, tmp_path):
         assert {p.name for p in (tmp_path / "exp").iterdir()} >= {"pruned_plain.pt", "pruned_torch_prune.pt", "masks.pt"}
 
 
-def test_readme_api_example_works_as_written(tmp_path, monkeypatch):
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Python API"):]
+def _python_block(text: str) -> str:
+    start = text.index("```python") + len("```python")
+    return text[start:text.index("```\n", start)]
+
+
+def test_the_readme_python_task_works_as_written(tmp_path, monkeypatch):
+    code = _python_block((ROOT / "README.md").read_text())
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert 0 < namespace["result"].remaining_fraction < 1
+    assert (tmp_path / "masks.pt").exists()
+
+
+def test_the_api_page_example_works_as_written(tmp_path, monkeypatch):
+    text = (ROOT / "docs" / "api.md").read_text()
+    section = text[text.index("# Python API"):]
     code = section[section.index("```python") + len("```python"):section.index("```\n", section.index("```python") + 9)]
     assert len(code.strip().splitlines()) <= 15
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/api.md", "exec"), namespace)
     result = namespace["result"]
     assert 0 < result.remaining_fraction < 1 and len(result.rounds) == 4
     fresh = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))

@@ -15,7 +15,6 @@ from torch import nn
 from .. import __version__
 from ..base.errors import UsageError
 from ..base.text import count
-from ..base.timepoints import parse_point
 from ..config.methods import resolve
 from ..config.schema import RunConfig, flag_name
 from ..data.batches import source_size, train_batches
@@ -30,12 +29,11 @@ from .learned import advice, dense_verdict
 from .precision import Compute, precision_warning
 from .progress import ProgressBars
 from .records import RunRecords, criterion_report, round_rows, ticket_row
-from .runtime import TICKET_ROUND, WARMUP_ROUND, resolve_device, round_seed, seed_everything
-from .schedules import LRSchedule
-from .tables import layer_table_text, summary_table, ticket_table
+from .runtime import TICKET_ROUND, WARMUP_ROUND, resolve_device, seed_everything
+from .tables import end_of_run_text
 from .trial_inputs import TrialInputs, TrialInputsFactory, registry_inputs
-from .training import (CheckRecord, epochs_to_iterations, evaluate, iterations_per_epoch,
-                       make_optimizer, rewind_iteration, train_round)
+from .training import (evaluate, iterations_per_epoch, planned_iterations, rewind_iteration,
+                       train_run)
 
 
 @dataclass
@@ -139,19 +137,9 @@ class IMPExperiment:
 
     def _summarise(self) -> None:
         """The end-of-run tables and notes, then ``completed``."""
-        self._say("\n" + summary_table(self.rounds))
-        if self.records.tickets:
-            self._say("\n" + ticket_table(self.records.tickets))
-        layer_rows = self.records.final_layer_rows()
-        self._say(f"\nper-layer sparsity, trial {layer_rows[0]['trial']} after round "
-                  f"{layer_rows[0]['round']}:\n" + layer_table_text(layer_rows))
         criterion = criterion_report(self.rounds, self.criterion_name, self.epsilon)
-        if criterion["note"]:
-            self._say(f"\nNOTE: {criterion['note']}")
-        for warm in self.records.trials:
-            if warm.get("untrained"):
-                self._say(f"\nNOTE: trial {warm['trial']}'s search ran on an untrained network "
-                          f"(--allow_untrained): {warm['untrained']}")
+        for text in end_of_run_text(self.records, criterion):
+            self._say(text)
         self.events.completed(self.records, criterion)
 
     def _say(self, msg: str) -> None:
@@ -366,26 +354,12 @@ class IMPExperiment:
 
     def _train(self, model, masks, data: TrialInputs, seed: int, k: int, epochs: float,
                criteria, label: str, on_step=None, check_every="round"):
-        """One training run (warm-up, round or ticket) from the model's current state, seeded
-        by ``(seed, k)``, with a fresh optimizer and the learning-rate schedule restarted.
-        Rounds are checked every --check_every; the warm-up and the ticket every epoch."""
-        cfg = self.cfg
-        torch.manual_seed(round_seed(seed, k))
-        gen = torch.Generator().manual_seed(round_seed(seed, k))
-        batches = train_batches(data.train, cfg.data.batch_size, gen)
-        optimizer = make_optimizer(model, cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
-        schedule = LRSchedule(cfg.train.lr_schedule, cfg.train.lr_milestones, cfg.train.lr_gamma)
-        every = parse_point(cfg.prune.check_every, "--check_every") if check_every == "round" \
-            else check_every
-        self.events.training_started(label, epochs_to_iterations(epochs, iterations_per_epoch(batches)))
-
-        def tick(rec: CheckRecord) -> None:
-            self.events.checked(self._trial, k, rec)
-
+        """One training run (warm-up, round or ticket), its checks told to the observers."""
+        self.events.training_started(label, planned_iterations(data.train, self.cfg, epochs))
         try:
-            return train_round(model, optimizer, masks, batches, data.val, epochs, criteria, tick,
-                               check_every=every, schedule=schedule, on_step=on_step,
-                               compute=self.compute)
+            return train_run(self.cfg, model, masks, data.train, data.val, seed, k, epochs,
+                             criteria, lambda rec: self.events.checked(self._trial, k, rec),
+                             self.compute, on_step, check_every)
         finally:
             self.events.training_ended()
 

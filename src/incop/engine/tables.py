@@ -67,3 +67,20 @@ def layer_table_text(rows: Sequence[Dict[str, Any]]) -> str:
     table = format_table(["layer", "shape", "weights", "remaining", "remaining %", "status"], body,
                          left=(0, 5))
     return "\n".join(line.rstrip() for line in table.splitlines())
+
+
+def end_of_run_text(records, criterion: Dict[str, Any]) -> List[str]:
+    """What a run prints at its end: the summary table, the tickets, the final per-layer
+    sparsity, and the notes (a criterion that measured nothing, an untrained network)."""
+    out = ["\n" + summary_table(records.rounds)]
+    if records.tickets:
+        out.append("\n" + ticket_table(records.tickets))
+    layer_rows = records.final_layer_rows()
+    out.append(f"\nper-layer sparsity, trial {layer_rows[0]['trial']} after round "
+               f"{layer_rows[0]['round']}:\n" + layer_table_text(layer_rows))
+    if criterion["note"]:
+        out.append(f"\nNOTE: {criterion['note']}")
+    out += [f"\nNOTE: trial {warm['trial']}'s search ran on an untrained network "
+            f"(--allow_untrained): {warm['untrained']}"
+            for warm in records.trials if warm.get("untrained")]
+    return out

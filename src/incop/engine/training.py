@@ -18,9 +18,10 @@ from torch.nn import functional as F
 
 from .precision import FP32, Compute
 from ..base.timepoints import parse_point
-from ..data.batches import Batch, DataSource, eval_batches
+from ..data.batches import Batch, DataSource, eval_batches, train_batches
 from ..base.errors import UsageError
 from ..pruning.masks import Masks
+from .runtime import round_seed
 from .schedules import LRSchedule
 from ..stopping.criteria import StoppingCriterion
 
@@ -263,3 +264,26 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
             outcome.stop_reason = reason
             break
     return outcome
+
+
+def planned_iterations(train, cfg, epochs: float) -> int:
+    """The iterations ``epochs`` of the training data come to (for a progress bar)."""
+    return epochs_to_iterations(epochs, iterations_per_epoch(
+        train_batches(train, cfg.data.batch_size, torch.Generator())))
+
+
+def train_run(cfg, model, masks, train, val, seed: int, k: int, epochs: float, criteria,
+              on_check, compute, on_step=None, check_every="round"):
+    """One training run as the configuration says (warm-up, round or ticket) from the model's
+    current state, seeded by ``(seed, k)``, with a fresh optimizer and the learning-rate
+    schedule restarted. Rounds are checked every --check_every; the warm-up and the ticket
+    every epoch (``check_every`` None)."""
+    torch.manual_seed(round_seed(seed, k))
+    gen = torch.Generator().manual_seed(round_seed(seed, k))
+    batches = train_batches(train, cfg.data.batch_size, gen)
+    optimizer = make_optimizer(model, cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
+    schedule = LRSchedule(cfg.train.lr_schedule, cfg.train.lr_milestones, cfg.train.lr_gamma)
+    every = parse_point(cfg.prune.check_every, "--check_every") if check_every == "round" \
+        else check_every
+    return train_round(model, optimizer, masks, batches, val, epochs, criteria, on_check,
+                       check_every=every, schedule=schedule, on_step=on_step, compute=compute)
