@@ -3,7 +3,7 @@
 The packages, from the ground up (each imports only those before it; tests/test_layers.py
 checks): base, then pruning, data and models, then stopping, config, engine, runs, track and
 report, deploy, launch; the Python API (``api``) and the command line (``cli``) on top."""
-__version__ = "0.1.0"
+from .base.version import __version__  # noqa: E402,F401
 
 from . import _moved  # noqa: E402
 _moved.install()  # incop 0.1's module paths (incop.speed, ...), forwarded for one release

@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Iterative magnitude pruning with InCoP stopping "
                      "(lth, sap, ciap/incop-if, giap/incop-gf).")
-    from . import __version__
+    from .base.version import __version__
 
     parser.add_argument("--version", action="version", version=f"incop {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)

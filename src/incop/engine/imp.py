@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from .. import __version__
+from ..base.version import __version__
 from ..base.errors import UsageError
 from ..base.text import count
 from ..config.methods import resolve

@@ -45,6 +45,6 @@ def versions() -> dict:
     """The software a run was computed with (stored in its config.json)."""
     import platform
 
-    from .. import __version__
+    from ..base.version import __version__
     return {"incop": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
