@@ -15,7 +15,7 @@ from torch import nn
 
 from ..base.errors import UsageError
 from ..pruning.masks import Masks
-from ..runs.layout import check_masks_fit, model_state, round_masks, saved_rounds
+from ..runs.layout import CONFIG_FILE, check_masks_fit, model_state, round_masks, saved_rounds
 from ..runs.reading import run_config
 from ..pruning.sparse_files import save_sparse
 from ..pruning.torch_prune import to_torch_prune
@@ -155,7 +155,7 @@ def export_run(run: Path, output, fmt: str, trial: int = 0, round_index: Optiona
     """Export trial ``trial`` of a run directory after round ``round_index`` (default: its last
     saved round) or its ticket; the model is rebuilt from the run's configuration."""
     run = Path(run)
-    if not (run / "config.json").is_file():
+    if not (run / CONFIG_FILE).is_file():
         raise UsageError(f"{run} is not an incop run directory (no config.json)")
     rounds = saved_rounds(run, trial)
     if not rounds:

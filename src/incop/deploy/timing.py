@@ -17,7 +17,8 @@ from .export import run_model
 from ..pruning.masks import Masks
 from ..runs.directory import RunDirectory
 from ..base.text import format_table
-from ..runs.layout import SPEED_FILE, check_masks_fit, model_state, round_masks, saved_rounds
+from ..runs.layout import (CONFIG_FILE, FIGURES_FOLDER, SPEED_CSV, SPEED_FILE, SPEED_LAYERS_CSV,
+                           SPEEDUP_FIGURE, check_masks_fit, model_state, round_masks, saved_rounds)
 from .sparse_inference import BATCHES, available_kernels, measure
 
 WHOLE_COLUMNS = ["round", "remaining_pct", "batch", "threads", "dense_us", "sparse_us", "speedup",
@@ -32,7 +33,7 @@ def speed_run(run: Path, trial: int = 0, batches: Sequence[int] = BATCHES,
     """Measure every saved round of ``trial``; returns the whole-model rows. The run directory
     is locked meanwhile, so a run still writing there is never raced."""
     run = Path(run)
-    if not (run / "config.json").is_file():
+    if not (run / CONFIG_FILE).is_file():
         raise UsageError(f"{run} is not an incop run directory (no config.json)")
     with RunDirectory(run).lock():
         return _speed_run(run, trial, batches, threads, repeats, warmup, progress, echo)
@@ -126,8 +127,8 @@ def _write(run: Path, whole, layers, meta) -> None:
 
     out = RunDirectory(run)
     out.write_json(SPEED_FILE, {**meta, "whole": whole, "layers": layers})
-    out.write_csv("speed.csv", [{c: r.get(c) for c in WHOLE_COLUMNS} for r in whole])
-    out.write_csv("speed_layers.csv", [{c: r.get(c) for c in LAYER_COLUMNS} for r in layers])
-    save_figure(speedup_figure(whole), run / "figures" / "speedup.png")
+    out.write_csv(SPEED_CSV, [{c: r.get(c) for c in WHOLE_COLUMNS} for r in whole])
+    out.write_csv(SPEED_LAYERS_CSV, [{c: r.get(c) for c in LAYER_COLUMNS} for r in layers])
+    save_figure(speedup_figure(whole), run / FIGURES_FOLDER / SPEEDUP_FIGURE)
 
 

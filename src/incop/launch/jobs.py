@@ -14,6 +14,7 @@ from ..config.schema import RunConfig
 from ..base.errors import UsageError
 from ..base.files import open_in_run
 from ..runs.directory import run_path
+from ..runs.layout import SUMMARY_FILE
 
 
 def read_json(path: Path) -> Dict[str, Any]:
@@ -29,7 +30,7 @@ def read_json(path: Path) -> Dict[str, Any]:
 
 def is_finished(run_dir: Path) -> bool:
     """The run in ``run_dir`` completed (its summary says so)."""
-    return bool(read_json(run_dir / "summary.json").get("complete"))
+    return bool(read_json(run_dir / SUMMARY_FILE).get("complete"))
 
 
 @dataclass

@@ -23,12 +23,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..base.errors import UsageError
 from ..runs.directory import RunDirectory, run_path
+from ..runs.layout import JOB_FILE
 from .jobs import JobResult, Launcher, is_finished, read_json, run_job
 
 # squeue states of a job that is, or will again be, running
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
                  "REQUEUE_FED", "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT"}
-JOB_FILE = "slurm.json"
 MAX_REQUEUES_ON_TIMEOUT = 20  # runs resume from their last round, so requeueing is cheap
 
 

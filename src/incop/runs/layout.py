@@ -23,8 +23,12 @@ SUMMARY_CSV = "summary.csv"
 DIVERGED_FILE = "diverged.json"     # a non-finite loss, beside (never among) the results
 LOCK_FILE = ".lock"                 # held (flock) by the one process working in the run
 LOG_FILE = "log.txt"                # what the run printed
-SPEED_FILE = "speed.json"           # incop speed's measurements
+SPEED_FILE = "speed.json"           # incop speed's measurements: all of them
+SPEED_CSV = "speed.csv"             # the whole model's timings
+SPEED_LAYERS_CSV = "speed_layers.csv"  # each layer's
+SPEEDUP_FIGURE = "speedup.png"      # in FIGURES_FOLDER
 FIGURES_FOLDER = "figures"
+JOB_FILE = "slurm.json"             # a Slurm job's id and log paths
 TENSORBOARD_FOLDER = "tensorboard"
 
 

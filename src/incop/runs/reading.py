@@ -15,7 +15,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 from ..config.identity import read_checked_config
 from ..base.errors import UsageError
 from ..base.files import check_links, open_in_run
-from .layout import CONFIG_FILE, PREVIOUS_PROGRESS_FILE, PROGRESS_FILE, SPEED_FILE, SUMMARY_FILE
+from .layout import (CONFIG_FILE, PREVIOUS_PROGRESS_FILE, PROGRESS_FILE, SPEED_FILE, SUMMARY_FILE,
+                     view_names)
 
 
 class BrokenRun(UsageError):
@@ -162,8 +163,10 @@ def run_config(path: Path) -> Dict[str, Any]:
 def load_run(path: Path) -> RunData:
     path = Path(path)
     config = run_config(path)
-    rounds = _rows(path / "rounds.json", ROUND_NUMBERS + ("stop_reason",), ROUND_NUMBERS)
-    trials = _rows(path / "trials.json") if (path / "trials.json").exists() else []
+    rounds = _rows(path / view_names("rounds")[0], ROUND_NUMBERS + ("stop_reason",),
+                   ROUND_NUMBERS)
+    trials_file = path / view_names("trials")[0]
+    trials = _rows(trials_file) if trials_file.exists() else []
     summary = path / SUMMARY_FILE
     complete = False
     if summary.exists():
@@ -171,10 +174,10 @@ def load_run(path: Path) -> RunData:
         if not isinstance(content, dict):
             raise BrokenRun(f"{summary} is not a JSON object")
         complete = bool(content.get("complete"))
-    tickets = _rows(path / "tickets.json", TICKET_NUMBERS, TICKET_NUMBERS) \
-        if (path / "tickets.json").exists() else []
-    run = RunData(path, config, rounds, _read_csv(path / "epochs.csv"), trials,
-                  _read_csv(path / "similarity.csv"), tickets, complete=complete)
+    tickets_file = path / view_names("tickets")[0]
+    tickets = _rows(tickets_file, TICKET_NUMBERS, TICKET_NUMBERS) if tickets_file.exists() else []
+    run = RunData(path, config, rounds, _read_csv(path / view_names("epochs")[1]), trials,
+                  _read_csv(path / view_names("similarity")[1]), tickets, complete=complete)
     run.label = default_label(run)
     return run
 
@@ -207,10 +210,10 @@ def find_runs(paths: Iterable[str], warn: Optional[Callable[[str], None]] = None
     for p in map(Path, paths):
         if not p.exists():
             raise UsageError(f"{p}: no such directory")
-        if (p / "config.json").exists():
+        if (p / CONFIG_FILE).exists():
             found.append(p)
         else:
-            found += sorted(c.parent for c in p.rglob("config.json"))
+            found += sorted(c.parent for c in p.rglob(CONFIG_FILE))
     if not found:
         raise UsageError(f"no run directories (with config.json) in {', '.join(map(str, paths))}")
     runs = []
