@@ -55,7 +55,10 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    lr: float = opt(0.01, "net_lr", "SGD learning rate")
+    lr: float = opt(0.01, "net_lr", "learning rate (the optimizer's, before any schedule)")
+    optimizer: str = opt("sgd", "net_optimizer", "optimizer: sgd (with --net_momentum), adam "
+                         "(the lottery-ticket paper's LeNet recipe: --net_lr 1.2e-3) or adamw "
+                         "(decoupled weight decay)")
     epochs: float = opt(20, "net_train_epochs", "maximum training epochs per pruning round (the "
                         "fixed rule trains exactly this many; fractions such as 1.5 allowed)")
     warmup: int = opt(10, "net_warmup", "dense warm-up epochs (the dense network the flows "
@@ -63,7 +66,11 @@ class TrainConfig:
     momentum: float = opt(0.0, "net_momentum", "SGD momentum")
     weight_decay: float = opt(5e-4, "net_weight_decay", "SGD weight decay")
     lr_schedule: str = opt("constant", "net_lr_schedule", "learning-rate schedule, restarted at "
-                           "every round over --net_train_epochs: constant, step or cosine")
+                           "every round over --net_train_epochs: constant, step, cosine or "
+                           "linear (down to 0 over the round's budget)")
+    lr_warmup_iters: int = opt(0, "net_lr_warmup_iters", "ramp the learning rate up linearly "
+                               "over this many iterations at the start of every training run "
+                               "(0: none)")
     lr_milestones: Optional[List[float]] = opt(None, "net_lr_milestones", "epochs of a round at "
                                                "which the step schedule multiplies the rate by "
                                                "--net_lr_gamma", nargs="+")
@@ -248,8 +255,15 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
           f"--net_lr {t.lr} must be a positive number up to {MAX_RATE:g} (e.g. 0.01)")
     _need(_finite(t.epochs) and t.epochs > 0,
           f"--net_train_epochs {t.epochs} must be a positive number of epochs (e.g. 20 or 0.5)")
-    _need(t.lr_schedule in ("constant", "step", "cosine"),
-          f"--net_lr_schedule {t.lr_schedule}: choose constant, step or cosine")
+    _need(t.lr_schedule in ("constant", "step", "cosine", "linear"),
+          f"--net_lr_schedule {t.lr_schedule}: choose constant, step, cosine or linear")
+    _need(t.optimizer in ("sgd", "adam", "adamw"),
+          f"--net_optimizer {t.optimizer}: choose sgd, adam or adamw")
+    _need(t.optimizer == "sgd" or t.momentum == 0,
+          f"--net_momentum {t.momentum} applies to sgd; {t.optimizer} has its own moment "
+          f"estimates: drop --net_momentum or use --net_optimizer sgd")
+    _need(t.lr_warmup_iters >= 0,
+          f"--net_lr_warmup_iters {t.lr_warmup_iters} must be 0 (none) or more iterations")
     _need(t.lr_schedule != "step" or bool(t.lr_milestones),
           "--net_lr_schedule step needs --net_lr_milestones (epochs of a round, e.g. 10 15)")
     _need(t.lr_schedule == "step" or t.lr_milestones is None,

@@ -12,19 +12,23 @@ from ..base.errors import UsageError
 from ..base.registry import Registry
 
 SCHEDULES: Registry[str] = Registry("learning-rate schedule")
-for _name in ("constant", "step", "cosine"):
+for _name in ("constant", "step", "cosine", "linear"):
     SCHEDULES.add(_name, _name)
 
 
 class LRSchedule:
     """``kind``: ``constant`` (the seed's), ``step`` (multiply by ``gamma`` at each milestone,
-    in epochs of the round) or ``cosine`` (from the base rate to 0 over the round's maximum)."""
+    in epochs of the round), ``cosine`` (from the base rate to 0 over the round's maximum) or
+    ``linear`` (from the base rate straight down to 0 over the round's maximum: the budgeted
+    retraining of Zimmer, Spiegel and Pokutta, ICLR 2023). ``warmup`` iterations, when given,
+    ramp the rate up linearly first: step ``i`` (from 0) gets ``(i + 1) / warmup`` of it."""
 
     def __init__(self, kind: str = "constant", milestones: Optional[Sequence[float]] = None,
-                 gamma: float = 0.1) -> None:
+                 gamma: float = 0.1, warmup: int = 0) -> None:
         self.kind = SCHEDULES.canonical(kind, "--net_lr_schedule")
         self.milestones = sorted(milestones or [])
         self.gamma = gamma
+        self.warmup = warmup
         if self.kind == "step" and not self.milestones:
             raise UsageError("--net_lr_schedule step needs --net_lr_milestones (epochs of a "
                              "round, e.g. 10 15)")
@@ -34,11 +38,17 @@ class LRSchedule:
 
     def factor(self, iteration: int) -> float:
         """The multiplier of the base rate for the step after ``iteration`` steps."""
+        ramp = min(1.0, (iteration + 1) / self.warmup) if self.warmup else 1.0
+        return ramp * self._decay(iteration)
+
+    def _decay(self, iteration: int) -> float:
         if self.kind == "step":
             epoch = iteration / self._per_epoch
             return self.gamma ** sum(1 for m in self.milestones if epoch >= m)
         if self.kind == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * min(iteration, self._total) / self._total))
+        if self.kind == "linear":
+            return 1.0 - min(iteration, self._total) / self._total
         return 1.0
 
     def attach(self, optimizer: torch.optim.Optimizer, total: int, per_epoch: int) -> None:
@@ -48,7 +58,7 @@ class LRSchedule:
         self.set(0)
 
     def set(self, iteration: int) -> None:
-        if self.kind == "constant" or self._optimizer is None:
+        if (self.kind == "constant" and not self.warmup) or self._optimizer is None:
             return
         f = self.factor(iteration)
         for g, base in zip(self._optimizer.param_groups, self._base):

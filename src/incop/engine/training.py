@@ -78,8 +78,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float):
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float,
+                   kind: str = "sgd"):
+    """A fresh optimizer for one training run: SGD (with ``momentum``), Adam (weight decay as an
+    L2 term, the lottery-ticket paper's LeNet recipe) or AdamW (decoupled weight decay). A pruned
+    weight stays 0 under each: its gradient is masked before the step (so Adam's moments stay
+    0 for it) and the mask is re-applied after."""
+    params = model.parameters()
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -281,8 +294,10 @@ def train_run(cfg, model, masks, train, val, seed: int, k: int, epochs: float, c
     torch.manual_seed(round_seed(seed, k))
     gen = torch.Generator().manual_seed(round_seed(seed, k))
     batches = train_batches(train, cfg.data.batch_size, gen)
-    optimizer = make_optimizer(model, cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
-    schedule = LRSchedule(cfg.train.lr_schedule, cfg.train.lr_milestones, cfg.train.lr_gamma)
+    optimizer = make_optimizer(model, cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay,
+                               cfg.train.optimizer)
+    schedule = LRSchedule(cfg.train.lr_schedule, cfg.train.lr_milestones, cfg.train.lr_gamma,
+                          cfg.train.lr_warmup_iters)
     every = parse_point(cfg.prune.check_every, "--check_every") if check_every == "round" \
         else check_every
     return train_round(model, optimizer, masks, batches, val, epochs, criteria, on_check,

@@ -45,6 +45,30 @@ class LeNet300(nn.Module):
         return self.fc3(torch.relu(self.fc2(x)))
 
 
+class LeNet5(nn.Module):
+    """LeNet-5 (LeCun et al. 1998) as it is trained today: two 5x5 convolutions of 6 and 16
+    channels, each followed by ReLU and a 2x2 max-pool, then 120-84-classes. The first is padded
+    to keep the input's size (28x28 images, as the 32x32 of the original); the second is
+    padded too when the map is smaller than 5 pixels (8x8 digits)."""
+
+    def __init__(self, input_shape: Shape, num_classes: int) -> None:
+        super().__init__()
+        size = input_shape[-1]
+        pool1, size = _pool_if_room(size)
+        pad2 = 0 if size >= 5 else 2
+        pool2, _ = _pool_if_room(size + 2 * pad2 - 4)
+        self.features = nn.Sequential(
+            nn.Conv2d(input_shape[0], 6, 5, padding=2), nn.ReLU(inplace=True), *pool1,
+            nn.Conv2d(6, 16, 5, padding=pad2), nn.ReLU(inplace=True), *pool2)
+        n = _flat_size(self.features, input_shape)
+        self.fc1, self.fc2 = nn.Linear(n, 120), nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x).flatten(1)
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
 class ConvNet(nn.Module):
     """Conv-2/4/6 of Frankle and Carbin: pairs of 3x3 convs, each pair followed by a max-pool,
     then fully connected 256-256-classes."""
@@ -185,6 +209,7 @@ def _torchvision_model(name: str) -> ModelFactory:
 
 
 MODELS.add("lenet300", LeNet300, "lenet", "lenet_300_100", "fc", "mlp")
+MODELS.add("lenet5", LeNet5, "lenet_5")
 MODELS.add("conv2", lambda s, k: ConvNet(s, k, [64, 64]))
 MODELS.add("conv4", lambda s, k: ConvNet(s, k, [64, 64, 128, 128]))
 MODELS.add("conv6", lambda s, k: ConvNet(s, k, [64, 64, 128, 128, 256, 256]))

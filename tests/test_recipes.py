@@ -1,0 +1,143 @@
+"""Issue 27, the parts landed so far: the training settings the ticket papers use (an optimizer
+choice, a linear learning-rate warm-up in iterations, the linear decay of budgeted IMP) and
+LeNet-5. Each with its arithmetic checked by hand, its bad values one line, its runs resumable,
+and every existing run id unchanged."""
+import pytest
+import torch
+from torch import nn
+
+from conftest import kill_at, table
+from incop.base.errors import UsageError
+from incop.engine.schedules import LRSchedule
+from incop.engine.training import make_optimizer, train_round
+from incop.pruning.masks import Masks
+
+RECIPE = ["run", "--net_arch", "lenet5", "--prune_method", "sap", "--net_optimizer", "adam",
+          "--net_lr", "1.2e-3", "--net_lr_schedule", "linear", "--net_lr_warmup_iters", "5",
+          "--net_warmup", "1", "--net_train_epochs", "2", "--exper_imp_total_iter", "3",
+          "--quiet", "--run_name", "r"]
+
+
+def _attached(schedule: LRSchedule, total: int, per_epoch: int = 5) -> LRSchedule:
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    schedule.attach(opt, total, per_epoch)
+    return schedule
+
+
+@pytest.mark.parametrize("warmup,iteration,factor", [
+    (0, 0, 1.0), (0, 1, 0.9), (0, 5, 0.5), (0, 9, 0.1), (0, 10, 0.0), (0, 12, 0.0),
+    (4, 0, 0.25), (4, 1, 0.5 * 0.9), (4, 2, 0.75 * 0.8), (4, 3, 0.7), (4, 4, 0.6)])
+def test_linear_decay_and_warm_up_by_hand(warmup, iteration, factor):
+    """Over a round of 10 iterations: 1 - i/10, times (i + 1)/warmup while warming up."""
+    assert _attached(LRSchedule("linear", warmup=warmup), 10).factor(iteration) == \
+        pytest.approx(factor, abs=1e-15)
+
+
+def test_a_warm_up_ramps_the_constant_schedule_too():
+    s = _attached(LRSchedule("constant", warmup=3), 10)
+    assert [s.factor(i) for i in range(5)] == pytest.approx([1 / 3, 2 / 3, 1, 1, 1])
+
+
+def test_the_rate_each_step_trains_with(monkeypatch):
+    """The rate the optimizer holds at every step of a real round: step i (from 1) trains with
+    base * factor(i - 1), the schedule set before it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    masks = Masks.ones_like(model).bind(model)
+    x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+    batches = [(x[i:i + 10], y[i:i + 10]) for i in range(0, 40, 10)]  # 4 per epoch
+    opt = make_optimizer(model, 0.2, 0.0, 0.0)
+    seen = []
+    real_step = opt.step
+
+    def step(*a, **k):
+        seen.append(opt.param_groups[0]["lr"])
+        return real_step(*a, **k)
+
+    monkeypatch.setattr(opt, "step", step)
+    train_round(model, opt, masks, batches, (x, y), 2, schedule=LRSchedule("linear", warmup=3))
+    want = [0.2 * min(1, (i + 1) / 3) * (1 - i / 8) for i in range(8)]
+    assert seen == pytest.approx(want, abs=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw"])
+def test_pruned_weights_stay_exactly_zero_under_adam(kind):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    masks = Masks({"0.weight": (torch.rand(16, 8) > 0.5).float(),
+                   "2.weight": (torch.rand(3, 16) > 0.5).float()}).bind(model)
+    masks.apply()
+    opt = make_optimizer(model, 0.05, 0.0, 0.1, kind)
+    assert type(opt).__name__.lower() == kind
+    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    train_round(model, opt, masks, [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)],
+                (x, y), 3)
+    for name, m in masks.items():
+        w = dict(model.named_parameters())[name]
+        assert bool((w[m == 0] == 0).all()) and bool((w[m != 0] != 0).all())
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--net_optimizer", "rmsprop"], "choose sgd, adam or adamw"),
+    (["--net_optimizer", "adam", "--net_momentum", "0.9"], "applies to sgd"),
+    (["--net_lr_warmup_iters", "-1"], "must be 0 (none) or more"),
+    (["--net_lr_schedule", "linearly"], "choose constant, step, cosine or linear")])
+def test_bad_values_are_one_line(cli, tmp_path, argv, message):
+    code, _, err = cli("run", *argv, "--quiet", "--output_dir", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_existing_run_ids_do_not_change():
+    from incop.cli import build_parser
+    from incop.config.flags import config_from_args
+
+    run_id = lambda *a: config_from_args(build_parser().parse_args(["run", *a])).run_id()
+    assert run_id() == run_id("--net_optimizer", "sgd", "--net_lr_warmup_iters", "0") == "6ebb13b4d9"
+    assert run_id("--net_optimizer", "adam") != run_id()
+    assert run_id("--net_lr_warmup_iters", "5") != run_id()
+
+
+def test_lenet5_is_lecuns_on_28x28_and_fits_small_inputs():
+    from incop.models.architectures import build_model
+
+    model = build_model("lenet5", (1, 28, 28), 10)
+    assert sum(p.numel() for p in model.parameters()) == 61_706  # LeNet-5's count
+    shapes = [tuple(p.shape) for n, p in model.named_parameters() if n.endswith("weight")]
+    assert shapes == [(6, 1, 5, 5), (16, 6, 5, 5), (120, 400), (84, 120), (10, 84)]
+    for shape in ((1, 8, 8), (3, 32, 32), (1, 5, 5)):
+        assert build_model("lenet5", shape, 7)(torch.zeros(2, *shape)).shape == (2, 7)
+
+
+def test_the_recipe_runs_and_resumes_identically(cli, monkeypatch, tmp_path):
+    """LeNet-5, Adam, a linear decay with a warm-up: killed mid-run, resumed, the same run."""
+    code, _, err = cli(*RECIPE, "--output_dir", str(tmp_path / "a"))
+    assert code == 0, err
+    ref = tmp_path / "a" / "sap" / "lenet5" / "digits" / "r"
+    kill_at(monkeypatch, 5)  # a call per epoch: warm-up 1, round 0 2, then inside round 1
+    code, _, err = cli(*RECIPE, "--output_dir", str(tmp_path / "b"))
+    assert code == 130
+    monkeypatch.undo()
+    code, out, err = cli(*RECIPE, "--output_dir", str(tmp_path / "b"))
+    assert code == 0 and "resuming trial 0" in out, err
+    run = tmp_path / "b" / "sap" / "lenet5" / "digits" / "r"
+    for name in ("rounds.csv", "epochs.csv", "layers.csv"):
+        assert table(run, name) == table(ref, name), name
+    code, out, _ = cli("report", str(ref), str(run), "--output", str(tmp_path / "rep"))
+    assert code == 0
+
+
+def test_the_api_takes_the_new_settings():
+    import incop
+    from incop.data import load_splits
+
+    d = load_splits("digits", None, 0.1, 0)
+    cfg = incop.RunConfig(train=incop.TrainConfig(optimizer="adamw", lr=2e-3, epochs=1, warmup=1,
+                                                  lr_schedule="linear", lr_warmup_iters=3),
+                          prune=incop.PruneConfig(method="sap"),
+                          experiment=incop.ExperimentConfig(imp_total_iter=2))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    result = incop.prune_model(model, (d.train_x, d.train_y), (d.val_x, d.val_y), config=cfg)
+    assert len(result.rounds) == 2 and result.remaining_fraction < 1
+    with pytest.raises(UsageError, match="applies to sgd"):
+        cfg.train.momentum = 0.9
+        incop.prune_model(model, (d.train_x, d.train_y), (d.val_x, d.val_y), config=cfg)
