@@ -141,3 +141,50 @@ def test_the_api_takes_the_new_settings():
     with pytest.raises(UsageError, match="applies to sgd"):
         cfg.train.momentum = 0.9
         incop.prune_model(model, (d.train_x, d.train_y), (d.val_x, d.val_y), config=cfg)
+
+
+NO_REWIND = ["run", "--prune_method", "sap", "--rewind_to", "none", "--net_lr", "0.05",
+             "--net_momentum", "0.9", "--net_warmup", "1", "--net_train_epochs", "1",
+             "--net_lr_schedule", "linear", "--exper_imp_total_iter", "3", "--quiet",
+             "--run_name", "r"]
+
+
+def test_rewind_to_none_goes_on_from_the_trained_weights(cli, monkeypatch, tmp_path):
+    """Round 0 starts from the end of the warm-up; every later round from the weights the round
+    before trained, with the new mask applied (fine-tuning / learning-rate rewinding)."""
+    from conftest import spy_round_starts
+    from incop.runs.layout import model_state, round_masks
+
+    starts = spy_round_starts(monkeypatch)
+    code, _, err = cli(*NO_REWIND, "--output_dir", str(tmp_path))
+    assert code == 0, err
+    run = tmp_path / "sap" / "lenet300" / "digits" / "r"
+    assert len(starts) == 4  # the warm-up and three rounds
+    for k in (1, 2):
+        before, masks = model_state(run, 0, k - 1), round_masks(run, 0, k)
+        want = {n: (t * masks[n] if n in masks else t) for n, t in before.items()}
+        assert all(torch.equal(starts[k + 1][n], want[n]) for n in want), k
+    # round 0 starts where the warm-up ended, as with --rewind_to warmup
+    warm = starts[1]
+    code, _, err = cli(*[a if a != "none" else "warmup" for a in NO_REWIND],
+                       "--output_dir", str(tmp_path / "w"))
+    assert all(torch.equal(warm[n], starts[5][n]) for n in warm)
+
+
+def test_rewind_to_none_resumes_identically_and_refuses_a_ticket(cli, monkeypatch, tmp_path):
+    code, _, _ = cli(*NO_REWIND, "--output_dir", str(tmp_path / "a"))
+    assert code == 0
+    kill_at(monkeypatch, 4)  # the warm-up, rounds 0 and 1, then inside round 2
+    assert cli(*NO_REWIND, "--output_dir", str(tmp_path / "b"))[0] == 130
+    monkeypatch.undo()
+    code, out, err = cli(*NO_REWIND, "--output_dir", str(tmp_path / "b"))
+    assert code == 0 and "resuming trial 0 after round 1" in out, err
+    a, b = (tmp_path / x / "sap" / "lenet300" / "digits" / "r" for x in "ab")
+    assert table(a, "rounds.csv") == table(b, "rounds.csv")
+    code, _, err = cli(*NO_REWIND, "--ticket_epochs", "1", "--output_dir", str(tmp_path / "c"))
+    assert code == 2 and err.count("\n") == 1 and "has none" in err
+    from incop.cli import build_parser
+    from incop.config.flags import config_from_args
+
+    cfg = config_from_args(build_parser().parse_args(["run", "--rewind_to", "None"]))
+    assert cfg.train.rewind_to == "none"

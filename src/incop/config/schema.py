@@ -76,8 +76,10 @@ class TrainConfig:
                                                "--net_lr_gamma", nargs="+")
     lr_gamma: float = opt(0.1, "net_lr_gamma", "factor of the step schedule at each milestone")
     rewind_to: str = opt("warmup", "rewind_to", "rewind point: warmup (the end of the dense "
-                         "warm-up), init (the initial weights: the lottery ticket's rewind), or "
-                         "a point of the warm-up as <k>it or <k>ep (late rewinding)")
+                         "warm-up), init (the initial weights: the lottery ticket's rewind), "
+                         "a point of the warm-up as <k>it or <k>ep (late rewinding), or none "
+                         "(keep the trained weights after pruning: fine-tuning, or learning-rate "
+                         "rewinding with a schedule)")
     precision: str = opt("fp32", "precision", "training and evaluation precision: fp32, bf16 "
                          "(autocast, CPU and CUDA) or fp16 (autocast with a gradient scaler, "
                          "CUDA); masks, pruning, flows and metrics stay fp32 or better")
@@ -280,7 +282,12 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(e.threads is None or e.threads >= 1, f"--threads {e.threads} must be at least 1")
     _need(_finite(t.ticket_epochs) and t.ticket_epochs >= 0,
           f"--ticket_epochs {t.ticket_epochs} must be 0 (no ticket) or a positive number of epochs")
-    rewind = parse_point(t.rewind_to, "--rewind_to", ("warmup", "init"))
+    rewind = parse_point(t.rewind_to, "--rewind_to", ("warmup", "init", "none"))
+    if rewind == "none":
+        t.rewind_to = "none"  # one spelling: the loop tests for it
+    _need(rewind != "none" or t.ticket_epochs == 0,
+          "--ticket_epochs retrains the final mask from the rewind point, and --rewind_to none "
+          "has none: drop --ticket_epochs, or rewind to warmup, init or a point of the warm-up")
     _need(not isinstance(rewind, tuple) or rewind[1] != "ep" or rewind[0] <= t.warmup,
           f"--rewind_to {t.rewind_to} is after the end of the {t.warmup}-epoch warm-up; rewind "
           f"to a point inside it (or raise --net_warmup)")

@@ -199,7 +199,8 @@ class IMPExperiment:
                 trained = {n: p.detach().clone() for n, p in masks.parameters(model).items()}
                 new, info = self.rule(trained, masks)  # never below --prune_target_remaining
                 masks = trim_to_target(trained, masks, new, cfg.prune.target_remaining)
-            model.load_state_dict(rewind_state)  # rewind (round 0 too), apply the masks
+            if k == 0 or cfg.train.rewind_to != "none":  # rewind (round 0 too), then mask
+                model.load_state_dict(rewind_state)
             masks.bind(model).apply()
             times = {"prune": time.perf_counter() - t0}
             outcome = self._train(model, masks, data, seed, k, cfg.train.epochs, criteria,

@@ -179,11 +179,16 @@ def epochs_to_iterations(epochs: float, per_epoch: int) -> int:
     return int(math.floor(epochs * per_epoch + 0.5))
 
 
+# none: no rewinding; a round goes on from the weights the round before trained (fine-tuning, or
+# learning-rate rewinding with a schedule restarted every round: Renda, Frankle and Carbin 2020)
+REWIND_WORDS = ("warmup", "init", "none")
+
+
 def rewind_iteration(rewind_to: str, warmup: float, per_epoch: int) -> Tuple[int, int]:
     """(the warm-up iteration --rewind_to names, the warm-up's iterations)."""
-    point = parse_point(rewind_to, "--rewind_to", ("warmup", "init"))
+    point = parse_point(rewind_to, "--rewind_to", REWIND_WORDS)
     total = epochs_to_iterations(warmup, per_epoch)
-    at = {"warmup": total, "init": 0}.get(point) if isinstance(point, str) else \
+    at = {"warmup": total, "none": total, "init": 0}.get(point) if isinstance(point, str) else \
         int(point[0]) if point[1] == "it" else epochs_to_iterations(point[0], per_epoch)
     if at > total:
         raise UsageError(f"--rewind_to {rewind_to} is iteration {at}, after the warm-up's "
