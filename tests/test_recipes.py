@@ -188,3 +188,51 @@ def test_rewind_to_none_resumes_identically_and_refuses_a_ticket(cli, monkeypatc
 
     cfg = config_from_args(build_parser().parse_args(["run", "--rewind_to", "None"]))
     assert cfg.train.rewind_to == "none"
+
+
+def test_crop_and_flip_by_hand():
+    """The batched indexing against a per-image loop: pad by 4, crop at the drawn offsets,
+    mirror the flagged ones; offsets (4, 4) without a flip give the image back."""
+    from incop.data.augment import crop_flip, draw
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 3, 9, 11, generator=g)
+    oy, ox, flip = draw(torch.Generator().manual_seed(5), 6)
+    oy[0], ox[0], flip[0] = 4, 4, False
+    got = crop_flip(x, oy, ox, flip)
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    for i in range(6):
+        want = padded[i, :, oy[i]:oy[i] + 9, ox[i]:ox[i] + 11]
+        assert torch.equal(got[i], want.flip(-1) if flip[i] else want), i
+    assert torch.equal(got[0], x[0])
+    assert {int(v) for v in oy} <= set(range(9)) and flip.dtype == torch.bool
+
+
+def test_augmented_runs_resume_identically_and_differ_from_plain(cli, monkeypatch, tmp_path):
+    args = ["run", "--net_arch", "lenet5", "--prune_method", "sap", "--net_augment",
+            "--net_optimizer", "adam", "--net_lr", "3e-3", "--net_warmup", "2",
+            "--net_train_epochs", "1", "--exper_imp_total_iter", "3", "--quiet", "--run_name", "r"]
+    assert cli(*args, "--output_dir", str(tmp_path / "a"))[0] == 0
+    kill_at(monkeypatch, 4)  # a call per epoch: the warm-up's 2, round 0, then inside round 1
+    assert cli(*args, "--output_dir", str(tmp_path / "b"))[0] == 130
+    monkeypatch.undo()
+    code, out, err = cli(*args, "--output_dir", str(tmp_path / "b"))
+    assert code == 0 and "resuming trial 0 after round 0" in out, err
+    a, b = (tmp_path / x / "sap" / "lenet5" / "digits" / "r" for x in "ab")
+    assert table(a, "rounds.csv") == table(b, "rounds.csv")
+    plain = [x for x in args if x != "--net_augment"]
+    assert cli(*plain, "--output_dir", str(tmp_path / "c"))[0] == 0
+    c = tmp_path / "c" / "sap" / "lenet5" / "digits" / "r"
+    assert [r["train_loss"] for r in table(a, "rounds.csv")] != \
+        [r["train_loss"] for r in table(c, "rounds.csv")]
+
+
+def test_augmenting_what_is_not_an_image_is_one_line(cli, tmp_path):
+    import numpy as np
+
+    f = tmp_path / "v.npz"
+    np.savez(f, x_train=np.random.default_rng(0).normal(size=(800, 16)).astype(np.float32),
+             y_train=np.arange(800) % 2)
+    code, _, err = cli("run", "--net_dataset", "npz", "--data_dir", str(f), "--net_augment",
+                       "--prune_method", "sap", "--quiet", "--output_dir", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1 and "not images" in err

@@ -68,6 +68,8 @@ class TrainConfig:
     lr_schedule: str = opt("constant", "net_lr_schedule", "learning-rate schedule, restarted at "
                            "every round over --net_train_epochs: constant, step, cosine or "
                            "linear (down to 0 over the round's budget)")
+    augment: bool = opt(False, "net_augment", "augment training images as CIFAR results do: "
+                        "pad by 4, random crop back, random horizontal flip")
     lr_warmup_iters: int = opt(0, "net_lr_warmup_iters", "ramp the learning rate up linearly "
                                "over this many iterations at the start of every training run "
                                "(0: none)")

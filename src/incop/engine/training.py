@@ -18,7 +18,8 @@ from torch.nn import functional as F
 
 from .precision import FP32, Compute
 from ..base.timepoints import parse_point
-from ..data.batches import Batch, DataSource, eval_batches, train_batches
+from ..data.augment import AugmentedBatches, check_images
+from ..data.batches import Batch, DataSource, eval_batches, is_tensor_pair, train_batches
 from ..base.errors import UsageError
 from ..pruning.masks import Masks
 from .runtime import round_seed
@@ -284,6 +285,20 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
     return outcome
 
 
+def augmented(batches, train, seed: int):
+    """The training batches with ``--net_augment``'s crops and flips, drawn from a generator of
+    the training run's own (so the shuffling's draws stay as they were)."""
+    if not is_tensor_pair(train):
+        raise UsageError("--net_augment (config.train.augment) augments tensor data; a "
+                         "DataLoader brings its own transforms: add them there instead")
+    check_images(tuple(train[0].shape[1:]))
+    return AugmentedBatches(batches, torch.Generator().manual_seed(seed + AUGMENT_SEED))
+
+
+# the augmentation's generator is seeded apart from the shuffling's
+AUGMENT_SEED = 7_919
+
+
 def planned_iterations(train, cfg, epochs: float) -> int:
     """The iterations ``epochs`` of the training data come to (for a progress bar)."""
     return epochs_to_iterations(epochs, iterations_per_epoch(
@@ -299,6 +314,8 @@ def train_run(cfg, model, masks, train, val, seed: int, k: int, epochs: float, c
     torch.manual_seed(round_seed(seed, k))
     gen = torch.Generator().manual_seed(round_seed(seed, k))
     batches = train_batches(train, cfg.data.batch_size, gen)
+    if cfg.train.augment:
+        batches = augmented(batches, train, round_seed(seed, k))
     optimizer = make_optimizer(model, cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay,
                                cfg.train.optimizer)
     schedule = LRSchedule(cfg.train.lr_schedule, cfg.train.lr_milestones, cfg.train.lr_gamma,
