@@ -92,7 +92,9 @@ BAD_VALUES = {
                                       "ep", "it", "1", "0.25", "fast", "1e", "2epochs"]),
     "--rewind_to": st.sampled_from(["start", "-1it", "1.5it", "-2ep", "nanep", "11ep", "50000it",
                                     "end", "1"]),
-    "--net_lr_schedule": st.sampled_from(["linear", "steps", "cos", "exp", ""]),
+    "--net_lr_schedule": st.sampled_from(["linearly", "steps", "cos", "exp", ""]),
+    "--net_optimizer": st.sampled_from(["rmsprop", "SGD2", "adamax", ""]),
+    "--net_lr_warmup_iters": st.one_of(st.integers(-10**6, -1).map(str), _not_number(int)),
     "--net_lr_gamma": _floats_outside(lambda x: finite(x) and x > 0),
     "--ticket_epochs": st.one_of(_floats_outside(lambda x: finite(x) and x >= 0), _not_number(float)),
 }
