@@ -236,3 +236,25 @@ def test_augmenting_what_is_not_an_image_is_one_line(cli, tmp_path):
     code, _, err = cli("run", "--net_dataset", "npz", "--data_dir", str(f), "--net_augment",
                        "--prune_method", "sap", "--quiet", "--output_dir", str(tmp_path / "o"))
     assert code == 2 and err.count("\n") == 1 and "not images" in err
+
+
+def test_one_shot_lands_on_the_target_count_exactly(cli, tmp_path):
+    """One-shot magnitude pruning as a recipe: no warm-up, so round 0 trains the dense network;
+    round 1 prunes it once, globally, to the target, and trains on (here fine-tuning). With the
+    ratio 1 - 7.3% the one step removes floor(0.927 * 50,200) = 46,535 weights, so the mask keeps
+    ceil(7.3% of 50,200) = 3,665, the largest of round 0's across all layers."""
+    from incop.runs.layout import model_state, round_masks
+
+    code, _, err = cli("run", "--prune_method", "lth", "--prune_rule", "global",
+                       "--prune_ratio", "0.927", "--prune_target_remaining", "7.3",
+                       "--net_warmup", "0", "--rewind_to", "none", "--exper_imp_total_iter", "2",
+                       "--net_lr", "0.05", "--net_momentum", "0.9", "--net_train_epochs", "2",
+                       "--quiet", "--run_name", "r", "--output_dir", str(tmp_path))
+    assert code == 0, err
+    run = tmp_path / "lth" / "lenet300" / "digits" / "r"
+    rows = table(run, "rounds.csv")
+    assert [int(r["remaining"]) for r in rows] == [50_200, 3_665]  # 64*300 + 300*100 + 100*10
+    trained, masks = model_state(run, 0, 0), round_masks(run, 0, 1)
+    magnitudes = torch.cat([trained[n].abs().flatten() for n in masks])
+    kept = torch.cat([masks[n].flatten() for n in masks])
+    assert float(magnitudes[kept].min()) > float(magnitudes[~kept].max())  # the largest, globally
