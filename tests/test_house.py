@@ -52,3 +52,25 @@ def test_every_public_name_and_the_documented_paths_import():
         assert getattr(incop, name) is not None, name
     from incop.data import load_splits  # noqa: F401  (README)
     from incop import Masks  # noqa: F401
+
+
+def test_every_forward_of_an_old_path_leads_somewhere():
+    """incop 0.1's module paths (incop._moved) name modules that exist, and old imports work."""
+    import importlib
+    import warnings
+
+    from incop import _moved
+
+    for old, targets in {**_moved.MODULES, **_moved.PACKAGES}.items():
+        for target in targets:
+            importlib.import_module(target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from incop.records import RunRecords, criterion_report  # noqa: F401
+        from incop.results import RunDirectory, atomic_write, format_table  # noqa: F401
+        from incop.imp import TICKET_ROUND, IMPExperiment  # noqa: F401
+        from incop.config import RunConfig, comparable, parse_point  # noqa: F401
+        from incop.methods import METHODS, RULES, resolve  # noqa: F401
+        from incop.speed import SparseLinear, fastest_sparse_model  # noqa: F401
+    with pytest.warns(DeprecationWarning, match="incop.deploy.sparse_inference"):
+        from incop.speed import measure  # noqa: F401
