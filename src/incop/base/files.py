@@ -12,20 +12,19 @@ from typing import Any, BinaryIO, Callable, Optional
 from .errors import UsageError
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None],
-                 keep_previous: Optional[str] = None) -> None:
-    """Let ``write`` fill a temporary file beside ``path``, sync it, then rename it into place,
-    so a kill or a full disk never leaves a half-written file under the real name. With
-    ``keep_previous``, the file it replaces stays beside it under that name."""
+def atomic_write_file(path: Path, fill: Callable[[Path], None],
+                      keep_previous: Optional[str] = None) -> None:
+    """Let ``fill`` write a temporary file beside ``path`` (it gets the temporary's name), then
+    rename it into place, so a kill or a full disk never leaves a half-written file under the
+    real name, and a failure leaves no temporary. With ``keep_previous``, the file it replaces
+    stays beside it under that name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, _file_mode())  # mkstemp makes 0600; results follow the umask like any file
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        os.close(fd)
+        fill(Path(tmp))
         if keep_previous and path.exists():
             os.replace(path, path.parent / keep_previous)
         os.replace(tmp, path)
@@ -33,6 +32,18 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None],
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None],
+                 keep_previous: Optional[str] = None) -> None:
+    """:func:`atomic_write_file` for writers of an open binary file, synced before the rename."""
+    def fill(tmp: Path) -> None:
+        with _open_no_follow(tmp, os.O_WRONLY, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write_file(path, fill, keep_previous)
 
 
 def _file_mode() -> int:
@@ -82,8 +93,8 @@ def _open_no_follow(path: Path, flags: int, mode: str) -> Any:
 
 
 def open_in_run(path: Path, mode: str = "r") -> Any:
-    """A file of a run directory opened to read ("r", "rb") or append ("a") without following
-    a link."""
+    """A file of a run directory opened to read ("r", "rb"), append ("a") or read and write,
+    created if missing ("r+", the lock), without following a link."""
     flags = {"r": os.O_RDONLY, "rb": os.O_RDONLY,
-             "a": os.O_WRONLY | os.O_APPEND | os.O_CREAT}[mode]
+             "a": os.O_WRONLY | os.O_APPEND | os.O_CREAT, "r+": os.O_RDWR | os.O_CREAT}[mode]
     return _open_no_follow(Path(path), flags, mode)

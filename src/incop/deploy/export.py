@@ -4,8 +4,6 @@ in onnxruntime against PyTorch's outputs)."""
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -14,8 +12,9 @@ import torch
 from torch import nn
 
 from ..base.errors import UsageError
+from ..base.files import atomic_write_file
 from ..pruning.masks import Masks
-from ..runs.layout import CONFIG_FILE, check_masks_fit, model_state, round_masks, saved_rounds
+from ..runs.layout import check_masks_fit, existing_run, model_state, round_masks, saved_rounds
 from ..runs.reading import run_config
 from ..pruning.sparse_files import save_sparse
 from ..pruning.torch_prune import to_torch_prune
@@ -75,26 +74,10 @@ def _write_whole(path: Path, write) -> None:
     """``write`` fills a temporary file beside ``path`` that replaces it once complete, so a
     failed export leaves neither half a file nor a stray temporary."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        atomic_write_file(path, write)
     except OSError as e:
-        raise UsageError(f"--output {path}: cannot write in {path.parent} "
-                         f"({e.strerror or e}); pick a folder you can write to") from None
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise UsageError(f"--output {path}: cannot write it ({e.strerror or e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        raise UsageError(f"--output {path}: cannot write it ({e.strerror or e}); pick a folder "
+                         f"you can write to") from None
 
 
 def _onnx_modules():
@@ -154,9 +137,7 @@ def export_run(run: Path, output, fmt: str, trial: int = 0, round_index: Optiona
                ticket: bool = False, batch: int = 2) -> Dict[str, object]:
     """Export trial ``trial`` of a run directory after round ``round_index`` (default: its last
     saved round) or its ticket; the model is rebuilt from the run's configuration."""
-    run = Path(run)
-    if not (run / CONFIG_FILE).is_file():
-        raise UsageError(f"{run} is not an incop run directory (no config.json)")
+    run = existing_run(run)
     rounds = saved_rounds(run, trial)
     if not rounds:
         raise UsageError(f"{run}: trial {trial} has no saved round")

@@ -17,8 +17,8 @@ from .export import run_model
 from ..pruning.masks import Masks
 from ..runs.directory import RunDirectory
 from ..base.text import format_table
-from ..runs.layout import (CONFIG_FILE, FIGURES_FOLDER, SPEED_CSV, SPEED_FILE, SPEED_LAYERS_CSV,
-                           SPEEDUP_FIGURE, check_masks_fit, model_state, round_masks, saved_rounds)
+from ..runs.layout import (FIGURES_FOLDER, SPEED_CSV, SPEED_FILE, SPEED_LAYERS_CSV,
+                           SPEEDUP_FIGURE, check_masks_fit, existing_run, model_state, round_masks, saved_rounds)
 from .sparse_inference import BATCHES, available_kernels, measure
 
 WHOLE_COLUMNS = ["round", "remaining_pct", "batch", "threads", "dense_us", "sparse_us", "speedup",
@@ -32,9 +32,7 @@ def speed_run(run: Path, trial: int = 0, batches: Sequence[int] = BATCHES,
               progress: bool = True, echo: Callable[[str], None] = print) -> List[Dict[str, object]]:
     """Measure every saved round of ``trial``; returns the whole-model rows. The run directory
     is locked meanwhile, so a run still writing there is never raced."""
-    run = Path(run)
-    if not (run / CONFIG_FILE).is_file():
-        raise UsageError(f"{run} is not an incop run directory (no config.json)")
+    run = existing_run(run)
     with RunDirectory(run).lock():
         return _speed_run(run, trial, batches, threads, repeats, warmup, progress, echo)
 

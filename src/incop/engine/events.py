@@ -81,20 +81,22 @@ class Observers(Observer):
     def kept_in(self) -> Optional[str]:
         return next((k for k in (o.kept_in() for o in self.observers) if k is not None), None)
 
-    def __getattribute__(self, name: str):
-        if name in _EVENTS:
-            observers = object.__getattribute__(self, "observers")
-
-            def emit(*args, **kwargs) -> None:
-                for observer in observers:
-                    getattr(observer, name)(*args, **kwargs)
-            return emit
-        return object.__getattribute__(self, name)
-
 
 # what every observer hears; resume and kept_in are questions, answered by the first that knows
 _EVENTS = {name for name in vars(Observer)
            if not name.startswith("_") and name not in ("resume", "kept_in")}
+
+
+def _broadcast(name: str):
+    def emit(self: Observers, *args, **kwargs) -> None:
+        for observer in self.observers:
+            getattr(observer, name)(*args, **kwargs)
+    emit.__name__ = name
+    return emit
+
+
+for _name in _EVENTS:
+    setattr(Observers, _name, _broadcast(_name))
 
 
 class Console(Observer):

@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from ..base.errors import UsageError
 from .layout import LOCK_FILE, LOG_FILE
-from ..base.files import _open_no_follow, atomic_write, atomic_write_text, check_links, open_in_run
+from ..base.files import atomic_write, atomic_write_text, check_links, open_in_run
 
 
 def _clean(obj: Any) -> Any:
@@ -84,7 +84,7 @@ class RunDirectory:
         """Hold ``.lock`` (an flock, released by the kernel even if the process is killed) so a
         second process on the same run directory refuses instead of corrupting it."""
         path = self.path / LOCK_FILE
-        with _open_no_follow(path, os.O_RDWR | os.O_CREAT, "r+") as f:
+        with open_in_run(path, "r+") as f:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

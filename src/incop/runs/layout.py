@@ -37,6 +37,14 @@ def view_names(records: str) -> tuple:
     return f"{records}.json", f"{records}.csv"
 
 
+def existing_run(run) -> Path:
+    """``run`` as the path of a run directory, refused in one line when it holds no config."""
+    run = Path(run)
+    if not (run / CONFIG_FILE).is_file():
+        raise UsageError(f"{run} is not an incop run directory (no {CONFIG_FILE})")
+    return run
+
+
 def masks_name(trial: int, k: int) -> str:
     return f"masks/trial{trial}_round{k}.pt"
 

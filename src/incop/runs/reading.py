@@ -246,6 +246,6 @@ def final_speedup(run: Path, batch: int = 64, threads: int = 1) -> Optional[floa
             raise TypeError("speedup")
         return best
     except (OSError, ValueError, KeyError, TypeError, UsageError) as e:
-        print(f"incop: warning: {path} cannot be read ({type(e).__name__}); its speed-up is left "
-              f"out; run 'incop speed {run}' again", file=sys.stderr)
+        _warn(f"{path} cannot be read ({type(e).__name__}); its speed-up is left out; run "
+              f"'incop speed {run}' again")
         return None
