@@ -258,3 +258,64 @@ def test_one_shot_lands_on_the_target_count_exactly(cli, tmp_path):
     magnitudes = torch.cat([trained[n].abs().flatten() for n in masks])
     kept = torch.cat([masks[n].flatten() for n in masks])
     assert float(magnitudes[kept].min()) > float(magnitudes[~kept].max())  # the largest, globally
+
+
+def test_allr_factor_by_hand():
+    """A 2x2 weight [[1, 2], [2, 4]] and a zero bias: |w|^2 = 25. Pruning the 1 and the first 2
+    removes 5 of it (d = sqrt(5/25)) and half the survivors (s = 1/2): d/sqrt(s) = sqrt(0.4).
+    Pruning the 4 alone: d = 4/5, s = 1/4, d/sqrt(s) = 1.6, clipped to 1. The floor is the
+    round's budget over the dense training's."""
+    from incop.engine.schedules import allr_factor, pruning_step_sizes
+
+    params = {"w": torch.tensor([[1.0, 2.0], [2.0, 4.0]]), "b": torch.zeros(1)}
+    old = Masks({"w": torch.ones(2, 2)})
+    cut_small = Masks({"w": torch.tensor([[0.0, 0.0], [1.0, 1.0]])})
+    assert pruning_step_sizes(params, old, cut_small) == (25.0, 5.0, 0.5)
+    assert allr_factor(25.0, 5.0, 0.5, 0.25) == pytest.approx(0.4 ** 0.5, abs=1e-15)
+    assert allr_factor(25.0, 5.0, 0.5, 0.7) == 0.7  # under the floor: the floor
+    cut_large = Masks({"w": torch.tensor([[1.0, 1.0], [1.0, 0.0]])})
+    assert pruning_step_sizes(params, old, cut_large) == (25.0, 16.0, 0.25)
+    assert allr_factor(25.0, 16.0, 0.25, 0.1) == 1.0
+    assert allr_factor(25.0, 0.0, 0.0, 0.3) == 0.3  # nothing pruned, nothing moved
+    assert allr_factor(25.0, 5.0, 0.5, 3.0) == 1.0  # a round longer than the dense training
+
+
+ALLR = [*NO_REWIND, "--net_lr_allr"]
+
+
+def test_allr_rates_are_the_formula_on_the_saved_networks(cli, monkeypatch, tmp_path):
+    """Each pruned round's rate in rounds.csv, recomputed by hand from the saved network of the
+    round before and the two masks; round 0 keeps --net_lr. Killed and resumed: the same run."""
+    from incop.runs.layout import model_state, round_masks
+
+    code, out, err = cli(*ALLR, "--output_dir", str(tmp_path / "a"))
+    assert code == 0 and "ALLR rate" in out + err, err
+    run = tmp_path / "a" / "sap" / "lenet300" / "digits" / "r"
+    rows = table(run, "rounds.csv")
+    assert float(rows[0]["lr"]) == 0.05
+    for k in (1, 2):
+        w, old, new = model_state(run, 0, k - 1), round_masks(run, 0, k - 1), round_masks(run, 0, k)
+        total = sum(float(t.double().pow(2).sum()) for t in w.values())
+        removed = sum(float(w[n].double()[old[n].bool() & ~new[n].bool()].pow(2).sum())
+                      for n in new)
+        s = 1 - sum(int(m.sum()) for m in new.values()) / sum(int(m.sum()) for m in old.values())
+        d = (removed / total) ** 0.5
+        want = 0.05 * min(1.0, max(1 / 2, d / s ** 0.5))  # budget 1 epoch of warm-up 1 + round 0's 1
+        assert float(rows[k]["lr"]) == pytest.approx(want, rel=1e-12), k
+    assert cli(*NO_REWIND, "--output_dir", str(tmp_path / "plain"))[0] == 0
+    plain = table(tmp_path / "plain" / "sap" / "lenet300" / "digits" / "r", "rounds.csv")
+    assert [r["lr"] for r in plain] == ["0.05"] * 3
+    kill_at(monkeypatch, 4)
+    assert cli(*ALLR, "--output_dir", str(tmp_path / "b"))[0] == 130
+    monkeypatch.undo()
+    code, out, err = cli(*ALLR, "--output_dir", str(tmp_path / "b"))
+    assert code == 0 and "resuming trial 0 after round 1" in out, err
+    assert table(tmp_path / "b" / "sap" / "lenet300" / "digits" / "r", "rounds.csv") == rows
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--net_lr_allr", "--rewind_to", "none"], "add --net_lr_schedule linear"),
+    (["--net_lr_allr", "--net_lr_schedule", "linear"], "add --rewind_to none")])
+def test_allr_needs_its_schedule_and_no_rewinding(cli, tmp_path, argv, message):
+    code, _, err = cli("run", *argv, "--quiet", "--output_dir", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and message in err

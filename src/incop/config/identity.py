@@ -66,7 +66,7 @@ LATER_OPTIONS = {("prune", "target_remaining"): None, ("prune", "include"): None
                  ("train", "precision"): "fp32", ("train", "channels_last"): "auto",
                  ("experiment", "threads"): None, ("experiment", "wandb"): False,
                  ("train", "optimizer"): "sgd", ("train", "lr_warmup_iters"): 0,
-                 ("train", "augment"): False,
+                 ("train", "augment"): False, ("train", "lr_allr"): False,
                  ("experiment", "wandb_project"): None,
                  # runs made before --net_init existed used PyTorch's initialisation
                  ("model", "init"): "pytorch", ("data", "image_size"): None}

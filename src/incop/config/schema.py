@@ -73,6 +73,11 @@ class TrainConfig:
     lr_warmup_iters: int = opt(0, "net_lr_warmup_iters", "ramp the learning rate up linearly "
                                "over this many iterations at the start of every training run "
                                "(0: none)")
+    lr_allr: bool = opt(False, "net_lr_allr", "ALLR (Zimmer et al. 2023): start each pruned "
+                        "round's linear schedule at --net_lr times d/sqrt(s), d how far "
+                        "pruning moved the trained weights (relative L2), s the fraction of "
+                        "survivors it removed, clipped to [round budget / dense training, 1]; "
+                        "needs --net_lr_schedule linear and --rewind_to none")
     lr_milestones: Optional[List[float]] = opt(None, "net_lr_milestones", "epochs of a round at "
                                                "which the step schedule multiplies the rate by "
                                                "--net_lr_gamma", nargs="+")
@@ -268,6 +273,9 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
           f"estimates: drop --net_momentum or use --net_optimizer sgd")
     _need(t.lr_warmup_iters >= 0,
           f"--net_lr_warmup_iters {t.lr_warmup_iters} must be 0 (none) or more iterations")
+    _need(not t.lr_allr or t.lr_schedule == "linear",
+          f"--net_lr_allr sets the start of a linear decay; add --net_lr_schedule linear "
+          f"(not {t.lr_schedule})")
     _need(t.lr_schedule != "step" or bool(t.lr_milestones),
           "--net_lr_schedule step needs --net_lr_milestones (epochs of a round, e.g. 10 15)")
     _need(t.lr_schedule == "step" or t.lr_milestones is None,
@@ -290,6 +298,9 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(rewind != "none" or t.ticket_epochs == 0,
           "--ticket_epochs retrains the final mask from the rewind point, and --rewind_to none "
           "has none: drop --ticket_epochs, or rewind to warmup, init or a point of the warm-up")
+    _need(not t.lr_allr or rewind == "none",
+          "--net_lr_allr scales each round's rate by how far pruning moved the trained "
+          "weights, which only --rewind_to none goes on training: add --rewind_to none")
     _need(not isinstance(rewind, tuple) or rewind[1] != "ep" or rewind[0] <= t.warmup,
           f"--rewind_to {t.rewind_to} is after the end of the {t.warmup}-epoch warm-up; rewind "
           f"to a point inside it (or raise --net_warmup)")

@@ -29,6 +29,7 @@ from .learned import advice, dense_verdict
 from .precision import Compute, precision_warning
 from .progress import ProgressBars
 from .records import RunRecords, criterion_report, round_rows, ticket_row
+from .schedules import allr_factor, pruning_step_sizes
 from .runtime import TICKET_ROUND, WARMUP_ROUND, resolve_device, seed_everything
 from .tables import end_of_run_text
 from .trial_inputs import TrialInputs, TrialInputsFactory, registry_inputs
@@ -195,16 +196,21 @@ class IMPExperiment:
         for k in rounds:
             t0 = time.perf_counter()
             info: Dict[str, Any] = {}
+            lr = cfg.train.lr
             if k > 0:  # prune the trained survivors
                 trained = {n: p.detach().clone() for n, p in masks.parameters(model).items()}
                 new, info = self.rule(trained, masks)  # never below --prune_target_remaining
-                masks = trim_to_target(trained, masks, new, cfg.prune.target_remaining)
+                new = trim_to_target(trained, masks, new, cfg.prune.target_remaining)
+                if cfg.train.lr_allr:
+                    lr = cfg.train.lr * self._allr(model, masks, new)
+                masks = new
+            info = {**info, "lr": lr}
             if k == 0 or cfg.train.rewind_to != "none":  # rewind (round 0 too), then mask
                 model.load_state_dict(rewind_state)
             masks.bind(model).apply()
             times = {"prune": time.perf_counter() - t0}
             outcome = self._train(model, masks, data, seed, k, cfg.train.epochs, criteria,
-                                  f"round {k}")
+                                  f"round {k}", lr=lr)
             if outcome.stop_reason == "diverged":
                 self._diverged(trial, k, outcome.epochs, data)
             t0 = time.perf_counter()
@@ -222,7 +228,8 @@ class IMPExperiment:
             self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
                       f"{count(outcome.epochs, 'epoch')}, {count(outcome.checks, 'check')} "
                       f"({outcome.stop_reason}), val {record['val_acc']:.2f}%, test "
-                      f"{_pct(test_acc)}")
+                      f"{_pct(test_acc)}"
+                      + (f", ALLR rate {lr:.4g}" if cfg.train.lr_allr and k > 0 else ""))
             if k == 0 and cfg.train.warmup == 0:
                 self._check_learned(trial, data, None)
             if last:
@@ -253,6 +260,13 @@ class IMPExperiment:
                   f"{count(outcome.epochs, 'epoch')} from the rewind point, val "
                   f"{row['val_acc']:.2f}%, test {_pct(test_acc)}")
         return model
+
+    def _allr(self, model, old: Masks, new: Masks) -> float:
+        """ALLR's factor for the round after this pruning step; the dense network trained
+        for the warm-up and round 0, the round's budget is --net_train_epochs."""
+        t = self.cfg.train
+        sizes = pruning_step_sizes(dict(model.named_parameters()), old, new)
+        return allr_factor(*sizes, t.epochs / (t.warmup + t.epochs))
 
     def _initial_masks(self, model, resume: Optional[Dict[str, Any]]) -> Masks:
         """All ones over the weights to prune, or the saved masks of a resumed trial."""
@@ -354,13 +368,14 @@ class IMPExperiment:
         return warmup, (dense if at == total else snapshot["state"]), dense
 
     def _train(self, model, masks, data: TrialInputs, seed: int, k: int, epochs: float,
-               criteria, label: str, on_step=None, check_every="round"):
+               criteria, label: str, on_step=None, check_every="round",
+               lr: Optional[float] = None):
         """One training run (warm-up, round or ticket), its checks told to the observers."""
         self.events.training_started(label, planned_iterations(data.train, self.cfg, epochs))
         try:
             return train_run(self.cfg, model, masks, data.train, data.val, seed, k, epochs,
                              criteria, lambda rec: self.events.checked(self._trial, k, rec),
-                             self.compute, on_step, check_every)
+                             self.compute, on_step, check_every, lr=lr)
         finally:
             self.events.training_ended()
 

@@ -29,6 +29,7 @@ def round_rows(trial: int, seed: int, k: int, masks: Masks, outcome, test_acc,
         "time_train": outcome.time_train, "time_flow": outcome.time_flow + times["similarity"],
         "time_eval": outcome.time_eval + times["eval"], "time_prune": times["prune"],
         "prune_ratio": info.get("ratio"), "pq_index": info.get("pq_index"),
+        "lr": info.get("lr"),  # the round's initial rate (ALLR sets it per round)
     }
     where = {"trial": trial, "round": k}
     return {"round": record,

@@ -63,3 +63,31 @@ class LRSchedule:
         f = self.factor(iteration)
         for g, base in zip(self._optimizer.param_groups, self._base):
             g["lr"] = base * f
+
+
+def allr_factor(norm_sq: float, removed_sq: float, pruned_fraction: float,
+                budget_ratio: float) -> float:
+    """ALLR, the adaptive initial rate of a retraining round (Zimmer, Spiegel and Pokutta,
+    ICLR 2023), as a fraction of --net_lr: ``d / sqrt(s)``, where ``d = ||w - w_pruned|| / ||w||``
+    is how far pruning moved the trained network (all its parameters) and ``s`` the fraction of
+    the surviving weights this step pruned, clipped to ``[min(budget_ratio, 1), 1]``: a round
+    retrained for as long as the dense network trained gets the full rate. A step that pruned
+    nothing moved nothing and gets the floor."""
+    floor = min(budget_ratio, 1.0)
+    if pruned_fraction <= 0 or norm_sq <= 0:
+        return floor
+    d = math.sqrt(removed_sq / norm_sq)
+    return min(1.0, max(floor, d / math.sqrt(pruned_fraction)))
+
+
+def pruning_step_sizes(params, old_masks, new_masks):
+    """(squared norm of all ``params``, squared norm of the weights this step removed, fraction
+    of the surviving weights removed), in float64: the inputs of :func:`allr_factor`."""
+    norm_sq = sum(float(p.detach().double().pow(2).sum()) for p in params.values())
+    removed_sq = 0.0
+    for name in old_masks.names():
+        gone = old_masks[name].bool() & ~new_masks[name].bool()
+        removed_sq += float(params[name].detach().double()[gone].pow(2).sum())
+    before = old_masks.remaining()
+    fraction = (before - new_masks.remaining()) / before if before else 0.0
+    return norm_sq, removed_sq, fraction

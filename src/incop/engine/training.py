@@ -306,18 +306,18 @@ def planned_iterations(train, cfg, epochs: float) -> int:
 
 
 def train_run(cfg, model, masks, train, val, seed: int, k: int, epochs: float, criteria,
-              on_check, compute, on_step=None, check_every="round"):
+              on_check, compute, on_step=None, check_every="round", lr=None):
     """One training run as the configuration says (warm-up, round or ticket) from the model's
     current state, seeded by ``(seed, k)``, with a fresh optimizer and the learning-rate
-    schedule restarted. Rounds are checked every --check_every; the warm-up and the ticket
-    every epoch (``check_every`` None)."""
+    schedule restarted from ``lr`` (default --net_lr). Rounds are checked every --check_every;
+    the warm-up and the ticket every epoch (``check_every`` None)."""
     torch.manual_seed(round_seed(seed, k))
     gen = torch.Generator().manual_seed(round_seed(seed, k))
     batches = train_batches(train, cfg.data.batch_size, gen)
     if cfg.train.augment:
         batches = augmented(batches, train, round_seed(seed, k))
-    optimizer = make_optimizer(model, cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay,
-                               cfg.train.optimizer)
+    optimizer = make_optimizer(model, cfg.train.lr if lr is None else lr, cfg.train.momentum,
+                               cfg.train.weight_decay, cfg.train.optimizer)
     schedule = LRSchedule(cfg.train.lr_schedule, cfg.train.lr_milestones, cfg.train.lr_gamma,
                           cfg.train.lr_warmup_iters)
     every = parse_point(cfg.prune.check_every, "--check_every") if check_every == "round" \
