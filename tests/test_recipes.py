@@ -311,6 +311,9 @@ def test_allr_rates_are_the_formula_on_the_saved_networks(cli, monkeypatch, tmp_
     code, out, err = cli(*ALLR, "--output_dir", str(tmp_path / "b"))
     assert code == 0 and "resuming trial 0 after round 1" in out, err
     assert table(tmp_path / "b" / "sap" / "lenet300" / "digits" / "r", "rounds.csv") == rows
+    code, _, _ = cli("report", str(run), "--output", str(tmp_path / "rep"))
+    assert code == 0 and "1 ep/round, no rewinding, sgd 0.05, linear, ALLR" in \
+        (tmp_path / "rep" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -96,6 +96,9 @@ BAD_VALUES = {
     "--net_optimizer": st.sampled_from(["rmsprop", "SGD2", "adamax", ""]),
     "--net_lr_warmup_iters": st.one_of(st.integers(-10**6, -1).map(str), _not_number(int)),
     "--net_lr_gamma": _floats_outside(lambda x: finite(x) and x > 0),
+    # bad points, or any point without --prune_method gmp
+    "--gmp_every": st.sampled_from(["0it", "-3it", "1.5it", "0ep", "nanep", "ep", "1", "fast"]),
+    "--gmp_start": st.sampled_from(["-1it", "1.5it", "-2ep", "infep", "begin", "1ep"]),
     "--ticket_epochs": st.one_of(_floats_outside(lambda x: finite(x) and x >= 0), _not_number(float)),
 }
 BAD_CASES = st.lists(st.sampled_from(sorted(BAD_VALUES)), min_size=1, max_size=3, unique=True).flatmap(

@@ -67,6 +67,8 @@ LATER_OPTIONS = {("prune", "target_remaining"): None, ("prune", "include"): None
                  ("experiment", "threads"): None, ("experiment", "wandb"): False,
                  ("train", "optimizer"): "sgd", ("train", "lr_warmup_iters"): 0,
                  ("train", "augment"): False, ("train", "lr_allr"): False,
+                 ("prune", "gmp_start"): None, ("prune", "gmp_end"): None,
+                 ("prune", "gmp_every"): None,
                  ("experiment", "wandb_project"): None,
                  # runs made before --net_init existed used PyTorch's initialisation
                  ("model", "init"): "pytorch", ("data", "image_size"): None}

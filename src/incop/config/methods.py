@@ -28,6 +28,9 @@ for _m, _aliases in (
                 "InCoP-IF: SAP pruning, stop when the information flow is back"), ("incop-if",)),
         (Method("giap", "sap", "gradient_flow",
                 "InCoP-GF: SAP pruning, stop when the gradient flow is back"), ("incop-gf",)),
+        (Method("gmp", "layerwise", "fixed",
+                "gradual magnitude pruning: one run, sparsity on a cubic schedule "
+                "(--gmp_start/--gmp_end/--gmp_every)"), ()),
 ):
     METHODS.add(_m.name, _m, *_aliases)
 

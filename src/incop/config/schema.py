@@ -99,7 +99,8 @@ class TrainConfig:
 
 @dataclass
 class PruneConfig:
-    method: str = opt("ciap", "prune_method", "lth, sap, ciap (incop-if) or giap (incop-gf)")
+    method: str = opt("ciap", "prune_method", "lth, sap, ciap (incop-if), giap (incop-gf) or "
+                      "gmp (gradual magnitude pruning in one run)")
     p: float = opt(1.0, "prune_p", "PQ index p (0 < p < q)")
     q: float = opt(2.0, "prune_q", "PQ index q")
     ratio: float = opt(0.2, "prune_ratio", "fraction of each layer's survivors LTH removes per round")
@@ -121,6 +122,14 @@ class PruneConfig:
                                             "percentage of weights remains (the last step is "
                                             "trimmed to land on it), then stop; "
                                             "--exper_imp_total_iter becomes the most rounds")
+    gmp_start: Optional[str] = opt(None, "gmp_start", "gradual magnitude pruning: where the "
+                                   "sparsity starts rising, in the run after the warm-up "
+                                   "(<k>it, <f>ep or start)")
+    gmp_end: Optional[str] = opt(None, "gmp_end", "gradual magnitude pruning: where it reaches "
+                                 "--prune_target_remaining (before the end of "
+                                 "--net_train_epochs, which trains on)")
+    gmp_every: Optional[str] = opt(None, "gmp_every", "gradual magnitude pruning: how often it "
+                                   "prunes (<k>it or <f>ep)")
     stop_on_recovery: bool = opt(False, "stop_on_recovery", "also stop a round once validation "
                                  "accuracy is back to the dense warm-up's")
     check_every: str = opt("1ep", "check_every", "how often the stopping criterion is asked: "
@@ -320,6 +329,7 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(p.target_remaining is None or (_finite(p.target_remaining)
                                          and 0 < p.target_remaining < 100),
           f"--prune_target_remaining {p.target_remaining} must be a percentage in (0, 100)")
+    _validate_gmp(c)
     _need(p.flow_stat in ("mean", "abs_mean", "fro"),
           f"--flow_stat {p.flow_stat}: choose mean, abs_mean or fro")
     _need(abs(e.seed) <= MAX_SEED, f"--seed {e.seed} must be between -2**40 and 2**40 (each "
@@ -341,3 +351,30 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
               f"{flag} needs one or more name patterns, e.g. 'fc3' or 'encoder.*'")
     _need(e.exper_type in ("efficiency", "performance"),
           f"--exper_type {e.exper_type}: choose efficiency or performance")
+
+
+def _validate_gmp(c: "RunConfig") -> None:
+    """--prune_method gmp is one training run whose sparsity follows a schedule: it needs its
+    three points and a target, and takes no stopping rule, SAP sizing or per-round rate."""
+    p, t = c.prune, c.train
+    points = {"--gmp_start": p.gmp_start, "--gmp_end": p.gmp_end, "--gmp_every": p.gmp_every}
+    if p.method != "gmp":
+        given = [flag for flag, v in points.items() if v is not None]
+        _need(not given, f"{', '.join(given)} set the schedule of --prune_method gmp, not "
+                         f"{p.method}: add --prune_method gmp or drop them")
+        return
+    missing = [flag for flag, v in points.items() if v is None]
+    _need(not missing, f"--prune_method gmp needs {', '.join(missing)} (e.g. --gmp_start 1ep "
+                       f"--gmp_end 6ep --gmp_every 0.5ep)")
+    parse_point(p.gmp_start, "--gmp_start", ("start",))
+    parse_point(p.gmp_end, "--gmp_end")
+    parse_point(p.gmp_every, "--gmp_every")
+    _need(p.target_remaining is not None,
+          "--prune_method gmp prunes to --prune_target_remaining (e.g. 10): add it")
+    _need(p.rule in (None, "layerwise", "global"),
+          f"--prune_rule {p.rule}: gradual magnitude pruning is layerwise or global")
+    _need(p.criterion in (None, "fixed"),
+          f"--stop_criterion {p.criterion}: gradual magnitude pruning trains its schedule to the "
+          f"end; drop --stop_criterion")
+    _need(not t.lr_allr, "--net_lr_allr restarts a rate every round, and gradual magnitude "
+                         "pruning is one run with one schedule: drop --net_lr_allr")

@@ -20,6 +20,8 @@ from ..config.schema import RunConfig, flag_name
 from ..data.batches import source_size, train_batches
 from ..data.datasets import RawDataset, load_raw
 from ..pruning.masks import Masks, skipped_rows
+from ..base.timepoints import parse_point
+from ..pruning.gradual import GradualSchedule, gradual_step
 from ..pruning.rules import RULES, reached_target, trim_to_target
 from ..stopping.criteria import FixedEpochs, flow_monitor, round_criteria
 from ..stopping.flows import activation_similarity, layer_activations, monitored_layers
@@ -33,8 +35,8 @@ from .schedules import allr_factor, pruning_step_sizes
 from .runtime import TICKET_ROUND, WARMUP_ROUND, resolve_device, seed_everything
 from .tables import end_of_run_text
 from .trial_inputs import TrialInputs, TrialInputsFactory, registry_inputs
-from .training import (evaluate, iterations_per_epoch, planned_iterations, rewind_iteration,
-                       train_run)
+from .training import (Segment, epochs_to_iterations, evaluate, iterations_per_epoch,
+                       make_optimizer, planned_iterations, rewind_iteration, train_run)
 
 
 @dataclass
@@ -162,6 +164,7 @@ class IMPExperiment:
         masks = self._initial_masks(model, resume)
         monitor = flow_monitor(self.criterion_name, model, masks, probe_x, probe_y,
                                cfg.prune.flow_stat)  # checked before any training
+        gradual = self._gradual(data)  # checked before any training
         if resume is None:
             warmup, rewind_state, dense_state = self._warm_up(model, masks, data, trial, seed,
                                                               len(probe_y))
@@ -179,6 +182,7 @@ class IMPExperiment:
         if resume is not None:
             model.load_state_dict(resume["model"])
             masks.bind(model)
+        run_optimizer = self._run_optimizer(model, gradual, resume)
         saved = {"rewind": rewind_state, "warmup": warmup}
         if dense_state is not rewind_state:
             saved["dense"] = dense_state
@@ -191,7 +195,8 @@ class IMPExperiment:
 
         result = TrialResult(seed, warmup)
         search_over = resume is not None and resume.get("ticket_pending", False)
-        rounds = range(first_round, 0 if search_over else cfg.experiment.imp_total_iter)
+        n_rounds = len(gradual.bounds()) - 1 if gradual else cfg.experiment.imp_total_iter
+        rounds = range(first_round, 0 if search_over else n_rounds)
         self.events.trial_started(trial, rounds)
         for k in rounds:
             t0 = time.perf_counter()
@@ -199,18 +204,27 @@ class IMPExperiment:
             lr = cfg.train.lr
             if k > 0:  # prune the trained survivors
                 trained = {n: p.detach().clone() for n, p in masks.parameters(model).items()}
-                new, info = self.rule(trained, masks)  # never below --prune_target_remaining
-                new = trim_to_target(trained, masks, new, cfg.prune.target_remaining)
+                if gradual:  # the cubic schedule's step
+                    new = gradual_step(trained, masks, gradual, gradual.steps()[k - 1],
+                                       self.rule_name)
+                    info = {"ratio": 1 - new.remaining() / masks.remaining()}
+                else:
+                    new, info = self.rule(trained, masks)  # never below the target
+                    new = trim_to_target(trained, masks, new, cfg.prune.target_remaining)
                 if cfg.train.lr_allr:
                     lr = cfg.train.lr * self._allr(model, masks, new)
                 masks = new
             info = {**info, "lr": lr}
-            if k == 0 or cfg.train.rewind_to != "none":  # rewind (round 0 too), then mask
+            rewinds = cfg.train.rewind_to != "none" and not gradual
+            if k == 0 or rewinds:  # rewind (round 0 too), then mask
                 model.load_state_dict(rewind_state)
             masks.bind(model).apply()
             times = {"prune": time.perf_counter() - t0}
+            segment = self._segment(gradual, k, run_optimizer)
             outcome = self._train(model, masks, data, seed, k, cfg.train.epochs, criteria,
-                                  f"round {k}", lr=lr)
+                                  f"round {k}", lr=lr, segment=segment)
+            if segment is not None:
+                saved["optimizer"] = run_optimizer.state_dict()
             if outcome.stop_reason == "diverged":
                 self._diverged(trial, k, outcome.epochs, data)
             t0 = time.perf_counter()
@@ -222,8 +236,8 @@ class IMPExperiment:
             rows = round_rows(trial, seed, k, masks, outcome, test_acc, info, times, layers, sims,
                               skipped)
             record = rows["round"]
-            last = (k == cfg.experiment.imp_total_iter - 1
-                    or reached_target(masks, cfg.prune.target_remaining))
+            last = k == n_rounds - 1 or (not gradual and reached_target(
+                masks, cfg.prune.target_remaining))
             self._round_done(trial, seed, k, rows, model, masks, saved, last)
             self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
                       f"{count(outcome.epochs, 'epoch')}, {count(outcome.checks, 'check')} "
@@ -260,6 +274,47 @@ class IMPExperiment:
                   f"{count(outcome.epochs, 'epoch')} from the rewind point, val "
                   f"{row['val_acc']:.2f}%, test {_pct(test_acc)}")
         return model
+
+    def _gradual(self, data: TrialInputs) -> Optional[GradualSchedule]:
+        """The schedule of --prune_method gmp in iterations of the run after the warm-up (whose
+        length is --net_train_epochs), or None for the IMP methods."""
+        p = self.cfg.prune
+        if p.method != "gmp":
+            return None
+        per_epoch = self._per_epoch(data)
+
+        def at(text: str, flag: str, words=()) -> int:
+            point = parse_point(text, flag, words)
+            if point == "start":
+                return 0
+            return int(point[0]) if point[1] == "it" else epochs_to_iterations(point[0], per_epoch)
+
+        return GradualSchedule(at(p.gmp_start, "--gmp_start", ("start",)),
+                               at(p.gmp_end, "--gmp_end"), at(p.gmp_every, "--gmp_every"),
+                               epochs_to_iterations(self.cfg.train.epochs, per_epoch),
+                               p.target_remaining)
+
+    def _per_epoch(self, data: TrialInputs) -> int:
+        return iterations_per_epoch(train_batches(data.train, self.cfg.data.batch_size,
+                                                  torch.Generator()))
+
+    def _run_optimizer(self, model, gradual, resume):
+        """Gradual pruning's one optimizer, carried from round to round (and across a
+        resume); None for IMP, whose every round starts a fresh one."""
+        if gradual is None:
+            return None
+        t = self.cfg.train
+        optimizer = make_optimizer(model, t.lr, t.momentum, t.weight_decay, t.optimizer)
+        if resume is not None and "optimizer" in resume:
+            optimizer.load_state_dict(resume["optimizer"])
+        return optimizer
+
+    def _segment(self, gradual, k: int, optimizer) -> Optional[Segment]:
+        if gradual is None:
+            return None
+        bounds = gradual.bounds()
+        return Segment(bounds[k], bounds[k + 1] - bounds[k], gradual.total, optimizer,
+                       self.cfg.train.lr)
 
     def _allr(self, model, old: Masks, new: Masks) -> float:
         """ALLR's factor for the round after this pruning step; the dense network trained
@@ -330,8 +385,7 @@ class IMPExperiment:
         """Train the dense network for --net_warmup epochs, saving the rewind point on the way
         (--rewind_to). Returns (the trial's warm-up record, rewind state, trained dense state)."""
         cfg = self.cfg
-        per_epoch = iterations_per_epoch(train_batches(data.train, cfg.data.batch_size,
-                                                       torch.Generator()))
+        per_epoch = self._per_epoch(data)
         at, total = rewind_iteration(cfg.train.rewind_to, cfg.train.warmup, per_epoch)
         snapshot: Dict[str, Any] = {}
 
@@ -369,13 +423,16 @@ class IMPExperiment:
 
     def _train(self, model, masks, data: TrialInputs, seed: int, k: int, epochs: float,
                criteria, label: str, on_step=None, check_every="round",
-               lr: Optional[float] = None):
-        """One training run (warm-up, round or ticket), its checks told to the observers."""
-        self.events.training_started(label, planned_iterations(data.train, self.cfg, epochs))
+               lr: Optional[float] = None, segment: Optional[Segment] = None):
+        """One training run (warm-up, round or ticket), or a segment of one, its checks told to
+        the observers."""
+        planned = segment.iterations if segment else planned_iterations(data.train, self.cfg,
+                                                                         epochs)
+        self.events.training_started(label, planned)
         try:
             return train_run(self.cfg, model, masks, data.train, data.val, seed, k, epochs,
                              criteria, lambda rec: self.events.checked(self._trial, k, rec),
-                             self.compute, on_step, check_every, lr=lr)
+                             self.compute, on_step, check_every, lr=lr, segment=segment)
         finally:
             self.events.training_ended()
 

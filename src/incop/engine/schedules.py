@@ -34,7 +34,7 @@ class LRSchedule:
                              "round, e.g. 10 15)")
         self._optimizer: Optional[torch.optim.Optimizer] = None
         self._base = []
-        self._total, self._per_epoch = 1, 1
+        self._total, self._per_epoch, self._offset = 1, 1, 0
 
     def factor(self, iteration: int) -> float:
         """The multiplier of the base rate for the step after ``iteration`` steps."""
@@ -51,16 +51,20 @@ class LRSchedule:
             return 1.0 - min(iteration, self._total) / self._total
         return 1.0
 
-    def attach(self, optimizer: torch.optim.Optimizer, total: int, per_epoch: int) -> None:
-        """Start the schedule for a round of at most ``total`` iterations."""
+    def attach(self, optimizer: torch.optim.Optimizer, total: int, per_epoch: int,
+               offset: int = 0, base: Optional[float] = None) -> None:
+        """Start the schedule for a round of at most ``total`` iterations, or go on with one:
+        a segment of a longer run (gradual pruning) starts ``offset`` iterations in, from the
+        ``base`` rate (the optimizer's current rate by default)."""
         self._optimizer, self._total, self._per_epoch = optimizer, total, per_epoch
-        self._base = [g["lr"] for g in optimizer.param_groups]
+        self._offset = offset
+        self._base = [g["lr"] if base is None else base for g in optimizer.param_groups]
         self.set(0)
 
     def set(self, iteration: int) -> None:
         if (self.kind == "constant" and not self.warmup) or self._optimizer is None:
             return
-        f = self.factor(iteration)
+        f = self.factor(self._offset + iteration)
         for g, base in zip(self._optimizer.param_groups, self._base):
             g["lr"] = base * f
 

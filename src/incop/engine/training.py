@@ -213,7 +213,7 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
                 check_every: Optional[Tuple[float, str]] = None,
                 schedule: Optional[LRSchedule] = None,
                 on_step: Optional[Callable[[int], None]] = None,
-                compute: Compute = FP32) -> RoundOutcome:
+                compute: Compute = FP32, segment: Optional["Segment"] = None) -> RoundOutcome:
     """Train until a criterion fires, the loss diverges, or ``max_epochs`` (at least one check).
 
     Criteria are asked every ``check_every``; the first distance-reporting criterion's distance
@@ -221,10 +221,12 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
     ends and at the round's end, and at every check only when a criterion needs it (it would
     otherwise dominate a check's cost). ``schedule`` sets the learning
     rate per iteration (restarted here, over ``max_epochs``); ``on_step(iteration)`` is called
-    after every optimizer step. Time is split into training, evaluation and criterion checks."""
+    after every optimizer step. Time is split into training, evaluation and criterion checks.
+    A ``segment`` of a longer run trains its own iterations instead of ``max_epochs``, with the
+    schedule of the whole run."""
     device = _device_of(model)
     per_epoch = iterations_per_epoch(batches)
-    total = max(1, epochs_to_iterations(max_epochs, per_epoch))
+    total = segment.iterations if segment else max(1, epochs_to_iterations(max_epochs, per_epoch))
     every = check_interval(check_every, per_epoch)
     t0 = time.perf_counter()
     start = [c.start_round(model, masks) for c in criteria]
@@ -233,7 +235,9 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
     outcome = RoundOutcome(0, per_epoch, "max_epochs", start_distance,
                            time_flow=time.perf_counter() - t0)
     stream = batch_stream(batches)
-    if schedule is not None:
+    if schedule is not None and segment is not None:
+        schedule.attach(optimizer, segment.run_total, per_epoch, segment.start, segment.lr)
+    elif schedule is not None:
         schedule.attach(optimizer, total, per_epoch)
     done = 0
     val_every_check = any(c.needs_validation for c in criteria)
@@ -285,6 +289,19 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
     return outcome
 
 
+@dataclass(frozen=True)
+class Segment:
+    """Part of one training run that several rounds share (gradual pruning): ``iterations``
+    from iteration ``start`` of a run of ``run_total``, its optimizer carried over (momentum
+    and moments go on) and its schedule that of the whole run, from the rate ``lr``."""
+
+    start: int
+    iterations: int
+    run_total: int
+    optimizer: torch.optim.Optimizer
+    lr: float
+
+
 def augmented(batches, train, seed: int):
     """The training batches with ``--net_augment``'s crops and flips, drawn from a generator of
     the training run's own (so the shuffling's draws stay as they were)."""
@@ -306,7 +323,8 @@ def planned_iterations(train, cfg, epochs: float) -> int:
 
 
 def train_run(cfg, model, masks, train, val, seed: int, k: int, epochs: float, criteria,
-              on_check, compute, on_step=None, check_every="round", lr=None):
+              on_check, compute, on_step=None, check_every="round", lr=None,
+              segment: Optional[Segment] = None):
     """One training run as the configuration says (warm-up, round or ticket) from the model's
     current state, seeded by ``(seed, k)``, with a fresh optimizer and the learning-rate
     schedule restarted from ``lr`` (default --net_lr). Rounds are checked every --check_every;
@@ -316,11 +334,13 @@ def train_run(cfg, model, masks, train, val, seed: int, k: int, epochs: float, c
     batches = train_batches(train, cfg.data.batch_size, gen)
     if cfg.train.augment:
         batches = augmented(batches, train, round_seed(seed, k))
-    optimizer = make_optimizer(model, cfg.train.lr if lr is None else lr, cfg.train.momentum,
-                               cfg.train.weight_decay, cfg.train.optimizer)
+    optimizer = segment.optimizer if segment else make_optimizer(
+        model, cfg.train.lr if lr is None else lr, cfg.train.momentum, cfg.train.weight_decay,
+        cfg.train.optimizer)
     schedule = LRSchedule(cfg.train.lr_schedule, cfg.train.lr_milestones, cfg.train.lr_gamma,
                           cfg.train.lr_warmup_iters)
     every = parse_point(cfg.prune.check_every, "--check_every") if check_every == "round" \
         else check_every
     return train_round(model, optimizer, masks, batches, val, epochs, criteria, on_check,
-                       check_every=every, schedule=schedule, on_step=on_step, compute=compute)
+                       check_every=every, schedule=schedule, on_step=on_step, compute=compute,
+                       segment=segment)

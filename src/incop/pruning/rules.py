@@ -104,7 +104,7 @@ def smallest_positions(scores: torch.Tensor, n: int) -> torch.Tensor:
     return drop
 
 
-def _smallest_survivors(weights: Weights, masks: Masks, names, n: int) -> Masks:
+def remove_smallest(weights: Weights, masks: Masks, names, n: int) -> Masks:
     """New masks with the ``n`` smallest-magnitude surviving weights among ``names`` removed."""
     new = masks.clone()
     if n <= 0:
@@ -157,7 +157,7 @@ class LayerwiseMagnitude(PruningRule):
         new = masks
         for k in masks.names():
             s = int(masks[k].count_nonzero())
-            new = _smallest_survivors(weights, new, [k], round_count(self.ratio, s))
+            new = remove_smallest(weights, new, [k], round_count(self.ratio, s))
         return new, {"ratio": self.ratio}
 
 
@@ -170,7 +170,7 @@ class GlobalMagnitude(PruningRule):
 
     def __call__(self, weights: Weights, masks: Masks):
         d = masks.remaining()
-        return _smallest_survivors(weights, masks, masks.names(), floor_count(self.ratio, d)), \
+        return remove_smallest(weights, masks, masks.names(), floor_count(self.ratio, d)), \
             {"ratio": self.ratio}
 
 
@@ -209,7 +209,7 @@ class SAP(PruningRule):
 
     def __call__(self, weights: Weights, masks: Masks):
         _, info = self.ratio(_survivors(weights, masks, masks.names()))
-        return _smallest_survivors(weights, masks, masks.names(), info["pruned"]), info
+        return remove_smallest(weights, masks, masks.names(), info["pruned"]), info
 
 
 def validate_pq(p: float, q: float) -> None:
@@ -245,7 +245,7 @@ def trim_to_count(weights: Weights, old: Masks, new: Masks, keep: int) -> Masks:
     # largest remainders first; the stable sort keeps layer order among equal ones
     for k in sorted(shares, key=lambda k: counts[k] - shares[k])[:leftover]:
         counts[k] += 1
-    return Masks({k: _smallest_survivors(weights, Masks({k: old[k]}), [k], counts[k])[k]
+    return Masks({k: remove_smallest(weights, Masks({k: old[k]}), [k], counts[k])[k]
                   for k in old.names()})
 
 

@@ -20,11 +20,11 @@ from torch import nn
 from torch.nn.utils import prune
 
 from .masks import Masks, prunable_parameters
-from .rules import SAP, _smallest_survivors, round_count
+from .rules import SAP, remove_smallest, round_count
 
 
 def _drop_smallest(t: torch.Tensor, default_mask: torch.Tensor, n: int) -> torch.Tensor:
-    masks = _smallest_survivors({"t": t}, Masks({"t": default_mask.to(t.dtype)}), ["t"], n)
+    masks = remove_smallest({"t": t}, Masks({"t": default_mask.to(t.dtype)}), ["t"], n)
     return masks["t"].to(default_mask.dtype)
 
 

@@ -26,6 +26,7 @@ def run_summary(run: RunData) -> Dict[str, Any]:
                            "p": run.config["prune"]["p"] if uses_pq else None,
                            "q": run.config["prune"]["q"] if uses_pq else None,
                            "settings": _settings(run.config),
+                           "recipe": recipe(run.config),
                            "trials": len(trials), "rounds": max((len(rs) for rs in trials), default=0)}
     for name, values in (
             ("remaining_pct", [f["remaining_pct"] for f in finals]),
@@ -66,6 +67,29 @@ def _settings(config: Dict[str, Any]) -> Dict[str, Any]:
                 continue
             out[f.metadata["flag"] or key] = config.get(section, {}).get(f.name, f.default)
     return out
+
+
+def recipe(config: Dict[str, Any]) -> str:
+    """How the run trained and pruned, in the words of docs/methods.md's recipes: its training
+    budget, optimizer and schedule, its rewinding, and gradual pruning's points."""
+    t, p = config.get("train", {}), config.get("prune", {})
+    if p.get("method") == "gmp":
+        parts = [f"gmp {p.get('gmp_start')}..{p.get('gmp_end')} every {p.get('gmp_every')} "
+                 f"to {p.get('target_remaining'):g}%, {t.get('epochs'):g} ep"]
+    else:
+        parts = [f"{t.get('epochs'):g} ep/round"]
+        rewind = t.get("rewind_to", "warmup")
+        parts.append("no rewinding" if rewind == "none" else f"rewind {rewind}")
+    parts.append(f"{t.get('optimizer', 'sgd')} {t.get('lr'):g}")
+    schedule = t.get("lr_schedule", "constant")
+    if schedule != "constant" or t.get("lr_warmup_iters"):
+        parts.append(schedule + (f" (+{t['lr_warmup_iters']}it warm-up)"
+                                 if t.get("lr_warmup_iters") else ""))
+    if t.get("lr_allr"):
+        parts.append("ALLR")
+    if t.get("augment"):
+        parts.append("augmented")
+    return ", ".join(parts)
 
 
 def varying_settings(rows: Sequence[Dict[str, Any]]) -> List[str]:
@@ -115,8 +139,8 @@ def _has_tickets(rows: Sequence[Dict[str, Any]]) -> bool:
 
 def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
     swept = varying_settings(rows)
-    headers = ["run", "arch", "dataset", "p", "q", *swept, "trials", "remaining %", "val acc %",
-               "test acc %", "search epochs", "wall time s", "flow time s"]
+    headers = ["run", "arch", "dataset", "p", "q", "recipe", *swept, "trials", "remaining %",
+               "val acc %", "test acc %", "search epochs", "wall time s", "flow time s"]
     tickets = _has_tickets(rows)
     if tickets:
         headers += ["ticket test acc %", "ticket epochs"]
@@ -125,7 +149,7 @@ def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
         headers += ["speed-up (batch 64, 1 thread)"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in rows:
-        cells = [r["run"], r["arch"], r["dataset"], _pq(r["p"]), _pq(r["q"]),
+        cells = [r["run"], r["arch"], r["dataset"], _pq(r["p"]), _pq(r["q"]), r["recipe"],
                  *(_value(r["settings"][k]) for k in swept), str(r["trials"]),
                  _pm(r, "remaining_pct"), _pm(r, "val_acc"), _pm(r, "test_acc"),
                  _pm(r, "total_epochs", 2), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]

@@ -184,7 +184,7 @@ def load_run(path: Path) -> RunData:
 
 def default_label(run: RunData) -> str:
     p = run.config["prune"]
-    rule = p.get("rule") or ("layerwise" if p["method"] == "lth" else "sap")
+    rule = run.resolved[0]
     label = p["method"]
     if rule == "sap":
         label += f" ({p['p']:g}, {p['q']:g})"

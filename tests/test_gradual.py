@@ -1,0 +1,161 @@
+"""Gradual magnitude pruning (issue 27): the cubic schedule of Zhu and Gupta exactly in counts at
+every step, its steps as rounds of one run (fractional epochs, one optimizer, one schedule),
+resumable, with a ticket, from the CLI and the API; bad settings are one line."""
+import math
+from fractions import Fraction
+
+import pytest
+import torch
+
+from conftest import kill_at, table
+from incop.base.errors import UsageError
+from incop.pruning.gradual import GradualSchedule, gradual_step
+from incop.pruning.masks import Masks
+from incop.pruning.rules import target_count
+
+GMP = ["run", "--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "4ep",
+       "--gmp_every", "1ep", "--prune_target_remaining", "7.3", "--net_train_epochs", "5.5",
+       "--net_warmup", "1", "--net_lr", "0.05", "--net_momentum", "0.9",
+       "--net_lr_schedule", "linear", "--quiet", "--run_name", "r"]
+
+
+def _by_hand(n: int, t: int, t0: int, t_end: int, target: str) -> int:
+    """ceil(n (1 - s_t)), s_t = s_f + (0 - s_f)(1 - (t - t0)/(t_end - t0))^3, in fractions."""
+    s_f = 1 - Fraction(target) / 100
+    s_t = s_f + (0 - s_f) * (1 - Fraction(t - t0, t_end - t0)) ** 3
+    return math.ceil(n * (1 - s_t))
+
+
+@pytest.mark.parametrize("start,end,every,steps", [
+    (3, 23, 4, [7, 11, 15, 19, 23]),  # n dt = end - start: the paper's steps
+    (0, 10, 4, [4, 8, 10]),  # not a multiple: the last step lands on the end
+    (5, 6, 1, [6])])
+def test_the_cubic_schedule_in_counts_at_every_step(start, end, every, steps):
+    s = GradualSchedule(start, end, every, 30, 7.3)
+    assert s.steps() == steps and s.bounds() == [0, *steps, 30]
+    for n in (1, 7, 1000, 50_200, 14_715_584):
+        for t in steps:
+            assert s.kept(n, t) == _by_hand(n, t, start, end, "7.3"), (n, t)
+        assert s.kept(n, end) == target_count(n, 7.3)  # the target, exactly
+        assert s.kept(n, start) == n
+    assert [s.kept(50_200, t) for t in steps] == sorted((s.kept(50_200, t) for t in steps),
+                                                        reverse=True)
+
+
+def test_a_step_keeps_the_largest_survivors_layerwise_or_globally():
+    g = torch.Generator().manual_seed(0)
+    w = {"a": torch.randn(10, 10, generator=g), "b": torch.randn(50, generator=g) * 3}
+    masks = Masks({"a": torch.ones(10, 10), "b": torch.ones(50)})
+    masks["a"][0, :5] = 0  # already pruned: stays pruned
+    s = GradualSchedule(0, 4, 1, 8, 20)
+    for t in s.steps():
+        per_layer = gradual_step(w, masks, s, t, "layerwise")
+        for name, n in (("a", 100), ("b", 50)):
+            kept = per_layer[name].bool()
+            assert int(kept.sum()) == min(s.kept(n, t), int(masks[name].sum()))
+            assert not bool(kept[~masks[name].bool()].any())
+            dropped = w[name].abs()[masks[name].bool() & ~kept]
+            assert dropped.numel() == 0 or float(w[name].abs()[kept].min()) > float(dropped.max())
+        globally = gradual_step(w, masks, s, t, "global")
+        assert globally.remaining() == s.kept(150, t)
+        flat_w = torch.cat([w[n].abs().flatten() for n in "ab"])
+        kept = torch.cat([globally[n].flatten() for n in "ab"]).bool()
+        alive = torch.cat([masks[n].flatten() for n in "ab"]).bool()
+        assert float(flat_w[kept].min()) > float(flat_w[alive & ~kept].max())
+        masks = globally
+
+
+def test_the_run_follows_the_schedule_and_resumes_identically(cli, monkeypatch, tmp_path):
+    """digits: 21 iterations an epoch, so the steps fall at 42, 63, 84 (1ep + k ep) and the run
+    of 5.5 epochs ends at iteration 116 (5.5 x 21 = 115.5, rounded half up)."""
+    code, _, err = cli(*GMP, "--output_dir", str(tmp_path / "a"))
+    assert code == 0, err
+    run = tmp_path / "a" / "gmp" / "lenet300" / "digits" / "r"
+    rows = table(run, "rounds.csv")
+    assert [int(r["iterations"]) for r in rows] == [42, 21, 21, 32]
+    assert [float(r["epochs"]) for r in rows] == pytest.approx([2, 1, 1, 32 / 21])
+    layers = table(run, "layers.csv")
+    for k, t in ((1, 42), (2, 63), (3, 84)):
+        for row in (r for r in layers if int(r["round"]) == k and r["status"] == "pruned"):
+            n = int(row["total"])
+            assert int(row["remaining"]) == _by_hand(n, t, 21, 84, "7.3"), (k, row["layer"])
+    kill_at(monkeypatch, 5)  # the warm-up, round 0's two epochs, round 1, then inside round 2
+    assert cli(*GMP, "--output_dir", str(tmp_path / "b"))[0] == 130
+    monkeypatch.undo()
+    code, out, err = cli(*GMP, "--output_dir", str(tmp_path / "b"))
+    assert code == 0 and "resuming trial 0 after round 1" in out, err
+    b = tmp_path / "b" / "gmp" / "lenet300" / "digits" / "r"
+    assert table(b, "rounds.csv") == rows
+    code, out, _ = cli("report", str(run), "--output", str(tmp_path / "rep"))
+    assert code == 0
+    assert "gmp 1ep..4ep every 1ep to 7.3%, 5.5 ep, sgd 0.05, linear" in \
+        (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_one_optimizer_and_one_schedule_run_through_the_steps(monkeypatch):
+    """The rate of step i (from 0) of the run is --net_lr (1 - i / 116), i counted from the run's
+    start across the rounds (an IMP round would restart it); and momentum goes on (the same optimizer object every round)."""
+    import incop.engine.training as training
+    from incop.cli import build_parser
+    from incop.config.flags import config_from_args
+    from incop.engine.imp import IMPExperiment
+
+    rates, optimizers = [], set()
+    real = training.train_steps
+
+    def spy(model, optimizer, masks, stream, steps, on_step=None, compute=training.FP32):
+        optimizers.add(id(optimizer))
+
+        def record():
+            rates.append(optimizer.param_groups[0]["lr"])
+            if on_step is not None:
+                on_step()
+        return real(model, optimizer, masks, stream, steps, record, compute)
+
+    monkeypatch.setattr(training, "train_steps", spy)
+    cfg = config_from_args(build_parser().parse_args(GMP[:-3] + ["--net_warmup", "0"]))
+    IMPExperiment(cfg, progress=False, echo=lambda s: None).run()
+    # (read after step i's update, before the schedule moves on: the rate step i trained with)
+    assert rates == pytest.approx([0.05 * (1 - i / 116) for i in range(116)], abs=1e-15)
+    assert len(optimizers) == 1
+
+
+def test_a_ticket_and_the_api():
+    import incop
+    from incop.data import load_splits
+    from torch import nn
+
+    d = load_splits("digits", None, 0.1, 0)
+    cfg = incop.RunConfig(train=incop.TrainConfig(lr=0.05, momentum=0.9, epochs=3, warmup=1,
+                                                  ticket_epochs=1),
+                          prune=incop.PruneConfig(method="gmp", gmp_start="start",
+                                                  gmp_end="40it", gmp_every="10it",
+                                                  target_remaining=20, rule="global"))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    result = incop.prune_model(model, (d.train_x, d.train_y), (d.val_x, d.val_y), config=cfg)
+    assert len(result.rounds) == 5  # the dense segment and 4 steps
+    assert result.masks.remaining() == target_count(64 * 32 + 32 * 10, 20)
+    assert result.ticket_model is not None and len(result.tickets) == 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--prune_method", "gmp", "--prune_target_remaining", "10"], "needs --gmp_start"),
+    (["--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "3ep", "--gmp_every", "1ep"],
+     "add it"),
+    (["--prune_method", "sap", "--gmp_every", "1ep"], "add --prune_method gmp or drop them"),
+    (["--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "3ep", "--gmp_every", "1ep",
+      "--prune_target_remaining", "10", "--net_train_epochs", "3"], "trains on after"),
+    (["--prune_method", "gmp", "--gmp_start", "3ep", "--gmp_end", "2ep", "--gmp_every", "1ep",
+      "--prune_target_remaining", "10"], "must come before --gmp_end"),
+    (["--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "3ep", "--gmp_every", "0ep",
+      "--prune_target_remaining", "10"], "--gmp_every 0ep"),
+    (["--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "3ep", "--gmp_every", "1ep",
+      "--prune_target_remaining", "10", "--stop_criterion", "information_flow"],
+     "drop --stop_criterion"),
+    (["--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "3ep", "--gmp_every", "1ep",
+      "--prune_target_remaining", "10", "--prune_rule", "sap"], "layerwise or global")])
+def test_bad_settings_are_one_line(cli, tmp_path, argv, message):
+    code, _, err = cli("run", *argv, "--net_warmup", "1", "--quiet",
+                       "--output_dir", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not any(tmp_path.rglob("progress.pt"))
