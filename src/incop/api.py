@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from .base.errors import UsageError
 from .config.schema import RunConfig, api_name
 from .data.batches import DataSource, is_tensor_pair, probe_from_source
 from .stopping.flows import unwrap
@@ -131,3 +132,20 @@ def _saved_result(model: nn.Module, experiment: IMPExperiment) -> Tuple[nn.Modul
     saved.load_state_dict(model_state(path, last["trial"], last["round"]))
     masks = Masks.from_state_dict(round_masks(path, last["trial"], last["round"]))
     return saved.to(experiment.device), masks.bind(saved)
+
+
+def ablate(run_dir: Union[str, Path], random_prune: bool = True, random_reinit: bool = True,
+           trials: int = 1, trial: Optional[int] = None, progress: Optional[bool] = False,
+           echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+    """The lottery-ticket ablations of a finished run made with ``ticket_epochs`` (as
+    ``incop ablate``): ``trials`` retrainings of a random mask with the ticket's per-layer counts
+    and of the ticket's mask from a fresh initialisation, each with the ticket's budget. Rows
+    go to the run's ablations.json/.csv; all of the run's rows are returned (those already
+    there are not computed again)."""
+    from .launch.ablate import ablate_run
+
+    kinds = [k for k, on in (("random_prune", random_prune), ("random_reinit", random_reinit))
+             if on]
+    if not kinds:
+        raise UsageError("ablate: ask for random_prune, random_reinit or both")
+    return ablate_run(Path(run_dir), kinds, trials, trial, echo, progress)

@@ -80,6 +80,22 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     exp.add_argument("--trial", type=int, default=0)
     exp.add_argument("--round", type=int, default=None, help="round (default: the last saved)")
     exp.add_argument("--ticket", action="store_true", help="the ticket (--ticket_epochs runs)")
+    abl = sub.add_parser("ablate", help="retrain a run's tickets' random ablations: a random "
+                         "mask and a fresh initialisation", description="The lottery-ticket "
+                         "ablations of finished runs made with --ticket_epochs: retrain, with the "
+                         "ticket's budget, schedule and data order, a random mask with the "
+                         "ticket's per-layer counts from its rewind point (--random_prune) and "
+                         "the ticket's mask from a fresh initialisation (--random_reinit); "
+                         "neither flag: both. Writes ablations.json/.csv and "
+                         "figures/ablations.png into each run; incop report shows ticket minus "
+                         "each. Stopped, it resumes where it was.")
+    abl.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    abl.add_argument("--random_prune", action="store_true", help="a random mask, same counts")
+    abl.add_argument("--random_reinit", action="store_true", help="the ticket's mask, new weights")
+    abl.add_argument("--trials", type=int, default=1, help="ablation runs of each kind per ticket, "
+                     "each with its own seed (default 1; 3 or more to judge a gap)")
+    abl.add_argument("--trial", type=int, default=None, help="only this search trial's ticket")
+    abl.add_argument("--quiet", action="store_true", help="no progress bar")
     spd = sub.add_parser("speed", help="time dense against sparse inference for every round",
                          description="Dense against sparse (CSR Linear layers, chosen per layer "
                          "where faster) forward passes for every saved round of a run; writes "
@@ -105,6 +121,25 @@ def _cmd_export(ns: argparse.Namespace) -> int:
         if "max_abs_diff" in info else ""
     print(f"wrote {info['path']} ({ns.format}): trial {info['trial']} {what}, "
           f"{info['remaining_pct']:.2f}% of the weights remaining{extra}")
+    return 0
+
+
+def _cmd_ablate(ns: argparse.Namespace) -> int:
+    from .launch.ablate import ablate_run, parse_kinds
+    from .runs.layout import existing_run
+
+    runs = [existing_run(r) for r in ns.runs]  # all checked before any training
+    for run in runs:
+        if len(runs) > 1:
+            print(f"== {run}")
+        try:
+            ablate_run(run, parse_kinds(ns.random_prune, ns.random_reinit), ns.trials,
+                       ns.trial, progress=not ns.quiet)
+        except KeyboardInterrupt:
+            print(f"{PROG}: stopped; the finished ablations are saved in {run}; run the same "
+                  f"command again to resume", file=sys.stderr)
+            return 130
+        print(f"ablations.json, ablations.csv and figures/ablations.png in {run}")
     return 0
 
 
@@ -285,6 +320,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_export(ns)
         if ns.command == "speed":
             return _cmd_speed(ns)
+        if ns.command == "ablate":
+            return _cmd_ablate(ns)
         build_parser().print_help()
         return 2
     except UsageError as e:

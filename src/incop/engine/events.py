@@ -44,6 +44,10 @@ class Observer:
     def warmed_up(self, trial: int, record: Dict[str, Any]) -> None:
         """The dense warm-up is over; ``record`` is the trial's row."""
 
+    def rewind_point(self, trial: int, state: Dict[str, Any]) -> None:
+        """The weights the trial's rounds and ticket start from (its rewind point), told once a
+        trial starts or resumes: persistence keeps them for the ablations."""
+
     def round_ended(self, trial: int, k: int, rows: Dict[str, Any], model, masks,
                     state: Optional[Dict[str, Any]]) -> None:
         """Round ``k`` is measured: ``rows`` holds its record (``round``) and its detail rows

@@ -184,6 +184,7 @@ class IMPExperiment:
             masks.bind(model)
         run_optimizer = self._run_optimizer(model, gradual, resume)
         saved = {"rewind": rewind_state, "warmup": warmup}
+        self.events.rewind_point(trial, rewind_state)
         if dense_state is not rewind_state:
             saved["dense"] = dense_state
         if cfg.train.warmup > 0 and first_round == 0:

@@ -41,6 +41,11 @@ def run_summary(run: RunData) -> Dict[str, Any]:
             ("ticket_test_acc", [t["test_acc"] for t in run.tickets]),
             ("ticket_epochs", [t["epochs"] for t in run.tickets])):
         row[f"{name}_mean"], row[f"{name}_std"] = mean_std(values)
+    for kind in ("random_prune", "random_reinit"):  # incop ablate: ticket minus each ablation
+        row[f"ticket_minus_{kind}_mean"], row[f"ticket_minus_{kind}_std"] = mean_std(
+            t - a["test_acc"] for a in run.ablations if a["ablation"] == kind
+            for t in [a.get("ticket_test_acc")] if t is not None and a["test_acc"] is not None)
+        row[f"{kind}_runs"] = sum(a["ablation"] == kind for a in run.ablations)
     # `incop speed` measured: the final round's inference speed-up (batch 64, one thread)
     row["speedup_b64_1t"] = final_speedup(run.path)
     row["path"] = str(run.path)
@@ -124,6 +129,14 @@ def _pm(row: Dict[str, Any], key: str, digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+def _gap(row: Dict[str, Any], kind: str) -> str:
+    """Ticket minus an ablation: mean ± std over the ablation runs (n of them)."""
+    m, s, n = row[f"ticket_minus_{kind}_mean"], row[f"ticket_minus_{kind}_std"], row[f"{kind}_runs"]
+    if not n or math.isnan(m):
+        return "-"
+    return f"{m:+.2f} ± {s:.2f} (n={n})" if n > 1 else f"{m:+.2f} (n=1)"
+
+
 def _speedup(row: Dict[str, Any]) -> str:
     x = row.get("speedup_b64_1t")
     return "-" if x is None else f"{x:.2f}x"
@@ -144,6 +157,9 @@ def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
     tickets = _has_tickets(rows)
     if tickets:
         headers += ["ticket test acc %", "ticket epochs"]
+    ablated = any(r["random_prune_runs"] or r["random_reinit_runs"] for r in rows)
+    if ablated:
+        headers += ["ticket − random mask (pts)", "ticket − random init (pts)"]
     speed = _has_speed(rows)
     if speed:
         headers += ["speed-up (batch 64, 1 thread)"]
@@ -155,6 +171,8 @@ def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
                  _pm(r, "total_epochs", 2), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
         if tickets:
             cells += [_pm(r, "ticket_test_acc"), _pm(r, "ticket_epochs", 1)]
+        if ablated:
+            cells += [_gap(r, k) for k in ("random_prune", "random_reinit")]
         if speed:
             cells.append(_speedup(r))
         lines.append("| " + " | ".join(cells) + " |")

@@ -254,6 +254,41 @@ def speedup_figure(rows: Sequence[Dict[str, object]]) -> Figure:
     return fig
 
 
+ABLATION_BARS = (("ticket", "ticket"), ("random_prune", "random mask, same per-layer counts"),
+                 ("random_reinit", "ticket's mask, fresh initialisation"))
+
+
+def ablations_figure(runs: Sequence[RunData]) -> Optional[Figure]:
+    """Per run, the ticket's test accuracy beside its two ablations' (mean and std, every
+    trial a dot): a ticket must beat both. None when no run was ablated."""
+    runs = [r for r in runs if r.ablations]
+    if not runs:
+        return None
+    fig = Figure(figsize=(max(8.0, 1.9 * len(runs) + 2), 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / len(ABLATION_BARS)
+    for j, (kind, label) in enumerate(ABLATION_BARS):
+        for i, run in enumerate(runs):
+            values = [t["test_acc"] for t in run.tickets] if kind == "ticket" else \
+                [a["test_acc"] for a in run.ablations if a["ablation"] == kind]
+            values = [v for v in values if v is not None]
+            if not values:
+                continue
+            x = i + (j - 1) * width
+            ax.bar(x, np.mean(values), width * 0.9, color=COLORS[j], alpha=0.75,
+                   yerr=np.std(values, ddof=1) if len(values) > 1 else None, capsize=3,
+                   label=label if i == 0 else None)
+            ax.plot([x] * len(values), values, "k.", markersize=4)
+    ax.set_xticks(range(len(runs)), [r.label for r in runs], rotation=15 if len(runs) > 3 else 0,
+                  fontsize=8)
+    low = min(v for r in runs for v in [*(t["test_acc"] for t in r.tickets),
+                                         *(a["test_acc"] for a in r.ablations)] if v is not None)
+    _style(ax, "The ticket against its ablations", "", "test accuracy (%)")
+    ax.set_ylim(max(0.0, low - 5), 100.0)
+    fig.legend(fontsize=8, loc="outside lower center", ncols=3)
+    return fig
+
+
 def sparse_speedup(row: Dict[str, object]) -> float:
     """Dense time over the fastest sparse form's, also where dense was kept as faster."""
     if row.get("sparse_layers") or not row.get("best_sparse_us"):
@@ -273,7 +308,8 @@ def save_run_figures(runs: Sequence[RunData], out_dir: Path) -> List[Path]:
     figures = {"rounds.png": rounds_figure(runs),
                "accuracy_vs_remaining.png": accuracy_vs_remaining_figure(runs),
                "flow_distance.png": flow_distance_figure(runs),
-               "similarity.png": similarity_figure(runs[0]) if len(runs) == 1 else None}
+               "similarity.png": similarity_figure(runs[0]) if len(runs) == 1 else None,
+               "ablations.png": ablations_figure(runs)}
     saved = []
     for name, fig in figures.items():
         if fig is not None:

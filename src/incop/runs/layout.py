@@ -53,6 +53,22 @@ def model_name(trial: int, k: Optional[int], ticket: bool = False) -> str:
     return f"models/trial{trial}_ticket.pt" if ticket else f"models/trial{trial}_round{k}.pt"
 
 
+def rewind_name(trial: int) -> str:
+    """The weights trial ``trial`` rewound to (since 0.3), for the ablations."""
+    return f"models/trial{trial}_rewind.pt"
+
+
+ABLATIONS = "ablations"  # incop ablate's rows: ablations.json and ablations.csv
+
+
+def rewind_state(run: Path, trial: int) -> Dict[str, torch.Tensor]:
+    path = run / rewind_name(trial)
+    if not path.is_file():
+        raise UsageError(f"{run}: no rewind point saved for trial {trial} ({rewind_name(trial)}; "
+                         f"runs made before incop 0.3 did not keep it): run the search again")
+    return _read(path, dense_state_dict)
+
+
 def saved_rounds(run: Path, trial: int) -> List[int]:
     """The rounds of ``trial`` whose masks are saved, in order."""
     found = (re.fullmatch(rf"trial{trial}_round(\d+)\.pt", p.name) for p in (run / "masks").glob("*.pt"))

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 from ..config.identity import read_checked_config
 from ..base.errors import UsageError
 from ..base.files import check_links, open_in_run
-from .layout import (CONFIG_FILE, PREVIOUS_PROGRESS_FILE, PROGRESS_FILE, SPEED_FILE, SUMMARY_FILE,
+from .layout import (ABLATIONS, CONFIG_FILE, PREVIOUS_PROGRESS_FILE, PROGRESS_FILE, SPEED_FILE, SUMMARY_FILE,
                      view_names)
 
 
@@ -34,6 +34,7 @@ class RunData:
     trials: List[Dict[str, Any]] = field(default_factory=list)
     similarity: List[Dict[str, Any]] = field(default_factory=list)
     tickets: List[Dict[str, Any]] = field(default_factory=list)
+    ablations: List[Dict[str, Any]] = field(default_factory=list)  # incop ablate's rows
     label: str = ""
     complete: bool = False
 
@@ -118,6 +119,20 @@ def _rows(path: Path, required: Sequence[str] = (), numbers: Sequence[str] = ())
 ROUND_NUMBERS = ("trial", "round", "remaining_pct", "epochs", "val_acc", "test_acc",
                  "time_train", "time_flow", "time_eval", "time_prune")
 TICKET_NUMBERS = ("remaining_pct", "epochs", "val_acc", "test_acc", "time_train", "time_eval")
+ABLATION_NUMBERS = ("trial", "index", "remaining_pct", "epochs", "val_acc", "test_acc",
+                    "ticket_test_acc")
+
+
+def ablation_rows(path: Path) -> List[Dict[str, Any]]:
+    """incop ablate's rows of a run (none yet: an empty list); each names its ablation."""
+    file = Path(path) / view_names(ABLATIONS)[0]
+    if not file.exists():
+        return []
+    rows = _rows(file, ABLATION_NUMBERS + ("ablation",), ABLATION_NUMBERS)
+    bad = [r["ablation"] for r in rows if r["ablation"] not in ("random_prune", "random_reinit")]
+    if bad:
+        raise BrokenRun(f"{file}: unknown ablation {bad[0]!r}")
+    return rows
 
 
 def check_run_config(config: Any, where: Path) -> Dict[str, Any]:
@@ -177,7 +192,8 @@ def load_run(path: Path) -> RunData:
     tickets_file = path / view_names("tickets")[0]
     tickets = _rows(tickets_file, TICKET_NUMBERS, TICKET_NUMBERS) if tickets_file.exists() else []
     run = RunData(path, config, rounds, _read_csv(path / view_names("epochs")[1]), trials,
-                  _read_csv(path / view_names("similarity")[1]), tickets, complete=complete)
+                  _read_csv(path / view_names("similarity")[1]), tickets, ablation_rows(path),
+                  complete=complete)
     run.label = default_label(run)
     return run
 

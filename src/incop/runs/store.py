@@ -22,7 +22,7 @@ from ..pruning.sparse_files import pack_masks, sparse_state_dict
 from .directory import RunDirectory
 from .layout import (CONFIG_FILE, DIVERGED_FILE, LOCK_FILE, LOG_FILE, PREVIOUS_PROGRESS_FILE,
                      PROGRESS_FILE, SUMMARY_CSV, SUMMARY_FILE, masks_name, model_name,
-                     view_names)
+                     rewind_name, view_names)
 
 
 class RunStore(Observer):
@@ -63,6 +63,11 @@ class RunStore(Observer):
     def round_ended(self, trial, k, rows, model, masks, state) -> None:
         self.save_model(model, masks, trial, k)
         self.save_round(self.records, trial, k, masks, state)
+
+    def rewind_point(self, trial, state) -> None:
+        if not (self.run_dir.path / rewind_name(trial)).is_file():
+            self.run_dir.save_torch(rewind_name(trial),
+                                    {k: v.detach().cpu() for k, v in state.items()})
 
     def ticket_ended(self, trial, row, model, masks) -> None:
         self.save_model(model, masks, trial, None)

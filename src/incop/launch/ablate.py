@@ -1,0 +1,151 @@
+"""``incop ablate``: the lottery-ticket ablations of finished runs, written beside their tickets.
+Every ablation has its own seed, so a run killed at any moment and started again skips the rows
+it has and computes the same missing ones."""
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from ..base.errors import UsageError
+from ..base.text import format_table, mean_std
+from ..config.schema import RunConfig
+from ..data.datasets import load_raw
+from ..engine.ablations import ABLATIONS, Ablations
+from ..engine.events import Observers
+from ..engine.progress import ProgressBars
+from ..engine.runtime import resolve_device
+from ..engine.trial_inputs import registry_inputs
+from ..pruning.masks import Masks
+from ..report.figures import ablations_figure, save_figure
+from ..runs.directory import RunDirectory
+from ..runs.layout import (ABLATIONS as ABLATIONS_FILE, FIGURES_FOLDER, existing_run, round_masks,
+                           rewind_state, saved_rounds, view_names)
+from ..runs.reading import ablation_rows, load_run
+
+
+def ablate_run(run: Path, kinds: Sequence[str] = ABLATIONS, trials: int = 1,
+               only_trial: Optional[int] = None, echo: Callable[[str], None] = print,
+               progress: Optional[bool] = None) -> List[Dict[str, Any]]:
+    """Retrain ``trials`` ablations of each kind for each ticket of the finished run ``run``
+    (or of search trial ``only_trial``); returns every ablation row of the run."""
+    run = existing_run(run)
+    if trials < 1:
+        raise UsageError(f"--trials {trials} must be at least 1")
+    data = load_run(run)
+    cfg = RunConfig.from_dict(data.config)
+    _check_ablatable(run, data, cfg)
+    tickets = {int(t["trial"]): t for t in data.tickets}
+    if only_trial is not None and only_trial not in tickets:
+        raise UsageError(f"{run}: no ticket for trial {only_trial} (tickets: {sorted(tickets)})")
+    directory = RunDirectory(run)
+    device = resolve_device(cfg.experiment.device, cfg.experiment.gpu_id)
+    raw = load_raw(cfg.data.dataset, cfg.data.data_dir, cfg.data.image_size)
+    fresh_cfg = copy.deepcopy(cfg)
+    fresh_cfg.model.pretrained = None  # a re-initialisation is the architecture's own init
+    events = Observers([ProgressBars(None if progress is None else not progress)])
+    ablations = Ablations(cfg, lambda t, s: registry_inputs(cfg, raw, device, s), device, events,
+                          lambda t, s: registry_inputs(fresh_cfg, raw, device, s))
+    with directory.lock():
+        rows = ablation_rows(run)
+        done = {(r["trial"], r["ablation"], r["index"]) for r in rows}
+        for t in sorted(tickets) if only_trial is None else [only_trial]:
+            ticket = tickets[t]
+            rewind = rewind_state(run, t)
+            masks = Masks(round_masks(run, t, saved_rounds(run, t)[-1]))
+            for kind in kinds:
+                for i in range(trials):
+                    if (t, kind, i) in done:
+                        continue
+                    row = ablations.run(t, int(ticket["seed"]), kind, i, rewind, masks)
+                    row["ticket_test_acc"] = ticket.get("test_acc")
+                    row["ticket_val_acc"] = ticket.get("val_acc")
+                    rows.append(row)
+                    _write(directory, rows)
+                    echo(f"trial {t} {kind} {i}: {row['remaining_pct']:.2f}% remaining, val "
+                         f"{row['val_acc']:.2f}%, test {_pct(row['test_acc'])} (ticket "
+                         f"{_pct(row['ticket_test_acc'])})")
+        events.closed()
+        _write(directory, rows)
+        save_figure(ablations_figure([load_run(run)]), run / FIGURES_FOLDER / "ablations.png")
+    for line in summary_lines(rows):
+        echo(line)
+    return rows
+
+
+def _check_ablatable(run: Path, data, cfg: RunConfig) -> None:
+    if cfg.model.fingerprint or cfg.data.fingerprint:
+        raise UsageError(f"{run} was made by prune_model with its own model or data, which incop "
+                         f"cannot rebuild; ablations need a registry model and dataset")
+    if not data.complete:
+        raise UsageError(f"{run} is not finished; run the same command again to finish it, "
+                         f"then ablate")
+    if not data.tickets:
+        raise UsageError(f"{run} has no ticket to compare with; ablations retrain with the "
+                         f"ticket's budget: run the search with --ticket_epochs E")
+
+
+def _write(directory: RunDirectory, rows: List[Dict[str, Any]]) -> None:
+    json_name, csv_name = view_names(ABLATIONS_FILE)
+    directory.write_json(json_name, rows)
+    directory.write_csv(csv_name, rows)
+
+
+def gaps(rows: Sequence[Dict[str, Any]], kind: str) -> List[float]:
+    """Ticket minus ablation, test accuracy points, one per ablation of ``kind``."""
+    return [r["ticket_test_acc"] - r["test_acc"] for r in rows if r["ablation"] == kind
+            and r.get("test_acc") is not None and r.get("ticket_test_acc") is not None]
+
+
+def summary_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """The table of ticket minus each ablation, and what it shows: a gap counts only when it is
+    more than twice its standard error over the ablations' seeds."""
+    table, verdicts = [], []
+    for kind in ABLATIONS:
+        mine = [r for r in rows if r["ablation"] == kind]
+        if not mine:
+            continue
+        g = gaps(mine, kind)
+        table.append([kind, str(len(mine)), _pm(mean_std(r.get("test_acc") for r in mine)),
+                      _pm(mean_std(g))])
+        if g:
+            verdicts.append(f"{kind}: " + verdict(g))
+    if not table:
+        return []
+    if len({r["trial"] for r in rows}) < 2:
+        verdicts.append("(one ticket: the spread above is the ablations' alone; the ticket's own "
+                        "seed-to-seed spread needs a search with --exper_num_trial 3 or more)")
+    return [format_table(["ablation", "runs", "test acc %", "ticket minus it (pts)"], table,
+                         left=(0,)), *verdicts]
+
+
+def verdict(g: Sequence[float]) -> str:
+    """What ticket-minus-ablation gaps show, honestly: one run has no spread to judge by."""
+    m, s = mean_std(g)
+    if len(g) < 2:
+        return (f"the ticket is {m:+.2f} points from one ablation run, which has no spread to "
+                f"judge by; use --trials 3 or more")
+    se = s / math.sqrt(len(g))
+    if m > 2 * se:
+        return f"the ticket is ahead by {m:.2f} ± {se:.2f} points (standard error): it beats it"
+    if m < -2 * se:
+        return f"the ticket is behind by {-m:.2f} ± {se:.2f} points: it does not beat it"
+    return (f"the gap, {m:+.2f} ± {se:.2f} points, is within two standard errors: the ticket is "
+            f"not shown to beat it")
+
+
+def _pm(pair) -> str:
+    m, s = pair
+    return "-" if math.isnan(m) else f"{m:.2f} ± {s:.2f}"
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.2f}%"
+
+
+def parse_kinds(random_prune: bool, random_reinit: bool) -> List[str]:
+    """Both when neither flag is given."""
+    kinds = [k for k, on in zip(ABLATIONS, (random_prune, random_reinit)) if on]
+    return kinds or list(ABLATIONS)
+
