@@ -144,3 +144,19 @@ def test_bad_requests_are_one_line(cli, run, tmp_path, change, message):
     code, _, err = cli(*argv)
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (run / "ablations.json").exists()
+
+
+def test_a_sweep_folder_ablates_its_runs_with_a_ticket(cli, run, tmp_path):
+    import shutil
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(run, sweep / "a")
+    shutil.copytree(run, sweep / "b")
+    for name in ("tickets.json", "tickets.csv"):
+        (sweep / "b" / name).unlink()
+    code, out, err = cli("ablate", str(sweep), "--random_prune", "--quiet")
+    assert code == 0, err
+    assert "skipping" in err and "no ticket" in err
+    assert (sweep / "a" / "ablations.csv").is_file() and not (sweep / "b" / "ablations.csv").exists()
+    code, _, err = cli("ablate", str(sweep / "b"), "--quiet")
+    assert code == 2 and "has no ticket" in err

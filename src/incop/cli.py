@@ -89,7 +89,8 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
                          "neither flag: both. Writes ablations.json/.csv and "
                          "figures/ablations.png into each run; incop report shows ticket minus "
                          "each. Stopped, it resumes where it was.")
-    abl.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    abl.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders "
+                     "(a sweep's output) whose finished runs with a ticket are ablated")
     abl.add_argument("--random_prune", action="store_true", help="a random mask, same counts")
     abl.add_argument("--random_reinit", action="store_true", help="the ticket's mask, new weights")
     abl.add_argument("--trials", type=int, default=1, help="ablation runs of each kind per ticket, "
@@ -125,10 +126,9 @@ def _cmd_export(ns: argparse.Namespace) -> int:
 
 
 def _cmd_ablate(ns: argparse.Namespace) -> int:
-    from .launch.ablate import ablate_run, parse_kinds
-    from .runs.layout import existing_run
+    from .launch.ablate import ablate_run, ablation_targets, parse_kinds
 
-    runs = [existing_run(r) for r in ns.runs]  # all checked before any training
+    runs = ablation_targets(ns.runs)  # all found before any training
     for run in runs:
         if len(runs) > 1:
             print(f"== {run}")

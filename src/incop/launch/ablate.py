@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -20,9 +21,9 @@ from ..engine.trial_inputs import registry_inputs
 from ..pruning.masks import Masks
 from ..report.figures import ablations_figure, save_figure
 from ..runs.directory import RunDirectory
-from ..runs.layout import (ABLATIONS as ABLATIONS_FILE, FIGURES_FOLDER, existing_run, round_masks,
-                           rewind_state, saved_rounds, view_names)
-from ..runs.reading import ablation_rows, load_run
+from ..runs.layout import (ABLATIONS as ABLATIONS_FILE, CONFIG_FILE, FIGURES_FOLDER, existing_run,
+                           round_masks, rewind_state, saved_rounds, view_names)
+from ..runs.reading import ablation_rows, find_runs, load_run
 
 
 def ablate_run(run: Path, kinds: Sequence[str] = ABLATIONS, trials: int = 1,
@@ -72,6 +73,29 @@ def ablate_run(run: Path, kinds: Sequence[str] = ABLATIONS, trials: int = 1,
     for line in summary_lines(rows):
         echo(line)
     return rows
+
+
+def ablation_targets(paths: Sequence[str],
+                     warn: Optional[Callable[[str], None]] = None) -> List[Path]:
+    """Run directories named directly (each must be ablatable: checked when ablated), and the
+    finished runs with a ticket found below folders (a sweep's output); the others found there
+    are skipped with a line saying why."""
+    warn = warn or (lambda message: print(f"incop: warning: {message}", file=sys.stderr))
+    out: List[Path] = []
+    for p in map(Path, paths):
+        if (p / CONFIG_FILE).exists():
+            out.append(existing_run(p))
+            continue
+        for run in find_runs([str(p)], warn):
+            if run.complete and run.tickets:
+                out.append(run.path)
+            else:
+                warn(f"skipping {run.path}: " + ("no ticket (--ticket_epochs)" if run.complete
+                                                 else "not finished"))
+    if not out:
+        raise UsageError(f"no finished run with a ticket in {', '.join(map(str, paths))}; "
+                         f"ablations compare with the ticket: run with --ticket_epochs E")
+    return list(dict.fromkeys(out))
 
 
 def _check_ablatable(run: Path, data, cfg: RunConfig) -> None:
