@@ -322,3 +322,22 @@ def test_allr_rates_are_the_formula_on_the_saved_networks(cli, monkeypatch, tmp_
 def test_allr_needs_its_schedule_and_no_rewinding(cli, tmp_path, argv, message):
     code, _, err = cli("run", *argv, "--quiet", "--output_dir", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_the_recipes_benchmark_runs_in_its_quick_mode(tmp_path):
+    """benchmarks/recipes.sh QUICK=1: the six recipes at one budget, ablations, the report."""
+    import csv
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "recipes"
+    subprocess.run(["bash", str(root / "benchmarks" / "recipes.sh"), str(out)], check=True,
+                   cwd=root, env={**os.environ, "QUICK": "1", "PYTHON": sys.executable},
+                   capture_output=True)
+    with open(out / "report" / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and {float(r["remaining_pct_mean"]) for r in rows} == {10.0}
+    assert sorted(p.parent.name for p in out.rglob("ablations.csv")) == ["gmp", "weight_rewinding"]
