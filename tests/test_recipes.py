@@ -341,3 +341,19 @@ def test_the_recipes_benchmark_runs_in_its_quick_mode(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 6 and {float(r["remaining_pct_mean"]) for r in rows} == {10.0}
     assert sorted(p.parent.name for p in out.rglob("ablations.csv")) == ["gmp", "weight_rewinding"]
+
+
+def test_the_api_runs_allr():
+    import incop
+    from incop.data import load_splits
+
+    d = load_splits("digits", None, 0.1, 0)
+    cfg = incop.RunConfig(train=incop.TrainConfig(lr=0.05, momentum=0.9, epochs=1, warmup=1,
+                                                  rewind_to="none", lr_schedule="linear",
+                                                  lr_allr=True),
+                          prune=incop.PruneConfig(method="lth", rule="global", ratio=0.5),
+                          experiment=incop.ExperimentConfig(imp_total_iter=3))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    result = incop.prune_model(model, (d.train_x, d.train_y), (d.val_x, d.val_y), config=cfg)
+    rates = [r["lr"] for r in result.rounds]
+    assert rates[0] == 0.05 and all(0.025 <= r <= 0.05 for r in rates[1:])  # floor: 1 of 2 epochs
