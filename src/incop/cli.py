@@ -47,21 +47,32 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     sweep.add_argument("--pq", nargs="+", metavar="P,Q", type=_pq_pair,
                        help="(p, q) pairs, e.g. --pq 1,2 0.5,1 (overrides --prune_p/--prune_q; "
                        "lth runs once)")
-    sweep.add_argument("--launcher", default="local", help="local (default) or slurm")
-    sweep.add_argument("--no_wait", action="store_true", help="return once the jobs are "
-                       "submitted (slurm); 'incop report' reads the results later")
-    local = sweep.add_argument_group("local launcher")
-    local.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
-    slurm = sweep.add_argument_group("slurm launcher (one job per run, as a job array)")
-    slurm.add_argument("--slurm_partition", help="partition (default: the cluster's default)")
-    slurm.add_argument("--slurm_gpus_per_task", type=int, help="GPUs per job")
-    slurm.add_argument("--slurm_cpus_per_task", type=int, default=1, help="CPUs per job; torch "
-                       "uses that many threads (default 1)")
-    slurm.add_argument("--slurm_mem", help="memory per job, e.g. 16G")
-    slurm.add_argument("--slurm_time", default="4:00:00", help="time limit per job, in Slurm's "
-                       "format (default 4:00:00); a job that reaches it is requeued and resumes")
-    slurm.add_argument("--slurm_setup", nargs="+", metavar="LINE", help="shell lines run before "
-                       "each job, e.g. 'module load cuda' 'source ~/venv/bin/activate'")
+    add_launcher_flags(sweep)
+    fr = sub.add_parser("frontier", help="find the cheapest recipe whose ticket matches "
+                        "standard IMP's, for a network", description="Runs recipes (the "
+                        "reference IMP, fixed budgets, linear schedules, ALLR, learning-rate "
+                        "rewinding, ciap, giap, GMP, one-shot) to the same "
+                        "--prune_target_remaining for each seed, retrains every final mask from "
+                        "the reference's rewind point for --ticket_epochs (default: "
+                        "--net_train_epochs), ablates the reference's tickets, and writes a "
+                        "table and a figure of ticket accuracy against search epochs into "
+                        "<output_dir>/frontier/<arch>/<dataset>/target<P>. Every run flag sets "
+                        "what the recipes share; --net_train_epochs is the reference's budget "
+                        "per round. Stopped, it resumes.")
+    add_config_flags(fr, suppress=suppress)
+    fr.add_argument("--recipes", nargs="+", metavar="NAME", help="reference, fixed-K, linear-K, "
+                    "allr-K, lrr-K (K epochs a round), ciap, giap, gmp, oneshot (default: "
+                    "reference, fixed-0.25/1/2, linear-0.25/1/2, allr-0.25/1/2, lrr-1, ciap, "
+                    "giap, gmp, oneshot)")
+    fr.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default 0 1 2)")
+    fr.add_argument("--reference", default="sap", help="the reference method: sap or lth")
+    fr.add_argument("--tolerance", type=float, default=0.3, help="points of ticket test "
+                    "accuracy below the reference's that still count as as good (default 0.3)")
+    fr.add_argument("--gmp_epochs", type=float, default=8.0, help="the GMP recipe's run length "
+                    "in epochs (default 8; it prunes from 1/8 to 3/4 of it)")
+    fr.add_argument("--quick", action="store_true", help="LeNet-300-100 on digits with tiny "
+                    "budgets and one seed (seconds; what the tests run)")
+    add_launcher_flags(fr)
     rep = sub.add_parser("report", help="compare run directories side by side",
                          description="Table (Markdown, CSV) and overlaid figures for run "
                          "directories, or for every run found below the given folders.")
@@ -111,6 +122,58 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     spd.add_argument("--repeats", type=int, default=20, help="timed runs per case (median)")
     spd.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def add_launcher_flags(parser: argparse.ArgumentParser) -> None:
+    """How a sweep's or a frontier's runs are started: here, or as Slurm jobs."""
+    parser.add_argument("--launcher", default="local", help="local (default) or slurm")
+    parser.add_argument("--no_wait", action="store_true", help="return once the jobs are "
+                        "submitted (slurm); run the same command again later to read them")
+    local = parser.add_argument_group("local launcher")
+    local.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
+    slurm = parser.add_argument_group("slurm launcher (one job per run, as a job array)")
+    slurm.add_argument("--slurm_partition", help="partition (default: the cluster's default)")
+    slurm.add_argument("--slurm_gpus_per_task", type=int, help="GPUs per job")
+    slurm.add_argument("--slurm_cpus_per_task", type=int, default=1, help="CPUs per job; torch "
+                       "uses that many threads (default 1)")
+    slurm.add_argument("--slurm_mem", help="memory per job, e.g. 16G")
+    slurm.add_argument("--slurm_time", default="4:00:00", help="time limit per job, in Slurm's "
+                       "format (default 4:00:00); a job that reaches it is requeued and resumes")
+    slurm.add_argument("--slurm_setup", nargs="+", metavar="LINE", help="shell lines run before "
+                       "each job, e.g. 'module load cuda' 'source ~/venv/bin/activate'")
+
+
+def _cmd_frontier(ns: argparse.Namespace) -> int:
+    from .launch.frontier import DEFAULT_RECIPES, Settings, quick_settings, run_frontier
+    from .launch.launchers import LAUNCHERS
+
+    base = config_from_args(ns)
+    if ns.quick:
+        base = quick_settings(base)
+    target = base.prune.target_remaining
+    if target is None:
+        raise UsageError("incop frontier compares recipes at one sparsity: give "
+                         "--prune_target_remaining (e.g. 5)")
+    if ns.reference not in ("sap", "lth"):
+        raise UsageError(f"--reference {ns.reference}: choose sap or lth (standard IMP)")
+    if not (ns.tolerance >= 0 and ns.gmp_epochs > 0):
+        raise UsageError("--tolerance must be 0 or more points and --gmp_epochs positive")
+    ticket = base.train.ticket_epochs or base.train.epochs
+    settings = Settings(ns.reference, base.train.epochs, target, ticket,
+                        2.0 if ns.quick else ns.gmp_epochs)
+    seeds = ns.seeds or ([0] if ns.quick else [0, 1, 2])
+    out = (Path(base.experiment.output_dir) / "frontier" / base.model.arch / base.data.dataset
+           / f"target{target:g}")
+    launcher = LAUNCHERS.get(ns.launcher, "--launcher").from_options(ns)
+    try:
+        run_frontier(base, ns.recipes or list(DEFAULT_RECIPES), seeds, settings, out, launcher,
+                     wait=not ns.no_wait, tolerance=ns.tolerance,
+                     progress=False if ns.quiet else None)
+    except KeyboardInterrupt:
+        print(f"{PROG}: frontier stopped; finished runs and judged tickets are kept in {out}; "
+              f"run the same command again to go on", file=sys.stderr)
+        return 130
+    return 0
 
 
 def _cmd_export(ns: argparse.Namespace) -> int:
@@ -322,6 +385,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_speed(ns)
         if ns.command == "ablate":
             return _cmd_ablate(ns)
+        if ns.command == "frontier":
+            return _cmd_frontier(ns)
         build_parser().print_help()
         return 2
     except UsageError as e:

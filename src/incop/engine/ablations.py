@@ -54,19 +54,29 @@ class Ablations:
         """One ablation's row: what was retrained, its accuracies and cost."""
         a_seed = ablation_seed(seed, kind, index)
         seed_everything(a_seed)  # a random re-initialisation draws its weights here
-        data = (self.inputs if kind == "random_prune" else self.fresh)(trial, seed)
+        if kind == "random_prune":
+            masks = random_masks(ticket_masks, torch.Generator().manual_seed(a_seed))
+            row = self.retrain(trial, seed, masks, rewind, f"{kind} {index}")
+        else:
+            row = self.retrain(trial, seed, ticket_masks.clone(), None, f"{kind} {index}")
+        return {"trial": trial, "seed": seed, "ablation": kind, "index": index,
+                "ablation_seed": a_seed, **row}
+
+    def retrain(self, trial: int, seed: int, masks: Masks,
+                start: Optional[Dict[str, torch.Tensor]], label: str) -> Dict[str, Any]:
+        """``masks`` trained from ``start`` (None: a fresh initialisation drawn from the current
+        random state) as the ticket is: its budget, schedule and seed. Its row: remaining
+        weights, epochs, accuracies, time."""
+        data = (self.inputs if start is not None else self.fresh)(trial, seed)
         model = data.model.to(self.device)
         compute = Compute.for_model(self.device, self.cfg.train.precision,
                                     self.cfg.train.channels_last, model)
         compute.prepare_model(model)
-        if kind == "random_prune":
-            model.load_state_dict(rewind)
-            masks = random_masks(ticket_masks, torch.Generator().manual_seed(a_seed))
-        else:
-            masks = ticket_masks.clone()
+        if start is not None:
+            model.load_state_dict(start)
         masks.bind(model).apply()
         epochs = self.cfg.train.ticket_epochs
-        self.events.training_started(f"trial {trial} {kind} {index}",
+        self.events.training_started(f"trial {trial} {label}",
                                      planned_iterations(data.train, self.cfg, epochs))
         t0 = time.perf_counter()
         try:  # the ticket's seed: its data order, shuffles and augmentation
@@ -78,10 +88,8 @@ class Ablations:
             self.events.training_ended()
         test = evaluate(model, data.test, compute)[0] if data.test is not None else None
         final = outcome.final
-        return {"trial": trial, "seed": seed, "ablation": kind, "index": index,
-                "ablation_seed": a_seed, "remaining": masks.remaining(),
-                "remaining_pct": 100.0 * masks.remaining_fraction(), "epochs": outcome.epochs,
-                "train_loss": final.train_loss, "val_acc": final.val_acc, "test_acc": test,
+        return {"remaining": masks.remaining(), "remaining_pct": 100.0 * masks.remaining_fraction(),
+                "epochs": outcome.epochs, "train_loss": final.train_loss,
+                "val_acc": final.val_acc, "test_acc": test,
                 "diverged": outcome.stop_reason == "diverged",
                 "time_train": time.perf_counter() - t0}
-

@@ -1,0 +1,231 @@
+"""``incop frontier``: which search gives a sparse network as good as standard IMP's for the
+least training? Every recipe prunes the same network to the same final sparsity, for each seed;
+each final mask is then judged the same way, retrained from the reference's rewind point with
+the reference's settings for --ticket_epochs (for the reference itself that is its own ticket),
+and compared with the reference's ticket of the same seed. The runs are ordinary run
+directories, so the frontier resumes, skips what is done and runs on any launcher."""
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from ..base.errors import UsageError
+from ..base.files import atomic_write_text
+from ..config.schema import RunConfig
+from ..data.datasets import load_raw
+from ..engine.ablations import Ablations
+from ..engine.events import Observers
+from ..engine.progress import ProgressBars
+from ..engine.records import criterion_report
+from ..engine.runtime import resolve_device
+from ..engine.trial_inputs import registry_inputs
+from ..pruning.masks import Masks
+from ..report.figures import save_figure
+from ..report.frontier import frontier_figure, frontier_rows, frontier_table
+from ..runs.directory import RunDirectory, run_path
+from ..runs.layout import rewind_state, round_masks, saved_rounds
+from ..runs.reading import load_run
+from .ablate import ablate_run
+from .jobs import JobResult, Launcher, is_finished, read_json
+
+DEFAULT_RECIPES = ("reference", "fixed-0.25", "fixed-1", "fixed-2", "linear-0.25", "linear-1",
+                   "linear-2", "allr-0.25", "allr-1", "allr-2", "lrr-1", "ciap", "giap", "gmp",
+                   "oneshot")
+RESULTS = "frontier.json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every recipe shares: the reference's method and budget per round, the target, the
+    ticket budget, the GMP run's length."""
+
+    reference: str
+    epochs: float  # the reference's epochs per round (--net_train_epochs)
+    target: float
+    ticket_epochs: float
+    gmp_epochs: float
+
+
+def _budget(name: str, prefix: str) -> float:
+    try:
+        k = float(name[len(prefix):])
+    except ValueError:
+        k = -1.0
+    if not k > 0:
+        raise UsageError(f"recipe {name}: the budget after '{prefix}' must be a positive number "
+                         f"of epochs per round (e.g. {prefix}1 or {prefix}0.25)")
+    return k
+
+
+def recipe_config(name: str, base: RunConfig, s: Settings) -> RunConfig:
+    """``base`` (the user's settings) made into recipe ``name``, pruning to the target."""
+    cfg = copy.deepcopy(base)
+    t, p = cfg.train, cfg.prune
+    p.target_remaining, p.rule, p.criterion, p.method = s.target, None, None, "sap"
+    t.epochs, t.ticket_epochs = s.epochs, 0.0
+    if name == "reference":
+        p.method, t.ticket_epochs = s.reference, s.ticket_epochs
+    elif name.startswith("fixed-"):
+        t.epochs = _budget(name, "fixed-")
+    elif name.startswith("linear-"):
+        t.epochs, t.lr_schedule = _budget(name, "linear-"), "linear"
+    elif name.startswith("allr-"):
+        t.epochs, t.lr_schedule, t.rewind_to = _budget(name, "allr-"), "linear", "none"
+        t.lr_allr = True
+    elif name.startswith("lrr-"):
+        t.epochs, t.lr_schedule, t.rewind_to = _budget(name, "lrr-"), "linear", "none"
+    elif name in ("ciap", "giap"):
+        p.method = name
+    elif name == "gmp":
+        p.method, t.epochs = "gmp", s.gmp_epochs
+        p.gmp_start, p.gmp_end, p.gmp_every = (f"{s.gmp_epochs * f:g}ep"
+                                               for f in (0.125, 0.75, 0.0625))
+    elif name == "oneshot":
+        p.method, p.rule, p.ratio = "lth", "global", 1 - s.target / 100
+        cfg.experiment.imp_total_iter = 2
+    else:
+        raise UsageError(f"unknown recipe {name!r}: choose from reference, fixed-K, linear-K, "
+                         f"allr-K, lrr-K (K epochs per round), ciap, giap, gmp, oneshot")
+    return cfg
+
+
+def frontier_configs(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s: Settings,
+                     out: Path) -> Dict[tuple, RunConfig]:
+    """(recipe, seed) -> its run's configuration, in ``out/runs``, every one checked first."""
+    configs = {}
+    for name in dict.fromkeys(names):
+        for seed in seeds:
+            cfg = recipe_config(name, base, s)
+            e = cfg.experiment
+            e.seed, e.num_trial, e.output_dir, e.run_name = seed, 1, str(out / "runs"), \
+                f"{name}-seed{seed}"
+            try:
+                configs[name, seed] = cfg.validate()
+            except UsageError as err:
+                raise UsageError(f"recipe {name}: {err}") from None
+    return configs
+
+
+def run_frontier(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s: Settings,
+                 out: Path, launcher: Launcher, wait: bool = True, tolerance: float = 0.3,
+                 echo: Callable[[str], None] = print, progress: Optional[bool] = None
+                 ) -> List[Dict[str, Any]]:
+    """Run (or resume) every recipe for every seed, judge each final mask, ablate the
+    reference's tickets, and write frontier.json/.csv/.md and frontier.png into ``out``."""
+    if "reference" not in names:
+        names = ["reference", *names]
+    configs = frontier_configs(base, names, seeds, s, out)
+    directory = RunDirectory(out)
+    todo = [c for c in configs.values() if not is_finished(run_path(c))]
+    echo(f"frontier: {len(configs)} run(s), {len(configs) - len(todo)} finished already")
+    failed: List[JobResult] = []
+    if todo:
+        results = launcher.launch(todo, lambda r: echo(f"  {r.status}: {r.path}"), wait=wait)
+        failed = [r for r in results if r.status.startswith("failed")]
+    unfinished = [c for c in configs.values() if not is_finished(run_path(c))]
+    if unfinished:
+        echo(f"frontier: {len(unfinished)} run(s) not finished yet"
+             + (f" ({len(failed)} failed: {failed[0].status})" if failed else "")
+             + "; run the same command again to go on")
+        return []
+    rows = _judge(configs, s, directory, progress, echo)
+    for seed in seeds:  # the random ablations of the reference's ticket, one of each a seed
+        ablate_run(run_path(configs["reference", seed]), trials=1, echo=lambda line: None,
+                   progress=progress)
+    summary = frontier_rows(rows, _ablations(configs, seeds), tolerance)
+    table = frontier_table(summary, tolerance, s)
+    with directory.lock():
+        directory.write_json(RESULTS, {"rows": rows, "summary": summary})
+        directory.write_csv("frontier.csv", [{k: "; ".join(v) if isinstance(v, list) else v
+                                              for k, v in r.items()} for r in summary])
+        atomic_write_text(out / "frontier.md", "# incop frontier\n\n" + table)
+        save_figure(frontier_figure(summary, tolerance), out / "frontier.png")
+    echo(table)
+    echo(f"frontier.md, frontier.csv, frontier.json and frontier.png in {out}")
+    return summary
+
+
+def _judge(configs: Dict[tuple, RunConfig], s: Settings, directory: RunDirectory,
+           progress: Optional[bool], echo) -> List[Dict[str, Any]]:
+    """Each run's row with its judged ticket: its final mask retrained from the reference's
+    rewind point of its seed, as the reference's ticket is; rows already judged are kept."""
+    kept = {(r["recipe"], r["seed"]): r for r in read_json(directory.path / RESULTS).get("rows", [])
+            if isinstance(r, dict) and "recipe" in r and "seed" in r}
+    rows, judges = [], {}
+    with directory.lock():
+        for (name, seed), cfg in configs.items():
+            path = run_path(cfg)
+            if (name, seed) in kept and kept[name, seed].get("run_dir") == str(path):
+                rows.append(kept[name, seed])
+                continue
+            run = load_run(path)
+            row = {"recipe": name, "seed": seed, "run_dir": str(path), **measure(run),
+                   "result_hash": result_hash(path, run)}
+            reference = run_path(configs["reference", seed])
+            if name == "reference":
+                ticket = run.tickets[0]
+            else:
+                if seed not in judges:
+                    judges[seed] = _judge_for(configs["reference", seed], progress)
+                judge = judges[seed]
+                masks = Masks(round_masks(path, 0, saved_rounds(path, 0)[-1]))
+                ticket = judge.retrain(0, seed, masks, rewind_state(reference, 0), f"{name} judged")
+            row.update(ticket_test_acc=ticket["test_acc"], ticket_val_acc=ticket["val_acc"],
+                       ticket_epochs=ticket["epochs"])
+            rows.append(row)
+            directory.write_json(RESULTS, {"rows": rows})
+            echo(f"  judged {name} seed {seed}: ticket test {ticket['test_acc']:.2f}%")
+    return rows
+
+
+def _judge_for(reference_cfg: RunConfig, progress: Optional[bool]) -> Ablations:
+    raw = load_raw(reference_cfg.data.dataset, reference_cfg.data.data_dir,
+                   reference_cfg.data.image_size)
+    device = resolve_device(reference_cfg.experiment.device, reference_cfg.experiment.gpu_id)
+    events = Observers([ProgressBars(None if progress is None else not progress)])
+    return Ablations(reference_cfg, lambda t, seed: registry_inputs(reference_cfg, raw, device, seed),
+                     device, events)
+
+
+def measure(run) -> Dict[str, Any]:
+    """What a search cost and found: epochs and wall time of its rounds (the warm-up apart),
+    its sparsity, and whether its criterion measured anything."""
+    rounds = run.rounds
+    crit = criterion_report(rounds, *run.resolved[1:])
+    return {"rounds": len(rounds), "search_epochs": sum(r["epochs"] for r in rounds),
+            "search_wall_s": sum(r["time_train"] + r["time_flow"] + r["time_eval"]
+                                 + r["time_prune"] for r in rounds),
+            "warmup_s": sum(t.get("warmup_time") or 0.0 for t in run.trials),
+            "remaining_pct": rounds[-1]["remaining_pct"],
+            "search_test_acc": rounds[-1]["test_acc"],
+            "criterion_note": crit["note"]}
+
+
+def result_hash(path: Path, run) -> str:
+    """What a search produced, as one hash: every round's masks and its training loss and
+    accuracies. Two recipes with the same hash for a seed ran the same computation."""
+    h = hashlib.sha256()
+    for k in saved_rounds(path, 0):
+        for name, mask in sorted(round_masks(path, 0, k).items()):
+            h.update(name.encode())
+            h.update(mask.numpy().tobytes())
+    h.update(repr([(r["train_loss"], r["val_acc"], r["test_acc"]) for r in run.rounds]).encode())
+    return h.hexdigest()[:16]
+
+
+def _ablations(configs, seeds) -> List[Dict[str, Any]]:
+    return [a for seed in seeds for a in load_run(run_path(configs["reference", seed])).ablations]
+
+
+def quick_settings(base: RunConfig) -> RunConfig:
+    """--quick: LeNet-300-100 on digits with tiny budgets, what a test runs in seconds."""
+    cfg = copy.deepcopy(base)
+    cfg.data.dataset, cfg.model.arch = "digits", "lenet300"
+    cfg.train.lr, cfg.train.momentum, cfg.train.warmup, cfg.train.epochs = 0.05, 0.9, 1, 2
+    cfg.experiment.imp_total_iter = 8
+    cfg.prune.target_remaining = cfg.prune.target_remaining or 30.0
+    return cfg
+

@@ -1,0 +1,165 @@
+"""The frontier's verdict: per recipe, what its search cost and how its judged ticket compares
+with the reference's of the same seed; the table that says which is cheapest within the
+tolerance (or that none is), and the figure of ticket accuracy against search epochs."""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+from ..base.text import mean_std
+from .figures import COLORS, _style
+
+
+def frontier_rows(rows: Sequence[Dict[str, Any]], ablations: Sequence[Dict[str, Any]],
+                  tolerance: float) -> List[Dict[str, Any]]:
+    """One summary per recipe (the reference first): means and stds over seeds, the ticket's
+    difference with the reference's paired by seed, and notes a reader needs."""
+    ref = {r["seed"]: r for r in rows if r["recipe"] == "reference"}
+    ref_epochs = mean_std(r["search_epochs"] for r in ref.values())[0]
+    ref_ticket = mean_std(r["ticket_test_acc"] for r in ref.values())
+    out = []
+    for name in dict.fromkeys(r["recipe"] for r in rows):
+        mine = [r for r in rows if r["recipe"] == name]
+        gaps = [r["ticket_test_acc"] - ref[r["seed"]]["ticket_test_acc"] for r in mine
+                if r["seed"] in ref and r["ticket_test_acc"] is not None]
+        row = {"recipe": name, "seeds": len(mine)}
+        for key in ("search_epochs", "search_wall_s", "warmup_s", "remaining_pct",
+                    "ticket_test_acc"):
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std(r[key] for r in mine)
+        row["gap_mean"], row["gap_std"] = mean_std(gaps)
+        row["epochs_share"] = row["search_epochs_mean"] / ref_epochs if ref_epochs else None
+        row["within_tolerance"] = name != "reference" and row["gap_mean"] >= -tolerance
+        spread = max(ref_ticket[1], row["ticket_test_acc_std"], row["gap_std"])
+        row["inside_spread"] = name != "reference" and len(mine) > 1 and \
+            abs(row["gap_mean"]) <= spread
+        row["notes"] = _notes(name, mine, rows)
+        out.append(row)
+    for kind in ("random_prune", "random_reinit"):
+        g = [a["ticket_test_acc"] - a["test_acc"] for a in ablations if a["ablation"] == kind]
+        out[0][f"minus_{kind}_mean"], out[0][f"minus_{kind}_std"] = mean_std(g)
+        out[0][f"{kind}_runs"] = len(g)
+    return out
+
+
+def _notes(name: str, mine, rows) -> List[str]:
+    notes = sorted({r["criterion_note"].split(":")[0] for r in mine if r.get("criterion_note")})
+    same = [other for other in dict.fromkeys(r["recipe"] for r in rows) if other != name
+            and _results(other, rows) == _results(name, rows)]
+    if same:
+        notes.append("identical results to " + ", ".join(same))
+    return notes
+
+
+def _results(name: str, rows) -> list:
+    """What each seed's search computed (its masks and losses, hashed) and its judged ticket."""
+    return sorted((r["seed"], r.get("result_hash"), r["ticket_test_acc"])
+                  for r in rows if r["recipe"] == name)
+
+
+def cheapest(summary: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The recipe within the tolerance with the fewest search epochs, or None."""
+    ok = [r for r in summary if r["within_tolerance"]]
+    return min(ok, key=lambda r: r["search_epochs_mean"]) if ok else None
+
+
+def verdict(summary: Sequence[Dict[str, Any]], tolerance: float) -> List[str]:
+    best = cheapest(summary)
+    lines = []
+    if best is not None:
+        lines.append(f"The cheapest recipe within {tolerance:g} points of the reference's ticket "
+                     f"is {best['recipe']}: {100 * best['epochs_share']:.0f}% of the reference's "
+                     f"search epochs, ticket {best['gap_mean']:+.2f} ± {best['gap_std']:.2f} "
+                     f"points" + (" (inside the seed-to-seed spread)" if best["inside_spread"]
+                                  else "") + ".")
+    else:
+        others = [r for r in summary if r["recipe"] != "reference" and not math.isnan(r["gap_mean"])]
+        closest = max(others, key=lambda r: r["gap_mean"]) if others else None
+        lines.append(f"No recipe came within {tolerance:g} points of the reference's ticket"
+                     + (f"; the closest was {closest['recipe']} at {closest['gap_mean']:+.2f} "
+                        f"points" if closest else "") + ".")
+    ref = summary[0]
+    for kind, what in (("random_prune", "a random mask with its per-layer counts"),
+                       ("random_reinit", "its mask from a fresh initialisation")):
+        if ref.get(f"{kind}_runs"):
+            m, s = ref[f"minus_{kind}_mean"], ref[f"minus_{kind}_std"]
+            lines.append(f"The reference's ticket minus {what}: {m:+.2f} ± {s:.2f} points "
+                         f"({ref[f'{kind}_runs']} seed(s)).")
+    if any(r["seeds"] < 2 for r in summary):
+        lines.append("One seed: no spread to judge a difference by; use --seeds 0 1 2.")
+    return lines
+
+
+def frontier_table(summary: Sequence[Dict[str, Any]], tolerance: float, settings) -> str:
+    """Markdown: every recipe's cost and judged ticket against the reference's, then the verdict."""
+    head = ("| recipe | seeds | search epochs | share of reference | search wall s | warm-up s "
+            "| remaining % | ticket test % | ticket − reference (pts) | notes |")
+    lines = [f"Reference: {settings.reference} with {settings.epochs:g} epochs a round, to "
+             f"{settings.target:g}% remaining; every final mask retrained from the reference's "
+             f"rewind point for {settings.ticket_epochs:g} epochs. Search epochs and wall time "
+             f"are the rounds' (the dense warm-up apart, in its own column).", "",
+             head, "|" + "---|" * 10]
+    for r in summary:
+        mark = " ~" if r["inside_spread"] else ""
+        lines.append("| " + " | ".join([
+            r["recipe"], str(r["seeds"]), _pm(r, "search_epochs"),
+            "-" if r["epochs_share"] is None else f"{100 * r['epochs_share']:.0f}%",
+            _pm(r, "search_wall_s", 1), _pm(r, "warmup_s", 1), _pm(r, "remaining_pct"),
+            _pm(r, "ticket_test_acc"),
+            "-" if r["recipe"] == "reference" else f"{_pm(r, 'gap')}{mark}",
+            "; ".join(r["notes"]) or ""]) + " |")
+    lines += ["", "~: the difference is inside the seed-to-seed spread.", "",
+              *verdict(summary, tolerance)]
+    return "\n".join(lines) + "\n"
+
+
+def _pm(row: Dict[str, Any], key: str, digits: int = 2) -> str:
+    m, s = row[f"{key}_mean"], row[f"{key}_std"]
+    if m is None or (isinstance(m, float) and math.isnan(m)):
+        return "-"
+    return f"{m:.{digits}f}" if row["seeds"] < 2 else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def frontier_figure(summary: Sequence[Dict[str, Any]], tolerance: float) -> Figure:
+    """Judged ticket accuracy against search epochs, each recipe a point with its seed spread,
+    the Pareto front, and the reference's accuracy minus the tolerance as a band."""
+    fig = Figure(figsize=(8.5, 5.2), layout="constrained")
+    ax = fig.add_subplot()
+    pts = [r for r in summary if not math.isnan(r["ticket_test_acc_mean"])]
+    names: Dict[tuple, List[str]] = {}
+    for i, r in enumerate(pts):
+        x, y = r["search_epochs_mean"], r["ticket_test_acc_mean"]
+        ax.errorbar([x], [y], yerr=[r["ticket_test_acc_std"]] if r["seeds"] > 1 else None,
+                    xerr=[r["search_epochs_std"]] if r["seeds"] > 1 else None,
+                    color=COLORS[i % len(COLORS)], marker="*" if r["recipe"] == "reference" else "o",
+                    markersize=11 if r["recipe"] == "reference" else 6, capsize=2)
+        names.setdefault((round(x, 6), round(y, 6)), []).append(r["recipe"])
+    for j, ((x, y), at) in enumerate(sorted(names.items())):  # one label per point, all names
+        ax.annotate(", ".join(at), (x, y), textcoords="offset points", fontsize=7,
+                    xytext=(5, 5 if j % 2 == 0 else -11))
+    front, best = [], -np.inf
+    for r in sorted(pts, key=lambda r: r["search_epochs_mean"]):
+        if r["ticket_test_acc_mean"] > best:
+            best = r["ticket_test_acc_mean"]
+            front.append((r["search_epochs_mean"], best))
+    if front:
+        ax.plot(*zip(*front), color="k", linewidth=1, drawstyle="steps-post", label="Pareto front")
+    ref = summary[0]["ticket_test_acc_mean"]
+    if not math.isnan(ref):
+        ax.axhspan(ref - tolerance, ref, color="0.85", zorder=0,
+                   label=f"reference's ticket minus {tolerance:g} points")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    _style(ax, "Judged ticket accuracy against search cost", "search epochs (all rounds)",
+           "ticket test accuracy (%)")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def frontier_json(rows, summary) -> str:
+    return json.dumps({"rows": list(rows), "summary": list(summary)}, indent=1, default=str)

@@ -1,0 +1,92 @@
+"""incop frontier (issue 28): recipes to one sparsity, every final mask judged the same way
+against the reference's ticket, a table with the cheapest recipe within the tolerance, a figure,
+resume; the quick mode is what runs here."""
+import json
+
+import pytest
+
+from conftest import spy_round_starts, table
+from incop.config.schema import RunConfig
+from incop.launch.frontier import Settings, recipe_config
+
+OUT = "frontier/lenet300/digits/target30"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    from incop.cli import main
+
+    out = tmp_path_factory.mktemp("frontier")
+    assert main(["frontier", "--quick", "--quiet", "--output_dir", str(out)]) == 0
+    return out
+
+
+def test_the_quick_frontier_judges_every_recipe(quick):
+    md = (quick / OUT / "frontier.md").read_text()
+    rows = {r["recipe"]: r for r in json.loads((quick / OUT / "frontier.json").read_text())["summary"]}
+    assert len(rows) == 15 and rows["reference"]["epochs_share"] == 1.0
+    assert all(r["remaining_pct_mean"] == 30.0 for r in rows.values())  # one sparsity for all
+    # sap with 1 epoch a round and ciap (which fires at its first check) compute the same thing
+    assert "identical results to ciap" in " ".join(rows["fixed-1"]["notes"])
+    assert any("fired at the first check" in n for n in rows["ciap"]["notes"])
+    assert "identical results to fixed-2" in " ".join(rows["reference"]["notes"])  # sap-2 twice
+    gaps = {n: r["ticket_test_acc_mean"] - rows["reference"]["ticket_test_acc_mean"]
+            for n, r in rows.items()}
+    assert all(r["gap_mean"] == pytest.approx(gaps[n]) for n, r in rows.items() if n != "reference")
+    ok = [n for n, r in rows.items() if n != "reference" and r["gap_mean"] >= -0.3]
+    best = min(ok, key=lambda n: rows[n]["search_epochs_mean"])
+    assert f"The cheapest recipe within 0.3 points of the reference's ticket is {best}:" in md
+    assert "random mask" in md and "One seed" in md
+    assert (quick / OUT / "frontier.png").is_file() and (quick / OUT / "frontier.csv").is_file()
+
+
+def test_a_second_call_trains_nothing(quick, cli, monkeypatch):
+    before = json.loads((quick / OUT / "frontier.json").read_text())["rows"]
+    starts = spy_round_starts(monkeypatch)
+    code, out, err = cli("frontier", "--quick", "--quiet", "--output_dir", str(quick))
+    assert code == 0, err
+    assert starts == [] and "15 finished already" in out
+    assert json.loads((quick / OUT / "frontier.json").read_text())["rows"] == before
+
+
+def test_judging_the_reference_is_its_own_ticket(quick):
+    """One code path: the frontier's retraining of the reference's final mask from its rewind
+    point gives the reference's in-run ticket exactly."""
+    from incop.launch.frontier import _judge_for
+    from incop.pruning.masks import Masks
+    from incop.runs.layout import rewind_state, round_masks, saved_rounds
+    from incop.runs.reading import run_config
+
+    run = quick / OUT / "runs" / "sap" / "lenet300" / "digits" / "reference-seed0"
+    cfg = RunConfig.from_dict(run_config(run))
+    masks = Masks(round_masks(run, 0, saved_rounds(run, 0)[-1]))
+    row = _judge_for(cfg, False).retrain(0, 0, masks, rewind_state(run, 0), "again")
+    ticket = table(run, "tickets.csv")[0]
+    assert (row["test_acc"], row["val_acc"], row["train_loss"]) == \
+        (float(ticket["test_acc"]), float(ticket["val_acc"]), float(ticket["train_loss"]))
+
+
+def test_recipes_are_the_flags_the_docs_name():
+    base = RunConfig()
+    s = Settings("sap", 10, 5.0, 10, 8)
+    c = recipe_config("allr-0.25", base, s)
+    assert (c.train.epochs, c.train.lr_schedule, c.train.lr_allr, c.train.rewind_to) == \
+        (0.25, "linear", True, "none")
+    c = recipe_config("gmp", base, s)
+    assert (c.prune.method, c.train.epochs, c.prune.gmp_start, c.prune.gmp_end,
+            c.prune.gmp_every) == ("gmp", 8, "1ep", "6ep", "0.5ep")
+    c = recipe_config("oneshot", base, s)
+    assert (c.prune.rule, c.prune.ratio, c.experiment.imp_total_iter) == ("global", 0.95, 2)
+    c = recipe_config("reference", base, s)
+    assert (c.prune.method, c.train.epochs, c.train.ticket_epochs) == ("sap", 10, 10)
+    assert recipe_config("fixed-1", base, s).train.ticket_epochs == 0  # judged outside
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--net_dataset", "digits"], "give --prune_target_remaining"),
+    (["--quick", "--recipes", "fixed-0"], "must be a positive number"),
+    (["--quick", "--recipes", "magic"], "unknown recipe 'magic'"),
+    (["--quick", "--reference", "ciap"], "choose sap or lth")])
+def test_bad_requests_are_one_line(cli, tmp_path, argv, message):
+    code, _, err = cli("frontier", *argv, "--quiet", "--output_dir", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and message in err, err
