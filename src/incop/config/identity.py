@@ -126,3 +126,27 @@ def read_checked_config(path) -> Optional[Dict[str, Any]]:
     if checksum is not None and checksum != _checksum(saved):
         return None
     return saved
+
+
+# What a dense warm-up's weights depend on besides the data and the model: the training settings
+# it runs with (--net_train_epochs, the pruning and stopping settings do not touch it).
+WARMUP_TRAIN_FIELDS = ("lr", "optimizer", "warmup", "momentum", "weight_decay", "lr_schedule",
+                       "lr_warmup_iters", "lr_milestones", "lr_gamma", "rewind_to", "precision",
+                       "channels_last", "augment")
+
+
+def warmup_identity(cfg: Dict[str, Any], seed: int, versions: Dict[str, str], device: str,
+                    threads: int) -> Dict[str, Any]:
+    """Everything that determines a trial's dense warm-up and rewind point, as plain values:
+    two runs with the same identity train bit-identical warm-ups, so one can be shared. The
+    device and the thread count are in it because they change floating-point sums."""
+    cfg = _without_unset_additions(cfg)
+    train = {k: v for k, v in cfg["train"].items() if k in WARMUP_TRAIN_FIELDS}
+    return {"data": cfg["data"], "model": cfg["model"], "train": train,
+            "batch_size": cfg["data"].get("batch_size"), "seed": seed,
+            "versions": {k: str(v) for k, v in versions.items()},
+            "device": device, "threads": threads}
+
+
+def identity_key(identity: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]

@@ -26,6 +26,14 @@ class Observer:
         """Where this observer keeps the run (a run directory), for the messages that say so."""
         return None
 
+    def shared_warmup(self, key: str, identity: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """A dense warm-up trained before with this ``identity`` (``warmup``, ``rewind``,
+        ``dense``), when this observer keeps them (a shared cache), checked; else None."""
+        return None
+
+    def warmup_trained(self, key: str, identity: Dict[str, Any], state: Dict[str, Any]) -> None:
+        """A dense warm-up was trained: ``state`` holds its record and weights, to share."""
+
     def line(self, text: str) -> None:
         """A line for the user: what a run prints and logs."""
 
@@ -85,10 +93,15 @@ class Observers(Observer):
     def kept_in(self) -> Optional[str]:
         return next((k for k in (o.kept_in() for o in self.observers) if k is not None), None)
 
+    def shared_warmup(self, key, identity):
+        return next((w for w in (o.shared_warmup(key, identity) for o in self.observers)
+                     if w is not None), None)
 
-# what every observer hears; resume and kept_in are questions, answered by the first that knows
+
+# what every observer hears; resume, kept_in and shared_warmup are questions, answered by the
+# first that knows
 _EVENTS = {name for name in vars(Observer)
-           if not name.startswith("_") and name not in ("resume", "kept_in")}
+           if not name.startswith("_") and name not in ("resume", "kept_in", "shared_warmup")}
 
 
 def _broadcast(name: str):

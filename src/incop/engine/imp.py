@@ -15,6 +15,7 @@ from torch import nn
 from ..base.version import __version__
 from ..base.errors import UsageError
 from ..base.text import count
+from ..config.identity import identity_key, warmup_identity
 from ..config.methods import resolve
 from ..config.schema import RunConfig, flag_name
 from ..data.batches import source_size, train_batches
@@ -32,7 +33,7 @@ from .precision import Compute, precision_warning
 from .progress import ProgressBars
 from .records import RunRecords, criterion_report, round_rows, ticket_row
 from .schedules import allr_factor, pruning_step_sizes
-from .runtime import TICKET_ROUND, WARMUP_ROUND, resolve_device, seed_everything
+from .runtime import TICKET_ROUND, WARMUP_ROUND, resolve_device, seed_everything, versions
 from .tables import end_of_run_text
 from .trial_inputs import TrialInputs, TrialInputsFactory, registry_inputs
 from .training import (Segment, epochs_to_iterations, evaluate, iterations_per_epoch,
@@ -166,8 +167,8 @@ class IMPExperiment:
                                cfg.prune.flow_stat)  # checked before any training
         gradual = self._gradual(data)  # checked before any training
         if resume is None:
-            warmup, rewind_state, dense_state = self._warm_up(model, masks, data, trial, seed,
-                                                              len(probe_y))
+            warmup, rewind_state, dense_state = self._warm_up_or_reuse(model, masks, data, trial,
+                                                                       seed, len(probe_y))
             first_round = 0
         else:
             rewind_state, warmup = resume["rewind"], resume["warmup"]
@@ -381,6 +382,46 @@ class IMPExperiment:
         """The model and dataset named in the config, split by the trial's seed."""
         return registry_inputs(self.cfg, self.raw, self.device, seed)
 
+    def _warm_up_or_reuse(self, model, masks, data: TrialInputs, trial: int, seed: int,
+                          probe_size: int):
+        """The trial's warm-up: one trained before with the same identity (everything that
+        determines it: model, data, seed, warm-up settings, rewind point, versions, device,
+        threads), when an observer shares them and it checks out; else trained now and offered
+        for sharing. Registry models and data only: a user's own inputs may differ unseen."""
+        cfg = self.cfg
+        if cfg.train.warmup <= 0 or self.inputs != self._registry_inputs:
+            return self._warm_up(model, masks, data, trial, seed, probe_size)
+        identity = warmup_identity(cfg.to_dict(), seed, versions(), self.device.type,
+                                   torch.get_num_threads())
+        key = identity_key(identity)
+        cached = self.events.shared_warmup(key, identity)
+        if cached is not None:
+            try:
+                return self._reuse_warm_up(model, cached, trial, seed)
+            except (RuntimeError, KeyError, TypeError, ValueError) as e:
+                self._say(f"WARNING: the shared warm-up {key} does not fit this model "
+                          f"({str(e).splitlines()[0][:120]}); training the warm-up again")
+        warmup, rewind, dense = self._warm_up(model, masks, data, trial, seed, probe_size)
+        self.events.warmup_trained(key, identity, {"warmup": warmup, "rewind": rewind,
+                                                   "dense": None if dense is rewind else dense})
+        return warmup, rewind, dense
+
+    def _reuse_warm_up(self, model, cached: Dict[str, Any], trial: int, seed: int):
+        """A shared warm-up's record and weights, as if trained here (the model holds the
+        trained dense network after it, as after training)."""
+        rewind = cached["rewind"]
+        dense = rewind if cached.get("dense") is None else cached["dense"]
+        model.load_state_dict(rewind)  # strict: a state of another model raises
+        model.load_state_dict(dense)
+        warmup = {**cached["warmup"], "trial": trial, "warmup_reused": True}
+        self.events.warmed_up(trial, warmup)
+        self._say(f"trial {trial} (seed {seed}): dense warm-up "
+                  f"{count(self.cfg.train.warmup, 'epoch')} reused (trained before with the same "
+                  f"settings), val {warmup['warmup_val_acc']:.2f}%, test "
+                  f"{_pct(warmup['warmup_test_acc'])}; rewind point: iteration "
+                  f"{warmup['rewind_iteration']}")
+        return warmup, rewind, dense
+
     def _warm_up(self, model, masks, data: TrialInputs, trial: int, seed: int,
                  probe_size: int):
         """Train the dense network for --net_warmup epochs, saving the rewind point on the way
@@ -415,7 +456,7 @@ class IMPExperiment:
                   "warmup_time": warm_time, "rewind_iteration": at,
                   "train_size": source_size(data.train), "val_size": source_size(data.val),
                   "test_size": source_size(data.test) if data.test is not None else None,
-                  "probe_size": probe_size}
+                  "probe_size": probe_size, "warmup_reused": False}
         self.events.warmed_up(trial, warmup)
         self._say(f"trial {trial} (seed {seed}): dense warm-up {count(cfg.train.warmup, 'epoch')}, "
                   f"val {warm_val:.2f}%, test {_pct(warm_test)}; rewind point: iteration {at}")

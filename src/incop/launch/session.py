@@ -15,6 +15,7 @@ from ..engine.trial_inputs import TrialInputsFactory
 from ..report.figures import RunFigures
 from ..runs.directory import RunDirectory
 from ..runs.store import RunStore
+from ..runs.warmups import SharedWarmups
 
 
 def experiment(cfg: RunConfig, run_path: Optional[Path] = None, *,
@@ -31,6 +32,8 @@ def experiment(cfg: RunConfig, run_path: Optional[Path] = None, *,
     if run_dir is not None:  # the directory first: the trackers read what it writes
         exp.observe(RunStore(run_dir, cfg, exp.records, exp.events.line),
                     RunFigures(run_dir.path, exp.events.line))
+        if inputs is None:  # registry models and data: warm-ups shared under --output_dir
+            exp.observe(SharedWarmups(Path(cfg.experiment.output_dir), exp.events.line))
     exp.observe(*followers)
     return exp
 
