@@ -52,9 +52,16 @@ class Observer:
     def warmed_up(self, trial: int, record: Dict[str, Any]) -> None:
         """The dense warm-up is over; ``record`` is the trial's row."""
 
-    def rewind_point(self, trial: int, state: Dict[str, Any]) -> None:
-        """The weights the trial's rounds and ticket start from (its rewind point), told once a
-        trial starts or resumes: persistence keeps them for the ablations."""
+    def rewind_point(self, trial: int, state: Dict[str, Any],
+                     dense: Optional[Dict[str, Any]] = None) -> None:
+        """The weights the trial's rounds and ticket start from (its rewind point), and the
+        trained dense network when that is another state, told once a trial starts or resumes:
+        persistence keeps them for the ablations and for a search that goes on later."""
+
+    def continue_trial(self, trial: int) -> Optional[Dict[str, Any]]:
+        """What a resume needs to go on with ``trial`` when no saved state holds it but its
+        rounds were adopted from a finished search (persistence rebuilds it); else None."""
+        return None
 
     def round_ended(self, trial: int, k: int, rows: Dict[str, Any], model, masks,
                     state: Optional[Dict[str, Any]]) -> None:
@@ -97,11 +104,14 @@ class Observers(Observer):
         return next((w for w in (o.shared_warmup(key, identity) for o in self.observers)
                      if w is not None), None)
 
+    def continue_trial(self, trial):
+        return next((s for s in (o.continue_trial(trial) for o in self.observers)
+                     if s is not None), None)
 
-# what every observer hears; resume, kept_in and shared_warmup are questions, answered by the
-# first that knows
-_EVENTS = {name for name in vars(Observer)
-           if not name.startswith("_") and name not in ("resume", "kept_in", "shared_warmup")}
+
+# what every observer hears; the questions are answered by the first that knows
+_QUESTIONS = ("resume", "kept_in", "shared_warmup", "continue_trial")
+_EVENTS = {name for name in vars(Observer) if not name.startswith("_") and name not in _QUESTIONS}
 
 
 def _broadcast(name: str):

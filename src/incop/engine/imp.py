@@ -134,7 +134,7 @@ class IMPExperiment:
         for t in range(cfg.experiment.num_trial):
             if t in self.records.finished:
                 continue
-            resume = state if state and state["index"] == t else None
+            resume = state if state and state["index"] == t else self.events.continue_trial(t)
             results.append(self.run_trial(t, cfg.experiment.seed + t, resume))
         self._summarise()
         return results
@@ -185,7 +185,8 @@ class IMPExperiment:
             masks.bind(model)
         run_optimizer = self._run_optimizer(model, gradual, resume)
         saved = {"rewind": rewind_state, "warmup": warmup}
-        self.events.rewind_point(trial, rewind_state)
+        self.events.rewind_point(trial, rewind_state,
+                                 None if dense_state is rewind_state else dense_state)
         if dense_state is not rewind_state:
             saved["dense"] = dense_state
         if cfg.train.warmup > 0 and first_round == 0:

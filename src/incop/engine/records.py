@@ -71,6 +71,9 @@ class RunRecords(Observer):
         self.rounds.append(rows["round"])
         for name in ("epochs", "layers", "similarity"):
             getattr(self, name).extend(rows[name])
+        if len(self.rounds) > 1 and _order(self.rounds[-2]) > _order(self.rounds[-1]):
+            for name in ("rounds", "epochs", "layers", "similarity"):  # a continued search's
+                getattr(self, name).sort(key=_order)  # later trials' rows were adopted first
         if state is None:  # the trial's last round, and no ticket to train
             self.finished.append(trial)
 
@@ -95,6 +98,10 @@ class RunRecords(Observer):
         for name in RECORDS:
             setattr(self, name, list(state.get(name, [])))
         self.finished = list(finished)
+
+
+def _order(row: Dict[str, Any]) -> tuple:
+    return row["trial"], row["round"]
 
 
 def criterion_report(rounds: Sequence[Dict[str, Any]], criterion: str,

@@ -61,8 +61,15 @@ def rewind_name(trial: int) -> str:
 ABLATIONS = "ablations"  # incop ablate's rows: ablations.json and ablations.csv
 
 
-def rewind_state(run: Path, trial: int) -> Dict[str, torch.Tensor]:
-    path = run / rewind_name(trial)
+def dense_name(trial: int) -> str:
+    """The trained dense network of trial ``trial``'s warm-up, when the rewind point is another
+    (the flows' reference; a continued search needs it)."""
+    return f"models/trial{trial}_dense.pt"
+
+
+def rewind_state(run: Path, trial: int, dense: bool = False) -> Dict[str, torch.Tensor]:
+    """The weights trial ``trial`` rewinds to (``dense``: its trained dense network)."""
+    path = run / (dense_name(trial) if dense else rewind_name(trial))
     if not path.is_file():
         raise UsageError(f"{run}: no rewind point saved for trial {trial} ({rewind_name(trial)}; "
                          f"runs made before incop 0.3 did not keep it): run the search again")

@@ -20,9 +20,10 @@ from ..engine.tables import summary_rows
 from ..pruning.masks import Masks
 from ..pruning.sparse_files import pack_masks, sparse_state_dict
 from .directory import RunDirectory
+from .extend import adopt, find_prefix, trial_state
 from .layout import (CONFIG_FILE, DIVERGED_FILE, LOCK_FILE, LOG_FILE, PREVIOUS_PROGRESS_FILE,
                      PROGRESS_FILE, SUMMARY_CSV, SUMMARY_FILE, masks_name, model_name,
-                     rewind_name, view_names)
+                     dense_name, rewind_name, view_names)
 
 
 class RunStore(Observer):
@@ -33,6 +34,7 @@ class RunStore(Observer):
                  say: Callable[[str], None]) -> None:
         self.run_dir, self.cfg, self.records, self.say = run_dir, cfg, records, say
         self._held = contextlib.ExitStack()
+        self._extended: Optional[str] = None  # the finished search this run went on from
 
     @property
     def path(self):
@@ -47,11 +49,28 @@ class RunStore(Observer):
         """The saved progress (None for a new run), after checking that it is this run's; the
         checked copy of the configuration is (re)written when missing, edited or corrupt."""
         progress = self._load_progress()
+        if progress is None:
+            progress = self._adopt_finished_search()
+        if progress is not None:
+            self._extended = progress.get("extended_from")
         if progress is not None and comparable(progress["config"]) != comparable(self.cfg.to_dict()):
             raise UsageError(f"{self.path} holds a run with another configuration; choose "
                              f"another --run_name or --output_dir")
         if read_checked_config(self.path / CONFIG_FILE) != self.cfg.to_dict():
             self.run_dir.write_json(CONFIG_FILE, checked_config(self.cfg.to_dict(), versions()))
+        return progress
+
+    def _adopt_finished_search(self) -> Optional[Dict[str, Any]]:
+        """A new run whose first rounds a finished run beside it has computed (the same search
+        with fewer rounds, or without this ticket) starts from them."""
+        prefix = find_prefix(self.path, self.cfg)
+        if prefix is None:
+            return None
+        progress = adopt(prefix, self.run_dir, self.cfg)
+        self.run_dir.save_torch(PROGRESS_FILE, progress)
+        kept = len(progress["records"]["rounds"])
+        self.say(f"going on from the finished search in {prefix}: its {kept} round(s) are "
+                 f"kept, not trained again")
         return progress
 
     def kept_in(self) -> Optional[str]:
@@ -64,10 +83,15 @@ class RunStore(Observer):
         self.save_model(model, masks, trial, k)
         self.save_round(self.records, trial, k, masks, state)
 
-    def rewind_point(self, trial, state) -> None:
-        if not (self.run_dir.path / rewind_name(trial)).is_file():
-            self.run_dir.save_torch(rewind_name(trial),
-                                    {k: v.detach().cpu() for k, v in state.items()})
+    def rewind_point(self, trial, state, dense=None) -> None:
+        for name, weights in ((rewind_name(trial), state), (dense_name(trial), dense)):
+            if weights is not None and not (self.path / name).is_file():
+                self.run_dir.save_torch(name, {k: v.detach().cpu() for k, v in weights.items()})
+
+    def continue_trial(self, trial) -> Optional[Dict[str, Any]]:
+        if self._extended is None:
+            return None
+        return trial_state(self.path, self.records, trial, self.cfg)
 
     def ticket_ended(self, trial, row, model, masks) -> None:
         self.save_model(model, masks, trial, None)
@@ -117,8 +141,11 @@ class RunStore(Observer):
         self.write_views(records)
 
     def _progress(self, records: RunRecords, state: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-        return {"format": 1, "config": self.cfg.to_dict(), "finished": records.finished,
-                "records": records.state(), "trial": state}
+        out = {"format": 1, "config": self.cfg.to_dict(), "finished": records.finished,
+               "records": records.state(), "trial": state}
+        if self._extended is not None:  # the adopted rounds' trials are continued from files
+            out["extended_from"] = self._extended
+        return out
 
     def write_views(self, records: RunRecords) -> None:
         for name in RECORDS:
