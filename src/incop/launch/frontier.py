@@ -7,7 +7,6 @@ directories, so the frontier resumes, skips what is done and runs on any launche
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -27,7 +26,7 @@ from ..report.figures import save_figure
 from ..report.frontier import frontier_figure, frontier_rows, frontier_table
 from ..runs.directory import RunDirectory, run_path
 from ..runs.layout import rewind_state, round_masks, saved_rounds
-from ..runs.reading import load_run
+from ..runs.reading import load_run, result_hash
 from .ablate import ablate_run
 from .jobs import JobResult, Launcher, is_finished, read_json
 
@@ -163,7 +162,7 @@ def _judge(configs: Dict[tuple, RunConfig], s: Settings, directory: RunDirectory
                 continue
             run = load_run(path)
             row = {"recipe": name, "seed": seed, "run_dir": str(path), **measure(run),
-                   "result_hash": result_hash(path, run)}
+                   "result_hash": result_hash(run)}
             reference = run_path(configs["reference", seed])
             if name == "reference":
                 ticket = run.tickets[0]
@@ -202,18 +201,6 @@ def measure(run) -> Dict[str, Any]:
             "remaining_pct": rounds[-1]["remaining_pct"],
             "search_test_acc": rounds[-1]["test_acc"],
             "criterion_note": crit["note"]}
-
-
-def result_hash(path: Path, run) -> str:
-    """What a search produced, as one hash: every round's masks and its training loss and
-    accuracies. Two recipes with the same hash for a seed ran the same computation."""
-    h = hashlib.sha256()
-    for k in saved_rounds(path, 0):
-        for name, mask in sorted(round_masks(path, 0, k).items()):
-            h.update(name.encode())
-            h.update(mask.numpy().tobytes())
-    h.update(repr([(r["train_loss"], r["val_acc"], r["test_acc"]) for r in run.rounds]).encode())
-    return h.hexdigest()[:16]
 
 
 def _ablations(configs, seeds) -> List[Dict[str, Any]]:

@@ -10,7 +10,7 @@ from .figures import save_run_figures
 from ..base.files import atomic_write_text
 from ..base.text import format_table, mean_std
 from ..runs.directory import to_csv
-from ..runs.reading import RunData, final_speedup
+from ..runs.reading import RunData, final_speedup, result_hash
 
 
 def run_summary(run: RunData) -> Dict[str, Any]:
@@ -27,7 +27,10 @@ def run_summary(run: RunData) -> Dict[str, Any]:
                            "q": run.config["prune"]["q"] if uses_pq else None,
                            "settings": _settings(run.config),
                            "recipe": recipe(run.config),
-                           "trials": len(trials), "rounds": max((len(rs) for rs in trials), default=0)}
+                           "trials": len(trials), "rounds": max((len(rs) for rs in trials), default=0),
+                           "result_hash": result_hash(run) if run.rounds else None,
+                           "criterion_note": (run.criterion or {}).get("note"),
+                           "untrained": [t["untrained"] for t in run.trials if t.get("untrained")]}
     for name, values in (
             ("remaining_pct", [f["remaining_pct"] for f in finals]),
             ("val_acc", [f["val_acc"] for f in finals]),
@@ -153,7 +156,8 @@ def _has_tickets(rows: Sequence[Dict[str, Any]]) -> bool:
 def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
     swept = varying_settings(rows)
     headers = ["run", "arch", "dataset", "p", "q", "recipe", *swept, "trials", "remaining %",
-               "val acc %", "test acc %", "search epochs", "wall time s", "flow time s"]
+               "val acc %", "test acc %", "search epochs", "search wall s (no warm-up)",
+               "flow time s"]
     tickets = _has_tickets(rows)
     if tickets:
         headers += ["ticket test acc %", "ticket epochs"]
@@ -176,19 +180,59 @@ def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
         if speed:
             cells.append(_speedup(r))
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    notes = judgements(rows)
+    return "\n".join(lines) + "\n" + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+                                      if notes else "")
+
+
+def judgements(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """What a reader must know before comparing the rows: runs that computed the same thing,
+    differences inside the seed-to-seed spread, criteria that measured nothing, searches on an
+    untrained network."""
+    notes = []
+    groups: Dict[str, List[str]] = {}
+    for r in rows:
+        if r.get("result_hash"):
+            groups.setdefault(r["result_hash"], []).append(r["run"])
+    for same in groups.values():
+        if len(same) > 1:
+            notes.append(f"{', '.join(same)} computed identical results (the same masks and "
+                         f"losses in every round): one result, not {len(same)}.")
+    for r in rows:
+        if r.get("criterion_note"):
+            notes.append(f"{r['run']}: {r['criterion_note']}.")
+        for why in r.get("untrained") or []:
+            notes.append(f"{r['run']} searched a network that had not learned after its warm-up "
+                         f"(--allow_untrained): {why}.")
+    ranked = [r for r in rows if not math.isnan(r.get("test_acc_mean", float("nan")))]
+    if len(ranked) > 1:
+        best = max(ranked, key=lambda r: r["test_acc_mean"])
+        if any(r["trials"] < 2 for r in ranked):
+            notes.append("Some runs have one trial: their test accuracy differences cannot be "
+                         "judged against a seed-to-seed spread (--exper_num_trial 3).")
+        else:
+            close = [r["run"] for r in ranked if r is not best
+                     and r.get("result_hash") != best.get("result_hash")  # said above
+                     and best["test_acc_mean"] - r["test_acc_mean"]
+                     <= max(best["test_acc_std"], r["test_acc_std"])]
+            if close:
+                notes.append(f"Inside the seed-to-seed spread of the most accurate run "
+                             f"({best['run']}): {', '.join(close)}.")
+    return notes
 
 
 def report_text(rows: Sequence[Dict[str, Any]]) -> str:
     tickets, speed, swept = _has_tickets(rows), _has_speed(rows), varying_settings(rows)
-    headers = ["run", *swept, "remaining %", "val acc %", "test acc %", "epochs", "wall s", "flow s"]
-    return format_table(
+    headers = ["run", *swept, "remaining %", "val acc %", "test acc %", "epochs", "search s",
+               "flow s"]
+    table = format_table(
         headers + (["ticket test %"] if tickets else []) + (["speed-up b64"] if speed else []),
         [[r["run"], *(_value(r["settings"][k]) for k in swept), _pm(r, "remaining_pct"),
           _pm(r, "val_acc"), _pm(r, "test_acc"),
           _pm(r, "total_epochs", 2), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
          + ([_pm(r, "ticket_test_acc")] if tickets else []) + ([_speedup(r)] if speed else [])
          for r in rows], left=(0,))
+    return "\n".join([table, *(f"- {n}" for n in judgements(rows))])
 
 
 def write_report(runs: Sequence[RunData], out_dir: Path) -> List[Dict[str, Any]]:

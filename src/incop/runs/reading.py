@@ -37,6 +37,7 @@ class RunData:
     ablations: List[Dict[str, Any]] = field(default_factory=list)  # incop ablate's rows
     label: str = ""
     complete: bool = False
+    criterion: Dict[str, Any] = field(default_factory=dict)  # how often the criterion fired
 
     @property
     def method(self) -> str:
@@ -183,17 +184,18 @@ def load_run(path: Path) -> RunData:
     trials_file = path / view_names("trials")[0]
     trials = _rows(trials_file) if trials_file.exists() else []
     summary = path / SUMMARY_FILE
-    complete = False
+    complete, criterion = False, {}
     if summary.exists():
         content = _read_json(summary)
         if not isinstance(content, dict):
             raise BrokenRun(f"{summary} is not a JSON object")
         complete = bool(content.get("complete"))
+        criterion = content.get("criterion") if isinstance(content.get("criterion"), dict) else {}
     tickets_file = path / view_names("tickets")[0]
     tickets = _rows(tickets_file, TICKET_NUMBERS, TICKET_NUMBERS) if tickets_file.exists() else []
     run = RunData(path, config, rounds, _read_csv(path / view_names("epochs")[1]), trials,
                   _read_csv(path / view_names("similarity")[1]), tickets, ablation_rows(path),
-                  complete=complete)
+                  complete=complete, criterion=criterion)
     run.label = default_label(run)
     return run
 
@@ -265,3 +267,22 @@ def final_speedup(run: Path, batch: int = 64, threads: int = 1) -> Optional[floa
         _warn(f"{path} cannot be read ({type(e).__name__}); its speed-up is left out; run "
               f"'incop speed {run}' again")
         return None
+
+
+def result_hash(run: RunData) -> str:
+    """What a run's search computed, as one hash: every round's masks, and its training loss
+    and accuracies. Two runs with the same hash ran the same computation (sap and a ciap that
+    stops at its first check, say), whatever their settings say."""
+    import hashlib
+
+    from .layout import round_masks, saved_rounds
+
+    h = hashlib.sha256()
+    for trial in sorted(run.by_trial()):
+        for k in saved_rounds(run.path, trial):
+            for name, mask in sorted(round_masks(run.path, trial, k).items()):
+                h.update(name.encode())
+                h.update(mask.numpy().tobytes())
+    h.update(repr([(r["trial"], r.get("train_loss"), r["val_acc"], r["test_acc"])
+                   for r in run.rounds]).encode())
+    return h.hexdigest()[:16]
