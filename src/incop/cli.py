@@ -147,9 +147,12 @@ def _cmd_frontier(ns: argparse.Namespace) -> int:
     from .launch.frontier import DEFAULT_RECIPES, Settings, quick_settings, run_frontier
     from .launch.launchers import LAUNCHERS
 
+    from .base.machine import set_threads
+
     base = config_from_args(ns)
     if ns.quick:
         base = quick_settings(base)
+    set_threads(base.experiment.threads)  # the judged tickets train here, as the runs do
     target = base.prune.target_remaining
     if target is None:
         raise UsageError("incop frontier compares recipes at one sparsity: give "
