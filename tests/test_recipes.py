@@ -357,3 +357,23 @@ def test_the_api_runs_allr():
     result = incop.prune_model(model, (d.train_x, d.train_y), (d.val_x, d.val_y), config=cfg)
     rates = [r["lr"] for r in result.rounds]
     assert rates[0] == 0.05 and all(0.025 <= r <= 0.05 for r in rates[1:])  # floor: 1 of 2 epochs
+
+
+def test_the_gpu_check_runs_dry_on_the_cpu(tmp_path):
+    """benchmarks/gpu_check.sh --dry-run: its steps on the CPU at toy sizes, tables written."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gpu_check"
+    subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh"), "--dry-run"], check=True,
+                   cwd=root, env={**os.environ, "OUT": str(out), "PYTHON": sys.executable},
+                   capture_output=True)
+    parity = (out / "parity.txt").read_text()
+    assert "parity-fp32" in parity and "parity-bf16" in parity
+    comparison = (out / "vgg16.txt").read_text()
+    for method in ("lth", "sap (1, 2)", "ciap (1, 2)", "giap (1, 2)"):
+        assert method in comparison
+    assert (out / "data" / "MNIST" / "t10k-labels-idx1-ubyte").stat().st_size == 8 + 297
