@@ -124,18 +124,27 @@ def run_frontier(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s:
     if todo:
         results = launcher.launch(todo, lambda r: echo(f"  {r.status}: {r.path}"), wait=wait)
         failed = [r for r in results if r.status.startswith("failed")]
-    unfinished = [c for c in configs.values() if not is_finished(run_path(c))]
-    if unfinished:
-        echo(f"frontier: {len(unfinished)} run(s) not finished yet"
-             + (f" ({len(failed)} failed: {failed[0].status})" if failed else "")
-             + "; run the same command again to go on")
+    failures = {r.path: r.status for r in failed}
+    pending = [c for c in configs.values()
+               if not is_finished(run_path(c)) and str(run_path(c)) not in failures]
+    if pending:
+        echo(f"frontier: {len(pending)} run(s) not finished yet; run the same command again "
+             f"to go on")
         return []
-    rows = _judge(configs, s, directory, progress, echo)
+    done = lambda c: is_finished(run_path(c))
+    seeds = [seed for seed in seeds if done(configs["reference", seed])]
+    judged = {k: c for k, c in configs.items() if k[1] in seeds and done(c)}
+    missing = [f"{name} seed {seed} ({failures.get(str(run_path(c)), 'its reference failed')})"
+               for (name, seed), c in configs.items() if (name, seed) not in judged]
+    if not judged:
+        raise UsageError(f"no reference run finished: {'; '.join(missing)[:400]}")
+    rows = _judge(judged, s, directory, progress, echo)
     for seed in seeds:  # the random ablations of the reference's ticket, one of each a seed
         ablate_run(run_path(configs["reference", seed]), trials=1, echo=lambda line: None,
                    progress=progress)
     summary = frontier_rows(rows, _ablations(configs, seeds), tolerance)
-    table = frontier_table(summary, tolerance, s)
+    table = frontier_table(summary, tolerance, s) + (
+        "\nNot judged: " + "; ".join(missing) + "\n" if missing else "")
     with directory.lock():
         directory.write_json(RESULTS, {"rows": rows, "summary": summary})
         directory.write_csv("frontier.csv", [{k: "; ".join(v) if isinstance(v, list) else v
