@@ -93,6 +93,84 @@ void incop_linear_##SUFFIX(int64_t rows, int64_t n, int64_t cols, const int64_t 
     csr_##SUFFIX(rows, n, crow, col, val, bias, x, y, threads);                               \
 }
 
+/* Direct sparse convolution (Park et al., ICLR 2017): no unfolded input. Each output channel k
+   keeps its nonzero weights as (offset, value) pairs, the offset of (ci, kh, kw) into one
+   zero-padded image (C, Hp, Wp) being ci Hp Wp + kh dh Wp + kw dw. With stride 1, output
+   position q = oh Wp + ow of a plane computed Wp wide reads input q + offset, so a whole plane
+   is one 1-d sum over the nonzeros of shifted input vectors: tiles of NVEC vectors of q stay in
+   registers across all of k's nonzeros and are stored once, whatever the map's width (the
+   Wp - OW extra columns of each row are computed into scratch and dropped). Other strides take
+   a plain loop per output position. The caller pads the input, leaves `slack` zeros after the
+   last image (the last row's extra columns read past its plane), checks every offset, and gives
+   threads * OH * Wp values of scratch. Work is split by (image, output channel). */
+#define DEFINE_CONV(SUFFIX, T)                                                                 \
+static void plane_##SUFFIX(const T *x, int64_t Wp, int64_t OH, int64_t OW, int64_t sh,         \
+                           int64_t sw, const int64_t *off, const T *val, int64_t p0,           \
+                           int64_t p1, T b, T *scratch, T *y) {                                \
+    if (sh == 1 && sw == 1) {                                                                 \
+        const int64_t tile = NVEC * LANES_##SUFFIX, n = OH * Wp;                               \
+        int64_t q0 = 0;                                                                       \
+        for (; q0 + tile <= n; q0 += tile) {                                                  \
+            vec_##SUFFIX acc[NVEC];                                                           \
+            for (int t = 0; t < NVEC; t++) acc[t] = (vec_##SUFFIX){0} + b;                    \
+            for (int64_t p = p0; p < p1; p++) {                                               \
+                const vec_##SUFFIX v = (vec_##SUFFIX){0} + val[p];                            \
+                const T *in = x + off[p] + q0;                                                \
+                for (int t = 0; t < NVEC; t++) {                                              \
+                    vec_##SUFFIX u;                                                           \
+                    memcpy(&u, in + t * LANES_##SUFFIX, sizeof u);                            \
+                    acc[t] += v * u;                                                          \
+                }                                                                             \
+            }                                                                                 \
+            memcpy(scratch + q0, acc, sizeof acc);                                            \
+        }                                                                                     \
+        for (; q0 < n; q0++) {                                                                \
+            T s = b;                                                                          \
+            for (int64_t p = p0; p < p1; p++) s += val[p] * x[off[p] + q0];                   \
+            scratch[q0] = s;                                                                  \
+        }                                                                                     \
+        for (int64_t oh = 0; oh < OH; oh++)                                                   \
+            memcpy(y + oh * OW, scratch + oh * Wp, OW * sizeof(T));                           \
+        return;                                                                               \
+    }                                                                                         \
+    for (int64_t oh = 0; oh < OH; oh++)                                                       \
+        for (int64_t ow = 0; ow < OW; ow++) {                                                 \
+            const T *in = x + oh * sh * Wp + ow * sw;                                         \
+            T s = b;                                                                          \
+            for (int64_t p = p0; p < p1; p++) s += val[p] * in[off[p]];                       \
+            y[oh * OW + ow] = s;                                                              \
+        }                                                                                     \
+}                                                                                             \
+                                                                                              \
+static void conv_items_##SUFFIX(int64_t lo, int64_t hi, int64_t K, int64_t image,             \
+                                int64_t Wp, int64_t OH, int64_t OW, int64_t sh, int64_t sw,   \
+                                const int64_t *crow, const int64_t *off, const T *val,        \
+                                const T *bias, const T *x, T *scratch, T *y) {                \
+    for (int64_t item = lo; item < hi; item++) {                                              \
+        const int64_t n = item / K, k = item % K;                                             \
+        plane_##SUFFIX(x + n * image, Wp, OH, OW, sh, sw, off, val, crow[k], crow[k + 1],     \
+                       bias ? bias[k] : (T)0, scratch, y + item * OH * OW);                   \
+    }                                                                                         \
+}                                                                                             \
+                                                                                              \
+void incop_conv2d_##SUFFIX(int64_t N, int64_t K, int64_t image, int64_t Wp, int64_t OH,       \
+                           int64_t OW, int64_t sh, int64_t sw, const int64_t *crow,           \
+                           const int64_t *off, const T *val, const T *bias, const T *x,       \
+                           T *scratch, T *y, int threads) {                                   \
+    const int64_t items = N * K;                                                              \
+    if (threads <= 1 || crow[K] * N * OH * OW < PARALLEL_MIN_WORK) {                          \
+        conv_items_##SUFFIX(0, items, K, image, Wp, OH, OW, sh, sw, crow, off, val, bias, x,  \
+                            scratch, y);                                                      \
+        return;                                                                               \
+    }                                                                                         \
+    PARALLEL                                                                                  \
+    {                                                                                         \
+        const int64_t me = THREAD, all = THREADS;                                             \
+        conv_items_##SUFFIX(items * me / all, items * (me + 1) / all, K, image, Wp, OH, OW,   \
+                            sh, sw, crow, off, val, bias, x, scratch + me * OH * Wp, y);      \
+    }                                                                                         \
+}
+
 #ifdef _OPENMP
 #define PARALLEL _Pragma("omp parallel num_threads(threads)")
 #define THREAD omp_get_thread_num()
@@ -105,6 +183,8 @@ void incop_linear_##SUFFIX(int64_t rows, int64_t n, int64_t cols, const int64_t 
 
 DEFINE(f32, float)
 DEFINE(f64, double)
+DEFINE_CONV(f32, float)
+DEFINE_CONV(f64, double)
 
 /* What incop.csr_tiled checks before it trusts a cached library. */
-int incop_csr_abi(void) { return 2; }
+int incop_csr_abi(void) { return 3; }

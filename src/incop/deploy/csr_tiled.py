@@ -24,7 +24,7 @@ from typing import Optional, Tuple
 import torch
 
 SOURCE = Path(__file__).with_name("csr_tiled.c")
-ABI = 2  # incop_csr_abi() of the source above
+ABI = 3  # incop_csr_abi() of the source above
 # Tried in order; the first that compiles is kept (Clang on macOS has no -fopenmp, some
 # compilers no -march=native).
 FLAG_SETS = (("-O3", "-march=native", "-fopenmp"), ("-O3", "-fopenmp"),
@@ -156,6 +156,7 @@ def _open_library(path: Path) -> Tuple[Optional[ctypes.CDLL], str]:
         lib = ctypes.CDLL(str(path))
         abi = lib.incop_csr_abi
         fns = [getattr(lib, f"incop_linear_{suffix}") for suffix in _SUFFIX.values()]
+        convs = [getattr(lib, f"incop_conv2d_{suffix}") for suffix in _SUFFIX.values()]
     except (OSError, AttributeError) as e:
         return None, f"{path} cannot be loaded ({str(e)[:120]})"
     abi.restype = ctypes.c_int
@@ -163,6 +164,9 @@ def _open_library(path: Path) -> Tuple[Optional[ctypes.CDLL], str]:
         return None, f"{path} is of another version"
     for fn in fns:
         fn.argtypes = [_I64] * 3 + [_P] * 5 + [ctypes.c_int] + [_P] * 2 + [ctypes.c_int]
+        fn.restype = None
+    for fn in convs:
+        fn.argtypes = [_I64] * 8 + [_P] * 7 + [ctypes.c_int]
         fn.restype = None
     return lib, ""
 

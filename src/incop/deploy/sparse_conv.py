@@ -1,0 +1,102 @@
+"""Direct sparse convolution on a CPU (issue 29): a pruned Conv2d's nonzero weights applied to
+shifted views of the zero-padded input by incop's C kernel (``incop_conv2d_*`` in csr_tiled.c),
+with no unfolded input. Inference only: float32 or float64, any kernel size, stride, zero
+padding, dilation and groups."""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from .csr_tiled import _SUFFIX, _load
+
+
+def _pair(v) -> Tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+class TiledConv:
+    """``conv2d(x, weight, bias, stride, padding, dilation, groups)`` for a CPU ``weight``
+    whose zeros are its pruned entries. Each output channel keeps its nonzeros as (input
+    channel, kh, kw, value); their offsets into a padded image depend on the input's size and
+    are computed, and checked against the buffer the C code reads, once per size."""
+
+    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], stride=1, padding=0,
+                 dilation=1, groups: int = 1) -> None:
+        lib, why = _load()
+        if lib is None:
+            raise RuntimeError(f"csr-tiled is unavailable: {why}")
+        if weight.device.type != "cpu" or weight.dtype not in _SUFFIX or weight.dim() != 4:
+            raise ValueError(f"sparse conv needs a CPU 4-d float32 or float64 weight; got "
+                             f"{tuple(weight.shape)} {weight.dtype} on {weight.device}")
+        self.K, cg, self.KH, self.KW = weight.shape
+        self.stride, self.padding = _pair(stride), _pair(padding)
+        self.dilation, self.groups = _pair(dilation), int(groups)
+        if min(self.stride + self.dilation) < 1 or min(self.padding) < 0 or self.groups < 1 \
+                or self.K % self.groups:
+            raise ValueError("sparse conv: stride and dilation must be >= 1, padding >= 0, and "
+                             "the output channels a multiple of groups")
+        self.C, self.dtype = cg * self.groups, weight.dtype
+        w = weight.detach().contiguous()
+        k, ci, kh, kw = torch.nonzero(w, as_tuple=True)  # row-major: grouped by output channel
+        self.val = w[k, ci, kh, kw].contiguous()
+        self.ci = ci + (k // (self.K // self.groups)) * cg  # the input channel in the whole input
+        self.kh, self.kw = kh, kw
+        counts = torch.bincount(k, minlength=self.K)
+        self.crow = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
+        if bias is not None:
+            bias = bias.detach().contiguous()
+            if tuple(bias.shape) != (self.K,) or bias.dtype != self.dtype:
+                raise ValueError(f"sparse conv: the bias must be ({self.K},) {self.dtype}")
+        self.bias = bias
+        self._fn = getattr(lib, f"incop_conv2d_{_SUFFIX[self.dtype]}")
+        self._offsets: Dict[Tuple[int, int], torch.Tensor] = {}
+
+    def geometry(self, H: int, W: int) -> Tuple[int, int, int, int]:
+        """(Hp, Wp, OH, OW) for an input of H x W."""
+        (ph, pw), (dh, dw), (sh, sw) = self.padding, self.dilation, self.stride
+        Hp, Wp = H + 2 * ph, W + 2 * pw
+        OH = (Hp - dh * (self.KH - 1) - 1) // sh + 1
+        OW = (Wp - dw * (self.KW - 1) - 1) // sw + 1
+        if OH < 1 or OW < 1:
+            raise ValueError(f"sparse conv: a {H}x{W} input is smaller than the kernel")
+        return Hp, Wp, OH, OW
+
+    def slack(self, Wp: int) -> int:
+        """Zeros after the last image: a stride-1 plane computed Wp wide reads this far past."""
+        return (self.KW - 1) * self.dilation[1] + Wp
+
+    def offsets(self, H: int, W: int) -> torch.Tensor:
+        """Each nonzero's offset into one padded image, checked: no read the C code makes for
+        any output position leaves the image and the slack after it."""
+        if (H, W) not in self._offsets:
+            Hp, Wp, OH, OW = self.geometry(H, W)
+            dh, dw = self.dilation
+            off = (self.ci * Hp * Wp + self.kh * dh * Wp + self.kw * dw).to(torch.int64).contiguous()
+            sh, sw = self.stride
+            reach = OH * Wp - 1 if (sh, sw) == (1, 1) else (OH - 1) * sh * Wp + (OW - 1) * sw
+            if off.numel() and (int(off.min()) < 0 or
+                                int(off.max()) + reach >= self.C * Hp * Wp + self.slack(Wp)):
+                raise ValueError("sparse conv: an offset would read outside the input")
+            self._offsets[H, W] = off
+        return self._offsets[H, W]
+
+    def __call__(self, x: torch.Tensor, threads: int = 1) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.C or x.dtype != self.dtype or x.device.type != "cpu":
+            raise ValueError(f"sparse conv: the input must be a CPU (n, {self.C}, h, w) "
+                             f"{self.dtype} tensor; got {tuple(x.shape)} {x.dtype} on {x.device}")
+        N, C, H, W = x.shape
+        Hp, Wp, OH, OW = self.geometry(H, W)
+        off = self.offsets(H, W)
+        ph, pw = self.padding
+        image = C * Hp * Wp
+        buffer = torch.zeros(N * image + self.slack(Wp), dtype=self.dtype)
+        buffer[:N * image].view(N, C, Hp, Wp)[:, :, ph:ph + H, pw:pw + W] = x
+        threads = max(1, int(threads))
+        scratch = torch.empty(threads * OH * Wp, dtype=self.dtype)
+        y = torch.empty((N, self.K, OH, OW), dtype=self.dtype)
+        self._fn(N, self.K, image, Wp, OH, OW, self.stride[0], self.stride[1],
+                 self.crow.data_ptr(), off.data_ptr(), self.val.data_ptr(),
+                 None if self.bias is None else self.bias.data_ptr(), buffer.data_ptr(),
+                 scratch.data_ptr(), y.data_ptr(), threads)
+        return y

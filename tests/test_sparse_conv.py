@@ -1,0 +1,103 @@
+"""Issue 29: incop's direct sparse convolution against torch.nn.functional.conv2d with the
+masked weight: tile edges, strides, padding, kernel sizes, dilation, groups, an all-zero output
+channel, an empty input channel, batch 1; integer-valued data exactly, and 1 and 2 threads to
+the bit."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from incop.deploy.csr_tiled import unavailable
+
+pytestmark = pytest.mark.skipif(unavailable() is not None, reason=f"no kernel: {unavailable()}")
+
+from incop.deploy.sparse_conv import TiledConv  # noqa: E402
+
+
+def _case(n, c, k, kernel, h, w, groups=1, density=0.3, dtype=torch.float32, integers=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shape = (k, c // groups, kernel, kernel)
+    if integers:  # small integers: every sum is exact in float32, so results must be equal
+        weight = torch.randint(-3, 4, shape, generator=g).to(dtype)
+        x = torch.randint(-4, 5, (n, c, h, w), generator=g).to(dtype)
+        bias = torch.randint(-2, 3, (k,), generator=g).to(dtype)
+    else:
+        weight, x = torch.randn(shape, generator=g, dtype=dtype), torch.randn((n, c, h, w), generator=g, dtype=dtype)
+        bias = torch.randn(k, generator=g, dtype=dtype)
+    weight[torch.rand(shape, generator=g) > density] = 0
+    return x, weight, bias
+
+
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 63, 64, 65])
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 1), (1, 0), (1, 2)])
+def test_tile_edges_strides_and_padding_exactly(width, stride, padding):
+    w_in = stride * (width - 1) + 3 - 2 * padding  # the input width that gives ``width`` out
+    if w_in < 1:
+        pytest.skip("no input of this width with this padding")
+    x, w, b = _case(2, 5, 6, 3, 5, w_in)
+    conv = TiledConv(w, b, stride, padding)
+    want = F.conv2d(x, w, b, stride, padding)
+    assert want.shape[-1] == width and torch.equal(conv(x), want)
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5, 7])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_kernel_sizes_and_dilation_exactly(kernel, dilation):
+    x, w, b = _case(1, 3, 4, kernel, 17, 19)
+    for padding in (0, kernel // 2):
+        conv = TiledConv(w, b, 1, padding, dilation)
+        assert torch.equal(conv(x), F.conv2d(x, w, b, 1, padding, dilation))
+
+
+@pytest.mark.parametrize("groups", [1, 2, 8])  # 8 of 8 input channels: depthwise
+def test_groups_and_depthwise_exactly(groups):
+    x, w, b = _case(3, 8, 8 if groups == 8 else 6, 3, 10, 11, groups=groups, density=0.5)
+    conv = TiledConv(w, b, 1, 1, 1, groups)
+    assert torch.equal(conv(x), F.conv2d(x, w, b, 1, 1, 1, groups))
+
+
+def test_an_empty_output_channel_an_empty_input_channel_and_no_bias():
+    x, w, b = _case(1, 4, 5, 3, 9, 9)
+    w[2] = 0  # output channel 2 keeps nothing: its bias alone
+    w[:, 1] = 0  # input channel 1 feeds nothing
+    conv = TiledConv(w, b, 1, 1)
+    out = conv(x)
+    assert torch.equal(out, F.conv2d(x, w, b, 1, 1))
+    assert torch.equal(out[0, 2], torch.full((9, 9), float(b[2])))
+    assert torch.equal(TiledConv(w, None, 1, 1)(x), F.conv2d(x, w, None, 1, 1))
+    assert torch.equal(TiledConv(torch.zeros_like(w), b, 1, 1)(x), F.conv2d(x, torch.zeros_like(w), b, 1, 1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_real_valued_data_match_closely(dtype):
+    x, w, b = _case(2, 16, 32, 3, 14, 14, integers=False, dtype=dtype)
+    got, want = TiledConv(w, b, 1, 1)(x), F.conv2d(x, w, b, 1, 1)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(got, want, atol=tol, rtol=tol)
+
+
+def test_one_and_two_threads_agree_to_the_bit():
+    """Large enough that two threads really split the work (above the kernel's threshold)."""
+    x, w, b = _case(2, 32, 64, 3, 32, 32, integers=False, density=0.5)
+    conv = TiledConv(w, b, 1, 1)
+    one, two = conv(x, threads=1), conv(x, threads=2)
+    assert torch.equal(one, two)
+    assert torch.allclose(one, F.conv2d(x, w, b, 1, 1), atol=1e-4, rtol=1e-5)
+    s1, s2 = TiledConv(w, b, 2, 1)(x, 1), TiledConv(w, b, 2, 1)(x, 2)
+    assert torch.equal(s1, s2)
+
+
+def test_bad_inputs_are_refused_before_the_c_code():
+    x, w, b = _case(1, 4, 5, 3, 9, 9)
+    conv = TiledConv(w, b, 1, 1)
+    with pytest.raises(ValueError, match="must be a CPU"):
+        conv(x.double())
+    with pytest.raises(ValueError, match="must be a CPU"):
+        conv(x[:, :3])
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        TiledConv(w, b, 1, 0)(x[..., :2, :2])
+    with pytest.raises(ValueError, match="multiple of groups"):
+        TiledConv(w, b, 1, 1, 1, 2)
+    conv.ci = conv.ci + 100  # a corrupted channel index: refused, never read
+    conv._offsets.clear()
+    with pytest.raises(ValueError, match="outside the input"):
+        conv(x)
