@@ -101,3 +101,75 @@ def test_bad_inputs_are_refused_before_the_c_code():
     conv._offsets.clear()
     with pytest.raises(ValueError, match="outside the input"):
         conv(x)
+
+
+def test_fastest_sparse_model_times_and_runs_convolutions(tmp_path):
+    import pickle
+    import subprocess
+    import sys
+
+    from incop.deploy.sparse_inference import SparseConv2d, fastest_sparse_model
+    from incop.models.architectures import build_model
+    from incop.pruning.masks import Masks
+
+    torch.manual_seed(0)
+    model = build_model("lenet5", (1, 28, 28), 10)
+    g = torch.Generator().manual_seed(1)
+    masks = {n: (torch.rand(p.shape, generator=g) < 0.05).float()
+             for n, p in model.named_parameters() if n.endswith("weight")}
+    fast, info = fastest_sparse_model(model, masks, (1, 28, 28), batch=8, repeats=2, warmup=1)
+    convs = [r for r in info["layers"] if r["kind"] == "Conv2d"]
+    assert len(convs) == 2 and all(r["direct_us"] is not None for r in convs)
+    masked = Masks(masks).apply(model) or model
+    x = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), masked(x), atol=1e-5)
+    # any layer forced sparse, through pickling, in this process and a fresh one
+    from incop.deploy.sparse_inference import sparse_model
+
+    forced = sparse_model(masked, masks, {"features.0": "direct", "features.3": "direct"})
+    assert isinstance(forced.features[0], SparseConv2d)
+    path = tmp_path / "fast.pt"
+    torch.save(forced, path)
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        torch.save(masked(x), tmp_path / "want.pt")
+    code = ("import torch; m = torch.load('fast.pt', weights_only=False); x = torch.load('x.pt');"
+            "w = torch.load('want.pt'); import sys;"
+            "sys.exit(0 if torch.allclose(m(x), w, atol=1e-5) else 1)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=tmp_path).returncode == 0
+    again = pickle.loads(pickle.dumps(forced))
+    with torch.no_grad():
+        assert torch.allclose(again(x), masked(x), atol=1e-5)
+
+
+def test_a_gradient_goes_the_dense_way():
+    from incop.deploy.sparse_inference import SparseConv2d
+
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    mask = (torch.rand_like(conv.weight) < 0.3).float()
+    sparse = SparseConv2d(conv, mask)
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    sparse(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_incop_speed_times_the_rounds_asked_for(cli, tmp_path):
+    code, _, err = cli("run", "--net_arch", "lenet5", "--prune_method", "sap", "--net_warmup", "1",
+                       "--net_train_epochs", "1", "--exper_imp_total_iter", "3", "--net_lr", "0.05",
+                       "--net_momentum", "0.9", "--quiet", "--run_name", "r",
+                       "--output_dir", str(tmp_path))
+    assert code == 0, err
+    run = tmp_path / "sap" / "lenet5" / "digits" / "r"
+    code, _, err = cli("speed", str(run), "--rounds", "last", "--batches", "4", "--threads", "1",
+                       "--repeats", "2", "--quiet")
+    assert code == 0, err
+    import csv
+
+    with open(run / "speed_layers.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["round"] for r in rows} == {"2"}
+    assert [r["layer"] for r in rows if r["kind"] == "Conv2d"] == ["features.0", "features.3"]
+    assert all(r["direct_us"] for r in rows if r["kind"] == "Conv2d")
+    code, _, err = cli("speed", str(run), "--rounds", "7", "--quiet")
+    assert code == 2 and "round 7 is not saved" in err

@@ -109,8 +109,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     abl.add_argument("--trial", type=int, default=None, help="only this search trial's ticket")
     abl.add_argument("--quiet", action="store_true", help="no progress bar")
     spd = sub.add_parser("speed", help="time dense against sparse inference for every round",
-                         description="Dense against sparse (CSR Linear layers, chosen per layer "
-                         "where faster) forward passes for every saved round of a run; writes "
+                         description="Dense against sparse (CSR Linear layers and direct sparse "
+                         "convolutions, chosen per layer where faster) forward passes for the "
+                         "saved rounds of a run; writes "
                          "speed.json, speed.csv, speed_layers.csv and figures/speedup.png. "
                          "Kernels: torch's csr and csr-reduce, and incop's csr-tiled, built on "
                          "first use with the C compiler $CC or cc (INCOP_NATIVE=0 turns it off).")
@@ -120,6 +121,8 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     spd.add_argument("--threads", type=int, nargs="+", default=None,
                      help="thread counts (default: 1 and all available cores)")
     spd.add_argument("--repeats", type=int, default=20, help="timed runs per case (median)")
+    spd.add_argument("--rounds", nargs="+", metavar="K", help="the saved rounds to time: "
+                     "numbers, or last (default: every saved round)")
     spd.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -214,7 +217,8 @@ def _cmd_speed(ns: argparse.Namespace) -> int:
 
     if ns.repeats < 1 or any(b < 1 for b in ns.batches):
         raise UsageError("--repeats and --batches must be at least 1")
-    speed_run(Path(ns.run), ns.trial, ns.batches, ns.threads, ns.repeats, progress=not ns.quiet)
+    speed_run(Path(ns.run), ns.trial, ns.batches, ns.threads, ns.repeats, progress=not ns.quiet,
+              rounds=ns.rounds)
     print(f"speed.json, speed.csv, speed_layers.csv and figures/speedup.png in {ns.run}")
     return 0
 

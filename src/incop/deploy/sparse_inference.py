@@ -10,9 +10,12 @@ here: see ``benchmarks/sparse_payoff.py kernels``):
   csr-tiled   incop's own C kernel (:mod:`incop.csr_tiled`), which keeps a tile of the batch in
               registers across a row's nonzeros; CPU only, built on first use where a C
               compiler is found.
-Each Linear layer runs the form that measured fastest for the batch size and thread count at
-hand, dense included; convolutions stay dense (torch has no sparse convolution on CPU), and
-the table says which ran how. Timings are medians of repeated runs after warm-up runs."""
+Sparse Conv2d layers run incop's direct sparse convolution (``direct``,
+:mod:`incop.deploy.sparse_conv`: the nonzeros applied to shifted views of the padded input, no
+unfolding), where the C kernel builds.
+Each layer runs the form that measured fastest for the batch size and thread count at hand,
+dense included, and the table says which ran how. Timings are medians of repeated runs after
+warm-up runs."""
 from __future__ import annotations
 
 import copy
@@ -28,7 +31,8 @@ from . import csr_tiled
 from ..pruning.masks import Masks
 
 BATCHES = (1, 64, 256)
-KERNELS = ("csr", "csr-reduce", "csr-tiled")
+KERNELS = ("csr", "csr-reduce", "csr-tiled")  # for Linear layers
+CONV_KERNELS = ("direct",)  # for Conv2d layers
 
 
 def available_kernels(dtype: torch.dtype = torch.float32) -> Tuple[str, ...]:
@@ -95,6 +99,60 @@ class SparseLinear(nn.Module):
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
+def conv_supported(conv: nn.Module) -> bool:
+    """A Conv2d the direct kernel runs: zero padding given as numbers, float32 or float64."""
+    return (type(conv) is nn.Conv2d and conv.padding_mode == "zeros"
+            and not isinstance(conv.padding, str)
+            and conv.weight.dtype in (torch.float32, torch.float64)
+            and csr_tiled.unavailable() is None)
+
+
+class SparseConv2d(nn.Module):
+    """A Conv2d whose masked weight runs incop's direct sparse convolution on CPU inputs that
+    need no gradient; any other input (CUDA, training) goes through torch's dense conv2d with
+    the same masked weight."""
+
+    kernel = "direct"
+
+    def __init__(self, conv: nn.Conv2d, mask: torch.Tensor) -> None:
+        super().__init__()
+        if not conv_supported(conv):
+            raise ValueError(f"the direct sparse convolution cannot run this layer here "
+                             f"({csr_tiled.unavailable() or 'it needs a Conv2d with zero padding, float32 or float64'})")
+        self.stride, self.padding = conv.stride, conv.padding
+        self.dilation, self.groups = conv.dilation, conv.groups
+        self.weight = (conv.weight.detach() * mask.to(conv.weight.dtype)).contiguous()
+        self.bias = None if conv.bias is None else conv.bias.detach().contiguous()
+        self._build()
+
+    def _build(self) -> None:
+        from .sparse_conv import TiledConv
+
+        self.tiled = TiledConv(self.weight, self.bias, self.stride, self.padding,
+                               self.dilation, self.groups)
+
+    def __getstate__(self) -> Dict[str, object]:
+        state = self.__dict__.copy()  # the kernel's pointers are rebuilt on arrival
+        state["tiled"] = None
+        return state
+
+    def __setstate__(self, state: Dict[str, object]) -> None:
+        super().__setstate__(state)
+        if csr_tiled.unavailable() is None:
+            self._build()
+        else:
+            warnings.warn(f"the direct sparse convolution cannot run here "
+                          f"({csr_tiled.unavailable()}): this layer runs torch's dense conv2d")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tiled is None or x.is_cuda or x.dtype != self.weight.dtype or \
+                (torch.is_grad_enabled() and x.requires_grad):
+            return torch.nn.functional.conv2d(x, self.weight.to(x.device), None if self.bias is None
+                                              else self.bias.to(x.device), self.stride,
+                                              self.padding, self.dilation, self.groups)
+        return self.tiled(x.contiguous(), torch.get_num_threads())
+
+
 def median_us(fns: Sequence[Callable[[], object]], repeats: int, warmup: int) -> List[float]:
     """Median wall time of each of ``fns`` in microseconds, after ``warmup`` untimed rounds;
     the functions take turns, so drift in the machine's speed hits them alike."""
@@ -136,7 +194,9 @@ def sparse_model(model: nn.Module, masks: Dict[str, torch.Tensor],
     for name, kernel in kernels.items():
         parent_name, _, child = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
-        setattr(parent, child, SparseLinear(getattr(parent, child), masks[f"{name}.weight"], kernel))
+        layer, mask = getattr(parent, child), masks[f"{name}.weight"]
+        setattr(parent, child, SparseConv2d(layer, mask) if kernel in CONV_KERNELS
+                else SparseLinear(layer, mask, kernel))
     return out
 
 
@@ -155,13 +215,15 @@ def measure(model: nn.Module, masks: Dict[str, torch.Tensor], input_shape: Seque
     inputs = layer_inputs(model, names, x)
     rows = [_time_layer(name, modules[name], masks[weights[name]], inputs.get(name), repeats,
                         warmup) for name in names]
-    chosen = {r["layer"]: r["ran"] for r in rows if r["ran"] in KERNELS}
+    chosen = {r["layer"]: r["ran"] for r in rows if r["ran"] in KERNELS + CONV_KERNELS}
+    convs = {n: k for n, k in chosen.items() if k in CONV_KERNELS}
     # Timed alone, a layer after a sparse one gets its input in the wrong layout (see
-    # SparseLinear.forward), so the whole model also tries every Linear layer on each kernel.
+    # SparseLinear.forward), so the whole model also tries every Linear layer on each kernel
+    # (with the convolutions that were faster sparse).
     sparse_able = [r["layer"] for r in rows if r["csr_us"] is not None]
     candidates = [chosen] if chosen else []
     for kernel in available_kernels(_dtype(model)) if sparse_able else ():
-        every = {name: kernel for name in sparse_able}
+        every = {**convs, **{name: kernel for name in sparse_able}}
         if every not in candidates:
             candidates.append(every)
     fasts = [sparse_model(model, masks, c) for c in candidates]
@@ -177,7 +239,7 @@ def measure(model: nn.Module, masks: Dict[str, torch.Tensor], input_shape: Seque
     else:
         chosen = {}
         for row in rows:
-            if row["ran"] in KERNELS:
+            if row["ran"] in KERNELS + CONV_KERNELS:
                 row["ran"] = "dense (the whole model was faster dense)"
     with torch.no_grad():
         diff = float((fast(x) - model(x)).abs().max())
@@ -191,8 +253,8 @@ def fastest_sparse_model(model: nn.Module, masks: Mapping[str, torch.Tensor],
                          input_shape: Sequence[int], batch: int = 64, repeats: int = 20,
                          warmup: int = 3) -> Tuple[nn.Module, Dict[str, object]]:
     """The fastest form of the pruned ``model`` for inference on this CPU at ``batch``, in the
-    current thread setting: a copy with the masks applied whose Linear layers run the sparse
-    kernels that measured fastest (a plain dense copy where none did), and the measurement
+    current thread setting: a copy with the masks applied whose Linear and Conv2d layers run the
+    sparse kernels that measured fastest (a plain dense copy where none did), and the measurement
     (:func:`measure`'s dict; ``kernels`` maps each sparse layer to its kernel). Sparse layers
     are for inference: an input that needs a gradient goes through torch's CSR kernel."""
     masked = copy.deepcopy(model)
@@ -207,9 +269,16 @@ def _time_layer(name: str, module: nn.Module, mask: torch.Tensor, x, repeats: in
     fastest (a kernel's name, or why it stays dense)."""
     row: Dict[str, object] = {"layer": name, "kind": type(module).__name__,
                               "density_pct": 100.0 * float(mask.float().mean()),
-                              "dense_us": None, **{_column(k): None for k in KERNELS}}
+                              "dense_us": None,
+                              **{_column(k): None for k in KERNELS + CONV_KERNELS}}
     if x is None:
         row["ran"] = "dense (not reached)"
+        return row
+    if isinstance(module, nn.Conv2d) and conv_supported(module) and x.device.type == "cpu":
+        sparse = SparseConv2d(module, mask)
+        row["dense_us"], row["direct_us"] = median_us([lambda: module(x), lambda: sparse(x)],
+                                                      repeats, warmup)
+        row["ran"] = "direct" if row["direct_us"] < row["dense_us"] else "dense (faster here)"
         return row
     if not isinstance(module, nn.Linear):
         row["dense_us"] = median_us([lambda: module(x)], repeats, warmup)[0]

@@ -24,25 +24,46 @@ from .sparse_inference import BATCHES, available_kernels, measure
 WHOLE_COLUMNS = ["round", "remaining_pct", "batch", "threads", "dense_us", "sparse_us", "speedup",
                  "sparse_layers", "best_sparse_us", "max_abs_diff"]
 LAYER_COLUMNS = ["round", "batch", "threads", "layer", "kind", "density_pct", "dense_us", "csr_us",
-                 "csr_reduce_us", "csr_tiled_us", "ran"]
+                 "csr_reduce_us", "csr_tiled_us", "direct_us", "ran"]
 
 
 def speed_run(run: Path, trial: int = 0, batches: Sequence[int] = BATCHES,
               threads: Optional[Sequence[int]] = None, repeats: int = 20, warmup: int = 3,
-              progress: bool = True, echo: Callable[[str], None] = print) -> List[Dict[str, object]]:
-    """Measure every saved round of ``trial``; returns the whole-model rows. The run directory
-    is locked meanwhile, so a run still writing there is never raced."""
+              progress: bool = True, echo: Callable[[str], None] = print,
+              rounds: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
+    """Measure the saved rounds of ``trial`` (``rounds``: numbers or ``last``; default all);
+    returns the whole-model rows. The run directory is locked meanwhile, so a run still writing
+    there is never raced."""
     run = existing_run(run)
     with RunDirectory(run).lock():
-        return _speed_run(run, trial, batches, threads, repeats, warmup, progress, echo)
+        return _speed_run(run, trial, batches, threads, repeats, warmup, progress, echo, rounds)
+
+
+def select_rounds(saved: Sequence[int], wanted: Optional[Sequence[str]]) -> List[int]:
+    """The saved rounds named by ``wanted`` (numbers, or ``last``), all by default."""
+    if not wanted:
+        return list(saved)
+    out = []
+    for w in wanted:
+        k = saved[-1] if str(w).strip().lower() == "last" else None
+        if k is None:
+            try:
+                k = int(w)
+            except ValueError:
+                raise UsageError(f"--rounds {w}: give round numbers or 'last'") from None
+        if k not in saved:
+            raise UsageError(f"--rounds {w}: round {k} is not saved (saved: {list(saved)})")
+        out.append(k)
+    return sorted(set(out))
 
 
 def _speed_run(run: Path, trial: int, batches: Sequence[int], threads: Optional[Sequence[int]],
                repeats: int, warmup: int, progress: bool,
-               echo: Callable[[str], None]) -> List[Dict[str, object]]:
+               echo: Callable[[str], None], wanted=None) -> List[Dict[str, object]]:
     rounds = saved_rounds(run, trial)
     if not rounds:
         raise UsageError(f"{run}: trial {trial} has no saved round to time")
+    rounds = select_rounds(rounds, wanted)
     cores = available_cores()
     threads = sorted(set(threads or (1, cores)))
     if min(threads) < 1 or max(threads) > cores:
