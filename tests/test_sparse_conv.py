@@ -173,3 +173,19 @@ def test_incop_speed_times_the_rounds_asked_for(cli, tmp_path):
     assert all(r["direct_us"] for r in rows if r["kind"] == "Conv2d")
     code, _, err = cli("speed", str(run), "--rounds", "7", "--quiet")
     assert code == 2 and "round 7 is not saved" in err
+
+
+def test_the_sparse_conv_benchmark_runs_in_its_quick_mode(tmp_path):
+    import csv
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(["bash", str(root / "benchmarks" / "sparse_conv.sh"), str(tmp_path)],
+                   check=True, cwd=root, capture_output=True,
+                   env={**os.environ, "QUICK": "1", "PYTHON": sys.executable})
+    with open(tmp_path / "sap" / "lenet5" / "digits" / "lenet5" / "speed_layers.csv") as f:
+        kinds = {r["layer"]: r for r in csv.DictReader(f)}
+    assert kinds["features.0"]["direct_us"] and kinds["fc1"]["csr_tiled_us"]
