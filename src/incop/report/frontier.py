@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
 from ..base.text import mean_std
 from .figures import COLORS, _style
@@ -47,7 +47,12 @@ def frontier_rows(rows: Sequence[Dict[str, Any]], ablations: Sequence[Dict[str, 
 
 
 def _notes(name: str, mine, rows) -> List[str]:
-    notes = sorted({r["criterion_note"].split(":")[0] for r in mine if r.get("criterion_note")})
+    fired = [r["criterion_note"].split(" fired")[0] for r in mine if r.get("criterion_note")]
+    notes = []
+    if fired:  # "<criterion> fired at the first check in all N rounds: ..." per seed
+        every = "every round of every seed" if len(fired) == len(mine) else \
+            f"every round of {len(fired)} of {len(mine)} seeds"
+        notes.append(f"{fired[0]} fired at the first check in {every}")
     same = [other for other in dict.fromkeys(r["recipe"] for r in rows) if other != name
             and _results(other, rows) == _results(name, rows)]
     if same:
@@ -157,6 +162,7 @@ def frontier_figure(summary: Sequence[Dict[str, Any]], tolerance: float) -> Figu
     ax.xaxis.set_minor_formatter(NullFormatter())
     _style(ax, "Judged ticket accuracy against search cost", "search epochs (all rounds)",
            "ticket test accuracy (%)")
+    ax.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]))
     ax.legend(fontsize=8, loc="lower right")
     return fig
 
