@@ -3,10 +3,11 @@
 # then `incop speed` times the final round dense against sparse (direct sparse convolutions,
 # CSR Linear layers), fp32, one thread, batch 1 and 64, side by side in one process.
 # Run it alone: another busy process on these 2 cores slows the timings about 10x.
-#   bash benchmarks/sparse_conv.sh [OUT]            the measurement (about 15 minutes here)
+#   bash benchmarks/sparse_conv.sh [OUT]            the measurement
 #   QUICK=1 bash benchmarks/sparse_conv.sh [OUT]    lenet5 on digits, a few rounds (seconds)
-# vgg16 searches MNIST-format files made from scikit-learn's digits (as gpu_check.sh does):
-# its timings depend on its masks and shapes, not on the data's size.
+# lenet5 searches Fashion-MNIST; conv4 and vgg16 search MNIST-format files made from
+# scikit-learn's digits (as gpu_check.sh does; a conv4 epoch of Fashion-MNIST takes about two
+# minutes here): a network's timings depend on its masks and shapes, not on the data's size.
 set -euo pipefail
 OUT=${1:-output/sparse_conv}
 PY=${PYTHON:-python}
@@ -37,9 +38,9 @@ write("train-images-idx3-ubyte", x[:1500]); write("train-labels-idx1-ubyte", y[:
 write("t10k-images-idx3-ubyte", x[1500:]); write("t10k-labels-idx1-ubyte", y[1500:])
 PYCODE
 search --net_arch lenet5 --net_dataset FashionMNIST --run_name lenet5
-search --net_arch conv4 --net_dataset FashionMNIST --run_name conv4
+search --net_arch conv4 --net_dataset MNIST --data_dir "$OUT/data" --run_name conv4
 search --net_arch vgg16 --net_dataset MNIST --data_dir "$OUT/data" --run_name vgg16
-for net in "sap/lenet5/FashionMNIST/lenet5" "sap/conv4/FashionMNIST/conv4" "sap/vgg16/MNIST/vgg16"; do
+for net in "sap/lenet5/FashionMNIST/lenet5" "sap/conv4/MNIST/conv4" "sap/vgg16/MNIST/vgg16"; do
   echo "== speed: $net" >&2
   "$PY" -m incop speed "$OUT/$net" "${SPEED[@]}"
 done
