@@ -155,9 +155,12 @@ def test_measure_reports_every_layer_and_what_ran_how():
     m = measure(model, masks, (1, 8, 8), batch=16, repeats=2, warmup=1)
     ran = {r["layer"]: r["ran"] for r in m["layers"]}
     assert set(ran) == {n[:-len(".weight")] for n in masks}
-    assert all(ran[n] == "dense (no sparse kernel)" for n in ("features.0", "features.2"))
+    convs = [r for r in m["layers"] if r["kind"] == "Conv2d"]
+    assert [r["layer"] for r in convs] == ["features.0", "features.2"]
+    if shutil.which(os.environ.get("CC", "cc")):  # the direct sparse convolution is timed too
+        assert all(r["direct_us"] > 0 and r["ran"].startswith(("direct", "dense (")) for r in convs)
     assert all(ran[n].startswith(("csr", "dense (")) for n in ran if n.startswith("classifier"))
-    assert m["sparse_layers"] == sum(v.startswith("csr") for v in ran.values())
+    assert m["sparse_layers"] == sum(v.startswith(("csr", "direct")) for v in ran.values())
     linear = [r for r in m["layers"] if r["kind"] == "Linear"]
     assert all(r["csr_us"] > 0 and r["csr_reduce_us"] > 0 for r in linear)
     if shutil.which(os.environ.get("CC", "cc")):  # incop's own kernel is timed beside torch's
