@@ -97,8 +97,9 @@ void incop_linear_##SUFFIX(int64_t rows, int64_t n, int64_t cols, const int64_t 
    keeps its nonzero weights as (offset, value) pairs, the offset of (ci, kh, kw) into one
    zero-padded image (C, Hp, Wp) being ci Hp Wp + kh dh Wp + kw dw. With stride 1, output
    position q = oh Wp + ow of a plane computed Wp wide reads input q + offset, so a whole plane
-   is one 1-d sum over the nonzeros of shifted input vectors: tiles of NVEC vectors of q stay in
-   registers across all of k's nonzeros and are stored once, whatever the map's width (the
+   is one 1-d sum over the nonzeros of shifted input vectors: tiles of NVEC vectors of q (then
+   single vectors, for what is left of a plane shorter than a tile) stay in registers across
+   all of k's nonzeros and are stored once, whatever the map's width (the
    Wp - OW extra columns of each row are computed into scratch and dropped). Other strides take
    a plain loop per output position. The caller pads the input, leaves `slack` zeros after the
    last image (the last row's extra columns read past its plane), checks every offset, and gives
@@ -123,6 +124,15 @@ static void plane_##SUFFIX(const T *x, int64_t Wp, int64_t OH, int64_t OW, int64
                 }                                                                             \
             }                                                                                 \
             memcpy(scratch + q0, acc, sizeof acc);                                            \
+        }                                                                                     \
+        for (; q0 + LANES_##SUFFIX <= n; q0 += LANES_##SUFFIX) { /* small planes: a vector */ \
+            vec_##SUFFIX acc = (vec_##SUFFIX){0} + b;                                         \
+            for (int64_t p = p0; p < p1; p++) {                                               \
+                vec_##SUFFIX u;                                                               \
+                memcpy(&u, x + off[p] + q0, sizeof u);                                        \
+                acc += ((vec_##SUFFIX){0} + val[p]) * u;                                      \
+            }                                                                                 \
+            memcpy(scratch + q0, &acc, sizeof acc);                                           \
         }                                                                                     \
         for (; q0 < n; q0++) {                                                                \
             T s = b;                                                                          \
