@@ -51,7 +51,8 @@ def _shared(out):
 
 
 @pytest.mark.parametrize("spoil,why", [
-    ("damage", "damaged"), ("stale", "stale"), ("link", "link"), ("foreign", "plain tensors")])
+    ("damage", "damaged"), ("stale", "stale"), ("link", "link"), ("foreign", "plain tensors"),
+    ("list", "not a warm-up incop wrote")])
 def test_a_spoiled_shared_warm_up_is_never_used(cli, tmp_path, spoil, why):
     _run(cli, tmp_path / "o", "sap", "a")
     path = _shared(tmp_path / "o")
@@ -72,6 +73,11 @@ def test_a_spoiled_shared_warm_up_is_never_used(cli, tmp_path, spoil, why):
         target.write_bytes(path.read_bytes())
         path.unlink()
         path.symlink_to(target)
+    elif spoil == "list":  # plain tensors, with a matching hash, but not a warm-up's dict
+        buf = io.BytesIO()
+        torch.save([torch.zeros(3)], buf)
+        path.write_bytes(buf.getvalue())
+        sha.write_text(hashlib.sha256(buf.getvalue()).hexdigest())
     else:  # a pickle that is not plain tensors, with a matching hash
         import pickle
 

@@ -53,8 +53,10 @@ class SharedWarmups(Observer):
             data = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many kinds for a foreign file
             raise ValueError(f"it does not load as plain tensors ({type(e).__name__})") from None
+        if not isinstance(data, dict):
+            raise ValueError("it is not a warm-up incop wrote")
         states = [data.get("rewind")] + ([data["dense"]] if data.get("dense") is not None else [])
-        if not isinstance(data, dict) or not isinstance(data.get("warmup"), dict) or not all(
+        if not isinstance(data.get("warmup"), dict) or not all(
                 isinstance(s, dict) and all(isinstance(v, torch.Tensor) for v in s.values())
                 for s in states):
             raise ValueError("it is not a warm-up incop wrote")
