@@ -46,7 +46,7 @@ MODULES: Dict[str, Tuple[str, ...]] = {
     "incop.speed": ('incop.deploy.sparse_inference', 'incop.pruning.masks'),
     "incop.speed_run": ('incop.deploy.timing', 'incop.base.machine', 'incop.deploy.csr_tiled', 'incop.base.errors', 'incop.deploy.export', 'incop.pruning.masks', 'incop.runs.directory', 'incop.base.text', 'incop.base.files', 'incop.runs.layout', 'incop.deploy.sparse_inference', 'incop.runs.reading'),
     "incop.csr_tiled": ('incop.deploy.csr_tiled',),
-    "incop.jobs": ('incop.launch.jobs', 'incop.config.schema', 'incop.base.errors', 'incop.base.files', 'incop.runs.directory'),
+    "incop.jobs": ('incop.launch.jobs', 'incop.config.schema', 'incop.base.errors', 'incop.base.files', 'incop.runs.directory', 'incop.runs.reading'),
     "incop.sweep": ('incop.launch.local', 'incop.config.schema', 'incop.base.errors', 'incop.launch.jobs', 'incop.runs.directory', 'incop.launch.grid'),
     "incop.slurm": ('incop.launch.slurm', 'incop.base.errors', 'incop.runs.directory', 'incop.launch.jobs'),
     "incop.launchers": ('incop.launch.launchers', 'incop.launch.jobs', 'incop.base.registry', 'incop.launch.slurm', 'incop.launch.local'),

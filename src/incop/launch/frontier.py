@@ -26,9 +26,9 @@ from ..report.figures import save_figure
 from ..report.frontier import frontier_figure, frontier_rows, frontier_table
 from ..runs.directory import RunDirectory, run_path
 from ..runs.layout import rewind_state, round_masks, saved_rounds
-from ..runs.reading import load_run, result_hash
 from .ablate import ablate_run
-from .jobs import JobResult, Launcher, is_finished, read_json
+from ..runs.reading import is_finished, load_run, read_json, result_hash
+from .jobs import JobResult, Launcher
 
 DEFAULT_RECIPES = ("reference", "fixed-0.25", "fixed-1", "fixed-2", "linear-0.25", "linear-1",
                    "linear-2", "allr-0.25", "allr-1", "allr-2", "lrr-1", "ciap", "giap", "gmp",

@@ -5,32 +5,13 @@ directory), so a launcher only has to start jobs: another engine is one more ``L
 registered in ``incop.launchers``."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence
 
 from ..config.schema import RunConfig
 from ..base.errors import UsageError
-from ..base.files import open_in_run
 from ..runs.directory import run_path
-from ..runs.layout import SUMMARY_FILE
-
-
-def read_json(path: Path) -> Dict[str, Any]:
-    """A JSON object from ``path``, or {} when it is missing, unreadable, a link or not an
-    object."""
-    try:
-        with open_in_run(path) as f:
-            obj = json.loads(f.read())
-    except (OSError, ValueError, UsageError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
-
-
-def is_finished(run_dir: Path) -> bool:
-    """The run in ``run_dir`` completed (its summary says so)."""
-    return bool(read_json(run_dir / SUMMARY_FILE).get("complete"))
+from ..runs.reading import is_finished
 
 
 @dataclass

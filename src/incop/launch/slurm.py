@@ -24,7 +24,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from ..base.errors import UsageError
 from ..runs.directory import RunDirectory, run_path
 from ..runs.layout import JOB_FILE
-from .jobs import JobResult, Launcher, is_finished, read_json, run_job
+from ..runs.reading import is_finished, read_json
+from .jobs import JobResult, Launcher, run_job
 
 # squeue states of a job that is, or will again be, running
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",

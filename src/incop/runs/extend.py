@@ -17,9 +17,9 @@ from ..config.identity import comparable
 from ..config.schema import RunConfig
 from ..pruning.rules import target_count
 from .directory import RunDirectory
-from .layout import (CONFIG_FILE, PROGRESS_FILE, SUMMARY_FILE, dense_name, masks_name, model_name,
+from .layout import (CONFIG_FILE, PROGRESS_FILE, dense_name, masks_name, model_name,
                      model_state, rewind_name, rewind_state, round_masks)
-from .reading import run_config
+from .reading import is_finished, run_config
 
 
 def _search_key(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -44,12 +44,10 @@ def find_prefix(run: Path, cfg: RunConfig) -> Optional[Path]:
         try:
             config = run_config(other)
             check_links(other)
-            with open_in_run(other / SUMMARY_FILE) as f:
-                complete = '"complete": true' in f.read()
         except (UsageError, OSError):
             continue
         rounds = config["experiment"]["imp_total_iter"]
-        if (complete and _search_key(config) == mine and rounds <= cfg.experiment.imp_total_iter
+        if (is_finished(other) and _search_key(config) == mine and rounds <= cfg.experiment.imp_total_iter
                 and rounds > most and (other / rewind_name(0)).is_file()):
             best, most = other, rounds
     return best

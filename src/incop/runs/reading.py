@@ -99,6 +99,22 @@ def _read_json(path: Path) -> Any:
         raise BrokenRun(f"{path} is not valid JSON") from None
 
 
+def read_json(path: Path) -> Dict[str, Any]:
+    """A JSON object from ``path``, or {} when it is missing, unreadable, a link or not an
+    object."""
+    try:
+        with open_in_run(path) as f:
+            obj = json.loads(f.read())
+    except (OSError, ValueError, UsageError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def is_finished(run_dir: Path) -> bool:
+    """The run in ``run_dir`` completed (its summary says so)."""
+    return bool(read_json(Path(run_dir) / SUMMARY_FILE).get("complete"))
+
+
 def _rows(path: Path, required: Sequence[str] = (), numbers: Sequence[str] = ()) -> List[Dict[str, Any]]:
     """A JSON list of row objects, each with the ``required`` keys, ``numbers`` among them
     numeric (or null)."""
