@@ -85,3 +85,15 @@ def test_an_interrupted_continuation_resumes(cli, monkeypatch, tmp_path):
     assert cli(*BASE, "--exper_num_trial", "2", "--exper_imp_total_iter", "5",
                "--output_dir", str(tmp_path / "f"))[0] == 0
     _equal_runs(_run_dir(tmp_path / "o", 5), _run_dir(tmp_path / "f", 5), 5, 2)
+
+
+def test_a_damaged_finished_search_is_not_gone_on_from(cli, tmp_path):
+    assert cli(*BASE, "--exper_imp_total_iter", "3", "--output_dir", str(tmp_path / "o"))[0] == 0
+    prefix = _run_dir(tmp_path / "o", 3)
+    for name in ("progress.pt", "progress.prev.pt"):
+        (prefix / name).write_bytes(b"not a progress file")
+    code, out, err = cli(*BASE, "--exper_imp_total_iter", "4", "--output_dir", str(tmp_path / "o"))
+    assert code == 0, err
+    assert "not going on from" in out and "starting from scratch" in out
+    assert cli(*BASE, "--exper_imp_total_iter", "4", "--output_dir", str(tmp_path / "f"))[0] == 0
+    _equal_runs(_run_dir(tmp_path / "o", 4), _run_dir(tmp_path / "f", 4), 4)

@@ -9,13 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import torch
-
 from ..base.errors import UsageError
 from ..base.files import atomic_write, check_links, open_in_run
 from ..config.identity import comparable
 from ..config.schema import RunConfig
 from ..pruning.rules import target_count
+from ..pruning.sparse_files import load_tensors
 from .directory import RunDirectory
 from .layout import (CONFIG_FILE, PROGRESS_FILE, dense_name, masks_name, model_name,
                      model_state, rewind_name, rewind_state, round_masks)
@@ -56,35 +55,38 @@ def find_prefix(run: Path, cfg: RunConfig) -> Optional[Path]:
 def adopt(prefix: Path, run_dir: RunDirectory, cfg: RunConfig) -> Dict[str, Any]:
     """Copy the prefix's results into ``run_dir`` and return the progress that goes on from
     them: trials whose search is over and whose ticket (if asked) is kept are finished; the
-    others are continued by :func:`trial_state`."""
-    old = torch.load(prefix / PROGRESS_FILE, map_location="cpu", weights_only=True)
-    records = {k: list(v) for k, v in old["records"].items()}
+    others are continued by :func:`trial_state`. Everything is read before anything is written,
+    so a prefix that cannot be read (one UsageError or OSError) leaves ``run_dir`` as it was."""
+    old = load_tensors(prefix / PROGRESS_FILE)  # plain tensors and containers, or UsageError
+    records = old.get("records") if isinstance(old, dict) else None
+    if not isinstance(records, dict) or not all(isinstance(records.get(k), list)
+                                                for k in ("rounds", "trials")):
+        raise UsageError(f"{prefix / PROGRESS_FILE} holds no records of finished rounds")
+    records = {k: list(v) for k, v in records.items() if isinstance(v, list)}
+    records.setdefault("tickets", [])
     same_ticket = run_config(prefix)["train"].get("ticket_epochs", 0) == cfg.train.ticket_epochs
     if not same_ticket:
         records["tickets"] = []
-    finished = []
+    finished, names = [], []
     for warm in records["trials"]:
         t = warm["trial"]
         rounds = [r for r in records["rounds"] if r["trial"] == t]
-        for k in range(len(rounds)):
-            _copy(prefix, run_dir, masks_name(t, k))
-            _copy(prefix, run_dir, model_name(t, k))
-        for name in (rewind_name(t), dense_name(t)) + ((model_name(t, None, True),)
-                                                       if same_ticket else ()):
-            if (prefix / name).is_file():
-                _copy(prefix, run_dir, name)
+        names += [f(t, k) for k in range(len(rounds)) for f in (masks_name, model_name)]
+        names += [n for n in (rewind_name(t), dense_name(t)) + ((model_name(t, None, True),)
+                                                                if same_ticket else ())
+                  if (prefix / n).is_file()]
         ticket_done = cfg.train.ticket_epochs == 0 or any(x["trial"] == t for x in records["tickets"])
         if search_over(rounds, cfg) and ticket_done:
             finished.append(t)
+    blobs = {}
+    for name in names:
+        with open_in_run(prefix / name, "rb") as f:  # never through a link
+            blobs[name] = f.read()
+    for name, blob in blobs.items():
+        (run_dir.path / name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir.path / name, lambda out, b=blob: out.write(b))
     return {"format": 1, "config": cfg.to_dict(), "finished": finished, "records": records,
             "trial": None, "extended_from": str(prefix)}
-
-
-def _copy(prefix: Path, run_dir: RunDirectory, name: str) -> None:
-    with open_in_run(prefix / name, "rb") as f:  # never through a link
-        blob = f.read()
-    (run_dir.path / name).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir.path / name, lambda out: out.write(blob))
 
 
 def search_over(rounds, cfg: RunConfig) -> bool:

@@ -66,7 +66,12 @@ class RunStore(Observer):
         prefix = find_prefix(self.path, self.cfg)
         if prefix is None:
             return None
-        progress = adopt(prefix, self.run_dir, self.cfg)
+        try:
+            progress = adopt(prefix, self.run_dir, self.cfg)
+        except (UsageError, OSError, KeyError, TypeError) as e:  # a damaged finished run
+            self.say(f"WARNING: not going on from {prefix}: {str(e).splitlines()[0][:160]}; "
+                     f"starting from scratch")
+            return None
         self.run_dir.save_torch(PROGRESS_FILE, progress)
         kept = len(progress["records"]["rounds"])
         self.say(f"going on from the finished search in {prefix}: its {kept} round(s) are "
