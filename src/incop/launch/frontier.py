@@ -162,7 +162,7 @@ def _judge(configs: Dict[tuple, RunConfig], s: Settings, directory: RunDirectory
     rewind point of its seed, as the reference's ticket is; rows already judged are kept."""
     kept = {(r["recipe"], r["seed"]): r for r in read_json(directory.path / RESULTS).get("rows", [])
             if isinstance(r, dict) and "recipe" in r and "seed" in r}
-    rows, judges = [], {}
+    rows, judge = [], None
     with directory.lock():
         for (name, seed), cfg in configs.items():
             path = run_path(cfg)
@@ -176,9 +176,9 @@ def _judge(configs: Dict[tuple, RunConfig], s: Settings, directory: RunDirectory
             if name == "reference":
                 ticket = run.tickets[0]
             else:
-                if seed not in judges:
-                    judges[seed] = _judge_for(configs["reference", seed], progress)
-                judge = judges[seed]
+                # the references differ only in their seed, which retraining is given: one
+                # judge (one load of the data) serves every seed
+                judge = judge or _judge_for(configs["reference", seed], progress)
                 masks = Masks(round_masks(path, 0, saved_rounds(path, 0)[-1]))
                 ticket = judge.retrain(0, seed, masks, rewind_state(reference, 0), f"{name} judged")
             row.update(ticket_test_acc=ticket["test_acc"], ticket_val_acc=ticket["val_acc"],
