@@ -123,11 +123,13 @@ def _pq(v: Any) -> str:
     return "-" if v is None else f"{v:g}"
 
 
-def _pm(row: Dict[str, Any], key: str, digits: int = 2) -> str:
+def mean_std_cell(row: Dict[str, Any], key: str, digits: int = 2, count: str = "trials") -> str:
+    """``key``'s mean ± std in ``row``; the mean alone where ``row[count]`` (trials, seeds) is
+    one, which has no spread to show."""
     m, s = row[f"{key}_mean"], row[f"{key}_std"]
     if m is None or (isinstance(m, float) and math.isnan(m)):
         return "-"
-    if row["trials"] < 2:  # one trial has no spread to show
+    if row[count] < 2:
         return f"{m:.{digits}f}"
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
@@ -171,10 +173,10 @@ def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
     for r in rows:
         cells = [r["run"], r["arch"], r["dataset"], _pq(r["p"]), _pq(r["q"]), r["recipe"],
                  *(_value(r["settings"][k]) for k in swept), str(r["trials"]),
-                 _pm(r, "remaining_pct"), _pm(r, "val_acc"), _pm(r, "test_acc"),
-                 _pm(r, "total_epochs", 2), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
+                 mean_std_cell(r, "remaining_pct"), mean_std_cell(r, "val_acc"), mean_std_cell(r, "test_acc"),
+                 mean_std_cell(r, "total_epochs", 2), mean_std_cell(r, "wall_time_s", 1), mean_std_cell(r, "flow_time_s", 1)]
         if tickets:
-            cells += [_pm(r, "ticket_test_acc"), _pm(r, "ticket_epochs", 1)]
+            cells += [mean_std_cell(r, "ticket_test_acc"), mean_std_cell(r, "ticket_epochs", 1)]
         if ablated:
             cells += [_gap(r, k) for k in ("random_prune", "random_reinit")]
         if speed:
@@ -227,10 +229,10 @@ def report_text(rows: Sequence[Dict[str, Any]]) -> str:
                "flow s"]
     table = format_table(
         headers + (["ticket test %"] if tickets else []) + (["speed-up b64"] if speed else []),
-        [[r["run"], *(_value(r["settings"][k]) for k in swept), _pm(r, "remaining_pct"),
-          _pm(r, "val_acc"), _pm(r, "test_acc"),
-          _pm(r, "total_epochs", 2), _pm(r, "wall_time_s", 1), _pm(r, "flow_time_s", 1)]
-         + ([_pm(r, "ticket_test_acc")] if tickets else []) + ([_speedup(r)] if speed else [])
+        [[r["run"], *(_value(r["settings"][k]) for k in swept), mean_std_cell(r, "remaining_pct"),
+          mean_std_cell(r, "val_acc"), mean_std_cell(r, "test_acc"),
+          mean_std_cell(r, "total_epochs", 2), mean_std_cell(r, "wall_time_s", 1), mean_std_cell(r, "flow_time_s", 1)]
+         + ([mean_std_cell(r, "ticket_test_acc")] if tickets else []) + ([_speedup(r)] if speed else [])
          for r in rows], left=(0,))
     return "\n".join([table, *(f"- {n}" for n in judgements(rows))])
 

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
 from ..base.text import mean_std
+from .comparison import mean_std_cell
 from .figures import COLORS, _style
 
 
@@ -123,10 +124,7 @@ def frontier_table(summary: Sequence[Dict[str, Any]], tolerance: float, settings
 
 
 def _pm(row: Dict[str, Any], key: str, digits: int = 2) -> str:
-    m, s = row[f"{key}_mean"], row[f"{key}_std"]
-    if m is None or (isinstance(m, float) and math.isnan(m)):
-        return "-"
-    return f"{m:.{digits}f}" if row["seeds"] < 2 else f"{m:.{digits}f} ± {s:.{digits}f}"
+    return mean_std_cell(row, key, digits, count="seeds")
 
 
 def frontier_figure(summary: Sequence[Dict[str, Any]], tolerance: float) -> Figure:
