@@ -98,6 +98,15 @@ def kill_at(monkeypatch, n_call: int) -> None:
     monkeypatch.setattr(training, "train_steps", dying)
 
 
+def killed_then_resumed(cli, monkeypatch, n_call: int, *argv):
+    """Run ``argv`` with a Ctrl-C inside the n-th call of the training step function (it must
+    stop with 130), then again with nothing in the way; the second call's (code, out, err)."""
+    kill_at(monkeypatch, n_call)
+    assert cli(*argv)[0] == 130
+    monkeypatch.undo()
+    return cli(*argv)
+
+
 def spy_round_starts(monkeypatch):
     """The model's state at the start of every training run (warm-up, rounds, ticket)."""
     import incop.engine.training as training_module

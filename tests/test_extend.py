@@ -72,16 +72,14 @@ def test_a_search_with_other_settings_is_not_a_prefix(cli, tmp_path):
 
 
 def test_an_interrupted_continuation_resumes(cli, monkeypatch, tmp_path):
-    from conftest import kill_at
+    from conftest import killed_then_resumed
 
     assert cli(*BASE, "--exper_num_trial", "2", "--exper_imp_total_iter", "3",
                "--output_dir", str(tmp_path / "o"))[0] == 0
-    kill_at(monkeypatch, 3)  # trial 0's rounds 3 and 4, then inside trial 1's round 3
-    assert cli(*BASE, "--exper_num_trial", "2", "--exper_imp_total_iter", "5",
-               "--output_dir", str(tmp_path / "o"))[0] == 130
-    monkeypatch.undo()
-    assert cli(*BASE, "--exper_num_trial", "2", "--exper_imp_total_iter", "5",
-               "--output_dir", str(tmp_path / "o"))[0] == 0
+    # trial 0's rounds 3 and 4, then inside trial 1's round 3
+    assert killed_then_resumed(cli, monkeypatch, 3, *BASE, "--exper_num_trial", "2",
+                               "--exper_imp_total_iter", "5",
+                               "--output_dir", str(tmp_path / "o"))[0] == 0
     assert cli(*BASE, "--exper_num_trial", "2", "--exper_imp_total_iter", "5",
                "--output_dir", str(tmp_path / "f"))[0] == 0
     _equal_runs(_run_dir(tmp_path / "o", 5), _run_dir(tmp_path / "f", 5), 5, 2)

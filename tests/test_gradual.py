@@ -7,8 +7,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from conftest import kill_at, table
-from incop.base.errors import UsageError
+from conftest import killed_then_resumed, table
 from incop.pruning.gradual import GradualSchedule, gradual_step
 from incop.pruning.masks import Masks
 from incop.pruning.rules import target_count
@@ -79,10 +78,9 @@ def test_the_run_follows_the_schedule_and_resumes_identically(cli, monkeypatch, 
         for row in (r for r in layers if int(r["round"]) == k and r["status"] == "pruned"):
             n = int(row["total"])
             assert int(row["remaining"]) == _by_hand(n, t, 21, 84, "7.3"), (k, row["layer"])
-    kill_at(monkeypatch, 5)  # the warm-up, round 0's two epochs, round 1, then inside round 2
-    assert cli(*GMP, "--output_dir", str(tmp_path / "b"))[0] == 130
-    monkeypatch.undo()
-    code, out, err = cli(*GMP, "--output_dir", str(tmp_path / "b"))
+    # the warm-up, round 0's two epochs, round 1, then inside round 2
+    code, out, err = killed_then_resumed(cli, monkeypatch, 5, *GMP,
+                                         "--output_dir", str(tmp_path / "b"))
     assert code == 0 and "resuming trial 0 after round 1" in out, err
     b = tmp_path / "b" / "gmp" / "lenet300" / "digits" / "r"
     assert table(b, "rounds.csv") == rows

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import kill_at, table
+from conftest import killed_then_resumed, table
 from incop.base.errors import UsageError
 from incop.engine.schedules import LRSchedule
 from incop.engine.training import make_optimizer, train_round
@@ -113,11 +113,9 @@ def test_the_recipe_runs_and_resumes_identically(cli, monkeypatch, tmp_path):
     code, _, err = cli(*RECIPE, "--output_dir", str(tmp_path / "a"))
     assert code == 0, err
     ref = tmp_path / "a" / "sap" / "lenet5" / "digits" / "r"
-    kill_at(monkeypatch, 5)  # a call per epoch: warm-up 1, round 0 2, then inside round 1
-    code, _, err = cli(*RECIPE, "--output_dir", str(tmp_path / "b"))
-    assert code == 130
-    monkeypatch.undo()
-    code, out, err = cli(*RECIPE, "--output_dir", str(tmp_path / "b"))
+    # a call per epoch: warm-up 1, round 0 2, then inside round 1
+    code, out, err = killed_then_resumed(cli, monkeypatch, 5, *RECIPE,
+                                         "--output_dir", str(tmp_path / "b"))
     assert code == 0 and "resuming trial 0" in out, err
     run = tmp_path / "b" / "sap" / "lenet5" / "digits" / "r"
     for name in ("rounds.csv", "epochs.csv", "layers.csv"):
@@ -174,10 +172,9 @@ def test_rewind_to_none_goes_on_from_the_trained_weights(cli, monkeypatch, tmp_p
 def test_rewind_to_none_resumes_identically_and_refuses_a_ticket(cli, monkeypatch, tmp_path):
     code, _, _ = cli(*NO_REWIND, "--output_dir", str(tmp_path / "a"))
     assert code == 0
-    kill_at(monkeypatch, 4)  # the warm-up, rounds 0 and 1, then inside round 2
-    assert cli(*NO_REWIND, "--output_dir", str(tmp_path / "b"))[0] == 130
-    monkeypatch.undo()
-    code, out, err = cli(*NO_REWIND, "--output_dir", str(tmp_path / "b"))
+    # the warm-up, rounds 0 and 1, then inside round 2
+    code, out, err = killed_then_resumed(cli, monkeypatch, 4, *NO_REWIND,
+                                         "--output_dir", str(tmp_path / "b"))
     assert code == 0 and "resuming trial 0 after round 1" in out, err
     a, b = (tmp_path / x / "sap" / "lenet300" / "digits" / "r" for x in "ab")
     assert table(a, "rounds.csv") == table(b, "rounds.csv")
@@ -213,10 +210,9 @@ def test_augmented_runs_resume_identically_and_differ_from_plain(cli, monkeypatc
             "--net_optimizer", "adam", "--net_lr", "3e-3", "--net_warmup", "2",
             "--net_train_epochs", "1", "--exper_imp_total_iter", "3", "--quiet", "--run_name", "r"]
     assert cli(*args, "--output_dir", str(tmp_path / "a"))[0] == 0
-    kill_at(monkeypatch, 4)  # a call per epoch: the warm-up's 2, round 0, then inside round 1
-    assert cli(*args, "--output_dir", str(tmp_path / "b"))[0] == 130
-    monkeypatch.undo()
-    code, out, err = cli(*args, "--output_dir", str(tmp_path / "b"))
+    # a call per epoch: the warm-up's 2, round 0, then inside round 1
+    code, out, err = killed_then_resumed(cli, monkeypatch, 4, *args,
+                                         "--output_dir", str(tmp_path / "b"))
     assert code == 0 and "resuming trial 0 after round 0" in out, err
     a, b = (tmp_path / x / "sap" / "lenet5" / "digits" / "r" for x in "ab")
     assert table(a, "rounds.csv") == table(b, "rounds.csv")
@@ -305,10 +301,8 @@ def test_allr_rates_are_the_formula_on_the_saved_networks(cli, monkeypatch, tmp_
     assert cli(*NO_REWIND, "--output_dir", str(tmp_path / "plain"))[0] == 0
     plain = table(tmp_path / "plain" / "sap" / "lenet300" / "digits" / "r", "rounds.csv")
     assert [r["lr"] for r in plain] == ["0.05"] * 3
-    kill_at(monkeypatch, 4)
-    assert cli(*ALLR, "--output_dir", str(tmp_path / "b"))[0] == 130
-    monkeypatch.undo()
-    code, out, err = cli(*ALLR, "--output_dir", str(tmp_path / "b"))
+    code, out, err = killed_then_resumed(cli, monkeypatch, 4, *ALLR,
+                                         "--output_dir", str(tmp_path / "b"))
     assert code == 0 and "resuming trial 0 after round 1" in out, err
     assert table(tmp_path / "b" / "sap" / "lenet300" / "digits" / "r", "rounds.csv") == rows
     code, _, _ = cli("report", str(run), "--output", str(tmp_path / "rep"))
