@@ -69,7 +69,8 @@ def ablate_run(run: Path, kinds: Sequence[str] = ABLATIONS, trials: int = 1,
                          f"{_pct(row['ticket_test_acc'])})")
         events.closed()
         _write(directory, rows)
-        save_figure(ablations_figure([load_run(run)]), run / FIGURES_FOLDER / "ablations.png")
+        data.ablations = rows  # the run as read above, with the rows this call completed
+        save_figure(ablations_figure([data]), run / FIGURES_FOLDER / "ablations.png")
     for line in summary_lines(rows):
         echo(line)
     return rows

@@ -139,10 +139,10 @@ def run_frontier(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s:
     if not judged:
         raise UsageError(f"no reference run finished: {'; '.join(missing)[:400]}")
     rows = _judge(judged, s, directory, progress, echo)
-    for seed in seeds:  # the random ablations of the reference's ticket, one of each a seed
-        ablate_run(run_path(configs["reference", seed]), trials=1, echo=lambda line: None,
-                   progress=progress)
-    summary = frontier_rows(rows, _ablations(configs, seeds), tolerance)
+    ablations = [a for seed in seeds  # the reference's tickets' ablations, one of each a seed
+                 for a in ablate_run(run_path(configs["reference", seed]), trials=1,
+                                     echo=lambda line: None, progress=progress)]
+    summary = frontier_rows(rows, ablations, tolerance)
     table = frontier_table(summary, tolerance, s) + (
         "\nNot judged: " + "; ".join(missing) + "\n" if missing else "")
     with directory.lock():
@@ -212,10 +212,6 @@ def measure(run) -> Dict[str, Any]:
             "criterion_note": crit["note"]}
 
 
-def _ablations(configs, seeds) -> List[Dict[str, Any]]:
-    return [a for seed in seeds for a in load_run(run_path(configs["reference", seed])).ablations]
-
-
 def quick_settings(base: RunConfig) -> RunConfig:
     """--quick: LeNet-300-100 on digits with tiny budgets, what a test runs in seconds."""
     cfg = copy.deepcopy(base)
@@ -224,4 +220,3 @@ def quick_settings(base: RunConfig) -> RunConfig:
     cfg.experiment.imp_total_iter = 8
     cfg.prune.target_remaining = cfg.prune.target_remaining or 30.0
     return cfg
-
