@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 29's measurement: incop's own searches prune lenet5, conv4 and vgg16 to 5% remaining,
 # then `incop speed` times the final round dense against sparse (direct sparse convolutions,
-# CSR Linear layers), fp32, one thread, batch 1 and 64, side by side in one process.
+# CSR Linear layers), fp32, one thread, batch 1 and 64, side by side in one process. Two
+# searches a network: SAP's global rule (which keeps the first convolutions dense-ish) and
+# LTH's layer-wise rule (20% of every layer's survivors a round: every layer ends at 5%).
 # Run it alone: another busy process on these 2 cores slows the timings about 10x.
 #   bash benchmarks/sparse_conv.sh [OUT]            the measurement
 #   QUICK=1 bash benchmarks/sparse_conv.sh [OUT]    lenet5 on digits, a few rounds (seconds)
@@ -11,12 +13,18 @@
 set -euo pipefail
 OUT=${1:-output/sparse_conv}
 PY=${PYTHON:-python}
-COMMON=(--prune_method sap --net_warmup 1 --net_train_epochs 1 --exper_imp_total_iter 40
+COMMON=(--net_warmup 1 --net_train_epochs 1 --exper_imp_total_iter 40
         --prune_target_remaining 5 --net_lr 0.01 --net_momentum 0.9 --quiet --output_dir "$OUT")
 SPEED=(--rounds last --batches 1 64 --threads 1 --quiet)
 search() { echo "== search: $*" >&2; "$PY" -m incop run "${COMMON[@]}" "$@"; }
+both() {  # both rules for one network: the run names are the network's and <network>-layerwise
+  search --prune_method sap "$@"
+  local name=${*: -1}
+  search --prune_method lth "${@:1:$#-1}" "$name-layerwise"
+}
 if [[ -n "${QUICK:-}" ]]; then
-  search --net_arch lenet5 --net_dataset digits --exper_imp_total_iter 3 --run_name lenet5
+  search --prune_method sap --net_arch lenet5 --net_dataset digits --exper_imp_total_iter 3 \
+    --run_name lenet5
   "$PY" -m incop speed "$OUT/sap/lenet5/digits/lenet5" --rounds last --batches 4 --threads 1 \
     --repeats 2 --quiet
   exit 0
@@ -37,10 +45,12 @@ def write(name, a):
 write("train-images-idx3-ubyte", x[:1500]); write("train-labels-idx1-ubyte", y[:1500])
 write("t10k-images-idx3-ubyte", x[1500:]); write("t10k-labels-idx1-ubyte", y[1500:])
 PYCODE
-search --net_arch lenet5 --net_dataset FashionMNIST --run_name lenet5
-search --net_arch conv4 --net_dataset MNIST --data_dir "$OUT/data" --run_name conv4
-search --net_arch vgg16 --net_dataset MNIST --data_dir "$OUT/data" --run_name vgg16
-for net in "sap/lenet5/FashionMNIST/lenet5" "sap/conv4/MNIST/conv4" "sap/vgg16/MNIST/vgg16"; do
+both --net_arch lenet5 --net_dataset FashionMNIST --run_name lenet5
+both --net_arch conv4 --net_dataset MNIST --data_dir "$OUT/data" --run_name conv4
+both --net_arch vgg16 --net_dataset MNIST --data_dir "$OUT/data" --run_name vgg16
+for net in sap/lenet5/FashionMNIST/lenet5 sap/conv4/MNIST/conv4 sap/vgg16/MNIST/vgg16 \
+           lth/lenet5/FashionMNIST/lenet5-layerwise lth/conv4/MNIST/conv4-layerwise \
+           lth/vgg16/MNIST/vgg16-layerwise; do
   echo "== speed: $net" >&2
   "$PY" -m incop speed "$OUT/$net" "${SPEED[@]}"
 done

@@ -75,6 +75,24 @@ def test_real_valued_data_match_closely(dtype):
     assert torch.allclose(got, want, atol=tol, rtol=tol)
 
 
+@pytest.mark.parametrize("images", [8, 16, 64])
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 65])  # whole groups, and a last group part padding
+@pytest.mark.parametrize("stride", [1, 2, (2, 1)])  # one run a plane, a row, a position
+def test_interleaved_layouts_exactly(images, n, stride):
+    x, w, b = _case(n, 6, 5, 3, 7, 9, density=0.4)
+    w[3] = 0
+    for padding, dilation in ((0, 1), (1, 1), (2, 2)):
+        conv = TiledConv(w, b, stride, padding, dilation, images=images)
+        assert torch.equal(conv(x), F.conv2d(x, w, b, stride, padding, dilation)), (padding, dilation)
+
+
+@pytest.mark.parametrize("images", [1, 16])
+def test_interleaved_depthwise_and_float64_closely(images):
+    x, w, b = _case(20, 8, 8, 5, 6, 6, groups=8, density=0.6, integers=False, dtype=torch.float64)
+    got = TiledConv(w, b, 1, 2, 1, 8, images=images)(x)
+    assert torch.allclose(got, F.conv2d(x, w, b, 1, 2, 1, 8), atol=1e-12, rtol=1e-12)
+
+
 def test_one_and_two_threads_agree_to_the_bit():
     """Large enough that two threads really split the work (above the kernel's threshold)."""
     x, w, b = _case(2, 32, 64, 3, 32, 32, integers=False, density=0.5)
@@ -84,6 +102,10 @@ def test_one_and_two_threads_agree_to_the_bit():
     assert torch.allclose(one, F.conv2d(x, w, b, 1, 1), atol=1e-4, rtol=1e-5)
     s1, s2 = TiledConv(w, b, 2, 1)(x, 1), TiledConv(w, b, 2, 1)(x, 2)
     assert torch.equal(s1, s2)
+    xs = x.repeat(9, 1, 1, 1)  # 18 images: two groups of 8 and a part of one
+    packed = TiledConv(w, b, 1, 1, images=8)
+    assert torch.equal(packed(xs, threads=1), packed(xs, threads=2))
+    assert torch.allclose(packed(xs, threads=2), one.repeat(9, 1, 1, 1), atol=1e-5, rtol=1e-6)
 
 
 def test_bad_inputs_are_refused_before_the_c_code():
@@ -97,6 +119,8 @@ def test_bad_inputs_are_refused_before_the_c_code():
         TiledConv(w, b, 1, 0)(x[..., :2, :2])
     with pytest.raises(ValueError, match="multiple of groups"):
         TiledConv(w, b, 1, 1, 1, 2)
+    with pytest.raises(ValueError, match="at least 1"):
+        TiledConv(w, b, 1, 1, images=0)
     conv.ci = conv.ci + 100  # a corrupted channel index: refused, never read
     conv._offsets.clear()
     with pytest.raises(ValueError, match="outside the input"):
@@ -120,6 +144,8 @@ def test_fastest_sparse_model_times_and_runs_convolutions(tmp_path):
     fast, info = fastest_sparse_model(model, masks, (1, 28, 28), batch=8, repeats=2, warmup=1)
     convs = [r for r in info["layers"] if r["kind"] == "Conv2d"]
     assert len(convs) == 2 and all(r["direct_us"] is not None for r in convs)
+    # every layout that fits a batch of 8 is timed, none interleaving more images than that
+    assert all(r["direct_i8_us"] is not None and r["direct_i16_us"] is None for r in convs)
     masked = Masks(masks).apply(model) or model
     x = torch.randn(5, 1, 28, 28)
     with torch.no_grad():
@@ -127,8 +153,8 @@ def test_fastest_sparse_model_times_and_runs_convolutions(tmp_path):
     # any layer forced sparse, through pickling, in this process and a fresh one
     from incop.deploy.sparse_inference import sparse_model
 
-    forced = sparse_model(masked, masks, {"features.0": "direct", "features.3": "direct"})
-    assert isinstance(forced.features[0], SparseConv2d)
+    forced = sparse_model(masked, masks, {"features.0": "direct", "features.3": "direct-i8"})
+    assert isinstance(forced.features[0], SparseConv2d) and forced.features[3].tiled.images == 8
     path = tmp_path / "fast.pt"
     torch.save(forced, path)
     torch.save(x, tmp_path / "x.pt")

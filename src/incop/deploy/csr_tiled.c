@@ -93,91 +93,124 @@ void incop_linear_##SUFFIX(int64_t rows, int64_t n, int64_t cols, const int64_t 
     csr_##SUFFIX(rows, n, crow, col, val, bias, x, y, threads);                               \
 }
 
-/* Direct sparse convolution (Park et al., ICLR 2017): no unfolded input. Each output channel k
-   keeps its nonzero weights as (offset, value) pairs, the offset of (ci, kh, kw) into one
-   zero-padded image (C, Hp, Wp) being ci Hp Wp + kh dh Wp + kw dw. With stride 1, output
-   position q = oh Wp + ow of a plane computed Wp wide reads input q + offset, so a whole plane
-   is one 1-d sum over the nonzeros of shifted input vectors: tiles of NVEC vectors of q (then
-   single vectors, for what is left of a plane shorter than a tile) stay in registers across
-   all of k's nonzeros and are stored once, whatever the map's width (the
-   Wp - OW extra columns of each row are computed into scratch and dropped). Other strides take
-   a plain loop per output position. The caller pads the input, leaves `slack` zeros after the
-   last image (the last row's extra columns read past its plane), checks every offset, and gives
-   threads * OH * Wp values of scratch. Work is split by (image, output channel). */
+/* Direct sparse convolution (Park et al., ICLR 2017): no unfolded input. The caller lays the
+   zero-padded input out in groups of G images interleaved, (N/G, C, Hp, Wp, G): G = 1 is the
+   usual channels-first layout, and a larger G puts G images in each position's vector, which
+   fills the registers where maps are small or strided. Each output channel k keeps its nonzero
+   weights as (offset, value) pairs, the offset of (ci, kh, kw) being the position
+   ci Hp Wp + kh dh Wp + kw dw in one padded image. Every case below is then a sum over k's
+   nonzeros of one contiguous run of input values, shifted by G times the offset:
+   - stride 1: output position q = oh Wp + ow of a plane computed Wp wide reads input position
+     q + offset, so the whole plane (OH Wp G values) is one run;
+   - stride (sh, 1): each output row (OW G values) is one run;
+   - other strides: each output position (G values) is one run.
+   A run is walked in tiles of NVEC vectors that stay in registers across all of k's nonzeros
+   and are stored once, then single vectors, then single values. Runs go to scratch as
+   (OH, Wp, G), and from there to y (N, K, OH, OW), the Wp - OW extra columns dropped. The
+   caller leaves `slack` G zeros after the last group (the last row's extra columns read past
+   its plane), checks every offset, and gives threads * (OH Wp + OH OW) G values of scratch. Work is
+   split by (group, output channel). */
 #define DEFINE_CONV(SUFFIX, T)                                                                 \
-static void plane_##SUFFIX(const T *x, int64_t Wp, int64_t OH, int64_t OW, int64_t sh,         \
-                           int64_t sw, const int64_t *off, const T *val, int64_t p0,           \
-                           int64_t p1, T b, T *scratch, T *y) {                                \
-    if (sh == 1 && sw == 1) {                                                                 \
-        const int64_t tile = NVEC * LANES_##SUFFIX, n = OH * Wp;                               \
-        int64_t q0 = 0;                                                                       \
-        for (; q0 + tile <= n; q0 += tile) {                                                  \
-            vec_##SUFFIX acc[NVEC];                                                           \
-            for (int t = 0; t < NVEC; t++) acc[t] = (vec_##SUFFIX){0} + b;                    \
-            for (int64_t p = p0; p < p1; p++) {                                               \
-                const vec_##SUFFIX v = (vec_##SUFFIX){0} + val[p];                            \
-                const T *in = x + off[p] + q0;                                                \
-                for (int t = 0; t < NVEC; t++) {                                              \
-                    vec_##SUFFIX u;                                                           \
-                    memcpy(&u, in + t * LANES_##SUFFIX, sizeof u);                            \
-                    acc[t] += v * u;                                                          \
-                }                                                                             \
+/* out[j] = b + sum over p of val[p] x[G off[p] + j], for j < n */                             \
+static void run_##SUFFIX(const T *x, int64_t n, int64_t G, const int64_t *off, const T *val,   \
+                         int64_t p0, int64_t p1, T b, T *out) {                                \
+    const int64_t tile = NVEC * LANES_##SUFFIX;                                                \
+    int64_t j = 0;                                                                            \
+    for (; j + tile <= n; j += tile) {                                                        \
+        vec_##SUFFIX acc[NVEC];                                                               \
+        for (int t = 0; t < NVEC; t++) acc[t] = (vec_##SUFFIX){0} + b;                        \
+        for (int64_t p = p0; p < p1; p++) {                                                   \
+            const vec_##SUFFIX v = (vec_##SUFFIX){0} + val[p];                                \
+            const T *in = x + off[p] * G + j;                                                 \
+            for (int t = 0; t < NVEC; t++) {                                                  \
+                vec_##SUFFIX u; /* memcpy: runs need not be vector-aligned */                 \
+                memcpy(&u, in + t * LANES_##SUFFIX, sizeof u);                                \
+                acc[t] += v * u;                                                              \
             }                                                                                 \
-            memcpy(scratch + q0, acc, sizeof acc);                                            \
         }                                                                                     \
-        for (; q0 + LANES_##SUFFIX <= n; q0 += LANES_##SUFFIX) { /* small planes: a vector */ \
-            vec_##SUFFIX acc = (vec_##SUFFIX){0} + b;                                         \
-            for (int64_t p = p0; p < p1; p++) {                                               \
-                vec_##SUFFIX u;                                                               \
-                memcpy(&u, x + off[p] + q0, sizeof u);                                        \
-                acc += ((vec_##SUFFIX){0} + val[p]) * u;                                      \
-            }                                                                                 \
-            memcpy(scratch + q0, &acc, sizeof acc);                                           \
+        memcpy(out + j, acc, sizeof acc);                                                     \
+    }                                                                                         \
+    for (; j + LANES_##SUFFIX <= n; j += LANES_##SUFFIX) { /* short runs: a vector at a time */ \
+        vec_##SUFFIX acc = (vec_##SUFFIX){0} + b;                                             \
+        for (int64_t p = p0; p < p1; p++) {                                                   \
+            vec_##SUFFIX u;                                                                   \
+            memcpy(&u, x + off[p] * G + j, sizeof u);                                         \
+            acc += ((vec_##SUFFIX){0} + val[p]) * u;                                          \
         }                                                                                     \
-        for (; q0 < n; q0++) {                                                                \
-            T s = b;                                                                          \
-            for (int64_t p = p0; p < p1; p++) s += val[p] * x[off[p] + q0];                   \
-            scratch[q0] = s;                                                                  \
-        }                                                                                     \
+        memcpy(out + j, &acc, sizeof acc);                                                    \
+    }                                                                                         \
+    for (; j < n; j++) {                                                                      \
+        T s = b;                                                                              \
+        for (int64_t p = p0; p < p1; p++) s += val[p] * x[off[p] * G + j];                    \
+        out[j] = s;                                                                           \
+    }                                                                                         \
+}                                                                                             \
+                                                                                              \
+/* One output channel of one group: G planes of y, `apart` values apart. */                  \
+static void plane_##SUFFIX(const T *x, int64_t G, int64_t Wp, int64_t OH, int64_t OW,          \
+                           int64_t sh, int64_t sw, const int64_t *off, const T *val,           \
+                           int64_t p0, int64_t p1, T b, T *scratch, T *y, int64_t apart) {     \
+    if (sh == 1 && sw == 1)                                                                   \
+        run_##SUFFIX(x, OH * Wp * G, G, off, val, p0, p1, b, scratch);                        \
+    else if (sw == 1)                                                                         \
+        for (int64_t oh = 0; oh < OH; oh++)                                                   \
+            run_##SUFFIX(x + oh * sh * Wp * G, OW * G, G, off, val, p0, p1, b,                \
+                         scratch + oh * Wp * G);                                              \
+    else                                                                                      \
+        for (int64_t oh = 0; oh < OH; oh++)                                                   \
+            for (int64_t ow = 0; ow < OW; ow++)                                               \
+                run_##SUFFIX(x + (oh * sh * Wp + ow * sw) * G, G, G, off, val, p0, p1, b,     \
+                             scratch + (oh * Wp + ow) * G);                                   \
+    if (G == 1) {                                                                             \
         for (int64_t oh = 0; oh < OH; oh++)                                                   \
             memcpy(y + oh * OW, scratch + oh * Wp, OW * sizeof(T));                           \
         return;                                                                               \
     }                                                                                         \
-    for (int64_t oh = 0; oh < OH; oh++)                                                       \
-        for (int64_t ow = 0; ow < OW; ow++) {                                                 \
-            const T *in = x + oh * sh * Wp + ow * sw;                                         \
-            T s = b;                                                                          \
-            for (int64_t p = p0; p < p1; p++) s += val[p] * in[off[p]];                       \
-            y[oh * OW + ow] = s;                                                              \
-        }                                                                                     \
+    for (int64_t i = 0; i < G; i++)                                                           \
+        for (int64_t oh = 0; oh < OH; oh++)                                                   \
+            for (int64_t ow = 0; ow < OW; ow++)                                               \
+                y[i * apart + oh * OW + ow] = scratch[(oh * Wp + ow) * G + i];                \
 }                                                                                             \
                                                                                               \
-static void conv_items_##SUFFIX(int64_t lo, int64_t hi, int64_t K, int64_t image,             \
-                                int64_t Wp, int64_t OH, int64_t OW, int64_t sh, int64_t sw,   \
-                                const int64_t *crow, const int64_t *off, const T *val,        \
-                                const T *bias, const T *x, T *scratch, T *y) {                \
+static void conv_items_##SUFFIX(int64_t lo, int64_t hi, int64_t N, int64_t K, int64_t G,      \
+                                int64_t image, int64_t Wp, int64_t OH, int64_t OW,            \
+                                int64_t sh, int64_t sw, const int64_t *crow,                  \
+                                const int64_t *off, const T *val, const T *bias, const T *x,  \
+                                T *scratch, T *y) {                                           \
+    const int64_t plane = OH * OW;                                                            \
     for (int64_t item = lo; item < hi; item++) {                                              \
-        const int64_t n = item / K, k = item % K;                                             \
-        plane_##SUFFIX(x + n * image, Wp, OH, OW, sh, sw, off, val, crow[k], crow[k + 1],     \
-                       bias ? bias[k] : (T)0, scratch, y + item * OH * OW);                   \
+        const int64_t g = item / K, k = item % K;                                             \
+        const int64_t n0 = g * G, kept = N - n0 < G ? N - n0 : G; /* the last group's */     \
+        const T b = bias ? bias[k] : (T)0;                                                    \
+        const T *in = x + g * image * G;                                                      \
+        if (kept == G) {                                                                      \
+            plane_##SUFFIX(in, G, Wp, OH, OW, sh, sw, off, val, crow[k], crow[k + 1], b,      \
+                           scratch, y + (n0 * K + k) * plane, K * plane);                     \
+            continue;                                                                         \
+        }                                                                                     \
+        T *spare = scratch + OH * Wp * G; /* G planes; those past image N - 1 are padding */  \
+        plane_##SUFFIX(in, G, Wp, OH, OW, sh, sw, off, val, crow[k], crow[k + 1], b, scratch, \
+                       spare, plane);                                                         \
+        for (int64_t i = 0; i < kept; i++)                                                    \
+            memcpy(y + ((n0 + i) * K + k) * plane, spare + i * plane, plane * sizeof(T));     \
     }                                                                                         \
 }                                                                                             \
                                                                                               \
-void incop_conv2d_##SUFFIX(int64_t N, int64_t K, int64_t image, int64_t Wp, int64_t OH,       \
-                           int64_t OW, int64_t sh, int64_t sw, const int64_t *crow,           \
-                           const int64_t *off, const T *val, const T *bias, const T *x,       \
-                           T *scratch, T *y, int threads) {                                   \
-    const int64_t items = N * K;                                                              \
+void incop_conv2d_##SUFFIX(int64_t N, int64_t K, int64_t G, int64_t image, int64_t Wp,        \
+                           int64_t OH, int64_t OW, int64_t sh, int64_t sw,                    \
+                           const int64_t *crow, const int64_t *off, const T *val,             \
+                           const T *bias, const T *x, T *scratch, T *y, int threads) {        \
+    const int64_t items = (N + G - 1) / G * K, plane = OH * OW;                               \
     if (threads <= 1 || crow[K] * N * OH * OW < PARALLEL_MIN_WORK) {                          \
-        conv_items_##SUFFIX(0, items, K, image, Wp, OH, OW, sh, sw, crow, off, val, bias, x,  \
-                            scratch, y);                                                      \
+        conv_items_##SUFFIX(0, items, N, K, G, image, Wp, OH, OW, sh, sw, crow, off, val,     \
+                            bias, x, scratch, y);                                             \
         return;                                                                               \
     }                                                                                         \
     PARALLEL                                                                                  \
     {                                                                                         \
         const int64_t me = THREAD, all = THREADS;                                             \
-        conv_items_##SUFFIX(items * me / all, items * (me + 1) / all, K, image, Wp, OH, OW,   \
-                            sh, sw, crow, off, val, bias, x, scratch + me * OH * Wp, y);      \
+        conv_items_##SUFFIX(items * me / all, items * (me + 1) / all, N, K, G, image, Wp, OH, \
+                            OW, sh, sw, crow, off, val, bias, x, scratch + me * (OH * Wp + plane) * G, y);  \
     }                                                                                         \
 }
 
@@ -197,4 +230,4 @@ DEFINE_CONV(f32, float)
 DEFINE_CONV(f64, double)
 
 /* What incop.csr_tiled checks before it trusts a cached library. */
-int incop_csr_abi(void) { return 3; }
+int incop_csr_abi(void) { return 4; }

@@ -24,7 +24,7 @@ from typing import Optional, Tuple
 import torch
 
 SOURCE = Path(__file__).with_name("csr_tiled.c")
-ABI = 3  # incop_csr_abi() of the source above
+ABI = 4  # incop_csr_abi() of the source above
 # Tried in order; the first that compiles is kept (Clang on macOS has no -fopenmp, some
 # compilers no -march=native).
 FLAG_SETS = (("-O3", "-march=native", "-fopenmp"), ("-O3", "-fopenmp"),
@@ -166,7 +166,7 @@ def _open_library(path: Path) -> Tuple[Optional[ctypes.CDLL], str]:
         fn.argtypes = [_I64] * 3 + [_P] * 5 + [ctypes.c_int] + [_P] * 2 + [ctypes.c_int]
         fn.restype = None
     for fn in convs:
-        fn.argtypes = [_I64] * 8 + [_P] * 7 + [ctypes.c_int]
+        fn.argtypes = [_I64] * 9 + [_P] * 7 + [ctypes.c_int]
         fn.restype = None
     return lib, ""
 

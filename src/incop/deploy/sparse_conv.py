@@ -1,7 +1,12 @@
 """Direct sparse convolution on a CPU (issue 29): a pruned Conv2d's nonzero weights applied to
 shifted views of the zero-padded input by incop's C kernel (``incop_conv2d_*`` in csr_tiled.c),
 with no unfolded input. Inference only: float32 or float64, any kernel size, stride, zero
-padding, dilation and groups."""
+padding, dilation and groups.
+
+The input is laid out in groups of ``group`` images interleaved, (n / group, C, Hp, Wp, group):
+1 is the usual channels-first layout, whose vectors run along a map's rows; a larger group puts
+that many images in each position's vector, which fills the registers where maps are small or
+strided. Which is faster depends on the layer and the batch, so incop measures it."""
 from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
@@ -22,7 +27,7 @@ class TiledConv:
     are computed, and checked against the buffer the C code reads, once per size."""
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], stride=1, padding=0,
-                 dilation=1, groups: int = 1) -> None:
+                 dilation=1, groups: int = 1, images: int = 1) -> None:
         lib, why = _load()
         if lib is None:
             raise RuntimeError(f"csr-tiled is unavailable: {why}")
@@ -36,6 +41,9 @@ class TiledConv:
                 or self.K % self.groups:
             raise ValueError("sparse conv: stride and dilation must be >= 1, padding >= 0, and "
                              "the output channels a multiple of groups")
+        if int(images) < 1:
+            raise ValueError(f"sparse conv: images interleaved must be at least 1, not {images}")
+        self.images = int(images)  # interleaved in the input's layout
         self.C, self.dtype = cg * self.groups, weight.dtype
         w = weight.detach().contiguous()
         k, ci, kh, kw = torch.nonzero(w, as_tuple=True)  # row-major: grouped by output channel
@@ -63,12 +71,14 @@ class TiledConv:
         return Hp, Wp, OH, OW
 
     def slack(self, Wp: int) -> int:
-        """Zeros after the last image: a stride-1 plane computed Wp wide reads this far past."""
+        """Positions of zeros after the last image (each ``images`` values): a stride-1 plane
+        computed Wp wide reads this far past."""
         return (self.KW - 1) * self.dilation[1] + Wp
 
     def offsets(self, H: int, W: int) -> torch.Tensor:
-        """Each nonzero's offset into one padded image, checked: no read the C code makes for
-        any output position leaves the image and the slack after it."""
+        """Each nonzero's offset into one padded image, in positions, checked: no read the C code
+        makes for any output position leaves the image and the slack after it (a group of
+        interleaved images scales both by the same factor)."""
         if (H, W) not in self._offsets:
             Hp, Wp, OH, OW = self.geometry(H, W)
             dh, dw = self.dilation
@@ -88,15 +98,27 @@ class TiledConv:
         N, C, H, W = x.shape
         Hp, Wp, OH, OW = self.geometry(H, W)
         off = self.offsets(H, W)
-        ph, pw = self.padding
-        image = C * Hp * Wp
-        buffer = torch.zeros(N * image + self.slack(Wp), dtype=self.dtype)
-        buffer[:N * image].view(N, C, Hp, Wp)[:, :, ph:ph + H, pw:pw + W] = x
+        G, image = self.images, C * Hp * Wp
+        full, extra = divmod(N, G)
+        buffer = torch.zeros((full + bool(extra)) * image * G + self.slack(Wp) * G, dtype=self.dtype)
+        self._fill(buffer, x, full, extra, Hp, Wp)
         threads = max(1, int(threads))
-        scratch = torch.empty(threads * OH * Wp, dtype=self.dtype)
+        scratch = torch.empty(threads * (OH * Wp + OH * OW) * G, dtype=self.dtype)
         y = torch.empty((N, self.K, OH, OW), dtype=self.dtype)
-        self._fn(N, self.K, image, Wp, OH, OW, self.stride[0], self.stride[1],
+        self._fn(N, self.K, G, image, Wp, OH, OW, self.stride[0], self.stride[1],
                  self.crow.data_ptr(), off.data_ptr(), self.val.data_ptr(),
                  None if self.bias is None else self.bias.data_ptr(), buffer.data_ptr(),
                  scratch.data_ptr(), y.data_ptr(), threads)
         return y
+
+    def _fill(self, buffer: torch.Tensor, x: torch.Tensor, full: int, extra: int, Hp: int,
+              Wp: int) -> None:
+        """x, zero-padded, into the buffer's groups of interleaved images."""
+        N, C, H, W = x.shape
+        (ph, pw), G = self.padding, self.images
+        groups = buffer[:(full + bool(extra)) * C * Hp * Wp * G].view(-1, C, Hp, Wp, G)
+        inside = groups.permute(0, 4, 1, 2, 3)[..., ph:ph + H, pw:pw + W]  # (group, image, C, H, W)
+        if full:
+            inside[:full] = x[:full * G].reshape(full, G, C, H, W)
+        if extra:
+            inside[full, :extra] = x[full * G:]

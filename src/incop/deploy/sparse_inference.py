@@ -10,9 +10,12 @@ here: see ``benchmarks/sparse_payoff.py kernels``):
   csr-tiled   incop's own C kernel (:mod:`incop.csr_tiled`), which keeps a tile of the batch in
               registers across a row's nonzeros; CPU only, built on first use where a C
               compiler is found.
-Sparse Conv2d layers run incop's direct sparse convolution (``direct``,
-:mod:`incop.deploy.sparse_conv`: the nonzeros applied to shifted views of the padded input, no
-unfolding), where the C kernel builds.
+Sparse Conv2d layers run incop's direct sparse convolution (:mod:`incop.deploy.sparse_conv`:
+the nonzeros applied to shifted views of the padded input, no unfolding), where the C kernel
+builds, in one of its input layouts (CONV_KERNELS):
+  direct      channels-first images, vectors along a map's rows: best on large maps;
+  direct-iG   G images interleaved, vectors across images (G of them at each position): best on
+              small or strided maps at large batches; timed where the batch has G images.
 Each layer runs the form that measured fastest for the batch size and thread count at hand,
 dense included, and the table says which ran how. Timings are medians of repeated runs after
 warm-up runs."""
@@ -32,7 +35,12 @@ from ..pruning.masks import Masks
 
 BATCHES = (1, 64, 256)
 KERNELS = ("csr", "csr-reduce", "csr-tiled")  # for Linear layers
-CONV_KERNELS = ("direct",)  # for Conv2d layers
+CONV_KERNELS = ("direct", "direct-i8", "direct-i16", "direct-i64")  # for Conv2d layers
+
+
+def interleaved(kernel: str) -> int:
+    """Images interleaved in a CONV_KERNELS layout: direct-i16 -> 16, direct -> 1."""
+    return int(kernel.rpartition("-i")[2]) if "-i" in kernel else 1
 
 
 def available_kernels(dtype: torch.dtype = torch.float32) -> Tuple[str, ...]:
@@ -108,14 +116,15 @@ def conv_supported(conv: nn.Module) -> bool:
 
 
 class SparseConv2d(nn.Module):
-    """A Conv2d whose masked weight runs incop's direct sparse convolution on CPU inputs that
-    need no gradient; any other input (CUDA, training) goes through torch's dense conv2d with
-    the same masked weight."""
+    """A Conv2d whose masked weight runs incop's direct sparse convolution, in the input layout
+    ``kernel`` names (CONV_KERNELS), on CPU inputs that need no gradient; any other input
+    (CUDA, training) goes through torch's dense conv2d with the same masked weight."""
 
-    kernel = "direct"
-
-    def __init__(self, conv: nn.Conv2d, mask: torch.Tensor) -> None:
+    def __init__(self, conv: nn.Conv2d, mask: torch.Tensor, kernel: str = "direct") -> None:
         super().__init__()
+        if kernel not in CONV_KERNELS:
+            raise ValueError(f"kernel {kernel!r} is not one of {CONV_KERNELS}")
+        self.kernel = kernel
         if not conv_supported(conv):
             raise ValueError(f"the direct sparse convolution cannot run this layer here "
                              f"({csr_tiled.unavailable() or 'it needs a Conv2d with zero padding, float32 or float64'})")
@@ -129,7 +138,7 @@ class SparseConv2d(nn.Module):
         from .sparse_conv import TiledConv
 
         self.tiled = TiledConv(self.weight, self.bias, self.stride, self.padding,
-                               self.dilation, self.groups)
+                               self.dilation, self.groups, interleaved(self.kernel))
 
     def __getstate__(self) -> Dict[str, object]:
         state = self.__dict__.copy()  # the kernel's pointers are rebuilt on arrival
@@ -137,6 +146,7 @@ class SparseConv2d(nn.Module):
         return state
 
     def __setstate__(self, state: Dict[str, object]) -> None:
+        state.setdefault("kernel", "direct")  # saved before the layouts had names
         super().__setstate__(state)
         if csr_tiled.unavailable() is None:
             self._build()
@@ -195,7 +205,7 @@ def sparse_model(model: nn.Module, masks: Dict[str, torch.Tensor],
         parent_name, _, child = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
         layer, mask = getattr(parent, child), masks[f"{name}.weight"]
-        setattr(parent, child, SparseConv2d(layer, mask) if kernel in CONV_KERNELS
+        setattr(parent, child, SparseConv2d(layer, mask, kernel) if kernel in CONV_KERNELS
                 else SparseLinear(layer, mask, kernel))
     return out
 
@@ -275,17 +285,23 @@ def _time_layer(name: str, module: nn.Module, mask: torch.Tensor, x, repeats: in
         row["ran"] = "dense (not reached)"
         return row
     if isinstance(module, nn.Conv2d) and conv_supported(module) and x.device.type == "cpu":
-        sparse = SparseConv2d(module, mask)
-        row["dense_us"], row["direct_us"] = median_us([lambda: module(x), lambda: sparse(x)],
-                                                      repeats, warmup)
-        row["ran"] = "direct" if row["direct_us"] < row["dense_us"] else "dense (faster here)"
-        return row
+        # a layout interleaving more images than the batch has would compute padding
+        kernels = [k for k in CONV_KERNELS if interleaved(k) <= x.shape[0]]
+        return _fastest(row, module, x, [SparseConv2d(module, mask, k) for k in kernels],
+                        kernels, repeats, warmup)
     if not isinstance(module, nn.Linear):
         row["dense_us"] = median_us([lambda: module(x)], repeats, warmup)[0]
         row["ran"] = "dense (no sparse kernel)"
         return row
     kernels = available_kernels(module.weight.dtype)
-    sparse = [SparseLinear(module, mask, kernel) for kernel in kernels]
+    return _fastest(row, module, x, [SparseLinear(module, mask, k) for k in kernels], kernels,
+                    repeats, warmup)
+
+
+def _fastest(row: Dict[str, object], module: nn.Module, x: torch.Tensor,
+             sparse: Sequence[nn.Module], kernels: Sequence[str], repeats: int,
+             warmup: int) -> Dict[str, object]:
+    """``row`` with the dense and each sparse form's time, and ``ran``: the fastest."""
     dense_us, *kernel_us = median_us(
         [lambda: module(x)] + [lambda s=s: s(x) for s in sparse], repeats, warmup)
     times = dict(zip(kernels, kernel_us))
@@ -299,6 +315,11 @@ def _time_layer(name: str, module: nn.Module, mask: torch.Tensor, x, repeats: in
 def _column(kernel: str) -> str:
     """The per-layer table's column of a kernel's time: csr-reduce -> csr_reduce_us."""
     return f"{kernel.replace('-', '_')}_us"
+
+
+def kernel_columns() -> List[str]:
+    """The per-layer table's kernel columns, Linear kernels first."""
+    return [_column(k) for k in KERNELS + CONV_KERNELS]
 
 
 def _dtype(model: nn.Module) -> torch.dtype:

@@ -19,12 +19,12 @@ from ..runs.directory import RunDirectory
 from ..base.text import format_table
 from ..runs.layout import (FIGURES_FOLDER, SPEED_CSV, SPEED_FILE, SPEED_LAYERS_CSV,
                            SPEEDUP_FIGURE, check_masks_fit, existing_run, model_state, round_masks, saved_rounds)
-from .sparse_inference import BATCHES, available_kernels, measure
+from .sparse_inference import BATCHES, available_kernels, kernel_columns, measure
 
 WHOLE_COLUMNS = ["round", "remaining_pct", "batch", "threads", "dense_us", "sparse_us", "speedup",
                  "sparse_layers", "best_sparse_us", "max_abs_diff"]
-LAYER_COLUMNS = ["round", "batch", "threads", "layer", "kind", "density_pct", "dense_us", "csr_us",
-                 "csr_reduce_us", "csr_tiled_us", "direct_us", "ran"]
+LAYER_COLUMNS = ["round", "batch", "threads", "layer", "kind", "density_pct", "dense_us",
+                 *kernel_columns(), "ran"]
 
 
 def speed_run(run: Path, trial: int = 0, batches: Sequence[int] = BATCHES,
@@ -127,7 +127,7 @@ def speed_text(rows: Sequence[Dict[str, object]]) -> str:
     """The whole-model table. Where no sparse form beat dense, the model runs dense (1.00x)
     and the table says how much slower the fastest sparse form was."""
     headers = ["round", "remaining %", "batch", "threads", "dense us", "sparse us", "speed-up",
-               "csr layers"]
+               "sparse layers"]
     body = [[str(r["round"]), f"{r['remaining_pct']:.2f}", str(r["batch"]), str(r["threads"]),
              f"{r['dense_us']:.1f}", f"{r['sparse_us']:.1f}",
              _speedup_cell(r),
