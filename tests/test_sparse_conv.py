@@ -102,6 +102,8 @@ def test_one_and_two_threads_agree_to_the_bit():
     assert torch.allclose(one, F.conv2d(x, w, b, 1, 1), atol=1e-4, rtol=1e-5)
     s1, s2 = TiledConv(w, b, 2, 1)(x, 1), TiledConv(w, b, 2, 1)(x, 2)
     assert torch.equal(s1, s2)
+    # one image, two threads: fewer groups than threads, so the threads split output channels
+    assert torch.equal(conv(x[:1], threads=2), one[:1])
     xs = x.repeat(9, 1, 1, 1)  # 18 images: two groups of 8 and a part of one
     packed = TiledConv(w, b, 1, 1, images=8)
     assert torch.equal(packed(xs, threads=1), packed(xs, threads=2))

@@ -107,9 +107,9 @@ void incop_linear_##SUFFIX(int64_t rows, int64_t n, int64_t cols, const int64_t 
    A run is walked in tiles of NVEC vectors that stay in registers across all of k's nonzeros
    and are stored once, then single vectors, then single values. Runs go to scratch as
    (OH, Wp, G), and from there to y (N, K, OH, OW), the Wp - OW extra columns dropped. The
-   caller leaves `slack` G zeros after the last group (the last row's extra columns read past
-   its plane), checks every offset, and gives threads * (OH Wp + OH OW) G values of scratch. Work is
-   split by (group, output channel). */
+   kernel packs each group itself (one pass, no separate zero fill) with `slack` positions of
+   zeros after it (the last row's extra columns read past its plane); the caller checks every
+   offset against that. */
 #define DEFINE_CONV(SUFFIX, T)                                                                 \
 /* out[j] = b + sum over p of val[p] x[G off[p] + j], for j < n */                             \
 static void run_##SUFFIX(const T *x, int64_t n, int64_t G, const int64_t *off, const T *val,   \
@@ -172,17 +172,44 @@ static void plane_##SUFFIX(const T *x, int64_t G, int64_t Wp, int64_t OH, int64_
                 y[i * apart + oh * OW + ow] = scratch[(oh * Wp + ow) * G + i];                \
 }                                                                                             \
                                                                                               \
-static void conv_items_##SUFFIX(int64_t lo, int64_t hi, int64_t N, int64_t K, int64_t G,      \
-                                int64_t image, int64_t Wp, int64_t OH, int64_t OW,            \
-                                int64_t sh, int64_t sw, const int64_t *crow,                  \
-                                const int64_t *off, const T *val, const T *bias, const T *x,  \
-                                T *scratch, T *y) {                                           \
+/* Group g of x (N, C, H, W) into `slot`: (C, Hp, Wp, G) zero-padded, images past N zero,    \
+   then `slack` positions of zeros. Every value the kernel may read is written here. */       \
+static void pack_##SUFFIX(const T *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t G,   \
+                          int64_t ph, int64_t pw, int64_t Hp, int64_t Wp, int64_t slack,       \
+                          int64_t g, T *slot) {                                               \
+    const int64_t n0 = g * G, kept = N - n0 < G ? N - n0 : G;                                 \
+    for (int64_t c = 0; c < C; c++) {                                                         \
+        T *dst = slot + c * Hp * Wp * G;                                                      \
+        const T *src = x + (n0 * C + c) * H * W;                                              \
+        memset(dst, 0, ph * Wp * G * sizeof(T));                                              \
+        memset(dst + (ph + H) * Wp * G, 0, (Hp - ph - H) * Wp * G * sizeof(T));               \
+        for (int64_t h = 0; h < H; h++) {                                                     \
+            T *row = dst + (ph + h) * Wp * G;                                                 \
+            memset(row, 0, pw * G * sizeof(T));                                               \
+            memset(row + (pw + W) * G, 0, (Wp - pw - W) * G * sizeof(T));                     \
+            if (G == 1) {                                                                     \
+                memcpy(row + pw, src + h * W, W * sizeof(T));                                 \
+                continue;                                                                     \
+            }                                                                                 \
+            for (int64_t w = 0; w < W; w++) {                                                 \
+                T *at = row + (pw + w) * G;                                                   \
+                for (int64_t i = 0; i < kept; i++) at[i] = src[i * C * H * W + h * W + w];    \
+                for (int64_t i = kept; i < G; i++) at[i] = (T)0;                              \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    memset(slot + C * Hp * Wp * G, 0, slack * G * sizeof(T));                                 \
+}                                                                                             \
+                                                                                              \
+/* Output channels k0 .. k1 - 1 of group g, whose packed input is `in`. */                     \
+static void group_##SUFFIX(const T *in, int64_t g, int64_t k0, int64_t k1, int64_t N,          \
+                           int64_t K, int64_t G, int64_t Wp, int64_t OH, int64_t OW,           \
+                           int64_t sh, int64_t sw, const int64_t *crow, const int64_t *off,    \
+                           const T *val, const T *bias, T *scratch, T *y) {                   \
     const int64_t plane = OH * OW;                                                            \
-    for (int64_t item = lo; item < hi; item++) {                                              \
-        const int64_t g = item / K, k = item % K;                                             \
-        const int64_t n0 = g * G, kept = N - n0 < G ? N - n0 : G; /* the last group's */     \
+    const int64_t n0 = g * G, kept = N - n0 < G ? N - n0 : G; /* the last group's */         \
+    for (int64_t k = k0; k < k1; k++) {                                                       \
         const T b = bias ? bias[k] : (T)0;                                                    \
-        const T *in = x + g * image * G;                                                      \
         if (kept == G) {                                                                      \
             plane_##SUFFIX(in, G, Wp, OH, OW, sh, sw, off, val, crow[k], crow[k + 1], b,      \
                            scratch, y + (n0 * K + k) * plane, K * plane);                     \
@@ -196,21 +223,50 @@ static void conv_items_##SUFFIX(int64_t lo, int64_t hi, int64_t N, int64_t K, in
     }                                                                                         \
 }                                                                                             \
                                                                                               \
-void incop_conv2d_##SUFFIX(int64_t N, int64_t K, int64_t G, int64_t image, int64_t Wp,        \
-                           int64_t OH, int64_t OW, int64_t sh, int64_t sw,                    \
+/* x (N, C, H, W) contiguous; `packed` holds min(groups, threads) slots of                     \
+   (C Hp Wp + slack) G values, `scratch` threads * (OH Wp + OH OW) G. With a group per        \
+   thread or more, each thread packs a group into its own slot and computes it while it is    \
+   in cache; with fewer (batch 1 on two threads), the groups are packed first and the         \
+   threads split their output channels. */                                                    \
+void incop_conv2d_##SUFFIX(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t G,  \
+                           int64_t ph, int64_t pw, int64_t Hp, int64_t Wp, int64_t OH,        \
+                           int64_t OW, int64_t sh, int64_t sw, int64_t slack,                 \
                            const int64_t *crow, const int64_t *off, const T *val,             \
-                           const T *bias, const T *x, T *scratch, T *y, int threads) {        \
-    const int64_t items = (N + G - 1) / G * K, plane = OH * OW;                               \
+                           const T *bias, const T *x, T *packed, T *scratch, T *y,            \
+                           int threads) {                                                     \
+    const int64_t groups = (N + G - 1) / G, slot = (C * Hp * Wp + slack) * G;                 \
+    const int64_t spare = (OH * Wp + OH * OW) * G;                                            \
     if (threads <= 1 || crow[K] * N * OH * OW < PARALLEL_MIN_WORK) {                          \
-        conv_items_##SUFFIX(0, items, N, K, G, image, Wp, OH, OW, sh, sw, crow, off, val,     \
-                            bias, x, scratch, y);                                             \
+        for (int64_t g = 0; g < groups; g++) {                                                \
+            pack_##SUFFIX(x, N, C, H, W, G, ph, pw, Hp, Wp, slack, g, packed);                \
+            group_##SUFFIX(packed, g, 0, K, N, K, G, Wp, OH, OW, sh, sw, crow, off, val,      \
+                           bias, scratch, y);                                                 \
+        }                                                                                     \
         return;                                                                               \
     }                                                                                         \
+    if (groups >= threads) {                                                                  \
+        PARALLEL                                                                              \
+        {                                                                                     \
+            const int64_t me = THREAD, all = THREADS;                                         \
+            T *mine = packed + me * slot;                                                     \
+            for (int64_t g = groups * me / all; g < groups * (me + 1) / all; g++) {           \
+                pack_##SUFFIX(x, N, C, H, W, G, ph, pw, Hp, Wp, slack, g, mine);              \
+                group_##SUFFIX(mine, g, 0, K, N, K, G, Wp, OH, OW, sh, sw, crow, off, val,    \
+                               bias, scratch + me * spare, y);                                \
+            }                                                                                 \
+        }                                                                                     \
+        return;                                                                               \
+    }                                                                                         \
+    for (int64_t g = 0; g < groups; g++)                                                      \
+        pack_##SUFFIX(x, N, C, H, W, G, ph, pw, Hp, Wp, slack, g, packed + g * slot);         \
+    const int64_t items = groups * K;                                                         \
     PARALLEL                                                                                  \
     {                                                                                         \
         const int64_t me = THREAD, all = THREADS;                                             \
-        conv_items_##SUFFIX(items * me / all, items * (me + 1) / all, N, K, G, image, Wp, OH, \
-                            OW, sh, sw, crow, off, val, bias, x, scratch + me * (OH * Wp + plane) * G, y);  \
+        for (int64_t item = items * me / all; item < items * (me + 1) / all; item++)          \
+            group_##SUFFIX(packed + item / K * slot, item / K, item % K, item % K + 1, N, K,  \
+                           G, Wp, OH, OW, sh, sw, crow, off, val, bias, scratch + me * spare, \
+                           y);                                                                \
     }                                                                                         \
 }
 

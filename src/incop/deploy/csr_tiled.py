@@ -166,7 +166,7 @@ def _open_library(path: Path) -> Tuple[Optional[ctypes.CDLL], str]:
         fn.argtypes = [_I64] * 3 + [_P] * 5 + [ctypes.c_int] + [_P] * 2 + [ctypes.c_int]
         fn.restype = None
     for fn in convs:
-        fn.argtypes = [_I64] * 9 + [_P] * 7 + [ctypes.c_int]
+        fn.argtypes = [_I64] * 15 + [_P] * 8 + [ctypes.c_int]
         fn.restype = None
     return lib, ""
 

@@ -95,30 +95,18 @@ class TiledConv:
         if x.dim() != 4 or x.shape[1] != self.C or x.dtype != self.dtype or x.device.type != "cpu":
             raise ValueError(f"sparse conv: the input must be a CPU (n, {self.C}, h, w) "
                              f"{self.dtype} tensor; got {tuple(x.shape)} {x.dtype} on {x.device}")
+        x = x.contiguous()  # the kernel reads it as (N, C, H, W) rows
         N, C, H, W = x.shape
         Hp, Wp, OH, OW = self.geometry(H, W)
         off = self.offsets(H, W)
-        G, image = self.images, C * Hp * Wp
-        full, extra = divmod(N, G)
-        buffer = torch.zeros((full + bool(extra)) * image * G + self.slack(Wp) * G, dtype=self.dtype)
-        self._fill(buffer, x, full, extra, Hp, Wp)
-        threads = max(1, int(threads))
+        G, slack, threads = self.images, self.slack(Wp), max(1, int(threads))
+        slots = min(-(-N // G), threads)  # the kernel packs a group of images into each
+        packed = torch.empty(slots * (C * Hp * Wp + slack) * G, dtype=self.dtype)
         scratch = torch.empty(threads * (OH * Wp + OH * OW) * G, dtype=self.dtype)
         y = torch.empty((N, self.K, OH, OW), dtype=self.dtype)
-        self._fn(N, self.K, G, image, Wp, OH, OW, self.stride[0], self.stride[1],
+        (ph, pw), (sh, sw) = self.padding, self.stride
+        self._fn(N, C, H, W, self.K, G, ph, pw, Hp, Wp, OH, OW, sh, sw, slack,
                  self.crow.data_ptr(), off.data_ptr(), self.val.data_ptr(),
-                 None if self.bias is None else self.bias.data_ptr(), buffer.data_ptr(),
-                 scratch.data_ptr(), y.data_ptr(), threads)
+                 None if self.bias is None else self.bias.data_ptr(), x.data_ptr(),
+                 packed.data_ptr(), scratch.data_ptr(), y.data_ptr(), threads)
         return y
-
-    def _fill(self, buffer: torch.Tensor, x: torch.Tensor, full: int, extra: int, Hp: int,
-              Wp: int) -> None:
-        """x, zero-padded, into the buffer's groups of interleaved images."""
-        N, C, H, W = x.shape
-        (ph, pw), G = self.padding, self.images
-        groups = buffer[:(full + bool(extra)) * C * Hp * Wp * G].view(-1, C, Hp, Wp, G)
-        inside = groups.permute(0, 4, 1, 2, 3)[..., ph:ph + H, pw:pw + W]  # (group, image, C, H, W)
-        if full:
-            inside[:full] = x[:full * G].reshape(full, G, C, H, W)
-        if extra:
-            inside[full, :extra] = x[full * G:]
