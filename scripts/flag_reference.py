@@ -23,7 +23,9 @@ def run_flags() -> list:
                 continue
             value = getattr(getattr(defaults, section), f.name)
             text = f.metadata["help"].replace("|", "\\|")
-            rows.append(f"| `--{flag}` | `{section}.{f.name}` | {_default(value)} | {text} |")
+            shown = f.metadata.get("shown")  # a default that depends on the method, in words
+            rows.append(f"| `--{flag}` | `{section}.{f.name}` | "
+                        f"{shown.replace('|', chr(92) + '|') if shown else _default(value)} | {text} |")
     return rows
 
 

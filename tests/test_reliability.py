@@ -112,7 +112,7 @@ TRIED = {"n": 0}
 @given(BAD_CASES, st.booleans())
 def test_random_bad_flags_give_one_line_naming_a_flag(tmp_path_factory, capsys, cases, equals_form):
     out_dir = tmp_path_factory.getbasetemp() / "bad"
-    argv = ["run", "--quiet", "--output_dir", str(out_dir), "--net_warmup", "0",
+    argv = ["run", "--quiet", "--output_dir", str(out_dir), "--prune_method", "ciap", "--net_warmup", "0",
             "--net_train_epochs", "1", "--exper_imp_total_iter", "1"]
     for flag, value in cases:
         argv += [f"{flag}={value}"] if equals_form or value.startswith("-") else [flag, value]

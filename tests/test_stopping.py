@@ -142,9 +142,11 @@ def test_rewind_restores_exactly_the_state_after_k_dense_iterations(monkeypatch,
 
 
 def test_rewind_after_the_warm_up_is_refused(cli, tmp_path):
-    code, _, err = cli("run", "--net_warmup", "1", "--rewind_to", "2ep", "--output_dir", str(tmp_path))
+    code, _, err = cli("run", "--prune_method", "sap", "--net_warmup", "1", "--rewind_to", "2ep",
+                       "--output_dir", str(tmp_path))
     assert code == 2 and "after the end of the 1-epoch warm-up" in err
-    code, _, err = cli("run", "--net_warmup", "1", "--rewind_to", "22it", "--output_dir", str(tmp_path))
+    code, _, err = cli("run", "--prune_method", "sap", "--net_warmup", "1", "--rewind_to", "22it",
+                       "--output_dir", str(tmp_path))
     assert code == 2 and "iteration 22, after the warm-up's 21 iterations" in err
 
 

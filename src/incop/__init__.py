@@ -20,6 +20,7 @@ from .stopping.criteria import (AccuracyRecovery, FixedEpochs, GradientFlowCrite
 from .pruning.torch_prune import (MagnitudePruning, SAPPruning, masks_from_torch_prune,  # noqa: E402
                                   remove_reparametrization, to_torch_prune)
 from .api import PruneResult, ablate, prune_model  # noqa: E402
+from .config.recipes import DEFAULT_RECIPE, with_recipe  # noqa: E402
 from . import data  # noqa: E402,F401  (registers the npz and folder datasets)
 from .pruning.sparse_files import load_sparse, save_sparse  # noqa: E402
 from .deploy.export import export_model  # noqa: E402
@@ -31,4 +32,5 @@ __all__ = ["__version__", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig
            "StoppingCriterion", "FixedEpochs", "InformationFlowCriterion", "GradientFlowCriterion",
            "AccuracyRecovery", "MaskStability", "LossRecovery", "SAPPruning", "MagnitudePruning", "to_torch_prune",
            "remove_reparametrization", "masks_from_torch_prune", "prune_model", "PruneResult", "ablate",
+           "with_recipe", "DEFAULT_RECIPE",
            "load_sparse", "save_sparse", "export_model", "fastest_sparse_model"]

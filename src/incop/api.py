@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .base.errors import UsageError
+from .config.recipes import with_recipe
 from .config.schema import RunConfig, api_name
 from .data.batches import DataSource, is_tensor_pair, probe_from_source
 from .stopping.flows import unwrap
@@ -77,9 +78,12 @@ def prune_model(model: nn.Module, train: DataSource, val: DataSource,
         model: any module with Conv/Linear layers; it is copied, never modified.
         train, val, test: ``(x, y)`` tensor pairs or iterables of ``(x, y)`` batches such as
             DataLoaders. Validation data decides early stopping; test data is only reported.
-        config: method, pruning, training and experiment settings (``RunConfig()`` by default:
-            ciap, 5 rounds). ``config.data`` and ``config.model`` are ignored except
-            ``data.batch_size`` (used for tensor pairs).
+        config: method, pruning, training and experiment settings. By default, what
+            ``incop run`` runs with no method: ``with_recipe(RunConfig())``, the recommended
+            recipe (``incop.config.recipes.DEFAULT_RECIPE``) for 5 rounds. A RunConfig you
+            build means what its fields say (PruneConfig's method field defaults to ciap).
+            ``config.data`` and ``config.model`` are ignored except ``data.batch_size`` (used
+            for tensor pairs).
         probe: ``(x, y)`` used to measure flows; by default a seeded subset of ``train`` of
             ``config.prune.flow_probe_size`` samples (2048).
         output_dir: if given, a run directory (metrics, masks, figures, resume) is written below it.
@@ -89,7 +93,7 @@ def prune_model(model: nn.Module, train: DataSource, val: DataSource,
     Each trial starts from the same initial weights; trials differ in their seeds (shuffling,
     dropout, probe set).
     """
-    cfg = copy.deepcopy(config) if config is not None else RunConfig()
+    cfg = copy.deepcopy(config) if config is not None else with_recipe(RunConfig())
     model = unwrap(model)  # a torch.compile'd model: prune the module it wraps
     cfg.model.arch, cfg.data.dataset = type(model).__name__, "custom"
     if output_dir is not None:

@@ -239,6 +239,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     from .config.files import printable_config, resolved_defaults
 
     cfg = config_from_args(ns)
+    if getattr(ns, "recipe_notice", None) and not ns.quiet and not ns.print_config:
+        print(ns.recipe_notice, flush=True)  # once the settings are known to be valid
     if cfg.experiment.download:
         from .data.downloads import download
 
@@ -292,6 +294,8 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
 
         for dataset, data_dir in sorted({(c.data.dataset, c.data.data_dir or "") for c in configs}):
             download(dataset, data_dir or None, progress=not ns.quiet)
+    if getattr(ns, "recipe_notice", None) and not ns.quiet:
+        print(ns.recipe_notice, flush=True)
     print(f"sweep: {len(configs)} run(s) with the {launcher.name} launcher", flush=True)
     done, started = [], time.monotonic()
 
@@ -369,15 +373,35 @@ def _cmd_list() -> int:
     return 0
 
 
+def _use_default_recipe(ns: argparse.Namespace, explicit) -> None:
+    """No method given: the recommended recipe's settings, except those the user gave."""
+    from .config.recipes import DEFAULT_RECIPE, default_recipe, describe
+
+    sweep = ns.command == "sweep"
+    values = {k: v[0] if sweep and isinstance(v, list) and len(v) == 1 else v
+              for k, v in vars(ns).items() if "." in k}
+    for key, value in default_recipe(explicit, values).items():
+        setattr(ns, key, [value] if sweep else value)
+    ns.recipe_notice = (f"no --prune_method given: running the recommended recipe "
+                        f"{DEFAULT_RECIPE} ({describe(DEFAULT_RECIPE)}); --prune_method ciap "
+                        f"runs the seed's InCoP")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args: List[str] = list(sys.argv[1:] if argv is None else argv)
     if args and args[0].startswith("--") and args[0] not in ("--help", "--version"):
         args.insert(0, "run")  # the seed typed prune.py flags with no sub-command
     try:
         ns = build_parser().parse_args(args)
+        explicit = set()
+        if ns.command in ("run", "sweep") or getattr(ns, "config", None):
+            explicit = set(vars(build_parser(suppress=True).parse_args(args)))
         if getattr(ns, "config", None):
-            given = vars(build_parser(suppress=True).parse_args(args))
-            apply_config_file(ns, read_config_file(ns.config), given, ns.command == "sweep")
+            settings = read_config_file(ns.config)
+            apply_config_file(ns, settings, explicit, ns.command == "sweep")
+            explicit |= set(settings)
+        if ns.command in ("run", "sweep") and "prune.method" not in explicit:
+            _use_default_recipe(ns, explicit)
         if ns.command == "run":
             return _cmd_run(ns)
         if ns.command == "list":

@@ -32,7 +32,8 @@ def add_config_flags(parser: argparse.ArgumentParser, multi: bool = False,
             flag, default = f.metadata["flag"], getattr(getattr(defaults, section), f.name)
             if flag is None:  # set by the API, not a flag
                 continue
-            help_text = f.metadata["help"] + ("" if default is None else f" (default: {default})")
+            shown = f.metadata.get("shown", default)  # where the default depends on the method
+            help_text = f.metadata["help"] + ("" if shown is None else f" (default: {shown})")
             kind = flag_type(f)
             unset = {"default": argparse.SUPPRESS} if suppress else {}
             if f.metadata.get("nargs"):  # a list of values, also in a sweep (never an axis)

@@ -60,14 +60,16 @@ class TrainConfig:
                          "(the lottery-ticket paper's LeNet recipe: --net_lr 1.2e-3) or adamw "
                          "(decoupled weight decay)")
     epochs: float = opt(20, "net_train_epochs", "maximum training epochs per pruning round (the "
-                        "fixed rule trains exactly this many; fractions such as 1.5 allowed)")
+                        "fixed rule trains exactly this many; fractions such as 1.5 allowed)",
+                        shown="20; 2 with no --prune_method")
     warmup: int = opt(10, "net_warmup", "dense warm-up epochs (the dense network the flows "
                       "compare with)")
     momentum: float = opt(0.0, "net_momentum", "SGD momentum")
     weight_decay: float = opt(5e-4, "net_weight_decay", "SGD weight decay")
     lr_schedule: str = opt("constant", "net_lr_schedule", "learning-rate schedule, restarted at "
                            "every round over --net_train_epochs: constant, step, cosine or "
-                           "linear (down to 0 over the round's budget)")
+                           "linear (down to 0 over the round's budget)",
+                           shown="constant; linear with no --prune_method")
     augment: bool = opt(False, "net_augment", "augment training images as CIFAR results do: "
                         "pad by 4, random crop back, random horizontal flip")
     lr_warmup_iters: int = opt(0, "net_lr_warmup_iters", "ramp the learning rate up linearly "
@@ -77,7 +79,8 @@ class TrainConfig:
                         "round's linear schedule at --net_lr times d/sqrt(s), d how far "
                         "pruning moved the trained weights (relative L2), s the fraction of "
                         "survivors it removed, clipped to [round budget / dense training, 1]; "
-                        "needs --net_lr_schedule linear and --rewind_to none")
+                        "needs --net_lr_schedule linear and --rewind_to none (on with no "
+                        "--prune_method)")
     lr_milestones: Optional[List[float]] = opt(None, "net_lr_milestones", "epochs of a round at "
                                                "which the step schedule multiplies the rate by "
                                                "--net_lr_gamma", nargs="+")
@@ -86,7 +89,7 @@ class TrainConfig:
                          "warm-up), init (the initial weights: the lottery ticket's rewind), "
                          "a point of the warm-up as <k>it or <k>ep (late rewinding), or none "
                          "(keep the trained weights after pruning: fine-tuning, or learning-rate "
-                         "rewinding with a schedule)")
+                         "rewinding with a schedule)", shown="warmup; none with no --prune_method")
     precision: str = opt("fp32", "precision", "training and evaluation precision: fp32, bf16 "
                          "(autocast, CPU and CUDA) or fp16 (autocast with a gradient scaler, "
                          "CUDA); masks, pruning, flows and metrics stay fp32 or better")
@@ -100,7 +103,10 @@ class TrainConfig:
 @dataclass
 class PruneConfig:
     method: str = opt("ciap", "prune_method", "lth, sap, ciap (incop-if), giap (incop-gf) or "
-                      "gmp (gradual magnitude pruning in one run)")
+                      "gmp (gradual magnitude pruning in one run); not given: the recommended "
+                      "recipe, allr-2 (sap with 2 epochs a round, trained weights kept, ALLR's "
+                      "rate; docs/methods.md)",
+                      shown="none (a RunConfig's: ciap)")
     p: float = opt(1.0, "prune_p", "PQ index p (0 < p < q)")
     q: float = opt(2.0, "prune_q", "PQ index q")
     ratio: float = opt(0.2, "prune_ratio", "fraction of each layer's survivors LTH removes per round")

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..base.errors import UsageError
 from ..base.files import atomic_write_text
+from ..config.recipes import NAMES, is_recipe, with_recipe
 from ..config.schema import RunConfig
 from ..data.datasets import load_raw
 from ..engine.ablations import Ablations
@@ -48,17 +49,6 @@ class Settings:
     gmp_epochs: float
 
 
-def _budget(name: str, prefix: str) -> float:
-    try:
-        k = float(name[len(prefix):])
-    except ValueError:
-        k = -1.0
-    if not k > 0:
-        raise UsageError(f"recipe {name}: the budget after '{prefix}' must be a positive number "
-                         f"of epochs per round (e.g. {prefix}1 or {prefix}0.25)")
-    return k
-
-
 def recipe_config(name: str, base: RunConfig, s: Settings) -> RunConfig:
     """``base`` (the user's settings) made into recipe ``name``, pruning to the target."""
     cfg = copy.deepcopy(base)
@@ -67,17 +57,6 @@ def recipe_config(name: str, base: RunConfig, s: Settings) -> RunConfig:
     t.epochs, t.ticket_epochs = s.epochs, 0.0
     if name == "reference":
         p.method, t.ticket_epochs = s.reference, s.ticket_epochs
-    elif name.startswith("fixed-"):
-        t.epochs = _budget(name, "fixed-")
-    elif name.startswith("linear-"):
-        t.epochs, t.lr_schedule = _budget(name, "linear-"), "linear"
-    elif name.startswith("allr-"):
-        t.epochs, t.lr_schedule, t.rewind_to = _budget(name, "allr-"), "linear", "none"
-        t.lr_allr = True
-    elif name.startswith("lrr-"):
-        t.epochs, t.lr_schedule, t.rewind_to = _budget(name, "lrr-"), "linear", "none"
-    elif name in ("ciap", "giap"):
-        p.method = name
     elif name == "gmp":
         p.method, t.epochs = "gmp", s.gmp_epochs
         p.gmp_start, p.gmp_end, p.gmp_every = (f"{s.gmp_epochs * f:g}ep"
@@ -85,9 +64,10 @@ def recipe_config(name: str, base: RunConfig, s: Settings) -> RunConfig:
     elif name == "oneshot":
         p.method, p.rule, p.ratio = "lth", "global", 1 - s.target / 100
         cfg.experiment.imp_total_iter = 2
+    elif not is_recipe(name):
+        raise UsageError(f"unknown recipe {name!r}: choose from reference, {NAMES}, gmp, oneshot")
     else:
-        raise UsageError(f"unknown recipe {name!r}: choose from reference, fixed-K, linear-K, "
-                         f"allr-K, lrr-K (K epochs per round), ciap, giap, gmp, oneshot")
+        cfg = with_recipe(cfg, name)
     return cfg
 
 
