@@ -38,7 +38,7 @@ from incop.data.batches import probe_from_source
 from incop.data.datasets import load_raw
 from incop.launch.session import experiment
 from incop.engine.trial_inputs import TrialInputs, registry_inputs
-from incop.engine.records import criterion_report
+from incop.launch.frontier import measure as frontier_measure
 from incop.runs.directory import run_path
 from incop.runs.reading import RunData, load_run
 from stopping_report import matched_name, report  # beside this file
@@ -159,20 +159,14 @@ def inputs_factory(cfg: RunConfig, spec: Net):
 
 
 def measure(run: RunData) -> dict:
-    """What the study compares, from a finished run directory."""
-    rounds, last = run.rounds, run.rounds[-1]
-    wall = sum(r["time_train"] + r["time_flow"] + r["time_eval"] + r["time_prune"] for r in rounds)
-    wall += sum(t.get("reference_time", 0.0) for t in run.trials)
-    epochs = sum(r["epochs"] for r in rounds)
-    crit = criterion_report(rounds, *run.resolved[1:])
+    """What the study compares, from a finished run directory: incop frontier's measure (one
+    code path), with the flows' dense reference counted in the wall time as the study always
+    has, and the run's own ticket."""
+    m = frontier_measure(run)
     ticket = run.tickets[0] if run.tickets else {}
-    return {"rounds": len(rounds), "search_epochs": epochs, "epochs_per_round": epochs / len(rounds),
-            "search_wall_s": wall, "search_test_acc": last["test_acc"],
-            "search_val_acc": last["val_acc"], "remaining_pct": last["remaining_pct"],
+    return {**m, "search_wall_s": m["search_wall_s"] + m["reference_s"],
             "ticket_test_acc": ticket.get("test_acc"), "ticket_val_acc": ticket.get("val_acc"),
-            "warmup_val_acc": run.trials[0]["warmup_val_acc"],
-            "fired": crit["fired"], "fired_at_first_check": crit["fired_at_first_check"],
-            "criterion_note": crit["note"]}
+            "warmup_val_acc": run.trials[0]["warmup_val_acc"]}
 
 
 def run_one(net: str, spec: Net, regime: str, seed: int, run: dict, out: Path, quick: bool,

@@ -179,16 +179,20 @@ def _judge_for(reference_cfg: RunConfig, progress: Optional[bool]) -> Ablations:
 
 
 def measure(run) -> Dict[str, Any]:
-    """What a search cost and found: epochs and wall time of its rounds (the warm-up apart),
-    its sparsity, and whether its criterion measured anything."""
+    """What a search cost and found: epochs and wall time of its rounds (the warm-up and the
+    flows' dense reference apart, each in its own key), its sparsity and accuracy, and whether
+    its criterion measured anything. benchmarks/stopping_study.py reads runs through this too."""
     rounds = run.rounds
     crit = criterion_report(rounds, *run.resolved[1:])
-    return {"rounds": len(rounds), "search_epochs": sum(r["epochs"] for r in rounds),
+    epochs = sum(r["epochs"] for r in rounds)
+    return {"rounds": len(rounds), "search_epochs": epochs, "epochs_per_round": epochs / len(rounds),
             "search_wall_s": sum(r["time_train"] + r["time_flow"] + r["time_eval"]
                                  + r["time_prune"] for r in rounds),
             "warmup_s": sum(t.get("warmup_time") or 0.0 for t in run.trials),
+            "reference_s": sum(t.get("reference_time") or 0.0 for t in run.trials),
             "remaining_pct": rounds[-1]["remaining_pct"],
-            "search_test_acc": rounds[-1]["test_acc"],
+            "search_test_acc": rounds[-1]["test_acc"], "search_val_acc": rounds[-1]["val_acc"],
+            "fired": crit["fired"], "fired_at_first_check": crit["fired_at_first_check"],
             "criterion_note": crit["note"]}
 
 
