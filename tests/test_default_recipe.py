@@ -84,11 +84,18 @@ def test_a_method_in_a_config_file_counts_as_given(cli, tmp_path):
 
 
 @pytest.mark.parametrize("argv,flag", [(["--rewind_to", "1ep"], "--rewind_to"),
-                                       (["--net_lr_schedule", "step"], "--net_lr_schedule")])
+                                       (["--net_lr_schedule", "cosine"], "--net_lr_schedule")])
 def test_what_the_recipe_cannot_honour_is_refused_in_one_line(cli, argv, flag):
     code, _, err = cli("run", *argv, "--print_config")
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert flag in err and "--prune_method" in err
+
+
+def test_a_value_bad_in_itself_is_named_as_such_and_allr_alone_is_completed(cli):
+    code, _, err = cli("run", "--net_lr_schedule", "linearly", "--print_config")
+    assert code == 2 and "choose constant, step, cosine or linear" in err
+    cfg, _ = _printed(cli, "--net_lr_allr")  # the recipe supplies the schedule and rewinding
+    assert all(_get(cfg, k) == v for k, v in RECIPE.items())
 
 
 def test_the_refusal_names_the_users_value():
