@@ -24,8 +24,8 @@ def run_flags() -> list:
             value = getattr(getattr(defaults, section), f.name)
             text = f.metadata["help"].replace("|", "\\|")
             shown = f.metadata.get("shown")  # a default that depends on the method, in words
-            rows.append(f"| `--{flag}` | `{section}.{f.name}` | "
-                        f"{shown.replace('|', chr(92) + '|') if shown else _default(value)} | {text} |")
+            default = shown.replace("|", "\\|") if shown else _default(value)
+            rows.append(f"| `--{flag}` | `{section}.{f.name}` | {default} | {text} |")
     return rows
 
 

@@ -375,14 +375,12 @@ def _cmd_list() -> int:
 
 def _use_default_recipe(ns: argparse.Namespace, explicit) -> None:
     """No method given: the recommended recipe's settings, except those the user gave."""
-    from .config.recipes import DEFAULT_RECIPE, default_recipe, describe, recipe_settings
+    from .config.recipes import DEFAULT_RECIPE, clashes, default_recipe, describe
 
     sweep = ns.command == "sweep"
     values = {k: v[0] if sweep and isinstance(v, list) and len(v) == 1 else v
               for k, v in vars(ns).items() if "." in k}
-    clash = [k for k, v in recipe_settings(DEFAULT_RECIPE).items()
-             if k in explicit and k != "train.epochs" and values[k] != v]
-    if clash and not sweep:  # a value bad in itself is named as such, not as a clash
+    if clashes(explicit, values) and not sweep:  # a value bad in itself is named as such
         config_from_args(argparse.Namespace(**{**vars(ns), "prune.method": "sap"}))
     for key, value in default_recipe(explicit, values).items():
         setattr(ns, key, [value] if sweep else value)

@@ -14,9 +14,11 @@ ticket"). A method given on the command line, or in a --config file, means exact
 meant before."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Mapping
+import copy
+from typing import Any, Dict, Iterable, List, Mapping
 
 from ..base.errors import UsageError
+from .flags import flag_of
 
 DEFAULT_RECIPE = "allr-2"
 # What each budgeted recipe sets besides its budget (prune.method and train.epochs)
@@ -58,13 +60,19 @@ def _budget(name: str, prefix: str) -> float:
 def with_recipe(cfg, name: str = DEFAULT_RECIPE):
     """A copy of RunConfig ``cfg`` running recipe ``name`` (its method, budget, schedule and
     rewinding; everything else as ``cfg`` has it)."""
-    import copy
-
     out = copy.deepcopy(cfg)
     for key, value in recipe_settings(name).items():
         section, field_name = key.split(".")
         setattr(getattr(out, section), field_name, value)
     return out
+
+
+def clashes(explicit: Iterable[str], values: Mapping[str, Any]) -> List[str]:
+    """The settings the user gave (``explicit``, with ``values``) that DEFAULT_RECIPE fixes
+    otherwise; the budget is not one of them (the user's is kept)."""
+    explicit = set(explicit)
+    return [key for key, want in recipe_settings(DEFAULT_RECIPE).items()
+            if key in explicit and key != "train.epochs" and values[key] != want]
 
 
 def default_recipe(explicit: Iterable[str], values: Mapping[str, Any]) -> Dict[str, Any]:
@@ -74,14 +82,12 @@ def default_recipe(explicit: Iterable[str], values: Mapping[str, Any]) -> Dict[s
     refused in one line that says how to get it."""
     explicit = set(explicit)
     fixed = recipe_settings(DEFAULT_RECIPE)
-    for key, want in fixed.items():
-        if key in explicit and key != "train.epochs" and values[key] != want:
-            flag = {"train.lr_schedule": "--net_lr_schedule", "train.rewind_to": "--rewind_to",
-                    "train.lr_allr": "--net_lr_allr"}[key]
-            raise UsageError(f"{flag} {values[key]}: with no --prune_method incop runs its "
-                             f"recommended recipe {DEFAULT_RECIPE} ({describe(DEFAULT_RECIPE)}), "
-                             f"which needs {flag} {want}; give a method (e.g. --prune_method "
-                             f"sap) to choose {flag} yourself")
+    for key in clashes(explicit, values)[:1]:
+        flag = flag_of(key)
+        raise UsageError(f"{flag} {values[key]}: with no --prune_method incop runs its "
+                         f"recommended recipe {DEFAULT_RECIPE} ({describe(DEFAULT_RECIPE)}), "
+                         f"which needs {flag} {fixed[key]}; give a method (e.g. --prune_method "
+                         f"sap) to choose {flag} yourself")
     return {k: v for k, v in fixed.items() if k not in explicit}
 
 
