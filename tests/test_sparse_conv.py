@@ -171,6 +171,23 @@ def test_fastest_sparse_model_times_and_runs_convolutions(tmp_path):
         assert torch.allclose(again(x), masked(x), atol=1e-5)
 
 
+def test_a_saved_layer_naming_an_unknown_layout_is_refused():
+    """The layout sets how many images the kernel interleaves, so buffer sizes: a saved fast
+    model that names one incop does not have is refused, never sized by it."""
+    import pickle
+
+    from incop.deploy.sparse_inference import SparseConv2d
+
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    sparse = SparseConv2d(conv, (torch.rand_like(conv.weight) < 0.3).float(), "direct-i8")
+    assert pickle.loads(pickle.dumps(sparse)).tiled.images == 8
+    sparse.kernel = "direct-i1000000000"
+    with pytest.raises(ValueError, match="is not one of"):
+        pickle.loads(pickle.dumps(sparse))
+    with pytest.raises(ValueError, match="is not one of"):
+        SparseConv2d(conv, torch.ones_like(conv.weight), "direct-i2")
+
+
 def test_a_gradient_goes_the_dense_way():
     from incop.deploy.sparse_inference import SparseConv2d
 

@@ -35,12 +35,10 @@ from ..pruning.masks import Masks
 
 BATCHES = (1, 64, 256)
 KERNELS = ("csr", "csr-reduce", "csr-tiled")  # for Linear layers
-CONV_KERNELS = ("direct", "direct-i8", "direct-i16", "direct-i64")  # for Conv2d layers
-
-
-def interleaved(kernel: str) -> int:
-    """Images interleaved in a CONV_KERNELS layout: direct-i16 -> 16, direct -> 1."""
-    return int(kernel.rpartition("-i")[2]) if "-i" in kernel else 1
+# Conv2d layers' kernels: one direct convolution in each input layout, named with the images
+# it interleaves (sparse_conv.TiledConv's ``images``)
+CONV_LAYOUTS = {"direct": 1, "direct-i8": 8, "direct-i16": 16, "direct-i64": 64}
+CONV_KERNELS = tuple(CONV_LAYOUTS)
 
 
 def available_kernels(dtype: torch.dtype = torch.float32) -> Tuple[str, ...]:
@@ -122,8 +120,7 @@ class SparseConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, mask: torch.Tensor, kernel: str = "direct") -> None:
         super().__init__()
-        if kernel not in CONV_KERNELS:
-            raise ValueError(f"kernel {kernel!r} is not one of {CONV_KERNELS}")
+        _check_layout(kernel)
         self.kernel = kernel
         if not conv_supported(conv):
             raise ValueError(f"the direct sparse convolution cannot run this layer here "
@@ -138,7 +135,7 @@ class SparseConv2d(nn.Module):
         from .sparse_conv import TiledConv
 
         self.tiled = TiledConv(self.weight, self.bias, self.stride, self.padding,
-                               self.dilation, self.groups, interleaved(self.kernel))
+                               self.dilation, self.groups, CONV_LAYOUTS[self.kernel])
 
     def __getstate__(self) -> Dict[str, object]:
         state = self.__dict__.copy()  # the kernel's pointers are rebuilt on arrival
@@ -147,6 +144,7 @@ class SparseConv2d(nn.Module):
 
     def __setstate__(self, state: Dict[str, object]) -> None:
         state.setdefault("kernel", "direct")  # saved before the layouts had names
+        _check_layout(state["kernel"])  # a saved file names its layout; its size is ours
         super().__setstate__(state)
         if csr_tiled.unavailable() is None:
             self._build()
@@ -161,6 +159,11 @@ class SparseConv2d(nn.Module):
                                               else self.bias.to(x.device), self.stride,
                                               self.padding, self.dilation, self.groups)
         return self.tiled(x.contiguous(), torch.get_num_threads())
+
+
+def _check_layout(kernel: str) -> None:
+    if kernel not in CONV_LAYOUTS:
+        raise ValueError(f"kernel {kernel!r} is not one of {CONV_KERNELS}")
 
 
 def median_us(fns: Sequence[Callable[[], object]], repeats: int, warmup: int) -> List[float]:
@@ -286,7 +289,7 @@ def _time_layer(name: str, module: nn.Module, mask: torch.Tensor, x, repeats: in
         return row
     if isinstance(module, nn.Conv2d) and conv_supported(module) and x.device.type == "cpu":
         # a layout interleaving more images than the batch has would compute padding
-        kernels = [k for k in CONV_KERNELS if interleaved(k) <= x.shape[0]]
+        kernels = [k for k, images in CONV_LAYOUTS.items() if images <= x.shape[0]]
         return _fastest(row, module, x, [SparseConv2d(module, mask, k) for k in kernels],
                         kernels, repeats, warmup)
     if not isinstance(module, nn.Linear):
