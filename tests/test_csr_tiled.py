@@ -215,5 +215,5 @@ def test_fastest_sparse_model_takes_a_float64_model_and_refuses_an_empty_batch()
     x = torch.randn(3, 40, dtype=torch.float64)
     with torch.no_grad():
         assert fast(x).dtype == torch.float64
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(incop.UsageError, match="batch 0 .* at least 1"):
         incop.fastest_sparse_model(model, masks, (40,), batch=0)

@@ -72,3 +72,71 @@ def test_rewind_restores_every_parameter_and_buffer(monkeypatch):
     # and the rounds really differed in their masks (round 2 starts sparser than round 1)
     zeros = [sum(int((s[k] == 0).sum()) for k in masks) for s in starts[2:]]
     assert zeros[1] > zeros[0] > 0
+
+
+# ---------------------------------------------------------------- weight_catalogue prints short
+
+def _lenet300():
+    from incop.models.architectures import build_model
+
+    torch.manual_seed(0)
+    return build_model("lenet300", (1, 28, 28), 10)
+
+
+def _no_values(text: str) -> None:
+    assert "tensor(" not in text and "Parameter containing" not in text, text
+
+
+def test_a_weight_entry_prints_its_name_shape_dtype_and_status_not_its_values():
+    from incop.pruning.masks import weight_catalogue
+
+    fc1 = weight_catalogue(_lenet300())[0]
+    for text in (repr(fc1), str(fc1)):
+        _no_values(text)
+        assert text == "WeightEntry('fc1.weight', shape=(300, 784), dtype=float32, pruned: Linear)"
+    emb = weight_catalogue(nn.Sequential(nn.Embedding(20, 16), nn.Linear(16, 4)))[0]
+    assert repr(emb).startswith("WeightEntry('0.weight', shape=(20, 16), dtype=float32, skipped: "
+                                "embedding, not pruned by default")
+    assert fc1.status == "pruned" and emb.status.startswith("skipped (embedding")
+
+
+def test_the_catalogue_prints_as_a_short_table_with_a_total_line():
+    from incop.pruning.masks import weight_catalogue
+
+    catalogue = weight_catalogue(_lenet300())
+    for text in (repr(catalogue), str(catalogue), repr([catalogue])):
+        _no_values(text)
+    lines = repr(catalogue).splitlines()
+    assert len(lines) < 15 and str(catalogue) == repr(catalogue)
+    for name, shape, size in (("fc1.weight", "300x784", "235,200"),
+                              ("fc2.weight", "100x300", "30,000"),
+                              ("fc3.weight", "10x100", "1,000")):
+        line = next(l for l in lines if l.startswith(name))
+        assert shape in line and "float32" in line and size in line and "pruned (Linear)" in line
+    assert lines[-1] == "pruned: 3 of 3 weight matrices, 266,200 of 266,200 weights (100.0%)"
+    # skipped weights say why; a shared weight is listed but counted once
+    model = nn.Sequential(nn.Embedding(20, 16), nn.Linear(16, 16), nn.Linear(16, 16))
+    model[2].weight = model[1].weight
+    lines = repr(weight_catalogue(model, exclude=["1"])).splitlines()
+    assert "skipped (embedding, not pruned by default" in lines[2]
+    assert "skipped (excluded by --prune_exclude 1)" in lines[3]
+    assert "skipped (shared with 1.weight, counted once)" in lines[4]
+    assert lines[-1] == "pruned: 0 of 2 weight matrices, 0 of 576 weights (0.0%)"
+    assert "no weight matrix" in repr(weight_catalogue(nn.ReLU()))
+
+
+def test_the_catalogue_is_still_a_list():
+    from incop.pruning.masks import WeightEntry, weight_catalogue
+
+    model = _lenet300()
+    catalogue = weight_catalogue(model)
+    assert isinstance(catalogue, list) and len(catalogue) == 3
+    assert [e.name for e in catalogue] == ["fc1.weight", "fc2.weight", "fc3.weight"]
+    assert catalogue[0].param is model.fc1.weight and catalogue[-1].name == "fc3.weight"
+    entries = list(catalogue)
+    assert catalogue == entries and entries == catalogue and catalogue == weight_catalogue(model)
+    assert catalogue[:2] == entries[:2] and len(catalogue[1:]) == 2
+    assert catalogue != entries[:2]
+    assert catalogue[0] == WeightEntry("fc1.weight", model.fc1.weight, True, "Linear")
+    assert all(e.pruned for e in catalogue) and catalogue.count(catalogue[1]) == 1
+    assert list(prunable_parameters(model)) == [e.name for e in catalogue]

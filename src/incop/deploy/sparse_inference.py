@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from . import csr_tiled
+from .arguments import check_arguments, check_input_shape
 from ..pruning.masks import Masks
 
 BATCHES = (1, 64, 256)
@@ -269,10 +270,17 @@ def fastest_sparse_model(model: nn.Module, masks: Mapping[str, torch.Tensor],
     current thread setting: a copy with the masks applied whose Linear and Conv2d layers run the
     sparse kernels that measured fastest (a plain dense copy where none did), and the measurement
     (:func:`measure`'s dict; ``kernels`` maps each sparse layer to its kernel). Sparse layers
-    are for inference: an input that needs a gradient goes through torch's CSR kernel."""
+    are for inference: an input that needs a gradient goes through torch's CSR kernel.
+
+    ``input_shape`` is the shape of one input, without the batch dimension. Arguments that
+    cannot work (a shape the model cannot take, masks of another model, a batch below 1, a
+    model off the CPU) are one :class:`UsageError` line, before anything is timed."""
+    shape = check_arguments(model, masks, input_shape, batch, repeats, warmup)
     masked = copy.deepcopy(model)
     Masks(dict(masks)).apply(masked)
-    m = measure(masked, dict(masks), input_shape, batch, repeats, warmup)
+    masked.eval()
+    check_input_shape(masked, shape, batch)
+    m = measure(masked, dict(masks), shape, batch, repeats, warmup)
     return sparse_model(masked, dict(masks), m["kernels"]), m
 
 

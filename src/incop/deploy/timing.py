@@ -19,7 +19,9 @@ from ..runs.directory import RunDirectory
 from ..base.text import format_table
 from ..runs.layout import (FIGURES_FOLDER, SPEED_CSV, SPEED_FILE, SPEED_LAYERS_CSV,
                            SPEEDUP_FIGURE, check_masks_fit, existing_run, model_state, round_masks, saved_rounds)
-from .sparse_inference import BATCHES, available_kernels, kernel_columns, measure
+from .arguments import MEMORY_SHARE
+from .sparse_inference import (BATCHES, available_kernels, kernel_columns,
+                               measure)
 
 WHOLE_COLUMNS = ["round", "remaining_pct", "batch", "threads", "dense_us", "sparse_us", "speedup",
                  "sparse_layers", "best_sparse_us", "max_abs_diff"]
@@ -97,9 +99,7 @@ def _speed_run(run: Path, trial: int, batches: Sequence[int], threads: Optional[
     return whole
 
 
-# A batch's inputs and activations must fit in memory many times over: a typo such as
-# --batches 100000000 is refused instead of exhausting the machine.
-MEMORY_SHARE = 0.25
+# A batch's inputs must take at most MEMORY_SHARE of the memory (sparse_inference says why).
 MAX_BATCH = 2**20
 
 

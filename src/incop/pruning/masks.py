@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..base.errors import UsageError
+from ..base.text import format_table
 from .sparse_files import BadFile, load_tensors, pack_masks, read_masks
 
 PRUNABLE_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
@@ -24,9 +25,10 @@ PRUNABLE_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
 ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 
 
-@dataclass
+@dataclass(repr=False)
 class WeightEntry:
-    """One weight matrix (a parameter of 2 or more dimensions) and whether it is pruned."""
+    """One weight matrix (a parameter of 2 or more dimensions) and whether it is pruned. Its
+    repr names the weight, its shape, dtype and status, never its values."""
 
     name: str
     param: nn.Parameter
@@ -36,6 +38,45 @@ class WeightEntry:
     @property
     def status(self) -> str:
         return "pruned" if self.pruned else f"skipped ({self.reason})"
+
+    def __repr__(self) -> str:
+        state = "pruned" if self.pruned else "skipped"
+        return (f"WeightEntry({self.name!r}, shape={tuple(self.param.shape)}, "
+                f"dtype={_dtype_name(self.param)}, {state}: {self.reason})")
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).replace("torch.", "")
+
+
+class WeightCatalogue(list):
+    """:func:`weight_catalogue`'s list of :class:`WeightEntry`: a plain list (indexing, len,
+    iteration, equality with a list of the same entries) that prints as a short table, one
+    line per weight and a total line, never the weights' values."""
+
+    def __getitem__(self, index):
+        got = super().__getitem__(index)
+        return WeightCatalogue(got) if isinstance(index, slice) else got
+
+    def __repr__(self) -> str:
+        if not self:
+            return "WeightCatalogue: no weight matrix (no parameter of 2 or more dimensions)"
+        body = [[e.name, "x".join(map(str, e.param.shape)), _dtype_name(e.param),
+                 f"{e.param.numel():,}", f"pruned ({e.reason})" if e.pruned else e.status]
+                for e in self]
+        table = "\n".join(line.rstrip() for line in format_table(
+            ["weight", "shape", "dtype", "size", "status"], body, left=(0, 4)).splitlines())
+        counted: Dict[int, WeightEntry] = {}  # a shared tensor counts once, under its first name
+        for e in self:
+            counted.setdefault(id(e.param), e)
+        total = sum(e.param.numel() for e in counted.values())
+        pruned = sum(e.param.numel() for e in counted.values() if e.pruned)
+        share = f" ({100.0 * pruned / total:.1f}%)" if total else ""
+        matrices = sum(e.pruned for e in counted.values())
+        return (f"{table}\npruned: {matrices} of {len(counted)} weight matrices, "
+                f"{pruned:,} of {total:,} weights{share}")
+
+    __str__ = __repr__
 
 
 def _default_choice(module: nn.Module, tensor_name: str) -> Tuple[bool, str]:
@@ -59,15 +100,16 @@ def _matches(patterns: Sequence[str], name: str) -> Optional[str]:
 
 
 def weight_catalogue(model: nn.Module, include: Sequence[str] = (),
-                     exclude: Sequence[str] = ()) -> List[WeightEntry]:
+                     exclude: Sequence[str] = ()) -> WeightCatalogue:
     """Every weight matrix of ``model`` in registration order, each marked pruned or skipped.
 
     By default Conv/Linear weights and attention projections are pruned. ``include`` patterns
     (shell-style, matching a parameter name such as ``emb.weight`` or its module's name such as
     ``encoder.*``) add other weight matrices (embeddings, LSTM/GRU weights); ``exclude``
     patterns remove weights and win over ``include``. A parameter shared by several modules is
-    listed, counted and masked once, under its first name."""
-    entries: List[WeightEntry] = []
+    listed, counted and masked once, under its first name. The list prints as a short table
+    (:class:`WeightCatalogue`)."""
+    entries = WeightCatalogue()
     first_name: Dict[int, str] = {}
     used = set()
     for mod_name, module in model.named_modules():
