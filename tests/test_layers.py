@@ -23,7 +23,7 @@ LAYERS = [
     {"cli", "__main__", "__init__"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
-LEGACY = {"_moved"}  # incop 0.1's module paths, forwarded for one release; imports nothing
+LEGACY = {"_moved"}  # the module paths from before 0.2, forwarded until 0.5; imports nothing
 
 
 def _part(module: str) -> str:

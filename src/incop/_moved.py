@@ -1,7 +1,8 @@
-"""incop 0.1's module paths, kept for one release (0.2) as thin forwards to where the code lives
-now, so that imports written for 0.1 and pickles of fast sparse models (which name
-``incop.speed.SparseLinear``) still load. Each old path warns once, with its new home. This file
-goes in 0.3; nothing in incop imports through it."""
+"""The module paths incop had before its code moved into packages in 0.2 (``incop.imp``,
+``incop.speed``, ``incop.config`` as one module, ...), kept as thin forwards to where the code
+lives now, so that imports written for them and pickles of fast sparse models (which name
+``incop.speed.SparseLinear``) still load. Each old path warns, with its new home. They stay until
+incop 0.5 (``REMOVED_IN``), which removes this file; nothing in incop imports through it."""
 from __future__ import annotations
 
 import importlib
@@ -11,6 +12,8 @@ import sys
 import types
 import warnings
 from typing import Callable, Dict, Tuple
+
+REMOVED_IN = "0.5"  # the release without the old paths (docs/architecture.md says the same)
 
 # old module -> the modules its names live in now (the first is its new home)
 MODULES: Dict[str, Tuple[str, ...]] = {
@@ -67,7 +70,8 @@ def _lookup(old: str, targets: Tuple[str, ...], name: str):
     for target in targets:
         module = importlib.import_module(target)
         if hasattr(module, name):
-            warnings.warn(f"{old}.{name} moved to {target}.{name}; the old path goes in incop 0.3",
+            warnings.warn(f"{old}.{name} moved to {target}.{name}; the old path goes in incop "
+                          f"{REMOVED_IN}",
                           DeprecationWarning, stacklevel=3)
             return getattr(module, name)
     raise AttributeError(f"module {old!r} has no attribute {name!r}")
@@ -101,7 +105,7 @@ def install() -> None:
 
 
 def package_forward(package: str) -> Callable[[str], object]:
-    """A package's ``__getattr__`` for the names its 0.1 module held."""
+    """A package's ``__getattr__`` for the names its module of the same path held before 0.2."""
     def __getattr__(name: str):
         if name.startswith("__"):
             raise AttributeError(name)

@@ -4,4 +4,4 @@ what makes a run the run it is (``identity``: run id, checksum, fingerprints), t
 (``flags``). Imports the packages below it: base, data, models, pruning, stopping."""
 from .._moved import package_forward
 
-__getattr__ = package_forward(__name__)  # incop.config was a module in 0.1: its names, one release
+__getattr__ = package_forward(__name__)  # incop.config was a module before 0.2: its names, until 0.5

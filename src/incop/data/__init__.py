@@ -6,4 +6,4 @@ from .._moved import package_forward
 from . import own_data  # noqa: F401  (registers the npz and folder datasets)
 from .datasets import DATASETS, load_raw, load_splits  # noqa: F401  (documented entry points)
 
-__getattr__ = package_forward(__name__)  # incop.data was a module in 0.1: its names, one release
+__getattr__ = package_forward(__name__)  # incop.data was a module before 0.2: its names, until 0.5

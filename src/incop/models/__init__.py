@@ -2,4 +2,4 @@
 Imports only ``incop.base``."""
 from .._moved import package_forward
 
-__getattr__ = package_forward(__name__)  # incop.models was a module in 0.1: its names, one release
+__getattr__ = package_forward(__name__)  # incop.models was a module before 0.2: its names, until 0.5

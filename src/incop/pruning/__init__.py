@@ -4,4 +4,4 @@ models (``sparse_files``), and ``torch.nn.utils.prune`` adapters (``torch_prune`
 ``incop.base``."""
 from .._moved import package_forward
 
-__getattr__ = package_forward(__name__)  # incop.pruning was a module in 0.1: its names, one release
+__getattr__ = package_forward(__name__)  # incop.pruning was a module before 0.2: its names, until 0.5

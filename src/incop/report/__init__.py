@@ -2,4 +2,4 @@
 the figures (``figures``). Imports ``incop.runs`` and everything below it."""
 from .._moved import package_forward
 
-__getattr__ = package_forward(__name__)  # incop.report was a module in 0.1: its names, one release
+__getattr__ = package_forward(__name__)  # incop.report was a module before 0.2: its names, until 0.5

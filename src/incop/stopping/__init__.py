@@ -3,4 +3,4 @@ at every check, with their registry and default thresholds (``criteria``). Impor
 ``incop.data`` and ``incop.pruning``."""
 from .._moved import package_forward
 
-__getattr__ = package_forward(__name__)  # incop.stopping was a module in 0.1: its names, one release
+__getattr__ = package_forward(__name__)  # incop.stopping was a module before 0.2: its names, until 0.5
