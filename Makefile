@@ -7,8 +7,10 @@ STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-DEMO_FLAGS := --net_arch lenet300 --prune_method ciap --net_warmup 3 --net_train_epochs 5 \
-              --exper_imp_total_iter 4 --output_dir output/demo
+# The recommended recipe (no --prune_method: allr-2) to 20% remaining, its ticket, then whether
+# the ticket beats a random mask and a fresh initialisation (incop ablate)
+DEMO_FLAGS := --net_arch lenet300 --net_warmup 3 --prune_target_remaining 20 --ticket_epochs 2 \
+              --output_dir output/demo
 
 SLURM_DIR := .slurm
 
@@ -16,7 +18,7 @@ SLURM_DIR := .slurm
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml src/incop/base/version.py
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[test,export,tensorboard,wandb]'
@@ -58,6 +60,7 @@ demo: install data
 	  echo "NOTICE: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist); running the demo on scikit-learn's digits instead"; \
 	  $(BIN)/incop run --net_dataset digits $(DEMO_FLAGS); \
 	fi
+	$(BIN)/incop ablate output/demo --quiet
 
 test: install data slurm
 	$(BIN)/python -m pytest

@@ -1,5 +1,10 @@
 """Prune a CNN that incop's registry does not have, with ciap (InCoP-IF), on the bundled digits.
 
+ciap is named here to show the information flow measured through batch norm on your own model;
+it is the paper's method, not incop's recommendation (docs/methods.md measures it 0.9 to 2.1
+points behind standard IMP's ticket). For a sparse network to use, leave the method out:
+``incop.RunConfig()`` runs the recommended recipe (docs/api.md).
+
     python examples/custom_cnn_ciap.py [--rounds 5] [--epochs 8] [--warmup 10]
 """
 import argparse

@@ -1,4 +1,5 @@
-"""Load a model from a state dict, prune it with SAP, and export it two ways:
+"""Load a model from a state dict, prune it with the recommended recipe (allr-K: SAP pruning,
+the trained weights kept, ALLR's rate), and export it two ways:
 ``torch.nn.utils.prune`` form (weight_orig / weight_mask) and plain weights with zeros.
 
     python examples/state_dict_export.py [--checkpoint my_mlp.pt] [--out output/exported/]
@@ -28,7 +29,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--out", type=Path, default=Path("output/exported"))
     ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=2, help="epochs a round (allr-K's K)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -53,8 +54,7 @@ def main() -> None:
     model.load_state_dict(torch.load(args.checkpoint, weights_only=True))
     print(f"loaded {args.checkpoint}: test accuracy {evaluate(model, test)[0]:.1f}%")
 
-    cfg = incop.RunConfig(prune=incop.PruneConfig(method="sap", p=1.0, q=2.0),
-                          train=incop.TrainConfig(lr=0.05, momentum=0.9, epochs=args.epochs, warmup=2),
+    cfg = incop.RunConfig(train=incop.TrainConfig(lr=0.05, momentum=0.9, epochs=args.epochs, warmup=2),
                           experiment=incop.ExperimentConfig(imp_total_iter=args.rounds))
     result = incop.prune_model(model, train, val, test, cfg)
     print(f"pruned to {100 * result.remaining_fraction:.2f}% of weights, test accuracy "

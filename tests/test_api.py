@@ -220,7 +220,25 @@ def test_the_api_page_example_works_as_written(tmp_path, monkeypatch):
     namespace = {}
     exec(compile(code, "docs/api.md", "exec"), namespace)
     result = namespace["result"]
-    assert 0 < result.remaining_fraction < 1 and len(result.rounds) == 4
+    assert result.rounds[-1]["remaining"] == incop.pruning.rules.target_count(
+        result.masks.total(), 10) and result.target_reached
+    assert len(result.ablations) == 6 and len(result.tickets) == 1
     fresh = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
     fresh.load_state_dict(torch.load(tmp_path / "pruned.pt"))
     assert int((fresh[1].weight == 0).sum()) == int((result.masks["1.weight"] == 0).sum())
+
+
+def test_prune_model_says_what_it_runs_by_default_and_is_silent_on_request(capsys):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(200, 8, generator=g), torch.arange(200) % 2
+    x[:, 0] += 8 * y
+    cfg = incop.RunConfig(train=incop.TrainConfig(warmup=2, lr=0.1, momentum=0.9),
+                          experiment=incop.ExperimentConfig(imp_total_iter=2))
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    result = incop.prune_model(model, (x, y), (x[:60], y[:60]), config=cfg)
+    out = capsys.readouterr().out
+    assert "recipe allr-2 (SAP pruning, 2 epochs a round" in out.splitlines()[0]
+    assert "trial 0 round 1:" in out and result.config.prune.recipe == "allr-2"
+    assert result.config.train.epochs == 2.0 and result.notes == []
+    incop.prune_model(model, (x, y), (x[:60], y[:60]), config=cfg, echo=None)
+    assert capsys.readouterr().out == ""

@@ -193,3 +193,45 @@ def test_seed_spelling_of_pretrained_is_explained(cli, tmp_path, value):
     code, _, err = cli("run", f"--net_pretrained={value}", "--output_dir", str(tmp_path))
     assert code == 2 and err.count("\n") == 1
     assert "no ImageNet weights for lenet300" in err and "local state-dict file" in err
+
+
+# --- paths and flags as people type them (issue 34)
+
+@pytest.mark.parametrize("argv", [["run", "--net_train", "3"], ["run", "--prune_target", "5"],
+                                  ["sweep", "--net_lr_sch", "linear"],
+                                  ["ablate", "x", "--trial", "1", "--random_pr"]])
+def test_abbreviated_flags_are_refused(cli, argv):
+    code, _, err = cli(*argv, "--print_config") if argv[0] == "run" else cli(*argv)
+    assert code == 2 and err.count("\n") == 1 and "unrecognized arguments" in err, err
+
+
+def test_tilde_and_variables_are_expanded_in_paths(cli, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("INCOP_TEST_DATA", str(tmp_path / "data"))
+    code, out, err = cli("run", "--data_dir=~/data", "--output_dir", "$INCOP_TEST_DATA/out",
+                         "--print_config")
+    assert code == 0, err
+    cfg = json.loads(out)
+    assert cfg["data"]["data_dir"] == str(tmp_path / "home" / "data")
+    assert cfg["experiment"]["output_dir"] == str(tmp_path / "data" / "out")
+    f = tmp_path / "home" / "c.toml"
+    f.parent.mkdir()
+    f.write_text('data_dir = "${INCOP_TEST_DATA}/mnist"\n')
+    code, out, err = cli("run", "--config", "~/c.toml", "--print_config")
+    assert code == 0 and json.loads(out)["data"]["data_dir"] == str(tmp_path / "data" / "mnist")
+    monkeypatch.delenv("INCOP_TEST_DATA")
+    code, _, err = cli("run", "--data_dir", "$INCOP_TEST_DATA/x", "--print_config")
+    assert code == 2 and err.count("\n") == 1 and "INCOP_TEST_DATA is not set" in err
+
+
+@pytest.mark.parametrize("text,words", [
+    ('net_lr = "0.05"\n', "--net_lr expects a number, not '0.05' (text: write the number"),
+    ('net_warmup = "3"\n', "--net_warmup expects a whole number, not '3'"),
+    ('net_arch = 5\n', "--net_arch expects a text value, not 5; put it in quotes")])
+def test_a_config_value_of_the_wrong_type_is_refused(cli, tmp_path, text, words):
+    f = tmp_path / "c.toml"
+    f.write_text(text)
+    code, _, err = cli("run", "--config", str(f), "--print_config")
+    assert code == 2 and err.count("\n") == 1 and words in err, err

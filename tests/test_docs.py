@@ -46,3 +46,21 @@ def test_every_flag_is_documented():
     missing = sorted(f for f in flags - {"--help", "--version", "--quiet", "--config",
                                          "--print_config"} if f"`{f}`" not in text)
     assert missing == []
+
+
+def _commands():
+    from incop.cli import build_parser
+
+    return build_parser()._subparsers._group_actions[0].choices
+
+
+def test_every_flag_of_every_command_says_what_it_does():
+    missing = [f"{name} {a.option_strings or a.dest}" for name, sub in _commands().items()
+               for a in sub._actions if not (a.help or "").strip()]
+    assert missing == []
+
+
+def test_the_readme_table_lists_every_command():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## The commands"):readme.index("## The seed's command")]
+    assert [c for c in _commands() if f"| `incop {c}" not in table] == []

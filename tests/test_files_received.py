@@ -712,8 +712,8 @@ def test_api_advice_names_config_fields():
     from incop.engine.learned import advice
 
     text = advice("vgg16", 0.01, 0.0, 2, api_name)
-    assert "config.train.warmup" in text and "config.train.lr" in text
-    assert "config.train.momentum 0.9" in text and "config.model.arch vgg16_bn" in text
+    assert "TrainConfig.warmup" in text and "TrainConfig.lr" in text
+    assert "TrainConfig.momentum 0.9" in text and "ModelConfig.arch vgg16_bn" in text
     assert "--net" not in text
     assert "--net_warmup" in advice("vgg16", 0.01, 0.0, 2)  # the command line's words
 
@@ -732,7 +732,7 @@ def test_an_untrained_api_run_names_config_fields(tmp_path):
     with pytest.raises(Untrained) as e:
         incop.prune_model(nn.Sequential(nn.Linear(8, 2)), (x, y), (x[:100], y[:100]), config=cfg,
                           output_dir=tmp_path)
-    assert "config.train.lr" in str(e.value) and "config.experiment.allow_untrained" in str(e.value)
+    assert "TrainConfig.lr" in str(e.value) and "ExperimentConfig.allow_untrained" in str(e.value)
     assert "--net_" not in str(e.value) and "--allow_untrained" not in str(e.value)
 
 

@@ -90,3 +90,65 @@ def test_recipes_are_the_flags_the_docs_name():
 def test_bad_requests_are_one_line(cli, tmp_path, argv, message):
     code, _, err = cli("frontier", *argv, "--quiet", "--output_dir", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+# --- a recipe is judged only at the target it reached (issue 34)
+
+def test_a_run_short_of_the_target_is_not_judged(quick, cli, monkeypatch, tmp_path):
+    import shutil
+
+    import incop.launch.frontier as frontier
+
+    shutil.copytree(quick, tmp_path / "q")  # the module's frontier stays as it was
+    quick = tmp_path / "q"
+
+    real = frontier._short_of_target
+    monkeypatch.setattr(frontier, "_short_of_target",  # as if oneshot had ended at 41.5%
+                        lambda cfg: 41.5 if "oneshot" in str(cfg.experiment.run_name) else real(cfg))
+    code, out, err = cli("frontier", "--quick", "--quiet", "--output_dir", str(quick))
+    assert code == 0, err
+    md = (quick / OUT / "frontier.md").read_text()
+    rows = {r["recipe"] for r in json.loads((quick / OUT / "frontier.json").read_text())["summary"]}
+    assert "oneshot" not in rows and len(rows) == 14
+    assert "Not judged: oneshot seed 0 (ended at 41.50% after 2 rounds, short of the 30% target" \
+        in md
+    assert "is oneshot" not in md.split("Not judged")[0]
+
+
+def test_one_seed_shows_no_spread_and_no_unused_legend(quick):
+    md = (quick / OUT / "frontier.md").read_text()
+    assert "± 0.00" not in md and "~:" not in md
+    assert "(one seed)" in md
+
+
+def _row(name, epochs, gap, seeds=3):
+    return {"recipe": name, "seeds": seeds, "search_epochs_mean": epochs, "epochs_share": epochs / 20,
+            "gap_mean": gap, "gap_std": 0.1, "within_tolerance": name != "reference" and gap >= -0.3,
+            "inside_spread": False}
+
+
+def test_the_verdict_names_ties():
+    from incop.report.frontier import verdict
+
+    summary = [_row("reference", 20, 0.0), _row("fixed-1", 5, -0.1), _row("ciap", 5, -0.1),
+               _row("allr-2", 10, 0.05)]
+    line = verdict(summary, 0.3)[0]
+    assert "is fixed-1 and ciap: 25% of the reference's search epochs" in line and "each" in line
+    summary[2] = _row("ciap", 5, -0.2)  # the same cost, another gap: both given
+    line = verdict(summary, 0.3)[0]
+    assert "cost the same, 25%" in line and "fixed-1 -0.10 ± 0.10" in line \
+        and "ciap -0.20 ± 0.10" in line
+    summary = [_row("reference", 20, 0.0), _row("a", 5, -0.5), _row("b", 6, -0.5)]
+    assert "the closest was a and b at -0.50 points" in verdict(summary, 0.3)[0]
+
+
+def test_a_frontier_without_rounds_runs_each_search_to_the_target():
+    from incop.launch.frontier import frontier_configs
+
+    base = RunConfig()
+    base.prune.method, base.prune.target_remaining = "sap", 5.0
+    base.validate()
+    configs = frontier_configs(base, ["reference", "lrr-1", "oneshot"], [0],
+                               Settings("sap", 10, 5.0, 10, 8), __import__("pathlib").Path("x"))
+    assert {n: c.experiment.imp_total_iter for (n, _), c in configs.items()} == \
+        {"reference": 100, "lrr-1": 100, "oneshot": 2}

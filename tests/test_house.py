@@ -14,7 +14,8 @@ DATA = Path(__file__).parent / "data"
 
 
 @pytest.mark.parametrize("argv,run_id", [
-    ([], "6ebb13b4d9"),
+    (["--prune_method", "ciap"], "6ebb13b4d9"),
+    ([], "9274f62176"),  # no method: the recommended recipe allr-2, as before it had a name
     (["--net_arch", "vgg16", "--net_dataset", "CIFAR10", "--prune_method", "lth"], "3876bad5cd"),
     (["--net_arch", "lenet300", "--net_dataset", "FashionMNIST", "--prune_method", "ciap",
       "--prune_p", "0.5", "--prune_q", "1", "--exper_imp_total_iter", "20"], "a47249e334"),
@@ -55,7 +56,7 @@ def test_every_public_name_and_the_documented_paths_import():
 
 
 def test_every_forward_of_an_old_path_leads_somewhere():
-    """incop 0.1's module paths (incop._moved) name modules that exist, and old imports work."""
+    """The module paths from before 0.2 (incop._moved) name modules that exist, and old imports work."""
     import importlib
     import warnings
 

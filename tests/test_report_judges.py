@@ -39,3 +39,25 @@ def test_an_untrained_search_and_one_trial_are_said(cli, tmp_path):
     assert code == 0
     assert "lth searched a network that had not learned after its warm-up" in text
     assert "cannot be judged against a seed-to-seed spread" in text
+
+
+def test_the_same_configuration_in_two_folders_gets_two_labels(cli, tmp_path):
+    for where in ("a", "b"):
+        assert cli(*RUN, "--prune_method", "sap", "--output_dir", str(tmp_path / where))[0] == 0
+    code, text, _ = cli("report", str(tmp_path / "a"), str(tmp_path / "b"),
+                        "--output", str(tmp_path / "rep"))
+    assert code == 0
+    labels = [line.split("  ")[0] for line in text.splitlines()[2:4]]
+    assert labels == ["sap (1, 2) [a]", "sap (1, 2) [b]"]
+
+
+def test_different_sparsities_and_a_clear_lead_are_said(cli, tmp_path):
+    out = tmp_path / "o"
+    for argv in (["--prune_method", "sap"], ["--prune_method", "lth", "--net_lr", "1e-7",
+                                             "--allow_untrained"]):
+        assert cli(*RUN, *argv, "--exper_num_trial", "2", "--output_dir", str(out))[0] == 0
+    code, text, _ = cli("report", str(out), "--output", str(tmp_path / "rep"))
+    assert code == 0
+    assert "The runs end at different sparsities" in text and "to 64.00% (lth)" in text
+    assert ("No other run is inside the seed-to-seed spread of the most accurate run (sap (1, 2)"
+            in text)

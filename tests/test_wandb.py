@@ -101,6 +101,7 @@ def test_tracking_never_changes_a_run_id():
     from incop.cli import build_parser
     from incop.config.flags import config_from_args
 
-    ids = {config_from_args(build_parser().parse_args(["run", *extra])).run_id()
+    ids = {config_from_args(build_parser().parse_args(["run", "--prune_method", "ciap",
+                                                       *extra])).run_id()
            for extra in ([], ["--wandb"], ["--wandb", "--wandb_project", "x"], ["--tensorboard"])}
     assert ids == {"6ebb13b4d9"}

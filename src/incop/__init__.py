@@ -6,7 +6,7 @@ report, deploy, launch; the Python API (``api``) and the command line (``cli``) 
 from .base.version import __version__  # noqa: E402,F401
 
 from . import _moved  # noqa: E402
-_moved.install()  # incop 0.1's module paths (incop.speed, ...), forwarded for one release
+_moved.install()  # the module paths from before 0.2 (incop.speed, ...), forwarded until 0.5
 
 from .config.schema import (DataConfig, ExperimentConfig, ModelConfig, PruneConfig, RunConfig,  # noqa: E402
                             TrainConfig)
@@ -20,7 +20,8 @@ from .stopping.criteria import (AccuracyRecovery, FixedEpochs, GradientFlowCrite
 from .pruning.torch_prune import (MagnitudePruning, SAPPruning, masks_from_torch_prune,  # noqa: E402
                                   remove_reparametrization, to_torch_prune)
 from .api import PruneResult, ablate, prune_model  # noqa: E402
-from .config.recipes import DEFAULT_RECIPE, with_recipe  # noqa: E402
+from .config.recipes import DEFAULT_RECIPE  # noqa: E402
+from .config.schema import with_recipe  # noqa: E402
 from . import data  # noqa: E402,F401  (registers the npz and folder datasets)
 from .pruning.sparse_files import load_sparse, save_sparse  # noqa: E402
 from .deploy.export import export_model  # noqa: E402

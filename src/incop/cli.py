@@ -12,14 +12,22 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .config.files import read_config_file
+from .config.recipes import frontier_names, names_text
 from .config.flags import (add_config_flags, apply_config_file, config_from_args,
                            is_list_flag)
 from .base.errors import UsageError
+from .base.text import duration
 
 PROG = "incop"
 
 
 class _Parser(argparse.ArgumentParser):
+    """One-line errors, and no abbreviated flags: ``--net_train 3`` is refused rather than read
+    as ``--net_train_epochs 3`` (a later flag could make any abbreviation mean another one)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
     def error(self, message: str) -> None:  # argparse prints usage + message; we want one line
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
@@ -60,10 +68,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
                         "what the recipes share; --net_train_epochs is the reference's budget "
                         "per round. Stopped, it resumes.")
     add_config_flags(fr, suppress=suppress)
-    fr.add_argument("--recipes", nargs="+", metavar="NAME", help="reference, fixed-K, linear-K, "
-                    "allr-K, lrr-K (K epochs a round), ciap, giap, gmp, oneshot (default: "
-                    "reference, fixed-0.25/1/2, linear-0.25/1/2, allr-0.25/1/2, lrr-1, ciap, "
-                    "giap, gmp, oneshot)")
+    fr.add_argument("--recipes", nargs="+", metavar="NAME", help=f"reference, {names_text()} "
+                    f"(default: reference, {', '.join(frontier_names())}; incop list shows "
+                    f"their settings)")
     fr.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default 0 1 2)")
     fr.add_argument("--reference", default="sap", help="the reference method: sap or lth")
     fr.add_argument("--tolerance", type=float, default=0.3, help="points of ticket test "
@@ -76,19 +83,21 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="compare run directories side by side",
                          description="Table (Markdown, CSV) and overlaid figures for run "
                          "directories, or for every run found below the given folders.")
-    rep.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    rep.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders "
+                     "(a sweep's output) whose runs are all compared")
     rep.add_argument("--output", default="report", help="where report.md, report.csv and the "
                      "figures go (default: report)")
     exp = sub.add_parser("export", help="write a run's pruned network as dense, torch_prune, "
                          "sparse or ONNX", description="Rebuild the run's model from its "
                          "config.json and write one trial's network after a round (default: "
                          "the last) or its ticket.")
-    exp.add_argument("run", metavar="RUN_DIR")
+    exp.add_argument("run", metavar="RUN_DIR", help="the run directory (incop run prints it)")
     exp.add_argument("--format", required=True, help="dense (state dict with zeros), torch_prune "
                      "(weight_orig / weight_mask), sparse (incop.load_sparse) or onnx (checked "
                      "in onnxruntime; pip install 'incop[export]')")
     exp.add_argument("--output", required=True, help="file to write")
-    exp.add_argument("--trial", type=int, default=0)
+    exp.add_argument("--trial", type=int, default=0, help="which trial's network (default 0; "
+                     "--exper_num_trial made 0, 1, ...)")
     exp.add_argument("--round", type=int, default=None, help="round (default: the last saved)")
     exp.add_argument("--ticket", action="store_true", help="the ticket (--ticket_epochs runs)")
     abl = sub.add_parser("ablate", help="retrain a run's tickets' random ablations: a random "
@@ -115,9 +124,11 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
                          "speed.json, speed.csv, speed_layers.csv and figures/speedup.png. "
                          "Kernels: torch's csr and csr-reduce, and incop's csr-tiled, built on "
                          "first use with the C compiler $CC or cc (INCOP_NATIVE=0 turns it off).")
-    spd.add_argument("run", metavar="RUN_DIR")
-    spd.add_argument("--trial", type=int, default=0)
-    spd.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256])
+    spd.add_argument("run", metavar="RUN_DIR", help="the run directory whose saved rounds are "
+                     "timed")
+    spd.add_argument("--trial", type=int, default=0, help="which trial's rounds (default 0)")
+    spd.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256], help="batch sizes "
+                     "to time (default 1 64 256)")
     spd.add_argument("--threads", type=int, nargs="+", default=None,
                      help="thread counts (default: 1 and all available cores)")
     spd.add_argument("--repeats", type=int, default=20, help="timed runs per case (median)")
@@ -152,6 +163,12 @@ def _cmd_frontier(ns: argparse.Namespace) -> int:
 
     from .base.machine import set_threads
 
+    if getattr(ns, "prune.recipe") is not None:
+        raise UsageError("incop frontier runs several recipes: name them with --recipes "
+                         "(not --recipe)")
+    if ns.reference not in ("sap", "lth"):
+        raise UsageError(f"--reference {ns.reference}: choose sap or lth (standard IMP)")
+    setattr(ns, "prune.method", ns.reference)  # the shared settings are the reference's
     base = config_from_args(ns)
     if ns.quick:
         base = quick_settings(base)
@@ -160,8 +177,6 @@ def _cmd_frontier(ns: argparse.Namespace) -> int:
     if target is None:
         raise UsageError("incop frontier compares recipes at one sparsity: give "
                          "--prune_target_remaining (e.g. 5)")
-    if ns.reference not in ("sap", "lth"):
-        raise UsageError(f"--reference {ns.reference}: choose sap or lth (standard IMP)")
     if not (ns.tolerance >= 0 and ns.gmp_epochs > 0):
         raise UsageError("--tolerance must be 0 or more points and --gmp_epochs positive")
     ticket = base.train.ticket_epochs or base.train.epochs
@@ -239,8 +254,6 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     from .config.files import printable_config, resolved_defaults
 
     cfg = config_from_args(ns)
-    if getattr(ns, "recipe_notice", None) and not ns.quiet and not ns.print_config:
-        print(ns.recipe_notice, flush=True)  # once the settings are known to be valid
     if cfg.experiment.download:
         from .data.downloads import download
 
@@ -250,8 +263,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         return 0
     set_threads(cfg.experiment.threads)
     warning = load_warning()
-    if warning:
-        print(f"{PROG}: {warning}", file=sys.stderr)
+    if warning and sys.stderr.isatty():  # for the person who started the competing processes;
+        print(f"{PROG}: {warning}", file=sys.stderr)  # a script reading stderr is not told
     exp = experiment(cfg, run_path(cfg), progress=False if ns.quiet else None)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -294,8 +307,6 @@ def _cmd_sweep(ns: argparse.Namespace) -> int:
 
         for dataset, data_dir in sorted({(c.data.dataset, c.data.data_dir or "") for c in configs}):
             download(dataset, data_dir or None, progress=not ns.quiet)
-    if getattr(ns, "recipe_notice", None) and not ns.quiet:
-        print(ns.recipe_notice, flush=True)
     print(f"sweep: {len(configs)} run(s) with the {launcher.name} launcher", flush=True)
     done, started = [], time.monotonic()
 
@@ -332,19 +343,11 @@ def sweep_eta(done, total: int, elapsed: float, workers: Optional[int]) -> str:
     if left == 0:
         return ""
     worked = sum(1 for r in done if r.status == "done")
-    eta = "" if worked == 0 else f", about {_duration(elapsed / worked * left)} to go"
+    eta = "" if worked == 0 else f", about {duration(elapsed / worked * left)} to go"
     if workers is None:
         return f" ({left} left{eta})"
     running = min(max(1, workers), left)
     return f" ({running} running, {left - running} waiting{eta})"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _cmd_report(ns: argparse.Namespace) -> int:
@@ -360,33 +363,43 @@ def _cmd_report(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_list() -> int:
+def _cmd_list(ns: argparse.Namespace) -> int:
     from .data.datasets import DATASETS
+    from .config.flags import recipe_flags
     from .config.methods import METHODS
+    from .config.recipes import DEFAULT_RECIPE, RECIPES
     from .models.architectures import MODELS
 
     print("architectures: " + ", ".join(MODELS.names()))
     print("datasets:      " + ", ".join(DATASETS.names()))
-    print("methods:")
+    print("methods (--prune_method):")
     for name, m in METHODS.items():
         print(f"  {name:<6} {m.description}")
+    print(f"recipes (--recipe NAME; K is the epochs a round, e.g. allr-2; with neither a method "
+          f"nor a recipe, incop runs {DEFAULT_RECIPE}):")
+    for r in RECIPES:
+        example = f"{r.prefix}K" if r.budgeted else r.pattern
+        print(f"  {example:<9} {r.words}\n  {'':<9} = {recipe_flags(r)}")
     return 0
 
 
-def _use_default_recipe(ns: argparse.Namespace, explicit) -> None:
-    """No method given: the recommended recipe's settings, except those the user gave."""
-    from .config.recipes import DEFAULT_RECIPE, clashes, default_recipe, describe
+def _expand_paths(ns: argparse.Namespace) -> None:
+    """The paths only the command line takes (run directories, --output, --config), with ``~``
+    and ``$VARS`` expanded as config values' are."""
+    from .base.paths import expand_path
 
-    sweep = ns.command == "sweep"
-    values = {k: v[0] if sweep and isinstance(v, list) and len(v) == 1 else v
-              for k, v in vars(ns).items() if "." in k}
-    if clashes(explicit, values) and not sweep:  # a value bad in itself is named as such
-        config_from_args(argparse.Namespace(**{**vars(ns), "prune.method": "sap"}))
-    for key, value in default_recipe(explicit, values).items():
-        setattr(ns, key, [value] if sweep else value)
-    ns.recipe_notice = (f"no --prune_method given: running the recommended recipe "
-                        f"{DEFAULT_RECIPE} ({describe(DEFAULT_RECIPE)}); --prune_method ciap "
-                        f"runs the seed's InCoP")
+    for name, what in (("run", "RUN_DIR"), ("runs", "RUN_DIR"), ("output", "--output"),
+                       ("config", "--config")):
+        value = getattr(ns, name, None)
+        if isinstance(value, str):
+            setattr(ns, name, expand_path(value, what))
+        elif isinstance(value, list):
+            setattr(ns, name, [expand_path(v, what) for v in value])
+
+
+COMMANDS = {"run": _cmd_run, "list": _cmd_list, "report": _cmd_report, "sweep": _cmd_sweep,
+            "export": _cmd_export, "speed": _cmd_speed, "ablate": _cmd_ablate,
+            "frontier": _cmd_frontier}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -395,33 +408,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.insert(0, "run")  # the seed typed prune.py flags with no sub-command
     try:
         ns = build_parser().parse_args(args)
-        explicit = set()
-        if ns.command in ("run", "sweep") or getattr(ns, "config", None):
-            explicit = set(vars(build_parser(suppress=True).parse_args(args)))
-        if getattr(ns, "config", None):
-            settings = read_config_file(ns.config)
-            apply_config_file(ns, settings, explicit, ns.command == "sweep")
-            explicit |= set(settings)
-        if ns.command in ("run", "sweep") and "prune.method" not in explicit:
-            _use_default_recipe(ns, explicit)
-        if ns.command == "run":
-            return _cmd_run(ns)
-        if ns.command == "list":
-            return _cmd_list()
-        if ns.command == "report":
-            return _cmd_report(ns)
-        if ns.command == "sweep":
-            return _cmd_sweep(ns)
-        if ns.command == "export":
-            return _cmd_export(ns)
-        if ns.command == "speed":
-            return _cmd_speed(ns)
-        if ns.command == "ablate":
-            return _cmd_ablate(ns)
-        if ns.command == "frontier":
-            return _cmd_frontier(ns)
-        build_parser().print_help()
-        return 2
+        _expand_paths(ns)
+        if getattr(ns, "config", None):  # the file's settings, under what the command line gave
+            given = set(vars(build_parser(suppress=True).parse_args(args)))
+            apply_config_file(ns, read_config_file(ns.config), given, ns.command == "sweep")
+        if ns.command not in COMMANDS:
+            build_parser().print_help()
+            return 2
+        return COMMANDS[ns.command](ns)
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

@@ -40,9 +40,10 @@ def add_config_flags(parser: argparse.ArgumentParser, multi: bool = False,
                 group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", nargs="+",
                                    type=kind, metavar=kind.__name__.upper(), help=help_text,
                                    **unset)
-            elif kind is None:
+            elif kind is None:  # a switch; one that a recipe may set is unset (None) until given
+                switch = {} if suppress else {"default": None} if default is None else {}
                 group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", action="store_true",
-                                   help=f.metadata["help"], **unset)
+                                   help=f.metadata["help"], **unset, **switch)
             else:
                 group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", type=kind,
                                    default=argparse.SUPPRESS if suppress else
@@ -99,7 +100,8 @@ def apply_config_file(ns: argparse.Namespace, settings, given, sweep: bool) -> N
 def _coerce(flag: str, kind, value, optional: bool = True):
     """A file's value as the flag's type, with no silent change: a number where a number goes
     (not true/false, and a whole one for a count), true or false for a switch, and null only
-    where the flag has no value by default. A string is read as the command line reads it."""
+    where the flag has no value by default, and text only where text goes (a quoted "0.05" is
+    refused for a number, as docs/reliability.md promises)."""
     if value is None:
         if optional:
             return None
@@ -114,12 +116,27 @@ def _coerce(flag: str, kind, value, optional: bool = True):
         if not value.is_integer():
             raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
         return int(value)
-    if kind in (int, float) and not isinstance(value, (int, float, str)):
+    if kind in (int, float) and isinstance(value, str):
+        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r} (text: "
+                         f"write the number without quotes)" + _yaml_hint(value))
+    if kind in (int, float) and not isinstance(value, (int, float)):
         raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}; put it "
+                         f"in quotes")
     try:
         return kind(value)
     except (TypeError, ValueError, OverflowError):
         raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}") from None
+
+
+def _yaml_hint(text: str) -> str:
+    """YAML reads 1e-3 (no dot) as text: say so, since the file looks right to its writer."""
+    try:
+        float(text)
+    except ValueError:
+        return ""
+    return " (YAML reads a number like 1e-3 as text: write 0.001 or 1.0e-3)"
 
 
 def _kind_name(kind) -> str:
@@ -135,3 +152,20 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
             section, name = key.split(".", 1)
             sections[section][name] = value
     return RunConfig.from_dict(sections).validate()
+
+
+def recipe_flags(recipe) -> str:
+    """A recipe (:class:`incop.config.recipes.Recipe`) as the flags it amounts to, K standing
+    for a budgeted recipe's epochs a round: what ``incop list`` and docs/configuration.md show."""
+    if recipe.shown:
+        return recipe.shown
+    settings = recipe.settings("K" if recipe.budgeted else None, lambda key: None)
+    return " ".join(_as_flag(flag_of(k), v) for k, v in settings.items())
+
+
+def _as_flag(flag: str, value) -> str:
+    if value is True:
+        return flag
+    if value is False:
+        return f"(no {flag})"
+    return f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"

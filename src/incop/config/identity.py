@@ -71,7 +71,11 @@ LATER_OPTIONS = {("prune", "target_remaining"): None, ("prune", "include"): None
                  ("prune", "gmp_every"): None,
                  ("experiment", "wandb_project"): None,
                  # runs made before --net_init existed used PyTorch's initialisation
-                 ("model", "init"): "pytorch", ("data", "image_size"): None}
+                 ("model", "init"): "pytorch", ("data", "image_size"): None,
+                 ("train", "ticket_rewind"): None}
+
+# What names a run without changing what it computes: the recipe (its settings are hashed).
+NAMES_NOT_SETTINGS = (("prune", "recipe"),)
 
 
 # Options that were integers before they took fractions: 20.0 hashes as 20 did.
@@ -83,6 +87,8 @@ def _without_unset_additions(d: Dict[str, Any]) -> Dict[str, Any]:
     for (section, name), default in LATER_OPTIONS.items():
         if d.get(section, {}).get(name, default) == default:
             d.get(section, {}).pop(name, None)
+    for section, name in NAMES_NOT_SETTINGS:
+        d.get(section, {}).pop(name, None)
     for section, name in WIDENED_TO_FLOAT:
         value = d.get(section, {}).get(name)
         if isinstance(value, float) and value.is_integer():
@@ -132,7 +138,7 @@ def read_checked_config(path) -> Optional[Dict[str, Any]]:
 # it runs with (--net_train_epochs, the pruning and stopping settings do not touch it).
 WARMUP_TRAIN_FIELDS = ("lr", "optimizer", "warmup", "momentum", "weight_decay", "lr_schedule",
                        "lr_warmup_iters", "lr_milestones", "lr_gamma", "rewind_to", "precision",
-                       "channels_last", "augment")
+                       "channels_last", "augment", "ticket_rewind")
 
 
 def warmup_identity(cfg: Dict[str, Any], seed: int, versions: Dict[str, str], device: str,

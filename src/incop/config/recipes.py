@@ -1,49 +1,120 @@
 """Recipes: a pruning method together with the training settings that make it a way to find a
-sparse network (a budget per round, a learning-rate schedule, whether weights rewind). The
-budgeted recipes are named with K, their epochs a round:
+sparse network (a budget per round, a learning-rate schedule, whether weights rewind). This
+module is their registry; everything else (``--recipe``'s choices, ``incop list``, the
+frontier's default list, the docs' table) is derived from it. Budgeted recipes are named with K,
+their epochs a round (``allr-2``, ``lrr-0.5``).
 
-  fixed-K    SAP, a constant rate, weights rewound to the rewind point
-  linear-K   SAP, a linear decay restarted every round, weights rewound
-  lrr-K      SAP, learning-rate rewinding: the trained weights kept, the linear decay restarted
-  allr-K     lrr-K with ALLR's rate for each round (Zimmer et al. 2023)
-  ciap, giap the seed's InCoP methods (their own stopping, the run's budget as the cap)
-
-``incop frontier`` runs them side by side; DEFAULT_RECIPE is what ``incop run`` runs when no
---prune_method is given, chosen from the frontier study (BENCHMARKS.md, "The cheapest way to a
-ticket"). A method given on the command line, or in a --config file, means exactly what it
-meant before."""
+A recipe names settings (``section.field`` -> value). Applied to a configuration
+(:func:`incop.config.schema.RunConfig.validate`) it fills the settings the user left unset and
+refuses, in one line, a setting the user gave otherwise: exactly the same from the command line,
+a ``--config`` file and the Python API. With neither ``--prune_method`` nor ``--recipe``, a run
+is the recommended recipe, ``allr-K`` with K the user's ``--net_train_epochs`` (2 when not
+given): ``DEFAULT_RECIPE``, chosen from the frontier study (BENCHMARKS.md, "The cheapest way to
+a ticket"). A method given without a recipe means exactly what it meant before."""
 from __future__ import annotations
 
-import copy
-from typing import Any, Dict, Iterable, List, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..base.errors import UsageError
-from .flags import flag_of
 
 DEFAULT_RECIPE = "allr-2"
-# What each budgeted recipe sets besides its budget (prune.method and train.epochs)
-_BUDGETED = {
-    "fixed-": {},
-    "linear-": {"train.lr_schedule": "linear"},
-    "lrr-": {"train.lr_schedule": "linear", "train.rewind_to": "none"},
-    "allr-": {"train.lr_schedule": "linear", "train.rewind_to": "none", "train.lr_allr": True},
-}
-NAMES = "fixed-K, linear-K, lrr-K, allr-K (K epochs a round), ciap, giap"
+
+Getter = Callable[[str], Any]  # a configuration's value of ``section.field`` (None: unset)
 
 
-def is_recipe(name: str) -> bool:
-    """A name recipe_settings knows (its budget is checked there)."""
-    return name in ("ciap", "giap") or name.startswith(tuple(_BUDGETED))
+@dataclass(frozen=True)
+class Recipe:
+    """One recipe: ``pattern`` is its name, with ``K`` where a budgeted recipe's epochs a round
+    go; ``settings(k, get)`` the settings it fixes (``get`` reads the configuration it is
+    applied to, for settings that depend on others); ``forbids`` values it cannot run with."""
+
+    pattern: str
+    words: str
+    settings: Callable[[Optional[float], Getter], Dict[str, Any]]
+    frontier: Tuple[str, ...] = ()  # the names incop frontier runs by default
+    forbids: Mapping[str, Tuple[Any, str]] = field(default_factory=dict)
+    shown: str = ""  # its settings as flags, where they depend on another setting
+
+    @property
+    def budgeted(self) -> bool:
+        return self.pattern.endswith("-K")
+
+    @property
+    def prefix(self) -> str:
+        return self.pattern[:-1] if self.budgeted else self.pattern
 
 
-def recipe_settings(name: str) -> Dict[str, Any]:
-    """The settings (``section.field`` -> value) recipe ``name`` fixes, its budget included."""
-    if name in ("ciap", "giap"):
-        return {"prune.method": name}
-    for prefix, extra in _BUDGETED.items():
-        if name.startswith(prefix):
-            return {"prune.method": "sap", "train.epochs": _budget(name, prefix), **extra}
-    raise UsageError(f"unknown recipe {name!r}: choose from {NAMES}")
+def _budgeted(schedule: str, rewind: Optional[str], allr: bool):
+    def settings(k: Optional[float], get: Getter) -> Dict[str, Any]:
+        out = {"prune.method": "sap", "train.epochs": k, "train.lr_schedule": schedule,
+               "train.lr_allr": allr}
+        if rewind is not None:
+            out["train.rewind_to"] = rewind
+        return out
+    return settings
+
+
+_REWOUND = {"train.rewind_to": ("none", "rewinds the weights each round")}
+GMP_EPOCHS = 8.0  # the gmp recipe's run length when --net_train_epochs is not given
+
+
+def _gmp(k: Optional[float], get: Getter) -> Dict[str, Any]:
+    epochs = get("train.epochs") or GMP_EPOCHS
+    start, end, every = (f"{epochs * f:g}ep" for f in (0.125, 0.75, 0.0625))
+    return {"prune.method": "gmp", "train.epochs": epochs, "prune.gmp_start": start,
+            "prune.gmp_end": end, "prune.gmp_every": every}
+
+
+def _oneshot(k: Optional[float], get: Getter) -> Dict[str, Any]:
+    target = get("prune.target_remaining")
+    if target is None:
+        raise UsageError("recipe oneshot prunes once, to --prune_target_remaining: add it "
+                         "(e.g. --prune_target_remaining 5)")
+    # the exact complement of the target as a short decimal: the one step keeps ceil(P% of d)
+    return {"prune.method": "lth", "prune.rule": "global",
+            "prune.ratio": round(1 - target / 100, 12), "experiment.imp_total_iter": 2}
+
+
+RECIPES: List[Recipe] = [
+    Recipe("fixed-K", "SAP pruning, K epochs a round at a constant rate, weights rewound to "
+           "--rewind_to's point", _budgeted("constant", None, False),
+           ("fixed-0.25", "fixed-1", "fixed-2"), _REWOUND),
+    Recipe("linear-K", "SAP pruning, K epochs a round with a linear decay, weights rewound to "
+           "--rewind_to's point", _budgeted("linear", None, False),
+           ("linear-0.25", "linear-1", "linear-2"), _REWOUND),
+    Recipe("allr-K", "SAP pruning, K epochs a round, trained weights kept, ALLR's linear decay "
+           "each round (Zimmer et al. 2023)",
+           _budgeted("linear", "none", True), ("allr-0.25", "allr-1", "allr-2")),
+    Recipe("lrr-K", "SAP pruning, K epochs a round, trained weights kept, the linear decay "
+           "restarted each round (learning-rate rewinding, Renda et al. 2020)",
+           _budgeted("linear", "none", False), ("lrr-1",)),
+    Recipe("ciap", "the seed's InCoP-IF: SAP pruning, each round stopped when the information "
+           "flow is back (at most --net_train_epochs)",
+           lambda k, get: {"prune.method": "ciap"}, ("ciap",)),
+    Recipe("giap", "the seed's InCoP-GF: SAP pruning, each round stopped when the gradient "
+           "flow is back (at most --net_train_epochs)",
+           lambda k, get: {"prune.method": "giap"}, ("giap",)),
+    Recipe("gmp", f"gradual magnitude pruning to --prune_target_remaining in one run of "
+           f"--net_train_epochs (default {GMP_EPOCHS:g}), pruning from 1/8 to 3/4 of it every "
+           f"1/16 (Zhu and Gupta 2017)", _gmp, ("gmp",)),
+    Recipe("oneshot", "one global magnitude pruning step to --prune_target_remaining after "
+           "round 0, then one round of training", _oneshot, ("oneshot",),
+           shown="--prune_method lth --prune_rule global --prune_ratio (1 - P/100) "
+                 "--exper_imp_total_iter 2, P being --prune_target_remaining"),
+]
+
+
+def find(name: str) -> Tuple[Recipe, Optional[float]]:
+    """The recipe called ``name`` and its budget (None for an unbudgeted one)."""
+    text = str(name).strip().lower()
+    for r in RECIPES:
+        if r.budgeted and text.startswith(r.prefix):
+            return r, _budget(text, r.prefix)
+        if not r.budgeted and text == r.pattern:
+            return r, None
+    raise UsageError(f"unknown recipe {name!r}: choose from {names_text()} (incop list shows "
+                     f"their settings)")
 
 
 def _budget(name: str, prefix: str) -> float:
@@ -51,56 +122,57 @@ def _budget(name: str, prefix: str) -> float:
         k = float(name[len(prefix):])
     except ValueError:
         k = -1.0
-    if not k > 0:
+    if not (k > 0 and k < float("inf")):
         raise UsageError(f"recipe {name}: the budget after '{prefix}' must be a positive number "
                          f"of epochs per round (e.g. {prefix}1 or {prefix}0.25)")
     return k
 
 
-def with_recipe(cfg, name: str = DEFAULT_RECIPE):
-    """A copy of RunConfig ``cfg`` running recipe ``name`` (its method, budget, schedule and
-    rewinding; everything else as ``cfg`` has it)."""
-    out = copy.deepcopy(cfg)
-    for key, value in recipe_settings(name).items():
-        section, field_name = key.split(".")
-        setattr(getattr(out, section), field_name, value)
-    return out
+def canonical(name: str) -> str:
+    """``ALLR-2.0`` -> ``allr-2``: one spelling per recipe, for run directories and labels."""
+    r, k = find(name)
+    return f"{r.prefix}{k:g}" if r.budgeted else r.pattern
 
 
-def clashes(explicit: Iterable[str], values: Mapping[str, Any]) -> List[str]:
-    """The settings the user gave (``explicit``, with ``values``) that DEFAULT_RECIPE fixes
-    otherwise; the budget is not one of them (the user's is kept)."""
-    explicit = set(explicit)
-    return [key for key, want in recipe_settings(DEFAULT_RECIPE).items()
-            if key in explicit and key != "train.epochs" and values[key] != want]
+def is_recipe(name: str) -> bool:
+    try:
+        find(name)
+    except UsageError:
+        return False
+    return True
 
 
-def default_recipe(explicit: Iterable[str], values: Mapping[str, Any]) -> Dict[str, Any]:
-    """The settings DEFAULT_RECIPE adds to a run that names no method: ``explicit`` are the
-    settings the user gave (command line or --config), ``values`` their values. The user's
-    budget (--net_train_epochs) is kept; a schedule or rewinding the recipe cannot honour is
-    refused in one line that says how to get it."""
-    explicit = set(explicit)
-    fixed = recipe_settings(DEFAULT_RECIPE)
-    for key in clashes(explicit, values)[:1]:
-        flag = flag_of(key)
-        raise UsageError(f"{flag} {values[key]}: with no --prune_method incop runs its "
-                         f"recommended recipe {DEFAULT_RECIPE} ({describe(DEFAULT_RECIPE)}), "
-                         f"which needs {flag} {fixed[key]}; give a method (e.g. --prune_method "
-                         f"sap) to choose {flag} yourself")
-    return {k: v for k, v in fixed.items() if k not in explicit}
+def names_text() -> str:
+    return ", ".join(r.pattern for r in RECIPES) + " (K: epochs a round)"
+
+
+def frontier_names() -> List[str]:
+    return [n for r in RECIPES for n in r.frontier]
+
+
+def recipe_settings(name: str, get: Getter = lambda key: None) -> Dict[str, Any]:
+    """The settings (``section.field`` -> value) recipe ``name`` fixes, its budget included."""
+    r, k = find(name)
+    return r.settings(k, get)
+
+
+def forbidden(name: str) -> Mapping[str, Tuple[Any, str]]:
+    """Settings recipe ``name`` cannot run with: ``section.field`` -> (value, why)."""
+    return find(name)[0].forbids
 
 
 def describe(name: str) -> str:
-    """A recipe in words, for messages and docs."""
-    settings = recipe_settings(name)
-    if "train.epochs" not in settings:
-        return f"the seed's {name}"
-    k = f"{settings['train.epochs']:g} epoch{'s' if settings['train.epochs'] != 1 else ''} a round"
-    if settings.get("train.lr_allr"):
-        return f"SAP pruning, {k}, trained weights kept, ALLR's linear decay each round"
-    if settings.get("train.rewind_to") == "none":
-        return f"SAP pruning, {k}, trained weights kept, the linear decay restarted each round"
-    if settings.get("train.lr_schedule") == "linear":
-        return f"SAP pruning, {k}, weights rewound, a linear decay"
-    return f"SAP pruning, {k}, weights rewound"
+    """A recipe in words, its budget filled in, for messages, ``incop list`` and the docs."""
+    r, k = find(name)
+    words = r.words
+    if k is not None:
+        words = words.replace("K epochs", f"{k:g} epoch{'' if k == 1 else 's'}")
+    return words
+
+
+def default_name(epochs: Optional[float]) -> str:
+    """The recipe a run with neither a method nor a recipe runs: allr-K with the user's
+    budget, or DEFAULT_RECIPE."""
+    if epochs is None:
+        return DEFAULT_RECIPE
+    return f"{find(DEFAULT_RECIPE)[0].prefix}{epochs:g}"

@@ -2,22 +2,36 @@
 validation and the run's ``config.json`` share one definition."""
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
 import math
+import numbers
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ..data.datasets import MIN_VAL_SAMPLES
 from ..base.errors import UsageError
+from ..base.paths import expand_path
 from ..base.timepoints import parse_point
+from . import recipes
 from .identity import comparable
 
 
 def opt(default: Any, flag: Optional[str], help: str, **extra: Any) -> Any:
-    """A config field; ``flag`` None keeps it off the command line (set by the API)."""
+    """A config field; ``flag`` None keeps it off the command line (set by the API). ``fallback``
+    (a value, or a function of the configuration): the value of a field left unset (None) that
+    no recipe set; ``path``: a file or folder, ``~`` and ``$VARS`` expanded; ``shown``: the
+    default as help texts show it."""
     return field(default=default, metadata={"flag": flag, "help": help, **extra})
+
+
+DEFAULT_ROUNDS = 5  # --exper_imp_total_iter of a run without a target: the seed's
+TARGET_ROUNDS = 100  # ... with --prune_target_remaining: the most rounds, generous on purpose
+TARGET_ROUNDS_TEXT = f"at most {TARGET_ROUNDS}"
 
 
 @dataclass
@@ -26,7 +40,7 @@ class DataConfig:
                        "CIFAR100, npz (--data_dir FILE.npz) or folder (--data_dir PATH of "
                        "class subfolders)")
     data_dir: Optional[str] = opt(None, "data_dir", "folder with the dataset files (default: the "
-                                  "Debian dataset package location for FashionMNIST)")
+                                  "Debian dataset package location for FashionMNIST)", path=True)
     val_size: float = opt(0.1, "net_val_size", "validation split taken from the training data: a "
                           "fraction in (0, 1) or a sample count")
     batch_size: int = opt(64, "net_batch_size", "mini-batch size for training")
@@ -59,57 +73,74 @@ class TrainConfig:
     optimizer: str = opt("sgd", "net_optimizer", "optimizer: sgd (with --net_momentum), adam "
                          "(the lottery-ticket paper's LeNet recipe: --net_lr 1.2e-3) or adamw "
                          "(decoupled weight decay)")
-    epochs: float = opt(20, "net_train_epochs", "maximum training epochs per pruning round (the "
-                        "fixed rule trains exactly this many; fractions such as 1.5 allowed)",
-                        shown="20; 2 with no --prune_method")
+    epochs: Optional[float] = opt(None, "net_train_epochs", "maximum training epochs per "
+                                  "pruning round (the fixed rule trains exactly this many; "
+                                  "fractions such as 1.5 allowed)", fallback=20,
+                                  shown="the recipe's K; 20 with a --prune_method")
     warmup: int = opt(10, "net_warmup", "dense warm-up epochs (the dense network the flows "
                       "compare with)")
     momentum: float = opt(0.0, "net_momentum", "SGD momentum")
     weight_decay: float = opt(5e-4, "net_weight_decay", "SGD weight decay")
-    lr_schedule: str = opt("constant", "net_lr_schedule", "learning-rate schedule, restarted at "
-                           "every round over --net_train_epochs: constant, step, cosine or "
-                           "linear (down to 0 over the round's budget)",
-                           shown="constant; linear with no --prune_method")
+    lr_schedule: Optional[str] = opt(None, "net_lr_schedule", "learning-rate schedule, "
+                                     "restarted at every round over --net_train_epochs: "
+                                     "constant, step, cosine or linear (down to 0 over the "
+                                     "round's budget)", fallback="constant",
+                                     shown="the recipe's; constant with a --prune_method")
     augment: bool = opt(False, "net_augment", "augment training images as CIFAR results do: "
                         "pad by 4, random crop back, random horizontal flip")
     lr_warmup_iters: int = opt(0, "net_lr_warmup_iters", "ramp the learning rate up linearly "
                                "over this many iterations at the start of every training run "
                                "(0: none)")
-    lr_allr: bool = opt(False, "net_lr_allr", "ALLR (Zimmer et al. 2023): start each pruned "
+    lr_allr: Optional[bool] = opt(None, "net_lr_allr", "ALLR (Zimmer et al. 2023): start each pruned "
                         "round's linear schedule at --net_lr times d/sqrt(s), d how far "
                         "pruning moved the trained weights (relative L2), s the fraction of "
                         "survivors it removed, clipped to [round budget / dense training, 1]; "
-                        "needs --net_lr_schedule linear and --rewind_to none (on with no "
-                        "--prune_method)")
+                        "needs --net_lr_schedule linear and --rewind_to none (on in the "
+                        "allr-K recipes, the default)", fallback=False,
+                        shown="the recipe's; off with a --prune_method")
     lr_milestones: Optional[List[float]] = opt(None, "net_lr_milestones", "epochs of a round at "
                                                "which the step schedule multiplies the rate by "
                                                "--net_lr_gamma", nargs="+")
     lr_gamma: float = opt(0.1, "net_lr_gamma", "factor of the step schedule at each milestone")
-    rewind_to: str = opt("warmup", "rewind_to", "rewind point: warmup (the end of the dense "
-                         "warm-up), init (the initial weights: the lottery ticket's rewind), "
-                         "a point of the warm-up as <k>it or <k>ep (late rewinding), or none "
-                         "(keep the trained weights after pruning: fine-tuning, or learning-rate "
-                         "rewinding with a schedule)", shown="warmup; none with no --prune_method")
+    rewind_to: Optional[str] = opt(None, "rewind_to", "rewind point: warmup (the end of the "
+                                   "dense warm-up), init (the initial weights: the lottery "
+                                   "ticket's rewind), a point of the warm-up as <k>it or <k>ep "
+                                   "(late rewinding), or none (keep the trained weights after "
+                                   "pruning: fine-tuning, or learning-rate rewinding with a "
+                                   "schedule)", fallback="warmup",
+                                   shown="the recipe's; warmup with a --prune_method")
     precision: str = opt("fp32", "precision", "training and evaluation precision: fp32, bf16 "
                          "(autocast, CPU and CUDA) or fp16 (autocast with a gradient scaler, "
                          "CUDA); masks, pruning, flows and metrics stay fp32 or better")
     channels_last: str = opt("auto", "channels_last", "channels-last memory for convolutional "
                              "models: auto (on in bf16/fp16), on or off")
     ticket_epochs: float = opt(0, "ticket_epochs", "after the search, retrain each trial's final "
-                               "mask from the rewind point for this many epochs (no early stop) "
-                               "and report it as the ticket's accuracy; 0: no ticket")
+                               "mask from --ticket_rewind's point for this many epochs (no early "
+                               "stop, --net_lr and the run's schedule) and report it as the "
+                               "ticket's accuracy; incop ablate then checks it; 0: no ticket")
+    ticket_rewind: Optional[str] = opt(None, "ticket_rewind", "where the ticket (--ticket_epochs) "
+                                       "and incop ablate restart from: warmup (the end of the "
+                                       "dense warm-up), init, or a point of the warm-up as <k>it "
+                                       "or <k>ep", shown="--rewind_to's point; warmup with "
+                                       "--rewind_to none")
 
 
 @dataclass
 class PruneConfig:
-    method: str = opt("ciap", "prune_method", "lth, sap, ciap (incop-if), giap (incop-gf) or "
-                      "gmp (gradual magnitude pruning in one run); not given: the recommended "
-                      "recipe, allr-2 (sap with 2 epochs a round, trained weights kept, ALLR's "
-                      "rate; docs/methods.md)",
-                      shown="none (a RunConfig's: ciap)")
+    method: Optional[str] = opt(None, "prune_method", "lth, sap, ciap (incop-if), giap "
+                                "(incop-gf) or gmp (gradual magnitude pruning in one run); with "
+                                "neither a method nor --recipe: the recommended recipe, allr-2 "
+                                "(docs/methods.md)", shown="the recipe's")
+    recipe: Optional[str] = opt(None, "recipe", "run a recipe: a method with the budget, schedule "
+                                "and rewinding that make it a way to find a sparse network "
+                                "(allr-K, lrr-K, fixed-K, linear-K with K epochs a round, ciap, "
+                                "giap, gmp, oneshot; incop list shows their settings); settings "
+                                "you give must agree with it", shown="allr-2 with no "
+                                "--prune_method (allr-K with your --net_train_epochs K)")
     p: float = opt(1.0, "prune_p", "PQ index p (0 < p < q)")
     q: float = opt(2.0, "prune_q", "PQ index q")
-    ratio: float = opt(0.2, "prune_ratio", "fraction of each layer's survivors LTH removes per round")
+    ratio: Optional[float] = opt(None, "prune_ratio", "fraction of each layer's survivors LTH "
+                                 "removes per round", fallback=0.2, shown="0.2")
     eta: float = opt(0.0, "prune_eta", "SAP eta (retained-count slack)")
     gamma: float = opt(1.0, "prune_gamma", "SAP gamma (ratio scale)")
     beta: float = opt(0.9, "prune_beta", "SAP beta (largest ratio per round)")
@@ -127,7 +158,8 @@ class PruneConfig:
     target_remaining: Optional[float] = opt(None, "prune_target_remaining", "prune until this "
                                             "percentage of weights remains (the last step is "
                                             "trimmed to land on it), then stop; "
-                                            "--exper_imp_total_iter becomes the most rounds")
+                                            "--exper_imp_total_iter becomes the most rounds, and "
+                                            "a run that ends before the target says so")
     gmp_start: Optional[str] = opt(None, "gmp_start", "gradual magnitude pruning: where the "
                                    "sparsity starts rising, in the run after the warm-up "
                                    "(<k>it, <f>ep or start)")
@@ -150,8 +182,13 @@ class PruneConfig:
 
 @dataclass
 class ExperimentConfig:
-    imp_total_iter: int = opt(5, "exper_imp_total_iter", "pruning rounds (round 0 trains the dense "
-                              "network from the rewind point)")
+    imp_total_iter: Optional[int] = opt(None, "exper_imp_total_iter", "pruning rounds (round 0 "
+                                        "trains the dense network from the rewind point); with "
+                                        "--prune_target_remaining, the most rounds",
+                                        fallback=lambda c: DEFAULT_ROUNDS
+                                        if c.prune.target_remaining is None else TARGET_ROUNDS,
+                                        shown=f"5; {TARGET_ROUNDS_TEXT} with "
+                                        f"--prune_target_remaining")
     num_trial: int = opt(1, "exper_num_trial", "trials, with seeds seed, seed+1, ...")
     seed: int = opt(0, "seed", "seed of the first trial")
     device: str = opt("auto", "device", "auto, cpu or cuda")
@@ -173,7 +210,7 @@ class ExperimentConfig:
     allow_untrained: bool = opt(False, "allow_untrained", "go on when the dense network is "
                                 "still at chance after its warm-up (the summary then says the "
                                 "search ran on an untrained network)")
-    output_dir: str = opt("output", "output_dir", "where run directories are written")
+    output_dir: str = opt("output", "output_dir", "where run directories are written", path=True)
     run_name: Optional[str] = opt(None, "run_name", "run directory name (default: a hash of the "
                                   "configuration)")
 
@@ -196,14 +233,21 @@ class RunConfig:
         return cls(**{s: _section_class(s)(**d.get(s, {})) for s in cls.SECTIONS})
 
     def validate(self, registry_names: bool = True) -> "RunConfig":
-        """Check every value (UsageError naming the flag); ``registry_names`` False skips the
-        architecture and dataset names, for a user's own model and data."""
+        """Check every value (UsageError naming the flag) and resolve what is left unset: the
+        recipe's settings, then the fallbacks (see :func:`resolve`). ``registry_names`` False
+        skips the architecture and dataset names, for a user's own model and data."""
+        resolve(self)
         _validate(self, registry_names)
         return self
 
+    def resolved(self) -> "RunConfig":
+        """A copy with the recipe and the fallbacks filled in (:func:`resolve`)."""
+        return resolve(copy.deepcopy(self))
+
     def run_id(self) -> str:
-        """Short hash of everything that changes results (not where they are written)."""
-        blob = json.dumps(comparable(self.to_dict()), sort_keys=True).encode()
+        """Short hash of everything that changes results (not where they are written, nor the
+        recipe's name: its settings are hashed)."""
+        blob = json.dumps(comparable(self.resolved().to_dict()), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
 
 
@@ -220,13 +264,207 @@ def flag_name(key: str) -> str:
 
 
 def api_name(key: str) -> str:
-    """``train.lr`` -> ``config.train.lr``: how the Python API names a setting."""
-    return f"config.{key}"
+    """``train.lr`` -> ``TrainConfig.lr``: how the Python API names a setting."""
+    section, name = key.split(".", 1)
+    return f"{_section_class(section).__name__}.{name}"
+
+
+_FLAG = re.compile(r"--([a-z][a-z0-9_]*)")
+
+
+def api_words(text: str) -> str:
+    """A message that names command-line flags, with the Python API's names instead
+    (``--prune_target_remaining`` -> ``PruneConfig.target_remaining``), for API users."""
+    flags = {f.metadata["flag"]: key for key, f in _fields(RunConfig()) if f.metadata["flag"]}
+    return _FLAG.sub(lambda m: api_name(flags[m.group(1)]) if m.group(1) in flags
+                     else m.group(0), text)
+
+
+@contextlib.contextmanager
+def api_errors():
+    """Inside: a UsageError's message names config fields, not flags (its type is kept)."""
+    try:
+        yield
+    except UsageError as e:
+        e.args = (api_words(str(e)),) + e.args[1:]
+        raise
 
 
 def _section_class(name: str):
     return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig,
             "experiment": ExperimentConfig}[name]
+
+
+def _get(c: "RunConfig", key: str) -> Any:
+    section, name = key.split(".", 1)
+    return getattr(getattr(c, section), name)
+
+
+def _set(c: "RunConfig", key: str, value: Any) -> None:
+    section, name = key.split(".", 1)
+    setattr(getattr(c, section), name, value)
+
+
+def _fields(c: "RunConfig"):
+    """(``section.field``, dataclass field) for every setting."""
+    for section in RunConfig.SECTIONS:
+        for f in dataclasses.fields(getattr(c, section)):
+            yield f"{section}.{f.name}", f
+
+
+def resolve(c: "RunConfig") -> "RunConfig":
+    """Fill in what ``c`` leaves unset, in place: first the types are checked and paths
+    expanded; then the recipe (``--recipe``, or with neither a recipe nor a method the
+    recommended one, allr-K with the user's budget) sets what is unset and refuses a value the
+    user gave otherwise; then every field still unset takes its fallback (20 epochs a round, a
+    constant rate, rewinding to the warm-up, ...: the seed's meaning of a method given alone).
+    Idempotent: a resolved configuration (a run's config.json) stays as it is."""
+    _check_types(c)
+    for key, f in _fields(c):
+        value = _get(c, key)
+        if f.metadata.get("path") and value is not None:
+            _set(c, key, expand_path(value, flag_name(key)))
+    if c.model.pretrained is not None and str(c.model.pretrained).strip().lower() not in (
+            "1", "true", "imagenet", "pretrained"):
+        c.model.pretrained = expand_path(c.model.pretrained, "--net_pretrained")
+    for key, check in _ALONE.items():  # a value bad in itself is named as such, first
+        if _get(c, key) is not None:
+            _set(c, key, check(_get(c, key)))
+    p = c.prune
+    defaulted = p.recipe is None and p.method is None
+    if defaulted:
+        p.recipe = recipes.default_name(c.train.epochs)
+    if p.recipe is not None:
+        _apply_recipe(c, recipes.canonical(p.recipe), defaulted)
+    for key, f in _fields(c):
+        fallback = f.metadata.get("fallback")
+        if fallback is not None and _get(c, key) is None:
+            _set(c, key, fallback(c) if callable(fallback) else fallback)
+    return c
+
+
+def _apply_recipe(c: "RunConfig", name: str, defaulted: bool) -> None:
+    """Recipe ``name``'s settings where ``c`` has none; a setting ``c`` gives otherwise, or one
+    the recipe cannot run with, is refused in one line that says how to get it."""
+    c.prune.recipe = name
+    words = recipes.describe(name)
+    for key, want in recipes.recipe_settings(name, lambda k: _get(c, k)).items():
+        have = _get(c, key)
+        if have is None:
+            _set(c, key, want)
+        elif have != want:
+            flag = flag_name(key)
+            if defaulted:
+                raise UsageError(
+                    f"{flag} {_shown(have)}: with neither --prune_method nor --recipe incop runs "
+                    f"its recommended recipe {name} ({words}), which needs {flag} {_shown(want)}; "
+                    f"give a method (e.g. --prune_method sap) to choose {flag} yourself")
+            budget = (f", or --recipe {name.rsplit('-', 1)[0]}-{have:g} for {have:g} epochs a "
+                      f"round" if key == "train.epochs" and recipes.find(name)[0].budgeted else "")
+            raise UsageError(f"{flag} {_shown(have)}: recipe {name} ({words}) sets {flag} "
+                             f"{_shown(want)}; drop {flag}{budget}, or give a method "
+                             f"(--prune_method) instead of the recipe to choose it yourself")
+    for key, (bad, why) in recipes.forbidden(name).items():
+        if _get(c, key) == bad:
+            flag = flag_name(key)
+            raise UsageError(f"{flag} {_shown(bad)}: recipe {name} {why}; drop {flag}, or choose "
+                             f"another recipe (incop list)")
+
+
+def _shown(value: Any) -> str:
+    return {True: "on", False: "off"}.get(value, f"{value:g}") if isinstance(value, (bool, float)) \
+        else str(value)
+
+
+def _canonical_method(name: str) -> str:
+    from .methods import METHODS
+
+    return METHODS.canonical(name, "--prune_method")
+
+
+def _positive_epochs(value: float) -> float:
+    _need(_finite(value) and value > 0,
+          f"--net_train_epochs {value} must be a positive number of epochs (e.g. 20 or 0.5)")
+    return value
+
+
+def _schedule(value: str) -> str:
+    _need(value in ("constant", "step", "cosine", "linear"),
+          f"--net_lr_schedule {value}: choose constant, step, cosine or linear")
+    return value
+
+
+def _rewind(value: str) -> str:
+    point = parse_point(value, "--rewind_to", ("warmup", "init", "none"))
+    return "none" if point == "none" else value  # one spelling of none: the loop tests for it
+
+
+def _ticket_rewind(value: str) -> str:
+    point = parse_point(value, "--ticket_rewind", ("warmup", "init"))
+    return point if isinstance(point, str) else value
+
+
+def ticket_rewind(c: "RunConfig") -> str:
+    """Where the ticket restarts: --ticket_rewind, else --rewind_to's point, else (with
+    --rewind_to none) the end of the warm-up, as incop frontier's judge does."""
+    if c.train.ticket_rewind is not None:
+        return c.train.ticket_rewind
+    return "warmup" if c.train.rewind_to == "none" else c.train.rewind_to
+
+
+def _ratio(value: float) -> float:
+    _need(_finite(value) and 0 < value < 1, f"--prune_ratio {value} must be in (0, 1)")
+    return value
+
+
+def _rounds(value: int) -> int:
+    _need(value >= 1, f"--exper_imp_total_iter {value} must be at least 1")
+    return value
+
+
+# The settings a recipe may set, checked alone before it is applied (so that a bad value is
+# named as bad, not as a clash with the recipe), each returning its one spelling
+_ALONE = {"prune.method": _canonical_method, "train.epochs": _positive_epochs,
+          "train.lr_schedule": _schedule, "train.rewind_to": _rewind,
+          "train.ticket_rewind": _ticket_rewind, "prune.ratio": _ratio,
+          "experiment.imp_total_iter": _rounds}
+
+
+def _check_types(c: "RunConfig") -> None:
+    """Each value of the type its field declares (a number, not the text "0.05"; a whole
+    number for a count; true or false for a switch); None only where a field may be unset."""
+    for key, f in _fields(c):
+        value, kind = _get(c, key), str(f.type)
+        if value is None:
+            _need("Optional" in kind, f"{flag_name(key)} is None; give it a value")
+            continue
+        _need(_of_type(value, kind), f"{flag_name(key)} must be {_type_words(kind)}, not "
+                                     f"{value!r}")
+
+
+def _of_type(value: Any, kind: str) -> bool:
+    number = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)
+    if "List[" in kind:
+        item = kind.split("List[", 1)[1]
+        return isinstance(value, (list, tuple)) and all(
+            number(v) if item.startswith("float") else isinstance(v, str) for v in value)
+    if "bool" in kind:
+        return isinstance(value, bool)
+    if "float" in kind:
+        return number(value)
+    if "int" in kind:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _type_words(kind: str) -> str:
+    if "List[" in kind:
+        return "a list of " + ("numbers" if "List[float" in kind else "names")
+    for word, text in (("bool", "true or false"), ("float", "a number"),
+                       ("int", "a whole number")):
+        if word in kind:
+            return text
+    return "a text value"
 
 
 def _need(ok: bool, message: str) -> None:
@@ -246,14 +484,12 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     from ..data.datasets import DATASETS
     from ..pruning.rules import RULES
     from ..stopping.criteria import CRITERIA
-    from .methods import METHODS
     from ..models.architectures import MODELS
     from ..pruning.rules import validate_pq
 
     if registry_names:
         c.data.dataset = DATASETS.canonical(c.data.dataset, "--net_dataset")
         c.model.arch = MODELS.canonical(c.model.arch, "--net_arch")
-    c.prune.method = METHODS.canonical(c.prune.method, "--prune_method")
     if c.prune.rule is not None:
         c.prune.rule = RULES.canonical(c.prune.rule, "--prune_rule")
     if c.prune.criterion is not None:
@@ -277,10 +513,6 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
           f"--net_init {c.model.init}: choose kaiming or pytorch")
     _need(_finite(t.lr) and 0 < t.lr <= MAX_RATE,
           f"--net_lr {t.lr} must be a positive number up to {MAX_RATE:g} (e.g. 0.01)")
-    _need(_finite(t.epochs) and t.epochs > 0,
-          f"--net_train_epochs {t.epochs} must be a positive number of epochs (e.g. 20 or 0.5)")
-    _need(t.lr_schedule in ("constant", "step", "cosine", "linear"),
-          f"--net_lr_schedule {t.lr_schedule}: choose constant, step, cosine or linear")
     _need(t.optimizer in ("sgd", "adam", "adamw"),
           f"--net_optimizer {t.optimizer}: choose sgd, adam or adamw")
     _need(t.optimizer == "sgd" or t.momentum == 0,
@@ -308,11 +540,13 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(_finite(t.ticket_epochs) and t.ticket_epochs >= 0,
           f"--ticket_epochs {t.ticket_epochs} must be 0 (no ticket) or a positive number of epochs")
     rewind = parse_point(t.rewind_to, "--rewind_to", ("warmup", "init", "none"))
-    if rewind == "none":
-        t.rewind_to = "none"  # one spelling: the loop tests for it
-    _need(rewind != "none" or t.ticket_epochs == 0,
-          "--ticket_epochs retrains the final mask from the rewind point, and --rewind_to none "
-          "has none: drop --ticket_epochs, or rewind to warmup, init or a point of the warm-up")
+    _need(t.ticket_rewind is None or t.ticket_epochs > 0,
+          f"--ticket_rewind {t.ticket_rewind} says where the ticket restarts, and there is no "
+          f"ticket: add --ticket_epochs E, or drop --ticket_rewind")
+    ticket = parse_point(ticket_rewind(c), "--ticket_rewind", ("warmup", "init"))
+    _need(not isinstance(ticket, tuple) or ticket[1] != "ep" or ticket[0] <= t.warmup,
+          f"--ticket_rewind {t.ticket_rewind} is after the end of the {t.warmup}-epoch warm-up; "
+          f"restart the ticket from a point inside it (or raise --net_warmup)")
     _need(not t.lr_allr or rewind == "none",
           "--net_lr_allr scales each round's rate by how far pruning moved the trained "
           "weights, which only --rewind_to none goes on training: add --rewind_to none")
@@ -325,7 +559,6 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(_finite(t.weight_decay) and t.weight_decay >= 0,
           f"--net_weight_decay {t.weight_decay} must be 0 or more")
     validate_pq(p.p, p.q)
-    _need(_finite(p.ratio) and 0 < p.ratio < 1, f"--prune_ratio {p.ratio} must be in (0, 1)")
     _need(_finite(p.eta) and p.eta > -1, f"--prune_eta {p.eta} must be a finite number above -1")
     _need(_finite(p.gamma) and p.gamma >= 0, f"--prune_gamma {p.gamma} must be a finite number >= 0")
     _need(_finite(p.beta) and 0 <= p.beta <= 1, f"--prune_beta {p.beta} must be in [0, 1]")
@@ -342,7 +575,6 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
           f"round's seed is derived from it and must fit in 64 bits)")
     _need(c.data.image_size is None or 1 <= c.data.image_size <= MAX_IMAGE_SIZE,
           f"--net_image_size {c.data.image_size} must be between 1 and {MAX_IMAGE_SIZE} pixels")
-    _need(e.imp_total_iter >= 1, f"--exper_imp_total_iter {e.imp_total_iter} must be at least 1")
     _need(e.num_trial >= 1, f"--exper_num_trial {e.num_trial} must be at least 1")
     _need(e.device in ("auto", "cpu", "cuda"), f"--device {e.device}: choose auto, cpu or cuda")
     _need(e.gpu_id is None or e.gpu_id >= 0, f"--exper_gpu_id {e.gpu_id} must be 0 or more")
@@ -384,3 +616,19 @@ def _validate_gmp(c: "RunConfig") -> None:
           f"end; drop --stop_criterion")
     _need(not t.lr_allr, "--net_lr_allr restarts a rate every round, and gradual magnitude "
                          "pruning is one run with one schedule: drop --net_lr_allr")
+
+
+def with_recipe(cfg: RunConfig, name: Optional[str] = None) -> RunConfig:
+    """A copy of RunConfig ``cfg`` running recipe ``name`` (default: what a run that names no
+    method runs, the recommended recipe), validated, every setting resolved. The settings
+    ``cfg`` leaves unset (None) are the recipe's; one ``cfg`` sets otherwise is refused in one
+    line, as the command line refuses it."""
+    out = copy.deepcopy(cfg)
+    with api_errors():
+        if name is not None:
+            out.prune.recipe = name
+        elif out.prune.method is not None and out.prune.recipe is None:
+            raise UsageError(f"with_recipe: PruneConfig.method is {out.prune.method!r} and no "
+                             f"recipe is named: name one (with_recipe(cfg, 'allr-2')), or leave "
+                             f"the method unset for the recommended recipe")
+        return out.validate(registry_names=False)

@@ -53,10 +53,16 @@ class Observer:
         """The dense warm-up is over; ``record`` is the trial's row."""
 
     def rewind_point(self, trial: int, state: Dict[str, Any],
-                     dense: Optional[Dict[str, Any]] = None) -> None:
-        """The weights the trial's rounds and ticket start from (its rewind point), and the
-        trained dense network when that is another state, told once a trial starts or resumes:
-        persistence keeps them for the ablations and for a search that goes on later."""
+                     dense: Optional[Dict[str, Any]] = None,
+                     ticket: Optional[Dict[str, Any]] = None) -> None:
+        """The weights the trial's rounds start from (its rewind point), the trained dense
+        network and the ticket's start (--ticket_rewind) when they are other states, told once
+        a trial starts or resumes: persistence keeps them for the ablations and for a search
+        that goes on later."""
+
+    def rounds_estimated(self, trial: int, rounds: int) -> None:
+        """The trial's search is expected to take ``rounds`` rounds in all (a search to a
+        target sparsity, estimated from its pruning rule or its first step)."""
 
     def continue_trial(self, trial: int) -> Optional[Dict[str, Any]]:
         """What a resume needs to go on with ``trial`` when no saved state holds it but its
@@ -81,8 +87,10 @@ class Observer:
     def refused(self) -> None:
         """The run was refused before it trained anything (bad input)."""
 
-    def completed(self, records, criterion: Dict[str, Any]) -> None:
-        """Every trial is done; ``criterion`` says how often the stopping criterion fired."""
+    def completed(self, records, verdict: Dict[str, Any]) -> None:
+        """Every trial is done; ``verdict`` holds how often the stopping criterion fired
+        (``criterion``), whether the target sparsity was reached (``target``, None without
+        one) and the notes a reader must not miss (``notes``)."""
 
     def closed(self) -> None:
         """The run is over, finished or not: release what is held."""

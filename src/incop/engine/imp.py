@@ -17,7 +17,8 @@ from ..base.errors import UsageError
 from ..base.text import count
 from ..config.identity import identity_key, warmup_identity
 from ..config.methods import resolve
-from ..config.schema import RunConfig, flag_name
+from ..config.recipes import DEFAULT_RECIPE, describe, find
+from ..config.schema import RunConfig, flag_name, ticket_rewind
 from ..data.batches import source_size, train_batches
 from ..data.datasets import RawDataset, load_raw
 from ..pruning.masks import Masks, skipped_rows
@@ -26,6 +27,7 @@ from ..pruning.gradual import GradualSchedule, gradual_step
 from ..pruning.rules import RULES, reached_target, trim_to_target
 from ..stopping.criteria import FixedEpochs, flow_monitor, round_criteria
 from ..stopping.flows import activation_similarity, layer_activations, monitored_layers
+from .estimate import first_epoch_line, more_rounds, planned_rounds, target_report
 from .events import Console, Observer, Observers
 from .failures import Diverged, Untrained, diverged_error, diverged_event
 from .learned import advice, dense_verdict
@@ -34,7 +36,7 @@ from .progress import ProgressBars
 from .records import RunRecords, criterion_report, round_rows, ticket_row
 from .schedules import allr_factor, pruning_step_sizes
 from .runtime import TICKET_ROUND, WARMUP_ROUND, resolve_device, seed_everything, versions
-from .tables import end_of_run_text
+from .tables import end_of_run_text, run_notes
 from .trial_inputs import TrialInputs, TrialInputsFactory, registry_inputs
 from .training import (Segment, epochs_to_iterations, evaluate, iterations_per_epoch,
                        make_optimizer, planned_iterations, rewind_iteration, train_run)
@@ -47,7 +49,8 @@ class TrialResult:
     rounds: List[Dict[str, Any]] = field(default_factory=list)
     model: Optional[nn.Module] = None
     masks: Optional[Masks] = None
-    ticket: Optional[nn.Module] = None  # the final mask retrained from the rewind point
+    ticket: Optional[nn.Module] = None  # the final mask retrained from --ticket_rewind's point
+    ticket_start: Optional[Dict[str, Any]] = None  # the weights the ticket (and ablations) start from
 
 
 class IMPExperiment:
@@ -74,6 +77,8 @@ class IMPExperiment:
         self.rule = RULES.get(self.rule_name)(cfg.prune)
         self.run_dir = None  # set by whoever adds a run directory's observers
         self.records = RunRecords()  # first, so the others see a round's rows once it ended
+        self.notes: List[str] = []  # what a reader must know of the finished run (its summary)
+        self._first_epoch_said = False
         self.events = Observers([self.records, Console(echo),
                                  ProgressBars(None if progress is None else not progress),
                                  *observers])
@@ -111,16 +116,17 @@ class IMPExperiment:
         progress = self.events.resume()
         if progress:
             self.records.restore(progress["records"], progress["finished"])
+        self._first_epoch_said = bool(self.records.rounds or self.records.trials)  # resumed
         if self.raw is None and self.inputs == self._registry_inputs:
             self.raw = load_raw(cfg.data.dataset, cfg.data.data_dir, cfg.data.image_size)
         source = f" [{self.raw.source}]" if self.raw is not None else ""
         warning = precision_warning(self.device, cfg.train.precision)
         if warning:
             self._say(warning)
-        self._say(f"incop {__version__}: {cfg.prune.method} (rule {self.rule_name}, stop "
-                  f"{self.criterion_name}"
-                  + (f", epsilon {self.epsilon:g}" if self.criterion_name != "fixed" else "")
-                  + f") on {cfg.model.arch}/{cfg.data.dataset}{source}, device {self.device}")
+        method = (f"{cfg.prune.method} (rule {self.rule_name}, stop {self.criterion_name}"
+                  + (f", epsilon {self.epsilon:g}" if self.criterion_name != "fixed" else "") + ")")
+        self._say(f"incop {__version__}: {_recipe_words(cfg.prune.recipe, method)} on "
+                  f"{cfg.model.arch}/{cfg.data.dataset}{source}, device {self.device}")
         if cfg.experiment.imp_total_iter == 1:
             self._say("NOTE: --exper_imp_total_iter 1 runs round 0 only (the dense network "
                       "trained from the rewind point) and prunes nothing; use 2 or more rounds "
@@ -140,11 +146,20 @@ class IMPExperiment:
         return results
 
     def _summarise(self) -> None:
-        """The end-of-run tables and notes, then ``completed``."""
-        criterion = criterion_report(self.rounds, self.criterion_name, self.epsilon)
-        for text in end_of_run_text(self.records, criterion):
+        """The end-of-run tables, then ``completed`` (the summary, the files), then the notes a
+        reader must not miss, last: a criterion that measured nothing, a target not reached,
+        an untrained network."""
+        cfg = self.cfg
+        criterion = criterion_report(self.rounds, self.criterion_name, self.epsilon, self.name)
+        target = target_report(self.rounds, cfg.prune.target_remaining,
+                               cfg.experiment.imp_total_iter, self.name)
+        self.notes = run_notes(criterion, target, self.records.trials, self.name)
+        for text in end_of_run_text(self.records):
             self._say(text)
-        self.events.completed(self.records, criterion)
+        self.events.completed(self.records, {"criterion": criterion, "target": target,
+                                             "notes": self.notes})
+        for note in self.notes:
+            self._say(f"NOTE: {note}")
 
     def _say(self, msg: str) -> None:
         self.events.line(msg)
@@ -167,12 +182,13 @@ class IMPExperiment:
                                cfg.prune.flow_stat)  # checked before any training
         gradual = self._gradual(data)  # checked before any training
         if resume is None:
-            warmup, rewind_state, dense_state = self._warm_up_or_reuse(model, masks, data, trial,
-                                                                       seed, len(probe_y))
+            warmup, rewind_state, dense_state, ticket_state = self._warm_up_or_reuse(
+                model, masks, data, trial, seed, len(probe_y))
             first_round = 0
         else:
             rewind_state, warmup = resume["rewind"], resume["warmup"]
             dense_state = resume.get("dense", rewind_state)
+            ticket_state = resume.get("ticket", rewind_state)
             first_round = resume["round"] + 1
             model.load_state_dict(dense_state)
         t0 = time.perf_counter()  # references: the trained dense network, whatever the rewind
@@ -186,9 +202,12 @@ class IMPExperiment:
         run_optimizer = self._run_optimizer(model, gradual, resume)
         saved = {"rewind": rewind_state, "warmup": warmup}
         self.events.rewind_point(trial, rewind_state,
-                                 None if dense_state is rewind_state else dense_state)
+                                 None if dense_state is rewind_state else dense_state,
+                                 None if ticket_state is rewind_state else ticket_state)
         if dense_state is not rewind_state:
             saved["dense"] = dense_state
+        if ticket_state is not rewind_state:
+            saved["ticket"] = ticket_state
         if cfg.train.warmup > 0 and first_round == 0:
             self._check_learned(trial, data, {"index": trial, "seed": seed, "round": WARMUP_ROUND,
                                               "model": dense_state, "masks": masks.state_dict(),
@@ -201,6 +220,11 @@ class IMPExperiment:
         n_rounds = len(gradual.bounds()) - 1 if gradual else cfg.experiment.imp_total_iter
         rounds = range(first_round, 0 if search_over else n_rounds)
         self.events.trial_started(trial, rounds)
+        if not gradual and first_round == 0:
+            expected = planned_rounds(self.rule_name, cfg.prune.ratio,
+                                      cfg.prune.target_remaining, n_rounds)
+            if expected is not None and expected < n_rounds:
+                self.events.rounds_estimated(trial, expected)
         for k in rounds:
             t0 = time.perf_counter()
             info: Dict[str, Any] = {}
@@ -249,20 +273,58 @@ class IMPExperiment:
                       + (f", ALLR rate {lr:.4g}" if cfg.train.lr_allr and k > 0 else ""))
             if k == 0 and cfg.train.warmup == 0:
                 self._check_learned(trial, data, None)
+            if k >= 1 and not last and not gradual and cfg.prune.target_remaining is not None:
+                self._estimate_rounds(trial, k, n_rounds)
             if last:
                 break
         result.rounds = self.records.trial_rounds(trial)
-        result.model, result.masks = model, masks
+        result.model, result.masks, result.ticket_start = model, masks, ticket_state
         if cfg.train.ticket_epochs > 0:
-            result.ticket = self._ticket(trial, seed, masks, rewind_state, data)
+            result.ticket = self._ticket(trial, seed, masks, ticket_state, data)
         return result
 
-    def _ticket(self, trial: int, seed: int, masks: Masks, rewind_state, data: TrialInputs):
-        """SPEC section 3: the final mask, retrained from the rewind point for --ticket_epochs
-        with no early stop, on a copy (the search's final model stays the result's model).
-        Its accuracy is the ticket's; its cost is kept apart from the search's."""
+    def _estimate_rounds(self, trial: int, k: int, cap: int) -> None:
+        """After each pruning step of a search to a target: how many rounds it will take at
+        that step's rate, told to the progress bars; said after the first step."""
+        rounds = self.records.trial_rounds(trial)
+        more = more_rounds([r["remaining"] for r in rounds], rounds[-1]["total"],
+                           self.cfg.prune.target_remaining)
+        if more is None:
+            return
+        expected = min(cap, k + 1 + more)
+        self.events.rounds_estimated(trial, expected)
+        if k == 1 and trial == self.records.trials[0]["trial"]:
+            sap = " (SAP's steps shrink as the weights concentrate: expect more)" \
+                if self.rule_name == "sap" else ""
+            self._say(f"estimate: round 1 kept {rounds[-1]['remaining_pct']:.2f}% of the "
+                      f"weights; at that rate about {count(expected, 'round')} reach "
+                      f"{self.cfg.prune.target_remaining:g}%{sap}"
+                      + (f", capped at {cap} ({self.name('experiment.imp_total_iter')})"
+                         if expected == cap else "")
+                      + f"; about {count(expected * self.cfg.train.epochs, 'epoch')} of "
+                      f"training")
+
+    def _first_epoch_estimate(self, seconds: float) -> str:
+        """The run's length in epochs and time, said once its first epoch is timed (one trial;
+        the trials are alike)."""
+        cfg = self.cfg
+        gradual = cfg.prune.method == "gmp"
+        rounds = 1 if gradual else planned_rounds(self.rule_name, cfg.prune.ratio,
+                                                  cfg.prune.target_remaining,
+                                                  cfg.experiment.imp_total_iter)
+        line = first_epoch_line(seconds, cfg.train.warmup, cfg.train.epochs, rounds,
+                                cfg.train.ticket_epochs, cfg.prune.target_remaining,
+                                cfg.experiment.imp_total_iter, self.criterion_name != "fixed")
+        trials = cfg.experiment.num_trial
+        return line + (f"; each of the {trials} trials takes as long" if trials > 1 else "")
+
+    def _ticket(self, trial: int, seed: int, masks: Masks, start, data: TrialInputs):
+        """SPEC section 3: the final mask, retrained from --ticket_rewind's point for
+        --ticket_epochs with no early stop, on a copy (the search's final model stays the
+        result's model). Its accuracy is the ticket's; its cost is kept apart from the
+        search's."""
         model = self.compute.prepare_model(copy.deepcopy(data.model).to(self.device))
-        model.load_state_dict(rewind_state)
+        model.load_state_dict(start)
         ticket_masks = masks.clone().bind(model)
         ticket_masks.apply()
         outcome = self._train(model, ticket_masks, data, seed, TICKET_ROUND,
@@ -274,7 +336,7 @@ class IMPExperiment:
         row = ticket_row(trial, seed, ticket_masks, outcome, test_acc)
         self.events.ticket_ended(trial, row, model, ticket_masks)
         self._say(f"trial {trial} ticket: {row['remaining_pct']:.2f}% remaining, retrained "
-                  f"{count(outcome.epochs, 'epoch')} from the rewind point, val "
+                  f"{count(outcome.epochs, 'epoch')} from {_point_words(ticket_rewind(self.cfg))}, val "
                   f"{row['val_acc']:.2f}%, test {_pct(test_acc)}")
         return model
 
@@ -402,18 +464,20 @@ class IMPExperiment:
             except (RuntimeError, KeyError, TypeError, ValueError) as e:
                 self._say(f"WARNING: the shared warm-up {key} does not fit this model "
                           f"({str(e).splitlines()[0][:120]}); training the warm-up again")
-        warmup, rewind, dense = self._warm_up(model, masks, data, trial, seed, probe_size)
+        warmup, rewind, dense, ticket = self._warm_up(model, masks, data, trial, seed, probe_size)
         self.events.warmup_trained(key, identity, {"warmup": warmup, "rewind": rewind,
-                                                   "dense": None if dense is rewind else dense})
-        return warmup, rewind, dense
+                                                   "dense": None if dense is rewind else dense,
+                                                   "ticket": None if ticket is rewind else ticket})
+        return warmup, rewind, dense, ticket
 
     def _reuse_warm_up(self, model, cached: Dict[str, Any], trial: int, seed: int):
         """A shared warm-up's record and weights, as if trained here (the model holds the
         trained dense network after it, as after training)."""
         rewind = cached["rewind"]
         dense = rewind if cached.get("dense") is None else cached["dense"]
-        model.load_state_dict(rewind)  # strict: a state of another model raises
-        model.load_state_dict(dense)
+        ticket = rewind if cached.get("ticket") is None else cached["ticket"]
+        for state in (ticket, rewind, dense):  # strict: a state of another model raises
+            model.load_state_dict(state)
         warmup = {**cached["warmup"], "trial": trial, "warmup_reused": True}
         self.events.warmed_up(trial, warmup)
         self._say(f"trial {trial} (seed {seed}): dense warm-up "
@@ -421,20 +485,25 @@ class IMPExperiment:
                   f"settings), val {warmup['warmup_val_acc']:.2f}%, test "
                   f"{_pct(warmup['warmup_test_acc'])}; rewind point: iteration "
                   f"{warmup['rewind_iteration']}")
-        return warmup, rewind, dense
+        return warmup, rewind, dense, ticket
 
     def _warm_up(self, model, masks, data: TrialInputs, trial: int, seed: int,
                  probe_size: int):
         """Train the dense network for --net_warmup epochs, saving the rewind point on the way
-        (--rewind_to). Returns (the trial's warm-up record, rewind state, trained dense state)."""
+        (--rewind_to) and the ticket's (--ticket_rewind). Returns (the trial's warm-up record,
+        rewind state, trained dense state, the ticket's start: the rewind state itself when it
+        is the same point)."""
         cfg = self.cfg
         per_epoch = self._per_epoch(data)
         at, total = rewind_iteration(cfg.train.rewind_to, cfg.train.warmup, per_epoch)
+        ticket_at = at if cfg.train.ticket_epochs <= 0 else rewind_iteration(
+            ticket_rewind(cfg), cfg.train.warmup, per_epoch, "--ticket_rewind")[0]
         snapshot: Dict[str, Any] = {}
 
         def keep(iteration: int) -> None:
-            if iteration == at:
-                snapshot["state"] = copy.deepcopy(model.state_dict())
+            for name, point in (("state", at), ("ticket", ticket_at)):
+                if iteration == point and point != total:
+                    snapshot[name] = copy.deepcopy(model.state_dict())
 
         keep(0)
         t0 = time.perf_counter()
@@ -455,6 +524,7 @@ class IMPExperiment:
                   "warmup_train_loss": warm_loss, "warmup_val_acc": warm_val,
                   "warmup_val_loss": warm_val_loss, "warmup_test_acc": warm_test,
                   "warmup_time": warm_time, "rewind_iteration": at,
+                  "ticket_rewind_iteration": ticket_at, "warmup_iterations": total,
                   "train_size": source_size(data.train), "val_size": source_size(data.val),
                   "test_size": source_size(data.test) if data.test is not None else None,
                   "probe_size": probe_size, "warmup_reused": False}
@@ -462,7 +532,9 @@ class IMPExperiment:
         self._say(f"trial {trial} (seed {seed}): dense warm-up {count(cfg.train.warmup, 'epoch')}, "
                   f"val {warm_val:.2f}%, test {_pct(warm_test)}; rewind point: iteration {at}")
         dense = copy.deepcopy(model.state_dict())
-        return warmup, (dense if at == total else snapshot["state"]), dense
+        rewind = dense if at == total else snapshot["state"]
+        ticket = rewind if ticket_at == at else dense if ticket_at == total else snapshot["ticket"]
+        return warmup, rewind, dense, ticket
 
     def _train(self, model, masks, data: TrialInputs, seed: int, k: int, epochs: float,
                criteria, label: str, on_step=None, check_every="round",
@@ -472,10 +544,18 @@ class IMPExperiment:
         planned = segment.iterations if segment else planned_iterations(data.train, self.cfg,
                                                                          epochs)
         self.events.training_started(label, planned)
+
+        def on_check(rec) -> None:
+            self.events.checked(self._trial, k, rec)
+            if not self._first_epoch_said and rec.epoch > 0:
+                self._first_epoch_said = True
+                self._say(self._first_epoch_estimate(
+                    (rec.time_train + rec.time_eval + rec.time_flow) / rec.epoch))
+
         try:
             return train_run(self.cfg, model, masks, data.train, data.val, seed, k, epochs,
-                             criteria, lambda rec: self.events.checked(self._trial, k, rec),
-                             self.compute, on_step, check_every, lr=lr, segment=segment)
+                             criteria, on_check, self.compute, on_step, check_every, lr=lr,
+                             segment=segment)
         finally:
             self.events.training_ended()
 
@@ -483,3 +563,18 @@ class IMPExperiment:
 def _pct(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.2f}%"
 
+
+
+def _recipe_words(recipe: Optional[str], method: str) -> str:
+    """The first line's account of what runs: the recipe in words and the method it is."""
+    if recipe is None:
+        return method
+    words = f"recipe {recipe} ({describe(recipe)}"
+    if find(recipe)[0] is find(DEFAULT_RECIPE)[0]:
+        words += "; incop's recommended recipe: --prune_method ciap runs the seed's InCoP"
+    return words + f"), that is {method},"
+
+
+def _point_words(point: str) -> str:
+    return {"warmup": "the end of the warm-up", "init": "the initial weights"}.get(
+        point, f"{point} into the warm-up")

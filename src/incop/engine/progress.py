@@ -25,6 +25,11 @@ class ProgressBars(Observer):
         self._close_rounds()
         self.rounds = self._bar(total=len(rounds), desc=f"trial {trial} rounds")
 
+    def rounds_estimated(self, trial: int, rounds: int) -> None:
+        if self.rounds is not None:
+            self.rounds.total = max(rounds, self.rounds.n + 1)
+            self.rounds.refresh()
+
     def training_started(self, label: str, iterations: int) -> None:
         self.training = self._bar(total=iterations, desc=label, leave=False, unit="it")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..config.schema import flag_name
 from ..pruning.masks import Masks
 from .events import Observer
 
@@ -105,7 +106,7 @@ def _order(row: Dict[str, Any]) -> tuple:
 
 
 def criterion_report(rounds: Sequence[Dict[str, Any]], criterion: str,
-                     epsilon: Optional[float]) -> Dict[str, Any]:
+                     epsilon: Optional[float], name=None) -> Dict[str, Any]:
     """How often the round's criterion fired, and at which check. A criterion that fired at its
     first check in every round measured nothing: the run equals a fixed budget of one check."""
     fired = [r for r in rounds if r["stop_reason"] == criterion]
@@ -115,7 +116,9 @@ def criterion_report(rounds: Sequence[Dict[str, Any]], criterion: str,
     if criterion != "fixed" and rounds and len(first) == len(rounds):
         one_check = rounds[0]["epochs"]
         every = "in the only round" if len(rounds) == 1 else f"in all {len(rounds)} rounds"
-        out["note"] = (f"{criterion} fired at the first check {every}: "
-                       f"rounds were as short as --check_every allows, so it measured nothing; "
-                       f"compare with --stop_criterion fixed --net_train_epochs {one_check:g}")
+        name = name or flag_name
+        out["note"] = (f"{criterion} fired at the first check {every}: rounds were as short as "
+                       f"{name('prune.check_every')} allows, so it measured nothing; compare "
+                       f"with {name('prune.criterion')} fixed {name('train.epochs')} "
+                       f"{one_check:g}")
     return out

@@ -2,7 +2,7 @@
 per-layer sparsity of one round."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..base.text import fmt_ms, format_table, mean_std
 
@@ -50,7 +50,7 @@ def ticket_table(tickets: Sequence[Dict[str, Any]]) -> str:
              fmt_ms([t["epochs"] for t in tickets], 2), fmt_ms([t["val_acc"] for t in tickets]),
              fmt_ms([t["test_acc"] for t in tickets]),
              fmt_ms([t["time_train"] + t["time_eval"] for t in tickets], 1)]]
-    return "ticket (final mask retrained from the rewind point; not part of the search's cost):\n" \
+    return "ticket (final mask retrained from --ticket_rewind's point; not part of the search's cost):\n" \
         + format_table(["trials", "remaining %", "epochs", "val acc %", "test acc %", "time s"], rows)
 
 
@@ -69,18 +69,24 @@ def layer_table_text(rows: Sequence[Dict[str, Any]]) -> str:
     return "\n".join(line.rstrip() for line in table.splitlines())
 
 
-def end_of_run_text(records, criterion: Dict[str, Any]) -> List[str]:
-    """What a run prints at its end: the summary table, the tickets, the final per-layer
-    sparsity, and the notes (a criterion that measured nothing, an untrained network)."""
+def end_of_run_text(records) -> List[str]:
+    """What a run prints at its end: the summary table, the tickets and the final per-layer
+    sparsity (the notes come after the files are written: :func:`run_notes`)."""
     out = ["\n" + summary_table(records.rounds)]
     if records.tickets:
         out.append("\n" + ticket_table(records.tickets))
     layer_rows = records.final_layer_rows()
     out.append(f"\nper-layer sparsity, trial {layer_rows[0]['trial']} after round "
                f"{layer_rows[0]['round']}:\n" + layer_table_text(layer_rows))
-    if criterion["note"]:
-        out.append(f"\nNOTE: {criterion['note']}")
-    out += [f"\nNOTE: trial {warm['trial']}'s search ran on an untrained network "
-            f"(--allow_untrained): {warm['untrained']}"
-            for warm in records.trials if warm.get("untrained")]
     return out
+
+
+def run_notes(criterion: Dict[str, Any], target: Optional[Dict[str, Any]],
+              trials: Sequence[Dict[str, Any]], name) -> List[str]:
+    """What a reader of a finished run must not miss: a criterion that measured nothing, a
+    target sparsity not reached, a search on an untrained network (``name`` names a setting)."""
+    notes = [n for n in (criterion.get("note"), (target or {}).get("note")) if n]
+    notes += [f"trial {warm['trial']}'s search ran on an untrained network "
+              f"({name('experiment.allow_untrained')}): {warm['untrained']}"
+              for warm in trials if warm.get("untrained")]
+    return notes

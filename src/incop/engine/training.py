@@ -185,14 +185,15 @@ def epochs_to_iterations(epochs: float, per_epoch: int) -> int:
 REWIND_WORDS = ("warmup", "init", "none")
 
 
-def rewind_iteration(rewind_to: str, warmup: float, per_epoch: int) -> Tuple[int, int]:
-    """(the warm-up iteration --rewind_to names, the warm-up's iterations)."""
-    point = parse_point(rewind_to, "--rewind_to", REWIND_WORDS)
+def rewind_iteration(rewind_to: str, warmup: float, per_epoch: int,
+                     flag: str = "--rewind_to") -> Tuple[int, int]:
+    """(the warm-up iteration --rewind_to (or ``flag``) names, the warm-up's iterations)."""
+    point = parse_point(rewind_to, flag, REWIND_WORDS)
     total = epochs_to_iterations(warmup, per_epoch)
     at = {"warmup": total, "none": total, "init": 0}.get(point) if isinstance(point, str) else \
         int(point[0]) if point[1] == "it" else epochs_to_iterations(point[0], per_epoch)
     if at > total:
-        raise UsageError(f"--rewind_to {rewind_to} is iteration {at}, after the warm-up's "
+        raise UsageError(f"{flag} {rewind_to} is iteration {at}, after the warm-up's "
                          f"{total} iterations ({warmup} epochs of {per_epoch}); rewind inside "
                          f"the warm-up or raise --net_warmup")
     return at, total

@@ -11,69 +11,109 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..base.errors import UsageError
 from ..base.text import format_table, mean_std
-from ..config.schema import RunConfig
+from ..config.schema import RunConfig, ticket_rewind
 from ..data.datasets import load_raw
 from ..engine.ablations import ABLATIONS, Ablations
 from ..engine.events import Observers
 from ..engine.progress import ProgressBars
 from ..engine.runtime import resolve_device
-from ..engine.trial_inputs import registry_inputs
+from ..engine.trial_inputs import TrialInputsFactory, registry_inputs
 from ..pruning.masks import Masks
 from ..report.figures import ablations_figure, save_figure
 from ..runs.directory import RunDirectory
 from ..runs.layout import (ABLATIONS as ABLATIONS_FILE, CONFIG_FILE, FIGURES_FOLDER, existing_run,
-                           round_masks, rewind_state, saved_rounds, view_names)
+                           round_masks, saved_rounds, ticket_start, view_names)
 from ..runs.reading import ablation_rows, find_runs, load_run
 
 
 def ablate_run(run: Path, kinds: Sequence[str] = ABLATIONS, trials: int = 1,
                only_trial: Optional[int] = None, echo: Callable[[str], None] = print,
-               progress: Optional[bool] = None) -> List[Dict[str, Any]]:
+               progress: Optional[bool] = None, inputs: Optional[TrialInputsFactory] = None,
+               fresh: Optional[TrialInputsFactory] = None) -> List[Dict[str, Any]]:
     """Retrain ``trials`` ablations of each kind for each ticket of the finished run ``run``
-    (or of search trial ``only_trial``); returns every ablation row of the run."""
+    (or of search trial ``only_trial``); returns every ablation row of the run. ``inputs`` and
+    ``fresh`` (the trial's model and data, and the same with a model initialised anew) are the
+    registry's model and dataset named in the run's configuration unless the Python API gives
+    its own (a run made by prune_model with the user's model and data)."""
     run = existing_run(run)
-    if trials < 1:
-        raise UsageError(f"--trials {trials} must be at least 1")
+    _check_count(trials)
     data = load_run(run)
     cfg = RunConfig.from_dict(data.config)
-    _check_ablatable(run, data, cfg)
-    tickets = {int(t["trial"]): t for t in data.tickets}
-    if only_trial is not None and only_trial not in tickets:
-        raise UsageError(f"{run}: no ticket for trial {only_trial} (tickets: {sorted(tickets)})")
-    directory = RunDirectory(run)
+    _check_ablatable(run, data, cfg, own=inputs is not None)
+    tickets = _tickets(data.tickets, only_trial, str(run))
     device = resolve_device(cfg.experiment.device, cfg.experiment.gpu_id)
-    raw = load_raw(cfg.data.dataset, cfg.data.data_dir, cfg.data.image_size)
-    fresh_cfg = copy.deepcopy(cfg)
-    fresh_cfg.model.pretrained = None  # a re-initialisation is the architecture's own init
+    if inputs is None:
+        raw = load_raw(cfg.data.dataset, cfg.data.data_dir, cfg.data.image_size)
+        fresh_cfg = copy.deepcopy(cfg)
+        fresh_cfg.model.pretrained = None  # a re-initialisation is the architecture's own init
+        inputs = lambda t, s: registry_inputs(cfg, raw, device, s)
+        fresh = lambda t, s: registry_inputs(fresh_cfg, raw, device, s)
+    directory = RunDirectory(run)
     events = Observers([ProgressBars(None if progress is None else not progress)])
-    ablations = Ablations(cfg, lambda t, s: registry_inputs(cfg, raw, device, s), device, events,
-                          lambda t, s: registry_inputs(fresh_cfg, raw, device, s))
+    ablations = Ablations(cfg, inputs, device, events, fresh)
     with directory.lock():
-        rows = ablation_rows(run)
-        done = {(r["trial"], r["ablation"], r["index"]) for r in rows}
-        for t in sorted(tickets) if only_trial is None else [only_trial]:
-            ticket = tickets[t]
-            rewind = rewind_state(run, t)
-            masks = Masks(round_masks(run, t, saved_rounds(run, t)[-1]))
-            for kind in kinds:
-                for i in range(trials):
-                    if (t, kind, i) in done:
-                        continue
-                    row = ablations.run(t, int(ticket["seed"]), kind, i, rewind, masks)
-                    row["ticket_test_acc"] = ticket.get("test_acc")
-                    row["ticket_val_acc"] = ticket.get("val_acc")
-                    rows.append(row)
-                    _write(directory, rows)
-                    echo(f"trial {t} {kind} {i}: {row['remaining_pct']:.2f}% remaining, val "
-                         f"{row['val_acc']:.2f}%, test {_pct(row['test_acc'])} (ticket "
-                         f"{_pct(row['ticket_test_acc'])})")
+        rows = ablate_tickets(ablations, tickets, lambda t: ticket_start(run, t),
+                              lambda t: Masks(round_masks(run, t, saved_rounds(run, t)[-1])),
+                              kinds, trials, ablation_rows(run),
+                              lambda rows: _write(directory, rows), echo)
         events.closed()
         _write(directory, rows)
         data.ablations = rows  # the run as read above, with the rows this call completed
         save_figure(ablations_figure([data]), run / FIGURES_FOLDER / "ablations.png")
-    for line in summary_lines(rows):
+    for line in summary_lines(rows, restarts_after_warmup(cfg, data.trials)):
         echo(line)
     return rows
+
+
+def ablate_tickets(ablations: Ablations, tickets: Dict[int, Dict[str, Any]],
+                   start: Callable[[int], Dict[str, Any]], masks: Callable[[int], Masks],
+                   kinds: Sequence[str], trials: int, rows: List[Dict[str, Any]],
+                   saved: Callable[[List[Dict[str, Any]]], None] = lambda rows: None,
+                   echo: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+    """The ablations of ``tickets`` (trial -> its ticket's row) not in ``rows`` yet, each
+    retrained from ``start(trial)`` (the ticket's start) with ``masks(trial)`` (its mask) and
+    handed to ``saved`` with every row so far as soon as it is done; returns all rows."""
+    rows = list(rows)
+    done = {(r["trial"], r["ablation"], r["index"]) for r in rows}
+    for t in sorted(tickets):
+        ticket, rewind, mask = tickets[t], start(t), masks(t)
+        for kind in kinds:
+            for i in range(trials):
+                if (t, kind, i) in done:
+                    continue
+                row = ablations.run(t, int(ticket["seed"]), kind, i, rewind, mask)
+                row["ticket_test_acc"] = ticket.get("test_acc")
+                row["ticket_val_acc"] = ticket.get("val_acc")
+                rows.append(row)
+                saved(rows)
+                echo(f"trial {t} {kind} {i}: {row['remaining_pct']:.2f}% remaining, val "
+                     f"{row['val_acc']:.2f}%, test {_pct(row['test_acc'])} (ticket "
+                     f"{_pct(row['ticket_test_acc'])})")
+    return rows
+
+
+def _check_count(trials: int) -> None:
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise UsageError(f"--trials {trials} must be at least 1 (a whole number of runs)")
+
+
+def _tickets(rows: Sequence[Dict[str, Any]], only_trial: Optional[int],
+             where: str) -> Dict[int, Dict[str, Any]]:
+    tickets = {int(t["trial"]): t for t in rows}
+    if only_trial is not None and only_trial not in tickets:
+        raise UsageError(f"{where}: no ticket for trial {only_trial} (tickets: {sorted(tickets)})")
+    return tickets if only_trial is None else {only_trial: tickets[only_trial]}
+
+
+def restarts_after_warmup(cfg: RunConfig, trials: Sequence[Dict[str, Any]]) -> bool:
+    """The ticket restarts from the end of a trained warm-up: then a fresh initialisation
+    loses that training too, so the random re-initialisation's gap is partly by construction."""
+    if cfg.train.warmup <= 0:
+        return False
+    recorded = [t for t in trials if "ticket_rewind_iteration" in t]
+    if recorded:
+        return all(t["ticket_rewind_iteration"] == t["warmup_iterations"] for t in recorded)
+    return ticket_rewind(cfg) == "warmup"
 
 
 def ablation_targets(paths: Sequence[str],
@@ -99,10 +139,17 @@ def ablation_targets(paths: Sequence[str],
     return list(dict.fromkeys(out))
 
 
-def _check_ablatable(run: Path, data, cfg: RunConfig) -> None:
-    if cfg.model.fingerprint or cfg.data.fingerprint:
-        raise UsageError(f"{run} was made by prune_model with its own model or data, which incop "
-                         f"cannot rebuild; ablations need a registry model and dataset")
+def _check_ablatable(run: Path, data, cfg: RunConfig, own: bool) -> None:
+    made_by_api = bool(cfg.model.fingerprint or cfg.data.fingerprint)
+    if made_by_api and not own:
+        raise UsageError(f"{run} was made by prune_model with its own model or data, which the "
+                         f"command line cannot rebuild: ablate it from Python, with "
+                         f"incop.ablate(result) or incop.ablate(run_dir, model=..., train=..., "
+                         f"val=..., test=...) given the same model and data")
+    if own and not made_by_api:
+        raise UsageError(f"{run} is a run of incop's own model and dataset "
+                         f"({cfg.model.arch}/{cfg.data.dataset}): ablate it without a model and "
+                         f"data (incop.ablate(run_dir), or incop ablate {run})")
     if not data.complete:
         raise UsageError(f"{run} is not finished; run the same command again to finish it, "
                          f"then ablate")
@@ -123,9 +170,10 @@ def gaps(rows: Sequence[Dict[str, Any]], kind: str) -> List[float]:
             and r.get("test_acc") is not None and r.get("ticket_test_acc") is not None]
 
 
-def summary_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
+def summary_lines(rows: Sequence[Dict[str, Any]], after_warmup: bool = False) -> List[str]:
     """The table of ticket minus each ablation, and what it shows: a gap counts only when it is
-    more than twice its standard error over the ablations' seeds."""
+    more than twice its standard error over the ablations' seeds. ``after_warmup``: the ticket
+    restarted from the end of a trained warm-up, which a fresh initialisation also loses."""
     table, verdicts = [], []
     for kind in ABLATIONS:
         mine = [r for r in rows if r["ablation"] == kind]
@@ -138,6 +186,11 @@ def summary_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
             verdicts.append(f"{kind}: " + verdict(g))
     if not table:
         return []
+    if after_warmup and any(r["ablation"] == "random_reinit" for r in rows):
+        verdicts.append("(random_reinit: the ticket restarted from the end of the trained dense "
+                        "warm-up, and a fresh initialisation loses that training as well as the "
+                        "mask's fit, so its gap is partly by construction; --ticket_rewind init "
+                        "or an early point such as 1ep isolates the mask)")
     if len({r["trial"] for r in rows}) < 2:
         verdicts.append("(one ticket: the spread above is the ablations' alone; the ticket's own "
                         "seed-to-seed spread needs a search with --exper_num_trial 3 or more)")

@@ -13,12 +13,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..base.errors import UsageError
 from ..base.files import atomic_write_text
-from ..config.recipes import NAMES, is_recipe, with_recipe
-from ..config.schema import RunConfig
+from ..config.recipes import find, frontier_names, recipe_settings
+from ..config.schema import RunConfig, flag_name
 from ..data.datasets import load_raw
 from ..engine.ablations import Ablations
 from ..engine.events import Observers
 from ..engine.progress import ProgressBars
+from ..engine.estimate import target_report
 from ..engine.records import criterion_report
 from ..engine.runtime import resolve_device
 from ..engine.trial_inputs import registry_inputs
@@ -26,14 +27,12 @@ from ..pruning.masks import Masks
 from ..report.figures import save_figure
 from ..report.frontier import frontier_figure, frontier_rows, frontier_table
 from ..runs.directory import RunDirectory, run_path
-from ..runs.layout import rewind_state, round_masks, saved_rounds
+from ..runs.layout import round_masks, saved_rounds, ticket_start
 from .ablate import ablate_run
 from ..runs.reading import is_finished, load_run, read_json, result_hash
 from .jobs import JobResult, Launcher
 
-DEFAULT_RECIPES = ("reference", "fixed-0.25", "fixed-1", "fixed-2", "linear-0.25", "linear-1",
-                   "linear-2", "allr-0.25", "allr-1", "allr-2", "lrr-1", "ciap", "giap", "gmp",
-                   "oneshot")
+DEFAULT_RECIPES = ("reference", *frontier_names())
 RESULTS = "frontier.json"
 
 
@@ -50,25 +49,29 @@ class Settings:
 
 
 def recipe_config(name: str, base: RunConfig, s: Settings) -> RunConfig:
-    """``base`` (the user's settings) made into recipe ``name``, pruning to the target."""
+    """``base`` (the user's settings, shared by every recipe) made into recipe ``name``,
+    pruning to the target: the recipe's settings replace the shared ones (the reference's
+    budget, schedule and rewinding are the shared ones). The runs keep their method's folder
+    and the names frontier gives them, so a study started before recipes had names resumes."""
     cfg = copy.deepcopy(base)
     t, p = cfg.train, cfg.prune
-    p.target_remaining, p.rule, p.criterion, p.method = s.target, None, None, "sap"
-    t.epochs, t.ticket_epochs = s.epochs, 0.0
+    p.target_remaining, p.rule, p.criterion, p.method, p.recipe = s.target, None, None, "sap", None
+    t.epochs, t.ticket_epochs, t.ticket_rewind = s.epochs, 0.0, None
     if name == "reference":
         p.method, t.ticket_epochs = s.reference, s.ticket_epochs
-    elif name == "gmp":
-        p.method, t.epochs = "gmp", s.gmp_epochs
-        p.gmp_start, p.gmp_end, p.gmp_every = (f"{s.gmp_epochs * f:g}ep"
-                                               for f in (0.125, 0.75, 0.0625))
-    elif name == "oneshot":
-        p.method, p.rule, p.ratio = "lth", "global", 1 - s.target / 100
-        cfg.experiment.imp_total_iter = 2
-    elif not is_recipe(name):
-        raise UsageError(f"unknown recipe {name!r}: choose from reference, {NAMES}, gmp, oneshot")
-    else:
-        cfg = with_recipe(cfg, name)
+        return cfg
+    find(name)  # an unknown name, or a budget that is not positive, in its own words
+    if name == "gmp":
+        t.epochs = s.gmp_epochs
+    for key, value in recipe_settings(name, lambda k: _get(cfg, k)).items():
+        section, field_name = key.split(".")
+        setattr(getattr(cfg, section), field_name, value)
     return cfg
+
+
+def _get(cfg: RunConfig, key: str):
+    section, field_name = key.split(".")
+    return getattr(getattr(cfg, section), field_name)
 
 
 def frontier_configs(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s: Settings,
@@ -111,13 +114,14 @@ def run_frontier(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s:
         echo(f"frontier: {len(pending)} run(s) not finished yet; run the same command again "
              f"to go on")
         return []
-    done = lambda c: is_finished(run_path(c))
-    seeds = [seed for seed in seeds if done(configs["reference", seed])]
-    judged = {k: c for k, c in configs.items() if k[1] in seeds and done(c)}
-    missing = [f"{name} seed {seed} ({failures.get(str(run_path(c)), 'its reference failed')})"
+    short = {k: _short_of_target(c) for k, c in configs.items() if is_finished(run_path(c))}
+    done = lambda k: k in short and short[k] is None  # finished, at the target
+    seeds = [seed for seed in seeds if done(("reference", seed))]
+    judged = {k: c for k, c in configs.items() if k[1] in seeds and done(k)}
+    missing = [f"{name} seed {seed} ({_why_not_judged(name, seed, c, short, failures)})"
                for (name, seed), c in configs.items() if (name, seed) not in judged]
     if not judged:
-        raise UsageError(f"no reference run finished: {'; '.join(missing)[:400]}")
+        raise UsageError(f"no reference run finished at the target: {'; '.join(missing)[:400]}")
     rows = _judge(judged, s, directory, progress, echo)
     ablations = [a for seed in seeds  # the reference's tickets' ablations, one of each a seed
                  for a in ablate_run(run_path(configs["reference", seed]), trials=1,
@@ -134,6 +138,30 @@ def run_frontier(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s:
     echo(table)
     echo(f"frontier.md, frontier.csv, frontier.json and frontier.png in {out}")
     return summary
+
+
+def _short_of_target(cfg: RunConfig) -> Optional[float]:
+    """None when the finished run of ``cfg`` reached its target in every trial, else the
+    percentage of weights it kept."""
+    run = load_run(run_path(cfg))
+    report = target_report(run.rounds, cfg.prune.target_remaining, cfg.experiment.imp_total_iter,
+                           flag_name)
+    if report is None or report["reached"]:
+        return None
+    return max(t["remaining_pct"] for t in report["trials"] if not t["reached"])
+
+
+def _why_not_judged(name: str, seed: int, cfg: RunConfig, short: Dict[tuple, Optional[float]],
+                    failures: Dict[str, str]) -> str:
+    if (name, seed) in short and short[name, seed] is not None:
+        return (f"ended at {short[name, seed]:.2f}% after {cfg.experiment.imp_total_iter} rounds, "
+                f"short of the {cfg.prune.target_remaining:g}% target; raise "
+                f"--exper_imp_total_iter to go on")
+    reference = short.get(("reference", seed), "failed")
+    if name != "reference" and reference is not None:
+        return "its reference " + ("failed" if reference == "failed" else
+                                   f"ended at {reference:.2f}%, short of the target")
+    return failures.get(str(run_path(cfg)), "failed")
 
 
 def _judge(configs: Dict[tuple, RunConfig], s: Settings, directory: RunDirectory,
@@ -160,7 +188,7 @@ def _judge(configs: Dict[tuple, RunConfig], s: Settings, directory: RunDirectory
                 # judge (one load of the data) serves every seed
                 judge = judge or _judge_for(configs["reference", seed], progress)
                 masks = Masks(round_masks(path, 0, saved_rounds(path, 0)[-1]))
-                ticket = judge.retrain(0, seed, masks, rewind_state(reference, 0), f"{name} judged")
+                ticket = judge.retrain(0, seed, masks, ticket_start(reference, 0), f"{name} judged")
             row.update(ticket_test_acc=ticket["test_acc"], ticket_val_acc=ticket["val_acc"],
                        ticket_epochs=ticket["epochs"])
             rows.append(row)

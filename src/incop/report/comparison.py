@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from .figures import save_run_figures
 from ..base.files import atomic_write_text
 from ..base.text import format_table, mean_std
 from ..runs.directory import to_csv
+from ..config.schema import flag_name
 from ..runs.reading import RunData, final_speedup, result_hash
 
 
@@ -30,6 +31,7 @@ def run_summary(run: RunData) -> Dict[str, Any]:
                            "trials": len(trials), "rounds": max((len(rs) for rs in trials), default=0),
                            "result_hash": result_hash(run) if run.rounds else None,
                            "criterion_note": (run.criterion or {}).get("note"),
+                           "target_note": _target_note(run),
                            "untrained": [t["untrained"] for t in run.trials if t.get("untrained")]}
     for name, values in (
             ("remaining_pct", [f["remaining_pct"] for f in finals]),
@@ -53,6 +55,17 @@ def run_summary(run: RunData) -> Dict[str, Any]:
     row["speedup_b64_1t"] = final_speedup(run.path)
     row["path"] = str(run.path)
     return row
+
+
+def _target_note(run: RunData) -> Optional[str]:
+    """The run's target sparsity not reached, said as the run said it (None: no target, or
+    reached), from its rounds, so that runs written before the run said so are judged too."""
+    from ..engine.estimate import target_report
+
+    target = run.config["prune"].get("target_remaining")
+    rounds = run.config["experiment"].get("imp_total_iter")
+    report = target_report(run.rounds, target, rounds, flag_name) if run.rounds else None
+    return None if report is None else report["note"]
 
 
 # Shown already (arch, dataset, p, q, method in the run label) or not about results
@@ -203,10 +216,20 @@ def judgements(rows: Sequence[Dict[str, Any]]) -> List[str]:
     for r in rows:
         if r.get("criterion_note"):
             notes.append(f"{r['run']}: {r['criterion_note']}.")
+        if r.get("target_note"):
+            notes.append(f"{r['run']}: {r['target_note']}.")
         for why in r.get("untrained") or []:
             notes.append(f"{r['run']} searched a network that had not learned after its warm-up "
                          f"(--allow_untrained): {why}.")
     ranked = [r for r in rows if not math.isnan(r.get("test_acc_mean", float("nan")))]
+    sparsities = [r["remaining_pct_mean"] for r in ranked]
+    if len(ranked) > 1 and max(sparsities) - min(sparsities) >= 0.005:
+        low, high = min(ranked, key=lambda r: r["remaining_pct_mean"]), \
+            max(ranked, key=lambda r: r["remaining_pct_mean"])
+        notes.append(f"The runs end at different sparsities, {low['remaining_pct_mean']:.2f}% "
+                     f"({low['run']}) to {high['remaining_pct_mean']:.2f}% ({high['run']}) of "
+                     f"the weights remaining: a run with more weights left is not a better "
+                     f"pruner for its accuracy; compare at one --prune_target_remaining.")
     if len(ranked) > 1:
         best = max(ranked, key=lambda r: r["test_acc_mean"])
         if any(r["trials"] < 2 for r in ranked):
@@ -220,6 +243,11 @@ def judgements(rows: Sequence[Dict[str, Any]]) -> List[str]:
             if close:
                 notes.append(f"Inside the seed-to-seed spread of the most accurate run "
                              f"({best['run']}): {', '.join(close)}.")
+            else:
+                notes.append(f"No other run is inside the seed-to-seed spread of the most "
+                             f"accurate run ({best['run']}, {best['test_acc_mean']:.2f} ± "
+                             f"{best['test_acc_std']:.2f}% test): its lead is larger than "
+                             f"either run's spread.")
     return notes
 
 

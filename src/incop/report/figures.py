@@ -260,17 +260,20 @@ ABLATION_BARS = (("ticket", "ticket"), ("random_prune", "random mask, same per-l
 
 def ablations_figure(runs: Sequence[RunData]) -> Optional[Figure]:
     """Per run, the ticket's test accuracy beside its two ablations' (mean and std, every
-    trial a dot): a ticket must beat both. None when no run was ablated."""
+    trial a dot): a ticket must beat both. Validation accuracy where no run had test data (a
+    user's own data without it). None when no run was ablated."""
     runs = [r for r in runs if r.ablations]
     if not runs:
         return None
+    key = "test_acc" if any(a.get("test_acc") is not None for r in runs for a in r.ablations) \
+        else "val_acc"
     fig = Figure(figsize=(max(8.0, 1.9 * len(runs) + 2), 4.6), layout="constrained")
     ax = fig.add_subplot()
     width = 0.8 / len(ABLATION_BARS)
     for j, (kind, label) in enumerate(ABLATION_BARS):
         for i, run in enumerate(runs):
-            values = [t["test_acc"] for t in run.tickets] if kind == "ticket" else \
-                [a["test_acc"] for a in run.ablations if a["ablation"] == kind]
+            values = [t[key] for t in run.tickets] if kind == "ticket" else \
+                [a[key] for a in run.ablations if a["ablation"] == kind]
             values = [v for v in values if v is not None]
             if not values:
                 continue
@@ -281,9 +284,10 @@ def ablations_figure(runs: Sequence[RunData]) -> Optional[Figure]:
             ax.plot([x] * len(values), values, "k.", markersize=4)
     ax.set_xticks(range(len(runs)), [r.label for r in runs], rotation=15 if len(runs) > 3 else 0,
                   fontsize=8)
-    low = min(v for r in runs for v in [*(t["test_acc"] for t in r.tickets),
-                                         *(a["test_acc"] for a in r.ablations)] if v is not None)
-    _style(ax, "The ticket against its ablations", "", "test accuracy (%)")
+    low = min(v for r in runs for v in [*(t[key] for t in r.tickets),
+                                         *(a[key] for a in r.ablations)] if v is not None)
+    _style(ax, "The ticket against its ablations", "",
+           "test accuracy (%)" if key == "test_acc" else "validation accuracy (%, no test data)")
     ax.set_ylim(max(0.0, low - 5), 100.0)
     fig.legend(fontsize=8, loc="outside lower center", ncols=3)
     return fig
@@ -325,6 +329,6 @@ class RunFigures(Observer):
     def __init__(self, run_path: Path, say: Callable[[str], None]) -> None:
         self.run_path, self.say = Path(run_path), say
 
-    def completed(self, records, criterion) -> None:
+    def completed(self, records, verdict) -> None:
         save_run_figures([load_run(self.run_path)], self.run_path / FIGURES_FOLDER)
         self.say(f"results and figures in {self.run_path}")

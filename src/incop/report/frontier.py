@@ -67,34 +67,59 @@ def _results(name: str, rows) -> list:
                   for r in rows if r["recipe"] == name)
 
 
-def cheapest(summary: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
-    """The recipe within the tolerance with the fewest search epochs, or None."""
+def cheapest(summary: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The recipes within the tolerance with the fewest search epochs: one, or several tied
+    at the same cost (empty when none is within the tolerance)."""
     ok = [r for r in summary if r["within_tolerance"]]
-    return min(ok, key=lambda r: r["search_epochs_mean"]) if ok else None
+    if not ok:
+        return []
+    least = min(r["search_epochs_mean"] for r in ok)
+    return [r for r in ok if math.isclose(r["search_epochs_mean"], least, rel_tol=1e-9)]
+
+
+def _gap_text(row: Dict[str, Any]) -> str:
+    """The ticket's gap to the reference's: mean ± std over seeds, the mean alone for one."""
+    if row["seeds"] < 2:
+        return f"{row['gap_mean']:+.2f} points (one seed)"
+    return f"{row['gap_mean']:+.2f} ± {row['gap_std']:.2f} points"
 
 
 def verdict(summary: Sequence[Dict[str, Any]], tolerance: float) -> List[str]:
     best = cheapest(summary)
     lines = []
-    if best is not None:
-        lines.append(f"The cheapest recipe within {tolerance:g} points of the reference's ticket "
-                     f"is {best['recipe']}: {100 * best['epochs_share']:.0f}% of the reference's "
-                     f"search epochs, ticket {best['gap_mean']:+.2f} ± {best['gap_std']:.2f} "
-                     f"points" + (" (inside the seed-to-seed spread)" if best["inside_spread"]
-                                  else "") + ".")
+    if best:
+        first = best[0]
+        same_gap = all(math.isclose(r["gap_mean"], first["gap_mean"], abs_tol=1e-9) for r in best)
+        names = " and ".join(r["recipe"] for r in best)
+        tie = f"; tied at the same cost ({names})" if len(best) > 1 else ""
+        if len(best) == 1 or same_gap:
+            lines.append(f"The cheapest recipe within {tolerance:g} points of the reference's "
+                         f"ticket is {names}: {100 * first['epochs_share']:.0f}% of the "
+                         f"reference's search epochs, ticket {_gap_text(first)}"
+                         + (" (inside the seed-to-seed spread)" if first["inside_spread"] else "")
+                         + (" each" if len(best) > 1 else "") + ".")
+        else:
+            lines.append(f"The cheapest recipes within {tolerance:g} points of the reference's "
+                         f"ticket cost the same, {100 * first['epochs_share']:.0f}% of the "
+                         f"reference's search epochs{tie}: "
+                         + "; ".join(f"{r['recipe']} {_gap_text(r)}" for r in best) + ".")
     else:
         others = [r for r in summary if r["recipe"] != "reference" and not math.isnan(r["gap_mean"])]
-        closest = max(others, key=lambda r: r["gap_mean"]) if others else None
+        top = max((r["gap_mean"] for r in others), default=None)
+        closest = [r for r in others if top is not None and math.isclose(r["gap_mean"], top,
+                                                                        abs_tol=1e-9)]
         lines.append(f"No recipe came within {tolerance:g} points of the reference's ticket"
-                     + (f"; the closest was {closest['recipe']} at {closest['gap_mean']:+.2f} "
-                        f"points" if closest else "") + ".")
+                     + (f"; the closest was {' and '.join(r['recipe'] for r in closest)} at "
+                        f"{top:+.2f} points" if closest else "") + ".")
     ref = summary[0]
     for kind, what in (("random_prune", "a random mask with its per-layer counts"),
                        ("random_reinit", "its mask from a fresh initialisation")):
-        if ref.get(f"{kind}_runs"):
+        n = ref.get(f"{kind}_runs")
+        if n:
             m, s = ref[f"minus_{kind}_mean"], ref[f"minus_{kind}_std"]
-            lines.append(f"The reference's ticket minus {what}: {m:+.2f} ± {s:.2f} points "
-                         f"({ref[f'{kind}_runs']} seed(s)).")
+            spread = f" ± {s:.2f}" if n > 1 else ""
+            lines.append(f"The reference's ticket minus {what}: {m:+.2f}{spread} points "
+                         f"({n} seed{'s' if n > 1 else ''}).")
     if any(r["seeds"] < 2 for r in summary):
         lines.append("One seed: no spread to judge a difference by; use --seeds 0 1 2.")
     return lines
@@ -118,8 +143,9 @@ def frontier_table(summary: Sequence[Dict[str, Any]], tolerance: float, settings
             _pm(r, "ticket_test_acc"),
             "-" if r["recipe"] == "reference" else f"{_pm(r, 'gap')}{mark}",
             "; ".join(r["notes"]) or ""]) + " |")
-    lines += ["", "~: the difference is inside the seed-to-seed spread.", "",
-              *verdict(summary, tolerance)]
+    if any(r["inside_spread"] for r in summary):  # the mark's legend, where a row has it
+        lines += ["", "~: the difference is inside the seed-to-seed spread."]
+    lines += ["", *verdict(summary, tolerance)]
     return "\n".join(lines) + "\n"
 
 

@@ -42,10 +42,26 @@ def to_csv(rows: Sequence[Dict[str, Any]]) -> str:
 
 
 def run_path(cfg) -> Path:
-    """``<output_dir>/<method>/<arch>/<dataset>/<run_id or run_name>/`` for a RunConfig."""
+    """``<output_dir>/<recipe or method>/<arch>/<dataset>/<run_id or run_name>/`` for a
+    RunConfig. A recipe's run that was started before runs were named by their recipe (under
+    its method's folder, with the same id) is found there and goes on there."""
+    path = _path_under(cfg, cfg.prune.recipe or cfg.prune.method)
+    if cfg.prune.recipe is not None and not path.exists():
+        legacy = legacy_path(cfg)
+        if (legacy / "config.json").is_file():
+            return legacy
+    return path
+
+
+def legacy_path(cfg) -> Path:
+    """Where a recipe's run lived before run directories were named by recipe: its method's
+    folder."""
+    return _path_under(cfg, cfg.prune.method)
+
+
+def _path_under(cfg, name: str) -> Path:
     e = cfg.experiment
-    return (Path(e.output_dir) / cfg.prune.method / cfg.model.arch / cfg.data.dataset
-            / (e.run_name or cfg.run_id()))
+    return Path(e.output_dir) / name / cfg.model.arch / cfg.data.dataset / (e.run_name or cfg.run_id())
 
 
 class RunDirectory:

@@ -15,9 +15,10 @@ from ..config.identity import comparable
 from ..config.schema import RunConfig
 from ..pruning.rules import target_count
 from ..pruning.sparse_files import load_tensors
-from .directory import RunDirectory
+from .directory import RunDirectory, legacy_path
 from .layout import (CONFIG_FILE, PROGRESS_FILE, dense_name, masks_name, model_name,
-                     model_state, rewind_name, rewind_state, round_masks)
+                     model_state, rewind_name, rewind_state, round_masks, ticket_rewind_name,
+                     ticket_start)
 from .reading import is_finished, run_config
 
 
@@ -35,9 +36,8 @@ def find_prefix(run: Path, cfg: RunConfig) -> Optional[Path]:
     equal but as many rounds or fewer and any ticket, and its rewind points saved. The one with
     the most rounds wins."""
     mine, best, most = _search_key(cfg.to_dict()), None, 0
-    if not run.parent.is_dir():
-        return None
-    for other in sorted(run.parent.iterdir()):
+    folders = [f for f in dict.fromkeys([run.parent, legacy_path(cfg).parent]) if f.is_dir()]
+    for other in sorted(o for f in folders for o in f.iterdir()):
         if other == run or not (other / CONFIG_FILE).is_file():
             continue
         try:
@@ -72,9 +72,9 @@ def adopt(prefix: Path, run_dir: RunDirectory, cfg: RunConfig) -> Dict[str, Any]
         t = warm["trial"]
         rounds = [r for r in records["rounds"] if r["trial"] == t]
         names += [f(t, k) for k in range(len(rounds)) for f in (masks_name, model_name)]
-        names += [n for n in (rewind_name(t), dense_name(t)) + ((model_name(t, None, True),)
-                                                                if same_ticket else ())
-                  if (prefix / n).is_file()]
+        kept = (rewind_name(t), dense_name(t), ticket_rewind_name(t)) + (
+            (model_name(t, None, True),) if same_ticket else ())
+        names += [n for n in kept if (prefix / n).is_file()]
         ticket_done = cfg.train.ticket_epochs == 0 or any(x["trial"] == t for x in records["tickets"])
         if search_over(rounds, cfg) and ticket_done:
             finished.append(t)
@@ -111,4 +111,6 @@ def trial_state(run: Path, records, trial: int, cfg: RunConfig) -> Optional[Dict
              "ticket_pending": search_over(rounds, cfg)}
     if (run / dense_name(trial)).is_file():
         state["dense"] = rewind_state(run, trial, dense=True)
+    if (run / ticket_rewind_name(trial)).is_file():
+        state["ticket"] = ticket_start(run, trial)
     return state

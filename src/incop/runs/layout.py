@@ -58,6 +58,12 @@ def rewind_name(trial: int) -> str:
     return f"models/trial{trial}_rewind.pt"
 
 
+def ticket_rewind_name(trial: int) -> str:
+    """The weights trial ``trial``'s ticket and its ablations restart from, when that is not its
+    rewind point (--ticket_rewind, or --rewind_to none: since 0.4)."""
+    return f"models/trial{trial}_ticket_rewind.pt"
+
+
 ABLATIONS = "ablations"  # incop ablate's rows: ablations.json and ablations.csv
 
 
@@ -74,6 +80,12 @@ def rewind_state(run: Path, trial: int, dense: bool = False) -> Dict[str, torch.
         raise UsageError(f"{run}: no rewind point saved for trial {trial} ({rewind_name(trial)}; "
                          f"runs made before incop 0.3 did not keep it): run the search again")
     return _read(path, dense_state_dict)
+
+
+def ticket_start(run: Path, trial: int) -> Dict[str, torch.Tensor]:
+    """The weights trial ``trial``'s ticket restarted from (and its ablations restart from)."""
+    path = run / ticket_rewind_name(trial)
+    return _read(path, dense_state_dict) if path.is_file() else rewind_state(run, trial)
 
 
 def saved_rounds(run: Path, trial: int) -> List[int]:

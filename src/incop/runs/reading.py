@@ -217,10 +217,12 @@ def load_run(path: Path) -> RunData:
 
 
 def default_label(run: RunData) -> str:
+    """The recipe's name (``allr-2``) or the method with its PQ pair (``sap (1, 2)``), and what
+    else sets the run apart from its method's defaults."""
     p = run.config["prune"]
     rule = run.resolved[0]
-    label = p["method"]
-    if rule == "sap":
+    label = p.get("recipe") or p["method"]
+    if rule == "sap" and (not p.get("recipe") or (p["p"], p["q"]) != (1.0, 2.0)):
         label += f" ({p['p']:g}, {p['q']:g})"
     if p.get("criterion"):
         label += f" {p['criterion']}"
@@ -259,11 +261,29 @@ def find_runs(paths: Iterable[str], warn: Optional[Callable[[str], None]] = None
     if not runs:
         raise UsageError(f"none of the {len(found)} run directories in "
                          f"{', '.join(map(str, paths))} could be read (see the warnings above)")
-    labels = [r.label for r in runs]
-    for r in runs:  # disambiguate runs that differ in something the label does not show
-        if labels.count(r.label) > 1:
-            r.label += f" [{r.config['model']['arch']}/{r.path.name}]"
+    disambiguate(runs)
     return runs
+
+
+def disambiguate(runs: Sequence[RunData]) -> None:
+    """Runs with the same label get the part of their paths that tells them apart (their
+    architecture, dataset or run id, or the folders they are in: the same configuration run in
+    two places), so no two runs of a report share a label."""
+    groups: Dict[str, List[RunData]] = {}
+    for r in runs:
+        groups.setdefault(r.label, []).append(r)
+    for same in groups.values():
+        if len(same) < 2:
+            continue
+        parts = [r.path.absolute().parts for r in same]
+        head = 0
+        while all(len(p) > head + 1 and p[head] == parts[0][head] for p in parts):
+            head += 1
+        tail = 0
+        while all(len(p) > head + tail + 1 and p[-1 - tail] == parts[0][-1 - tail] for p in parts):
+            tail += 1
+        for r, p in zip(same, parts):
+            r.label += f" [{'/'.join(p[head:len(p) - tail])}]"
 
 
 def final_speedup(run: Path, batch: int = 64, threads: int = 1) -> Optional[float]:

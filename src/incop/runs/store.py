@@ -23,7 +23,7 @@ from .directory import RunDirectory
 from .extend import adopt, find_prefix, trial_state
 from .layout import (CONFIG_FILE, DIVERGED_FILE, LOCK_FILE, LOG_FILE, PREVIOUS_PROGRESS_FILE,
                      PROGRESS_FILE, SUMMARY_CSV, SUMMARY_FILE, masks_name, model_name,
-                     dense_name, rewind_name, view_names)
+                     dense_name, rewind_name, ticket_rewind_name, view_names)
 
 
 class RunStore(Observer):
@@ -88,8 +88,9 @@ class RunStore(Observer):
         self.save_model(model, masks, trial, k)
         self.save_round(self.records, trial, k, masks, state)
 
-    def rewind_point(self, trial, state, dense=None) -> None:
-        for name, weights in ((rewind_name(trial), state), (dense_name(trial), dense)):
+    def rewind_point(self, trial, state, dense=None, ticket=None) -> None:
+        for name, weights in ((rewind_name(trial), state), (dense_name(trial), dense),
+                              (ticket_rewind_name(trial), ticket)):
             if weights is not None and not (self.path / name).is_file():
                 self.run_dir.save_torch(name, {k: v.detach().cpu() for k, v in weights.items()})
 
@@ -120,8 +121,9 @@ class RunStore(Observer):
             shutil.rmtree(self.path, ignore_errors=True)
         self.run_dir.discard([CONFIG_FILE, LOCK_FILE, LOG_FILE])
 
-    def completed(self, records, criterion) -> None:
-        self.finish(records, criterion)
+    def completed(self, records, verdict) -> None:
+        self.finish(records, verdict)
+        self.say(final_network_line(self.path, records))
 
     def closed(self) -> None:
         self._held.close()
@@ -161,9 +163,11 @@ class RunStore(Observer):
             self.run_dir.write_json(json_name, rows)
             self.run_dir.write_csv(csv_name, rows)
 
-    def finish(self, records: RunRecords, criterion: Dict[str, Any]) -> None:
-        """The summary. Both progress files shrink to the records alone: a finished run
-        resumes to its summary and needs no network state (the networks are in models/)."""
+    def finish(self, records: RunRecords, verdict: Dict[str, Any]) -> None:
+        """The summary, with the run's verdict (``criterion``, ``target``, ``notes``: see
+        :meth:`incop.engine.imp.IMPExperiment._summarise`). Both progress files shrink to the
+        records alone: a finished run resumes to its summary and needs no network state (the
+        networks are in models/)."""
         done = self._progress(records, None)
         self.run_dir.save_torch(PREVIOUS_PROGRESS_FILE, done)
         self.run_dir.save_torch(PROGRESS_FILE, done)
@@ -172,7 +176,9 @@ class RunStore(Observer):
         self.run_dir.write_json(SUMMARY_FILE, {"rounds": summary_rows(records.rounds),
                                                  "trials": records.trials,
                                                  "tickets": records.tickets,
-                                                 "criterion": criterion, "complete": True})
+                                                 "criterion": verdict["criterion"],
+                                                 "target": verdict["target"],
+                                                 "notes": verdict["notes"], "complete": True})
 
     def _load_progress(self) -> Optional[Dict[str, Any]]:
         """The newest readable progress file. A damaged ``progress.pt`` falls back to the one it
@@ -196,3 +202,16 @@ class RunStore(Observer):
         raise UsageError(f"{self.path}: {' and '.join(problems)} cannot be read, so the run cannot "
                          f"resume; its completed rounds are still in rounds.csv; to start over, "
                          f"move the directory away and run the command again")
+
+
+def final_network_line(path, records: RunRecords) -> str:
+    """Where the network the run found is, and how to have it in the form one deploys."""
+    last = records.rounds[-1]
+    trial, k = last["trial"], last["round"]
+    ticket = any(t["trial"] == trial for t in records.tickets)
+    found = path / model_name(trial, None if ticket else k, ticket=ticket)
+    what = "ticket" if ticket else f"network after round {k}"
+    return (f"the final {what} (trial {trial}, {last['remaining_pct']:.2f}% of the weights): "
+            f"{found}; as a plain state dict: incop export {path} --format dense"
+            f"{' --ticket' if ticket else ''} --output model.pt (or --format onnx, sparse, "
+            f"torch_prune)")

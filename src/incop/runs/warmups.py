@@ -55,7 +55,8 @@ class SharedWarmups(Observer):
             raise ValueError(f"it does not load as plain tensors ({type(e).__name__})") from None
         if not isinstance(data, dict):
             raise ValueError("it is not a warm-up incop wrote")
-        states = [data.get("rewind")] + ([data["dense"]] if data.get("dense") is not None else [])
+        states = [data.get("rewind")] + [data[k] for k in ("dense", "ticket")
+                                         if data.get(k) is not None]
         if not isinstance(data.get("warmup"), dict) or not all(
                 isinstance(s, dict) and all(isinstance(v, torch.Tensor) for v in s.values())
                 for s in states):
@@ -65,7 +66,8 @@ class SharedWarmups(Observer):
     def warmup_trained(self, key: str, identity: Dict[str, Any], state: Dict[str, Any]) -> None:
         cpu = lambda s: None if s is None else {k: v.detach().cpu() for k, v in s.items()}
         data = {"format": FORMAT, "identity": identity, "warmup": state["warmup"],
-                "rewind": cpu(state["rewind"]), "dense": cpu(state["dense"])}
+                "rewind": cpu(state["rewind"]), "dense": cpu(state["dense"]),
+                "ticket": cpu(state.get("ticket"))}
         buffer = io.BytesIO()
         torch.save(data, buffer)
         blob = buffer.getvalue()

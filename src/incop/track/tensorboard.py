@@ -48,7 +48,7 @@ class TensorBoardTracker(Observer):
             if row.get(name) is not None:
                 self.writer.add_scalar(f"trial{trial}/ticket/{name}", row[name], 0)
 
-    def completed(self, records, criterion) -> None:
+    def completed(self, records, verdict) -> None:
         from matplotlib.image import imread
 
         for png in sorted((self.run_path / FIGURES_FOLDER).glob("*.png")):

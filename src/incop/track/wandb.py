@@ -73,13 +73,16 @@ class WandbTracker(Observer):
         values = {n: row[n] for n in TICKET_SCALARS if row.get(n) is not None}
         self._log(f"trial{trial}/ticket", "index", 0, values)
 
-    def completed(self, records, criterion) -> None:
+    def completed(self, records, verdict) -> None:
         if self.run_path is None:
             return
         figures = sorted((self.run_path / FIGURES_FOLDER).glob("*.png"))
         if figures:
             self.run.log({f"figures/{png.stem}": self.wandb.Image(str(png)) for png in figures})
-        self.run.summary["criterion"] = {k: v for k, v in criterion.items() if k != "note"}
+        self.run.summary["criterion"] = {k: v for k, v in verdict["criterion"].items()
+                                         if k != "note"}
+        if verdict.get("target"):
+            self.run.summary["target_reached"] = verdict["target"]["reached"]
 
     def closed(self) -> None:
         if self.run is not None:

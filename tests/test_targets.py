@@ -1,0 +1,131 @@
+"""A target sparsity is reached, or the run says so (issue 34): with --prune_target_remaining and
+no --exper_imp_total_iter a search runs until the target, exactly; a cap that ends it first is
+said in the run's last lines, in summary.json, in the report and in the API's result, with an
+estimate of the rounds that would reach it, and the same command with that many rounds goes on
+from the finished search."""
+import json
+import math
+
+import pytest
+import torch
+
+from incop.engine.estimate import more_rounds, planned_rounds, target_report
+from incop.pruning.rules import target_count
+
+# lth removes round(0.2 s) of each layer's s survivors a round: 30% needs six steps, so seven
+# rounds, two more than the five a run without a target has
+RUN = ["run", "--prune_method", "lth", "--prune_ratio", "0.2", "--prune_target_remaining", "30",
+       "--net_warmup", "1", "--net_train_epochs", "0.25", "--quiet"]
+
+
+def _rounds(run):
+    return json.loads((run / "rounds.json").read_text())
+
+
+def _only_run(out):
+    runs = [p.parent for p in out.rglob("config.json")]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def _layerwise_counts(sizes, ratio, target_pct):
+    """The survivors after each round, computed independently: every layer loses
+    round(ratio * s) (half up) a step until the total is at most the target's count."""
+    keep = math.ceil(target_pct * sum(sizes) / 100 - 1e-9)
+    history = [sum(sizes)]
+    while history[-1] > keep:
+        sizes = [s - math.floor(ratio * s + 0.5) for s in sizes]
+        history.append(max(sum(sizes), keep))  # the step that crosses it is trimmed
+    return history
+
+
+def test_a_target_without_rounds_is_reached_exactly(cli, tmp_path):
+    code, out, err = cli(*RUN, "--output_dir", str(tmp_path))
+    assert code == 0, err
+    run = _only_run(tmp_path)
+    rounds = _rounds(run)
+    sizes = [64 * 300, 300 * 100, 100 * 10]  # lenet300 on 8x8 digits
+    assert [r["remaining"] for r in rounds] == _layerwise_counts(sizes, 0.2, 30)
+    assert len(rounds) == 7 and rounds[-1]["remaining"] == target_count(rounds[-1]["total"], 30)
+    assert json.loads((run / "config.json").read_text())["experiment"]["imp_total_iter"] == 100
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["target"]["reached"] is True and summary["notes"] == []
+    assert "NOTE" not in out
+    assert "estimate: one epoch took" in out and "7 rounds to reach 30%" in out
+
+
+def test_a_cap_that_ends_first_says_so_and_the_same_command_goes_on(cli, tmp_path):
+    code, out, err = cli(*RUN, "--exper_imp_total_iter", "3", "--output_dir", str(tmp_path))
+    assert code == 0, err
+    run = _only_run(tmp_path)
+    rounds = _rounds(run)
+    left = rounds[-1]["remaining_pct"]
+    # at the last step's rate (0.8 of the survivors kept) four more steps reach 30%
+    note = (f"NOTE: target 30% not reached after 3 rounds ({left:.2f}% remaining); about 4 more "
+            f"rounds would reach it: run the same command with --exper_imp_total_iter 7 (or "
+            f"more) to go on from here")
+    assert [line for line in out.splitlines() if line.strip()][-1] == note
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["target"]["reached"] is False and summary["notes"] == [note[6:]]
+    assert summary["target"]["trials"] == [{"trial": 0, "rounds": 3, "remaining_pct": left,
+                                            "reached": False, "more_rounds": 4}]
+    code, text, _ = cli("report", str(run), "--output", str(tmp_path / "rep"))
+    assert code == 0 and "target 30% not reached after 3 rounds" in text
+    # as the note says: the same command with 7 rounds keeps the 3 and reaches the target
+    code, out, err = cli(*RUN, "--exper_imp_total_iter", "7", "--output_dir", str(tmp_path))
+    assert code == 0 and "going on from the finished search" in out and "NOTE" not in out, err
+    longer = [p.parent for p in tmp_path.rglob("summary.json") if p.parent != run][0]
+    assert json.loads((longer / "summary.json").read_text())["target"]["reached"] is True
+
+
+def test_the_estimates_are_exact_arithmetic():
+    # the last step kept 35/41 of the survivors: ceil(log(5/35) / log(35/41)) = 13
+    assert more_rounds([100, 61, 49, 41, 35], 100, 5) == 13
+    # the last step that pruned sets the rate: ceil(log(5/80) / log(0.8)) = ceil(12.4)
+    assert more_rounds([100, 80, 80], 100, 5) == 13
+    assert more_rounds([100, 100], 100, 5) is None  # nothing pruned: no rate
+    assert more_rounds([100, 4], 100, 5) == 0
+    assert planned_rounds("layerwise", 0.2, 30, 100) == 7
+    assert planned_rounds("layerwise", 0.2, None, 5) == 5
+    assert planned_rounds("layerwise", 0.01, 1, 100) == 100  # capped
+    assert planned_rounds("sap", None, 5, 100) is None  # SAP's steps depend on the weights
+
+
+def test_the_worst_trial_makes_the_note():
+    rows = [{"trial": t, "round": k, "remaining": r, "total": 100, "remaining_pct": float(r)}
+            for t, counts in ((0, [100, 50, 25]), (1, [100, 80, 64])) for k, r in enumerate(counts)]
+    report = target_report(rows, 30, 3, lambda key: "--rounds")
+    assert [t["reached"] for t in report["trials"]] == [True, False]
+    assert report["note"].startswith("target 30% not reached after 3 rounds (64.00% remaining)")
+    assert "--rounds 7" in report["note"]  # ceil(log(30/64) / log(0.8)) = 4 more
+    assert target_report(rows, None, 3, str) is None
+
+
+def test_the_api_result_carries_the_note_in_its_own_names():
+    from torch import nn
+
+    import incop
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(200, 8, generator=g), torch.arange(200) % 2
+    x[:, 0] += 8 * y  # learnable in a few steps
+    cfg = incop.RunConfig(prune=incop.PruneConfig(method="lth", target_remaining=10),
+                          train=incop.TrainConfig(warmup=3, epochs=1, lr=0.1, momentum=0.9),
+                          experiment=incop.ExperimentConfig(imp_total_iter=2))
+    lines = []
+    result = incop.prune_model(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2)),
+                               (x, y), (x[:60], y[:60]), config=cfg, echo=lines.append)
+    assert result.target_reached is False and len(result.notes) == 1
+    assert "ExperimentConfig.imp_total_iter" in result.notes[0] and "--" not in result.notes[0]
+    assert lines[-1] == f"NOTE: {result.notes[0]}"
+
+
+def test_a_seed_command_keeps_five_rounds(cli):
+    code, out, _ = cli("run", "--prune_method", "ciap", "--print_config")
+    assert code == 0 and json.loads(out)["experiment"]["imp_total_iter"] == 5
+
+
+@pytest.mark.parametrize("cap", ["0", "-1"])
+def test_a_bad_cap_is_one_line(cli, cap):
+    code, _, err = cli(*RUN, "--exper_imp_total_iter", cap, "--print_config")
+    assert code == 2 and err.count("\n") == 1 and "--exper_imp_total_iter" in err
