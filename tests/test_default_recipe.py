@@ -41,7 +41,7 @@ def test_no_method_runs_the_recipe_and_says_so(cli, tmp_path):
                          "--output_dir", str(tmp_path))
     assert code == 0, err
     first = out.splitlines()[0]
-    assert "recipe allr-2 (SAP pruning, 2 epochs a round" in first and "recommended" in first
+    assert "recipe allr-2 (SAP pruning, 2 epochs a round" in first and "incop recommends" in first
     runs = list(tmp_path.glob("allr-2/lenet300/digits/*/rounds.csv"))
     assert len(runs) == 1 and first in (runs[0].parent / "log.txt").read_text()  # logged too
 

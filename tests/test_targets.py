@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from incop.engine.estimate import more_rounds, planned_rounds, target_report
+from incop.engine.estimate import MOST_ROUNDS, more_rounds, planned_rounds, target_report
 from incop.pruning.rules import target_count
 
 # lth removes round(0.2 s) of each layer's s survivors a round: 30% needs six steps, so seven
@@ -78,11 +78,29 @@ def test_a_cap_that_ends_first_says_so_and_the_same_command_goes_on(cli, tmp_pat
     assert json.loads((longer / "summary.json").read_text())["target"]["reached"] is True
 
 
+def _power_rounds(counts, target_pct):
+    """An independent count: survivors multiplied step by step by g_j = g_k ** ((j / k) ** -a),
+    a fitted through the last two steps, until at most target_pct% are left."""
+    k = len(counts) - 1
+    g0, g = counts[k - 1] / counts[k - 2], counts[k] / counts[k - 1]
+    a = math.log(math.log(g0) / math.log(g)) / math.log(k / (k - 1))
+    left, j = counts[k] / counts[0], k
+    while left > target_pct / 100:
+        j += 1
+        left *= g ** ((j / k) ** -a)
+    return j - k
+
+
 def test_the_estimates_are_exact_arithmetic():
-    # the last step kept 35/41 of the survivors: ceil(log(5/35) / log(35/41)) = 13
-    assert more_rounds([100, 61, 49, 41, 35], 100, 5) == 13
-    # the last step that pruned sets the rate: ceil(log(5/80) / log(0.8)) = ceil(12.4)
+    # steps shrink (61/100, 49/61, 41/49, 35/41): fitted through steps 3 and 4, not the first
+    assert more_rounds([100, 61, 49, 41, 35], 100, 5) == _power_rounds([100, 61, 49, 41, 35], 5)
+    assert more_rounds([100, 61, 49, 41, 35], 100, 5) == 20  # 13 at the last step's rate
+    # a fixed fraction fits a = 0: ceil(log(5/64) / log(0.8)) = ceil(11.4)
+    assert more_rounds([100, 80, 64], 100, 5) == 12
+    # one step that pruned sets the rate: ceil(log(5/80) / log(0.8)) = ceil(12.4)
     assert more_rounds([100, 80, 80], 100, 5) == 13
+    # steps that shrink so fast they never get there: more than MOST_ROUNDS
+    assert more_rounds([1000, 500, 400, 390], 1000, 1) == MOST_ROUNDS + 1
     assert more_rounds([100, 100], 100, 5) is None  # nothing pruned: no rate
     assert more_rounds([100, 4], 100, 5) == 0
     assert planned_rounds("layerwise", 0.2, 30, 100) == 7
@@ -129,3 +147,75 @@ def test_a_seed_command_keeps_five_rounds(cli):
 def test_a_bad_cap_is_one_line(cli, cap):
     code, _, err = cli(*RUN, "--exper_imp_total_iter", cap, "--print_config")
     assert code == 2 and err.count("\n") == 1 and "--exper_imp_total_iter" in err
+
+
+def test_a_search_whose_pruning_stalls_stops_and_says_why(cli, tmp_path):
+    # a ratio of 1e-5 removes round(1e-5 s) = 0 of every layer: three steps that prune nothing
+    code, out, err = cli("run", "--prune_method", "lth", "--prune_ratio", "0.00001",
+                         "--prune_target_remaining", "50", "--net_warmup", "1",
+                         "--net_train_epochs", "0.25", "--quiet", "--output_dir", str(tmp_path))
+    assert code == 0, err
+    run = _only_run(tmp_path)
+    assert len(_rounds(run)) == 4  # round 0, then the three steps that removed nothing
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["target"]["trials"][0]["stalled_at"] == 3
+    assert "last 3 pruning steps removed nothing, so it stopped at round 3" in out
+    assert "more round" not in out  # no advice to run more of what cannot prune
+
+
+def test_a_target_that_keeps_every_weight_says_nothing_was_pruned(cli, tmp_path):
+    # ceil(99.999% of 50200) = 50200: the target is reached before any step
+    code, out, err = cli(*RUN[:6], "99.999", *RUN[7:], "--output_dir", str(tmp_path))
+    assert code == 0, err
+    assert out.strip().splitlines()[-1].startswith("NOTE: nothing was pruned: "
+                                                   "--prune_target_remaining 99.999 keeps")
+
+
+def test_layers_pruned_empty_are_said(cli, tmp_path):
+    # global magnitude pruning to 0.01% leaves 6 weights, all in the first layer
+    code, out, err = cli("run", "--prune_method", "lth", "--prune_rule", "global",
+                         "--prune_ratio", "0.9", "--prune_target_remaining", "0.01",
+                         "--net_warmup", "1", "--net_train_epochs", "0.25", "--quiet",
+                         "--output_dir", str(tmp_path))
+    assert code == 0, err
+    layers = [r for r in json.loads((_only_run(tmp_path) / "summary.json").read_text())["notes"]
+              if "no weights left" in r]
+    assert len(layers) == 1 and layers[0].startswith("fc2.weight, fc3.weight have no weights")
+
+
+def test_a_named_run_is_told_to_take_another_name_to_go_on(cli, tmp_path):
+    code, out, err = cli(*RUN, "--exper_imp_total_iter", "3", "--run_name", "mine",
+                         "--output_dir", str(tmp_path))
+    assert code == 0, err
+    assert "--exper_imp_total_iter 7 (or more) and another --run_name" in out
+
+
+def test_gmp_lands_on_its_layerwise_target_and_is_not_told_to_run_more(cli, tmp_path):
+    # each layer keeps ceil(99.99% of it): 19199 + 29997 + 1000 = 50196 > ceil(99.99% of 50200)
+    code, out, err = cli("run", "--recipe", "gmp", "--prune_target_remaining", "99.99",
+                         "--net_train_epochs", "1", "--net_warmup", "1", "--quiet",
+                         "--output_dir", str(tmp_path))
+    assert code == 0, err
+    run = _only_run(tmp_path)
+    assert _rounds(run)[-1]["remaining"] == 19199 + 29997 + 1000
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["target"]["reached"] is True and "NOTE" not in out
+
+
+def test_sap_estimates_again_after_its_third_step(cli, tmp_path):
+    code, out, err = cli("run", "--recipe", "allr-0.25", "--prune_target_remaining", "5",
+                         "--exper_imp_total_iter", "5", "--net_warmup", "1",
+                         "--output_dir", str(tmp_path))
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("estimate: round")]
+    assert len(lines) == 2 and "expect more" in lines[0] and "round 3" in lines[1]
+    assert lines[1].endswith("the cap, --exper_imp_total_iter 5, ends the search first")
+
+
+@pytest.mark.parametrize("flags", [["--recipe", "allr-1e-9"],
+                                   ["--prune_method", "lth", "--net_train_epochs", "0.01"],
+                                   ["--prune_method", "lth", "--ticket_epochs", "0.001"]])
+def test_a_round_shorter_than_an_iteration_is_refused(cli, tmp_path, flags):
+    code, out, err = cli("run", *flags, "--net_warmup", "1", "--quiet",
+                         "--output_dir", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and "less than one iteration" in err

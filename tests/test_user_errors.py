@@ -2,6 +2,7 @@
 timed: a shape the model cannot take (naming the shape given, the layer that refused it, torch's
 reason and, where one close to it runs, a shape that does), a size below 1, a batch below 1,
 masks of another model, a model off the CPU. A correct call still works."""
+import json
 import re
 
 import pytest
@@ -156,3 +157,44 @@ def test_a_correct_call_still_works_and_leaves_the_model_as_it_was():
     for net in (model, fast):
         assert sum(len(mod._forward_hooks) + len(mod._forward_pre_hooks)
                    for mod in net.modules()) == hooks == 0
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (lambda i: {"train": {"lr": 0.1}}, "RunConfig.train must be a TrainConfig"),
+    (lambda i: {"prune": i.TrainConfig()}, "RunConfig.prune must be a PruneConfig"),
+])
+def test_an_api_section_of_the_wrong_kind_is_one_line(kwargs, words):
+    import incop
+    from incop.base.errors import UsageError
+
+    with pytest.raises(UsageError) as e:
+        incop.RunConfig(**kwargs(incop)).validate()
+    assert str(e.value).startswith(words) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("value", ["out\n#SBATCH --wrap=rm", "out\rx", "a\x00b", "tab\there"])
+def test_control_characters_in_a_config_file_are_refused(cli, tmp_path, value):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"output_dir": value}))
+    code, _, err = cli("run", "--config", str(config), "--print_config")
+    assert code == 2 and err.count("\n") == 1 and "control character" in err
+    assert "--output_dir" in err
+
+
+def test_a_config_file_giving_a_setting_twice_is_refused(cli, tmp_path):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"net_lr": 0.1, "train": {"lr": 0.2}}))
+    code, _, err = cli("run", "--config", str(config), "--print_config")
+    assert code == 2 and "'net_lr' and 'train.lr' both set train.lr; keep one" in err
+
+
+def test_a_run_whose_reader_leaves_says_where_its_rounds_are(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        f"{sys.executable} -m incop run --prune_method lth --net_warmup 1 "
+        f"--net_train_epochs 0.25 --output_dir {tmp_path} | head -c 1 > /dev/null",
+        shell=True, capture_output=True, text=True, timeout=600)
+    assert "Traceback" not in proc.stderr and "cannot write results" not in proc.stderr
+    assert "the program reading the output closed it" in proc.stderr

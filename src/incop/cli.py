@@ -218,7 +218,7 @@ def _cmd_ablate(ns: argparse.Namespace) -> int:
             print(f"== {run}")
         try:
             ablate_run(run, parse_kinds(ns.random_prune, ns.random_reinit), ns.trials,
-                       ns.trial, progress=not ns.quiet)
+                       ns.trial, progress=False if ns.quiet else None)
         except KeyboardInterrupt:
             print(f"{PROG}: stopped; the finished ablations are saved in {run}; run the same "
                   f"command again to resume", file=sys.stderr)
@@ -274,6 +274,12 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         print(f"{PROG}: stopped by {name}; {len(exp.rounds)} completed round(s) are saved in "
               f"{exp.run_dir.path}; run the same command again to resume", file=sys.stderr)
         return 143 if name == "SIGTERM" else 130
+    except BrokenPipeError:  # e.g. incop run ... | head: what reads the output left
+        sys.stdout = open(os.devnull, "w")
+        print(f"{PROG}: stopped: the program reading the output closed it; {len(exp.rounds)} "
+              f"completed round(s) are saved in {exp.run_dir.path}; run the same command again "
+              f"to resume", file=sys.stderr)
+        return 141
     except OSError as e:
         raise UsageError(f"cannot write results in {exp.run_dir.path}: {e.strerror or e}; free "
                          f"space or fix permissions (or pick another --output_dir), then run the "

@@ -24,5 +24,6 @@ def parse_point(text: str, flag: str, words: tuple = ()):
                 return (value, unit)
             break
     choices = ", ".join(words + ("<k>it", "<f>ep"))
-    raise UsageError(f"{flag} {text}: choose {choices} (e.g. 200it or 0.25ep), with k and f "
-                     f"positive")
+    sign = "zero or more" if words else "positive"
+    raise UsageError(f"{flag} {text}: choose {choices} (e.g. 200it or 0.25ep), with k a whole "
+                     f"number and f {sign}")

@@ -39,7 +39,7 @@ def read_config_file(path: str) -> Dict[str, Any]:
     data = _parse(p, text)
     if not isinstance(data, dict):
         raise UsageError(f"--config {path}: expected a table of settings at the top level")
-    fields, out = config_fields(), {}
+    fields, out, named = config_fields(), {}, {}
     for key, value in data.items():
         if key in IGNORED:
             continue
@@ -51,7 +51,11 @@ def read_config_file(path: str) -> Dict[str, Any]:
             if name not in fields:
                 raise UsageError(f"--config {path}: unknown setting '{name}' (see 'incop run "
                                  f"--help' for the flags; sections: {', '.join(RunConfig.SECTIONS)})")
-            out[fields[name]] = v
+            key_ = fields[name]
+            if key_ in out:  # a flag name and its section.field: which one wins would be a guess
+                raise UsageError(f"--config {path}: '{named[key_]}' and '{name}' both set "
+                                 f"{key_}; keep one of them")
+            out[key_], named[key_] = v, name
     return out
 
 

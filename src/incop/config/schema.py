@@ -432,14 +432,34 @@ _ALONE = {"prune.method": _canonical_method, "train.epochs": _positive_epochs,
 
 def _check_types(c: "RunConfig") -> None:
     """Each value of the type its field declares (a number, not the text "0.05"; a whole
-    number for a count; true or false for a switch); None only where a field may be unset."""
+    number for a count; true or false for a switch); None only where a field may be unset; no
+    control characters in a text (a newline in a path would end a line of a Slurm script)."""
+    for section in RunConfig.SECTIONS:
+        cls, value = _section_class(section), getattr(c, section)
+        _need(isinstance(value, cls), f"RunConfig.{section} must be a {cls.__name__} (e.g. "
+                                      f"RunConfig({section}={cls.__name__}(...))), not "
+                                      f"{type(value).__name__}")
     for key, f in _fields(c):
         value, kind = _get(c, key), str(f.type)
         if value is None:
             _need("Optional" in kind, f"{flag_name(key)} is None; give it a value")
             continue
         _need(_of_type(value, kind), f"{flag_name(key)} must be {_type_words(kind)}, not "
-                                     f"{value!r}")
+                                     f"{short_repr(value)}")
+        for text in value if isinstance(value, (list, tuple)) else [value]:
+            _need(not (isinstance(text, str) and _CONTROL.search(text)),
+                  f"{flag_name(key)} {short_repr(text)} holds a control character (a newline, "
+                  f"tab or NUL); give it without one")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a value from a file may be huge."""
+    text = repr(value) if not isinstance(value, (list, tuple, dict)) or len(value) < 50 else \
+        f"<{type(value).__name__} of {len(value)} items>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _of_type(value: Any, kind: str) -> bool:
@@ -607,8 +627,9 @@ def _validate_gmp(c: "RunConfig") -> None:
     parse_point(p.gmp_start, "--gmp_start", ("start",))
     parse_point(p.gmp_end, "--gmp_end")
     parse_point(p.gmp_every, "--gmp_every")
+    named = "recipe gmp" if p.recipe == "gmp" else "--prune_method gmp"
     _need(p.target_remaining is not None,
-          "--prune_method gmp prunes to --prune_target_remaining (e.g. 10): add it")
+          f"{named} prunes to --prune_target_remaining (e.g. 10): add it")
     _need(p.rule in (None, "layerwise", "global"),
           f"--prune_rule {p.rule}: gradual magnitude pruning is layerwise or global")
     _need(p.criterion in (None, "fixed"),

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..base.version import __version__
 from ..base.errors import UsageError
-from ..base.text import count
+from ..base.text import count, duration
 from ..config.identity import identity_key, warmup_identity
 from ..config.methods import resolve
 from ..config.recipes import DEFAULT_RECIPE, describe, find
@@ -27,7 +27,7 @@ from ..pruning.gradual import GradualSchedule, gradual_step
 from ..pruning.rules import RULES, reached_target, trim_to_target
 from ..stopping.criteria import FixedEpochs, flow_monitor, round_criteria
 from ..stopping.flows import activation_similarity, layer_activations, monitored_layers
-from .estimate import first_epoch_line, more_rounds, planned_rounds, target_report
+from .estimate import MOST_ROUNDS, STALL_ROUNDS, first_epoch_line, more_rounds, planned_rounds, target_report
 from .events import Console, Observer, Observers
 from .failures import Diverged, Untrained, diverged_error, diverged_event
 from .learned import advice, dense_verdict
@@ -79,6 +79,9 @@ class IMPExperiment:
         self.records = RunRecords()  # first, so the others see a round's rows once it ended
         self.notes: List[str] = []  # what a reader must know of the finished run (its summary)
         self._first_epoch_said = False
+        self._epoch_seconds: Optional[float] = None  # the first epoch's, for the estimates
+        self._target_keep: Optional[int] = None  # gmp's count at its end, when not the network's
+        self.stalls: Dict[int, int] = {}  # trial -> the round its pruning stalled at
         self.events = Observers([self.records, Console(echo),
                                  ProgressBars(None if progress is None else not progress),
                                  *observers])
@@ -152,8 +155,10 @@ class IMPExperiment:
         cfg = self.cfg
         criterion = criterion_report(self.rounds, self.criterion_name, self.epsilon, self.name)
         target = target_report(self.rounds, cfg.prune.target_remaining,
-                               cfg.experiment.imp_total_iter, self.name)
-        self.notes = run_notes(criterion, target, self.records.trials, self.name)
+                               cfg.experiment.imp_total_iter, self.name, cfg.experiment.run_name,
+                               self._target_keep, self.stalls)
+        self.notes = run_notes(criterion, target, self.records.trials, self.name,
+                               self.records.final_layer_rows())
         for text in end_of_run_text(self.records):
             self._say(text)
         self.events.completed(self.records, {"criterion": criterion, "target": target,
@@ -181,6 +186,12 @@ class IMPExperiment:
         monitor = flow_monitor(self.criterion_name, model, masks, probe_x, probe_y,
                                cfg.prune.flow_stat)  # checked before any training
         gradual = self._gradual(data)  # checked before any training
+        if gradual:  # each layer to the target (ceil per layer), or the network
+            sizes = [masks[n].numel() for n in masks.names()]
+            self._target_keep = (sum(gradual.kept(n, gradual.end) for n in sizes)
+                                 if self.rule_name == "layerwise" else
+                                 gradual.kept(sum(sizes), gradual.end))
+        self._check_lengths(data)
         if resume is None:
             warmup, rewind_state, dense_state, ticket_state = self._warm_up_or_reuse(
                 model, masks, data, trial, seed, len(probe_y))
@@ -264,7 +275,7 @@ class IMPExperiment:
                               skipped)
             record = rows["round"]
             last = k == n_rounds - 1 or (not gradual and reached_target(
-                masks, cfg.prune.target_remaining))
+                masks, cfg.prune.target_remaining)) or self._stalled(trial, k, gradual, masks.remaining())
             self._round_done(trial, seed, k, rows, model, masks, saved, last)
             self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
                       f"{count(outcome.epochs, 'epoch')}, {count(outcome.checks, 'check')} "
@@ -283,26 +294,50 @@ class IMPExperiment:
             result.ticket = self._ticket(trial, seed, masks, ticket_state, data)
         return result
 
+    def _stalled(self, trial: int, k: int, gradual, remaining: int) -> bool:
+        """A search to a target whose last STALL_ROUNDS pruning steps removed nothing stops
+        there (its rounds would only retrain the same mask up to the cap): said in its notes.
+        Rounds before this one are in the records already; this one's count is ``remaining``."""
+        if gradual or self.cfg.prune.target_remaining is None or k < STALL_ROUNDS:
+            return False
+        before = [r["remaining"] for r in self.records.trial_rounds(trial)][-STALL_ROUNDS:]
+        counts = before + [remaining]
+        if len(counts) <= STALL_ROUNDS or len(set(counts)) > 1:
+            return False
+        self.stalls[trial] = k
+        return True
+
     def _estimate_rounds(self, trial: int, k: int, cap: int) -> None:
         """After each pruning step of a search to a target: how many rounds it will take at
-        that step's rate, told to the progress bars; said after the first step."""
+        the pace of the steps so far, told to the progress bars; said after the first step,
+        and for SAP (whose steps shrink, so one step says too little) after the third."""
         rounds = self.records.trial_rounds(trial)
         more = more_rounds([r["remaining"] for r in rounds], rounds[-1]["total"],
                            self.cfg.prune.target_remaining)
         if more is None:
             return
-        expected = min(cap, k + 1 + more)
-        self.events.rounds_estimated(trial, expected)
-        if k == 1 and trial == self.records.trials[0]["trial"]:
-            sap = " (SAP's steps shrink as the weights concentrate: expect more)" \
-                if self.rule_name == "sap" else ""
-            self._say(f"estimate: round 1 kept {rounds[-1]['remaining_pct']:.2f}% of the "
-                      f"weights; at that rate about {count(expected, 'round')} reach "
-                      f"{self.cfg.prune.target_remaining:g}%{sap}"
-                      + (f", capped at {cap} ({self.name('experiment.imp_total_iter')})"
-                         if expected == cap else "")
-                      + f"; about {count(expected * self.cfg.train.epochs, 'epoch')} of "
-                      f"training")
+        self.events.rounds_estimated(trial, min(cap, k + 1 + more))
+        sap = self.rule_name == "sap"
+        if k in ((1, 3) if sap else (1,)) and trial == self.records.trials[0]["trial"]:
+            self._say(self._rounds_line(k, rounds[-1]["remaining_pct"], k + 1 + more, cap,
+                                        sap and k == 1))
+
+    def _rounds_line(self, k: int, remaining_pct: float, rounds: int, cap: int,
+                     one_sap_step: bool) -> str:
+        target, epochs = self.cfg.prune.target_remaining, rounds * self.cfg.train.epochs
+        many = f"more than {MOST_ROUNDS}" if rounds > MOST_ROUNDS else f"about {rounds}"
+        took = (f", {duration(epochs * self._epoch_seconds)}"
+                if self._epoch_seconds is not None and rounds <= MOST_ROUNDS else "")
+        line = (f"estimate: round {k} kept {remaining_pct:.2f}% of the weights; "
+                f"{'at that rate ' if one_sap_step else 'at this pace '}{many} rounds reach "
+                f"{target:g}% ({count(epochs, 'epoch')} of training{took})")
+        if one_sap_step:
+            line += "; SAP's steps shrink as the weights concentrate: expect more (estimated " \
+                    "again after round 3)"
+        if rounds > cap:
+            line += (f"; the cap, {self.name('experiment.imp_total_iter')} {cap}, ends the "
+                     f"search first")
+        return line
 
     def _first_epoch_estimate(self, seconds: float) -> str:
         """The run's length in epochs and time, said once its first epoch is timed (one trial;
@@ -358,6 +393,18 @@ class IMPExperiment:
                                at(p.gmp_end, "--gmp_end"), at(p.gmp_every, "--gmp_every"),
                                epochs_to_iterations(self.cfg.train.epochs, per_epoch),
                                p.target_remaining)
+
+    def _check_lengths(self, data: TrialInputs) -> None:
+        """A round or a ticket shorter than half an iteration would train once anyway (one
+        iteration is the least a round trains): refused, so a budget means what it says."""
+        per_epoch, t = self._per_epoch(data), self.cfg.train
+        for flag, epochs in (("--net_train_epochs", t.epochs), ("--ticket_epochs", t.ticket_epochs)):
+            if epochs and epochs_to_iterations(epochs, per_epoch) < 1:
+                source = (f" (recipe {self.cfg.prune.recipe}'s rounds)"
+                          if self.cfg.prune.recipe and flag == "--net_train_epochs" else "")
+                raise UsageError(f"{flag} {epochs:g}{source} is less than one iteration (an epoch "
+                                 f"here is {per_epoch} iterations): give at least "
+                                 f"{1 / per_epoch:.3g} epochs")
 
     def _per_epoch(self, data: TrialInputs) -> int:
         return iterations_per_epoch(train_batches(data.train, self.cfg.data.batch_size,
@@ -547,10 +594,11 @@ class IMPExperiment:
 
         def on_check(rec) -> None:
             self.events.checked(self._trial, k, rec)
-            if not self._first_epoch_said and rec.epoch > 0:
-                self._first_epoch_said = True
-                self._say(self._first_epoch_estimate(
-                    (rec.time_train + rec.time_eval + rec.time_flow) / rec.epoch))
+            if self._epoch_seconds is None and rec.epoch > 0:
+                self._epoch_seconds = (rec.time_train + rec.time_eval + rec.time_flow) / rec.epoch
+                if not self._first_epoch_said:
+                    self._first_epoch_said = True
+                    self._say(self._first_epoch_estimate(self._epoch_seconds))
 
         try:
             return train_run(self.cfg, model, masks, data.train, data.val, seed, k, epochs,
@@ -571,7 +619,8 @@ def _recipe_words(recipe: Optional[str], method: str) -> str:
         return method
     words = f"recipe {recipe} ({describe(recipe)}"
     if find(recipe)[0] is find(DEFAULT_RECIPE)[0]:
-        words += "; incop's recommended recipe: --prune_method ciap runs the seed's InCoP"
+        words += ("; the recipe incop recommends (BENCHMARKS.md); for the seed's InCoP give "
+                  "--prune_method ciap")
     return words + f"), that is {method},"
 
 

@@ -82,10 +82,20 @@ def end_of_run_text(records) -> List[str]:
 
 
 def run_notes(criterion: Dict[str, Any], target: Optional[Dict[str, Any]],
-              trials: Sequence[Dict[str, Any]], name) -> List[str]:
+              trials: Sequence[Dict[str, Any]], name,
+              layers: Sequence[Dict[str, Any]] = ()) -> List[str]:
     """What a reader of a finished run must not miss: a criterion that measured nothing, a
-    target sparsity not reached, a search on an untrained network (``name`` names a setting)."""
+    target sparsity not reached, a layer with no weights left, a search on an untrained network
+    (``name`` names a setting; ``layers`` the final per-layer rows)."""
     notes = [n for n in (criterion.get("note"), (target or {}).get("note")) if n]
+    empty = [r["layer"] for r in layers if r.get("status") == "pruned" and r["remaining"] == 0]
+    if empty:
+        notes.append(f"{', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no weights "
+                     f"left after round {layers[0]['round']}: what comes out of "
+                     f"{'it' if len(empty) == 1 else 'them'} no longer depends on the input (with "
+                     f"no skip connection around, the network predicts one class whatever its "
+                     f"input); choose a larger target or a layer-wise rule "
+                     f"(--prune_rule layerwise), or keep the layer (--prune_exclude)")
     notes += [f"trial {warm['trial']}'s search ran on an untrained network "
               f"({name('experiment.allow_untrained')}): {warm['untrained']}"
               for warm in trials if warm.get("untrained")]

@@ -62,9 +62,12 @@ def _target_note(run: RunData) -> Optional[str]:
     reached), from its rounds, so that runs written before the run said so are judged too."""
     from ..engine.estimate import target_report
 
+    if run.config["prune"].get("method") == "gmp":
+        return None  # gmp ends on its schedule, each layer rounded up: its summary says the rest
     target = run.config["prune"].get("target_remaining")
     rounds = run.config["experiment"].get("imp_total_iter")
-    report = target_report(run.rounds, target, rounds, flag_name) if run.rounds else None
+    report = target_report(run.rounds, target, rounds, flag_name,
+                           run.config["experiment"].get("run_name")) if run.rounds else None
     return None if report is None else report["note"]
 
 
@@ -170,7 +173,7 @@ def _has_tickets(rows: Sequence[Dict[str, Any]]) -> bool:
 
 def report_markdown(rows: Sequence[Dict[str, Any]]) -> str:
     swept = varying_settings(rows)
-    headers = ["run", "arch", "dataset", "p", "q", "recipe", *swept, "trials", "remaining %",
+    headers = ["run", "arch", "dataset", "p", "q", "training", *swept, "trials", "remaining %",
                "val acc %", "test acc %", "search epochs", "search wall s (no warm-up)",
                "flow time s"]
     tickets = _has_tickets(rows)
