@@ -226,12 +226,3 @@ def test_tilde_and_variables_are_expanded_in_paths(cli, tmp_path, monkeypatch):
     assert code == 2 and err.count("\n") == 1 and "INCOP_TEST_DATA is not set" in err
 
 
-@pytest.mark.parametrize("text,words", [
-    ('net_lr = "0.05"\n', "--net_lr expects a number, not '0.05' (text: write the number"),
-    ('net_warmup = "3"\n', "--net_warmup expects a whole number, not '3'"),
-    ('net_arch = 5\n', "--net_arch expects a text value, not 5; put it in quotes")])
-def test_a_config_value_of_the_wrong_type_is_refused(cli, tmp_path, text, words):
-    f = tmp_path / "c.toml"
-    f.write_text(text)
-    code, _, err = cli("run", "--config", str(f), "--print_config")
-    assert code == 2 and err.count("\n") == 1 and words in err, err

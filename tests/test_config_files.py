@@ -71,7 +71,10 @@ def test_json_and_yaml(tmp_path, monkeypatch):
     ("net_lr = [0.1, 0.2]\n", "takes one value in a run"),
     ("net_lr = 'fast'\n", "--net_lr expects a number, not 'fast'"),
     ("allow_untrained = 'yes'\n", "is true or false"),
-    ("net_lr = \n", "not valid TOML")])
+    ("net_lr = \n", "not valid TOML"),
+    ('net_lr = "0.05"\n', "--net_lr expects a number, not '0.05' (text: write the number"),
+    ('net_warmup = "3"\n', "--net_warmup expects a whole number, not '3'"),
+    ('net_arch = 5\n', "--net_arch expects a text value, not 5; put it in quotes")])
 def test_bad_files_are_one_line(cli, tmp_path, text, message):
     f = tmp_path / "c.toml"
     f.write_text(text)
