@@ -160,3 +160,24 @@ def test_a_sweep_folder_ablates_its_runs_with_a_ticket(cli, run, tmp_path):
     assert (sweep / "a" / "ablations.csv").is_file() and not (sweep / "b" / "ablations.csv").exists()
     code, _, err = cli("ablate", str(sweep / "b"), "--quiet")
     assert code == 2 and "has no ticket" in err
+
+
+def test_ablations_that_stayed_at_chance_are_said(cli, monkeypatch, run):
+    import incop.engine.ablations as ablations
+
+    # a rate of 0 leaves a fresh initialisation where it started: at chance on digits
+    real = ablations.train_run
+    monkeypatch.setattr(ablations, "train_run", lambda cfg, *a, **k: real(
+        type(cfg)(**{**cfg.__dict__, "train": type(cfg.train)(**{**cfg.train.__dict__, "lr": 0.0})}),
+        *a, **k))
+    code, out, err = cli("ablate", str(run), "--random_reinit", "--quiet")
+    assert code == 0, err
+    rows = json.loads((run / "ablations.json").read_text())
+    assert rows and all(r["untrained"] for r in rows)
+    assert "(1 of 1 ablation runs (random_reinit) stayed at chance, e.g. validation accuracy" in out
+
+
+def test_ablations_that_trained_are_not_called_untrained(cli, run):
+    assert cli("ablate", str(run), "--random_prune", "--quiet")[0] == 0
+    rows = json.loads((run / "ablations.json").read_text())
+    assert rows and not any(r["untrained"] for r in rows)

@@ -14,6 +14,7 @@ import torch
 from ..pruning.masks import Masks
 from ..stopping.criteria import FixedEpochs
 from .events import Observer
+from .learned import LabelBaseline, untrained_reason
 from .precision import Compute
 from .runtime import TICKET_ROUND, seed_everything
 from .trial_inputs import TrialInputsFactory
@@ -88,8 +89,10 @@ class Ablations:
             self.events.training_ended()
         test = evaluate(model, data.test, compute)[0] if data.test is not None else None
         final = outcome.final
+        untrained = untrained_reason(LabelBaseline.of(data.val), final.val_acc, final.val_loss,
+                                     final.train_loss)  # a gap to it says little of the mask
         return {"remaining": masks.remaining(), "remaining_pct": 100.0 * masks.remaining_fraction(),
                 "epochs": outcome.epochs, "train_loss": final.train_loss,
                 "val_acc": final.val_acc, "test_acc": test,
-                "diverged": outcome.stop_reason == "diverged",
+                "diverged": outcome.stop_reason == "diverged", "untrained": untrained,
                 "time_train": time.perf_counter() - t0}

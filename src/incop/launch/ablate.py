@@ -186,6 +186,14 @@ def summary_lines(rows: Sequence[Dict[str, Any]], after_warmup: bool = False) ->
             verdicts.append(f"{kind}: " + verdict(g))
     if not table:
         return []
+    stuck = [r for r in rows if r.get("untrained")]
+    if stuck:
+        kinds = sorted({r["ablation"] for r in stuck})
+        verdicts.append(f"({len(stuck)} of {len(rows)} ablation runs ({', '.join(kinds)}) stayed "
+                        f"at chance, e.g. {stuck[0]['untrained']}: a gap to a network that never "
+                        f"trained shows that it could not train with the ticket's budget, not "
+                        f"how much the mask or the start matters; --ticket_epochs longer, or a "
+                        f"larger target, gives them the chance to)")
     if after_warmup and any(r["ablation"] == "random_reinit" for r in rows):
         verdicts.append("(random_reinit: the ticket restarted from the end of the trained dense "
                         "warm-up, and a fresh initialisation loses that training as well as the "
