@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Optional
@@ -57,39 +58,64 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def check_links(folder: Path) -> None:
+def check_links(folder: Path, allowed: Callable[[Path], bool] = lambda entry: False) -> None:
     """A run or report directory holds files and folders only: a symbolic link inside it could
-    send a read or a write anywhere, so one is refused (the folder itself may be a link)."""
+    send a read or a write anywhere, so one is refused (the folder itself may be a link), unless
+    ``allowed(link)`` says it is one incop's own tools made."""
     folder = Path(folder)
     if not folder.is_dir():
         return
     for parent, dirs, files in os.walk(folder):  # does not descend into linked folders
         for name in dirs + files:
             entry = Path(parent) / name
-            if entry.is_symlink():
+            if entry.is_symlink() and not allowed(entry):
+                target = repr(os.readlink(entry))[:200]  # a file's text, shown short and escaped
                 raise UsageError(f"{folder} holds a symbolic link, {entry.relative_to(folder)} -> "
-                                 f"{os.readlink(entry)}; incop never reads or writes through "
-                                 f"links in a run directory: replace it with the file itself")
+                                 f"{target}; incop never reads or writes through links in a run "
+                                 f"directory: replace it with the file itself")
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
 
 
-def _open_no_follow(path: Path, flags: int, mode: str) -> Any:
+def _open_no_follow(path: Path, flags: int, mode: str, follow_links: bool = False) -> Any:
     """``open(path, mode)`` that refuses a symbolic link (and, for writes, a file with other
-    hard links) instead of following it out of the folder."""
+    hard links) instead of following it out of the folder, and anything but a regular file: a
+    named pipe would block the open or the read forever, a device never end. It opens without
+    blocking (a pipe with no writer opens at once), checks, then reads and writes as usual.
+    ``follow_links``: for a file the user named, where a link is theirs to make."""
+    nofollow = 0 if follow_links else _NOFOLLOW
     try:
-        fd = os.open(path, flags | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
+        fd = os.open(path, flags | nofollow | _NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o666)
     except OSError as e:
-        if e.errno == errno.ELOOP:
+        if e.errno == errno.ELOOP and not follow_links:
             raise UsageError(f"{path} is a symbolic link; incop never reads or writes through "
                              f"links in a run directory: replace it with the file itself") from None
+        if e.errno == errno.ENXIO:  # a pipe with no reader, opened to write; or a socket
+            raise UsageError(_not_regular(path, "a named pipe or a socket")) from None
         raise
-    if flags & (os.O_WRONLY | os.O_RDWR) and os.fstat(fd).st_nlink > 1:
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((k for test, k in _KINDS if test(st.st_mode)), "not a regular file")
+            raise UsageError(_not_regular(path, kind))
+        if flags & (os.O_WRONLY | os.O_RDWR) and st.st_nlink > 1:
+            raise UsageError(f"{path} has other hard links; writing to it would change them "
+                             f"too: replace it with a file of its own")
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, mode)
+    except BaseException:
         os.close(fd)
-        raise UsageError(f"{path} has other hard links; writing to it would change them too: "
-                         f"replace it with a file of its own")
-    return os.fdopen(fd, mode)
+        raise
+
+
+def _not_regular(path: Path, kind: str) -> str:
+    return (f"{path} is {kind}, not a regular file; incop reads and writes regular files only "
+            f"(a pipe or device would block it or never end): replace it with the file itself")
 
 
 def open_in_run(path: Path, mode: str = "r") -> Any:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from .schema import RunConfig
+from ..base.bounded import NODE_FLOOR, check_tree, read_text, short_repr
 from ..base.errors import UsageError
 
 IGNORED = ("versions", "checksum", "resolved")  # what config.json and --print_config add
@@ -30,16 +31,26 @@ def config_fields() -> Dict[str, str]:
 def read_config_file(path: str) -> Dict[str, Any]:
     """The file's settings as ``{section.field: value}``."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
+    try:  # a regular file (a named pipe would block), of a bounded size
+        text = read_text(p, CONFIG_LIMIT, "a configuration file", follow_links=True)
+    except UsageError as e:
+        raise UsageError(f"--config {path}: {str(e).replace(f'{p} ', '', 1)}") from None
     except OSError as e:
         raise UsageError(f"--config {path}: cannot read it ({e.strerror or e})") from None
     except UnicodeDecodeError as e:
         raise UsageError(f"--config {path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     data = _parse(p, text)
+    # YAML's anchors share a value that a message or a copy would print in full for every
+    # reference (a few hundred bytes, gigabytes); count them each time, as printing would
+    check_tree(data, f"--config {path}", len(text) + NODE_FLOOR // 10)
     if not isinstance(data, dict):
         raise UsageError(f"--config {path}: expected a table of settings at the top level")
     fields, out, named = config_fields(), {}, {}
+    for key in [*data, *(k for s in RunConfig.SECTIONS if isinstance(data.get(s), dict)
+                         for k in data[s])]:
+        if not isinstance(key, str):  # YAML and JSON keys may be numbers, even huge ones
+            raise UsageError(f"--config {path}: the setting name {short_repr(key, 80)} is not "
+                             f"text; settings are named like the flags (net_arch = ...)")
     for key, value in data.items():
         if key in IGNORED:
             continue
@@ -49,7 +60,7 @@ def read_config_file(path: str) -> Dict[str, Any]:
             items = {key: value}
         for name, v in items.items():
             if name not in fields:
-                raise UsageError(f"--config {path}: unknown setting '{name}' (see 'incop run "
+                raise UsageError(f"--config {path}: unknown setting {short_repr(name, 80)} (see 'incop run "
                                  f"--help' for the flags; sections: {', '.join(RunConfig.SECTIONS)})")
             key_ = fields[name]
             if key_ in out:  # a flag name and its section.field: which one wins would be a guess
@@ -57,6 +68,22 @@ def read_config_file(path: str) -> Dict[str, Any]:
                                  f"{key_}; keep one of them")
             out[key_], named[key_] = v, name
     return out
+
+
+CONFIG_LIMIT = 1 << 20  # a configuration of a few hundred settings is a few kilobytes
+
+
+def _NoAliasLoader(yaml: Any) -> Any:
+    """PyYAML's safe loader, refusing anchors and aliases: a configuration has no use for them,
+    and nine nested aliases of nine make a 361-byte file print as gigabytes."""
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise ValueError("it uses an alias (*name); write the values out, incop's "
+                                 "configurations need no anchors")
+            return super().compose_node(parent, index)
+
+    return Loader
 
 
 def _parse(p: Path, text: str) -> Any:
@@ -70,7 +97,7 @@ def _parse(p: Path, text: str) -> Any:
             except ImportError:
                 raise UsageError(f"--config {p}: YAML needs PyYAML (pip install pyyaml); or use "
                                  f"TOML or JSON") from None
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_NoAliasLoader(yaml))
         if suffix == ".toml":
             try:
                 import tomllib
@@ -80,7 +107,7 @@ def _parse(p: Path, text: str) -> Any:
     except UsageError:
         raise
     except Exception as e:
-        detail = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        detail = str(e).splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UsageError(f"--config {p}: not valid {suffix[1:].upper()} ({detail})") from None
     raise UsageError(f"--config {p}: unknown file type '{suffix}'; use .toml, .json, .yaml or .yml")
 

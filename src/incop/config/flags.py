@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from ..base.bounded import short_repr
 from ..base.errors import UsageError
 from .schema import RunConfig
 
@@ -108,26 +109,26 @@ def _coerce(flag: str, kind, value, optional: bool = True):
         raise UsageError(f"--config: {flag} is null; give it a value or leave it out")
     if kind is None:
         if not isinstance(value, bool):
-            raise UsageError(f"--config: {flag} is true or false, not {value!r}")
+            raise UsageError(f"--config: {flag} is true or false, not {short_repr(value)}")
         return value
     if isinstance(value, (bool, list, dict)):
-        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
+        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {short_repr(value)}")
     if kind is int and isinstance(value, float):
         if not value.is_integer():
-            raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
+            raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {short_repr(value)}")
         return int(value)
     if kind in (int, float) and isinstance(value, str):
-        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r} (text: "
+        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {short_repr(value)} (text: "
                          f"write the number without quotes)" + _yaml_hint(value))
     if kind in (int, float) and not isinstance(value, (int, float)):
-        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}")
+        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {short_repr(value)}")
     if kind is str and not isinstance(value, str):
-        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}; put it "
+        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {short_repr(value)}; put it "
                          f"in quotes")
     try:
         return kind(value)
     except (TypeError, ValueError, OverflowError):
-        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {value!r}") from None
+        raise UsageError(f"--config: {flag} expects {_kind_name(kind)}, not {short_repr(value)}") from None
 
 
 def _yaml_hint(text: str) -> str:

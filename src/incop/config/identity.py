@@ -12,6 +12,8 @@ from typing import Any, Dict, Optional
 import torch
 from torch import nn
 
+from ..base.bounded import load_json
+from ..base.errors import UsageError
 from ..data.batches import DataSource, is_tensor_pair
 from ..data.checks import _first_batch
 
@@ -121,9 +123,9 @@ def checked_config(cfg: Dict[str, Any], versions: Dict[str, str]) -> Dict[str, A
 def read_checked_config(path) -> Optional[Dict[str, Any]]:
     """The configuration in a config.json, or None when it is missing, not JSON, or edited
     (its checksum does not match). Files written before checksums are taken as they are."""
-    try:
-        saved = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    try:  # a regular file (a pipe would block), of a bounded size and depth, never a link
+        saved = load_json(path)
+    except (OSError, ValueError, UsageError):
         return None
     if not isinstance(saved, dict):
         return None

@@ -8,7 +8,10 @@ cache folder that ``--download`` (:mod:`incop.downloads`) fills.
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -18,6 +21,7 @@ import torch
 
 from .batches import probe_from_source
 from .downloads import default_data_dir
+from ..base.bounded import COMPRESSION_RATIO, memory_limit, open_regular, short_repr
 from ..base.errors import UsageError
 from ..base.registry import Registry
 from .safe_pickle import load_data_pickle
@@ -73,38 +77,67 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dt
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
-def _read_bytes(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        head = f.read(2)
-    opener = gzip.open if head == b"\x1f\x8b" else open
-    try:
-        with opener(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError) as e:
-        raise UsageError(f"cannot read {path}: {e}; the file is corrupt or truncated, replace it") from None
-
-
 def read_idx(path: Path, ndim: Optional[int] = None) -> np.ndarray:
     """Read one IDX file (gzipped or not) into a numpy array, checking its header and length;
-    ``ndim`` is the number of dimensions the magic number must announce (3 images, 1 labels)."""
-    data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+    ``ndim`` is the number of dimensions the magic number must announce (3 images, 1 labels).
+    A gzipped file is streamed: its header is read first, and the size it announces must be
+    at most :data:`~incop.base.bounded.COMPRESSION_RATIO` times the compressed file before
+    anything of that size is read (zeros deflate a thousandfold)."""
+    try:
+        with open_regular(path, follow_links=True) as raw:  # a pipe is refused, never read
+            stored = os.fstat(raw.fileno()).st_size
+            gz = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+            return _read_idx_stream(path, stream, ndim, stored, gz)
+    except (OSError, EOFError, zlib.error) as e:  # a truncated or garbled gzip stream
+        detail = ("its compressed data is garbled" if isinstance(e, zlib.error) else
+                  "its compressed data ends early" if isinstance(e, EOFError) else e.strerror or e)
+        raise UsageError(f"cannot read {path}: {detail}; the file is corrupt or truncated, "
+                         f"replace it") from None
+
+
+def _read_exact(stream, n: int) -> bytes:
+    """Up to ``n`` bytes (fewer only at the end of the data)."""
+    parts, left = [], n
+    while left > 0:
+        part = stream.read(min(left, 1 << 24))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def _read_idx_stream(path: Path, stream, ndim: Optional[int], stored: int, gz: bool) -> np.ndarray:
+    magic = _read_exact(stream, 4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
         raise UsageError(f"{path} is not an IDX file (bad magic number); replace it with the original file")
-    if ndim is not None and data[3] != ndim:
-        magic = int.from_bytes(data[:4], "big")
-        raise UsageError(f"{path} has the wrong magic number 0x{magic:08X} ({data[3]} dimensions); "
+    if ndim is not None and magic[3] != ndim:
+        number = int.from_bytes(magic, "big")
+        raise UsageError(f"{path} has the wrong magic number 0x{number:08X} ({magic[3]} dimensions); "
                          f"an IDX {'label' if ndim == 1 else 'image'} file has "
-                         f"0x{(magic & ~0xFF) | ndim:08X}; the files are mixed up or corrupt")
-    dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]
+                         f"0x{(number & ~0xFF) | ndim:08X}; the files are mixed up or corrupt")
+    dtype, ndim = np.dtype(_IDX_DTYPES[magic[2]]), magic[3]
     header = 4 + 4 * ndim
-    if len(data) < header:
+    raw_dims = _read_exact(stream, 4 * ndim)
+    if len(raw_dims) < 4 * ndim:
         raise UsageError(f"{path} is truncated (header incomplete); replace it with the original file")
-    dims = struct.unpack(">" + "I" * ndim, data[4:header])
-    expected = header + int(np.prod(dims)) * dtype.itemsize
-    if len(data) != expected:
-        raise UsageError(f"{path} is truncated or padded: {len(data)} bytes, expected {expected} "
-                         f"for shape {dims}; replace it with the original file")
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    dims = struct.unpack(">" + "I" * ndim, raw_dims)
+    need = math.prod(dims) * dtype.itemsize  # exact: numpy's product of the dims would overflow
+    bound = min(COMPRESSION_RATIO * stored if gz else stored, memory_limit())
+    if gz and header + need > bound:
+        raise UsageError(f"{path} announces shape {short_repr(dims)} ({short_repr(header + need)} "
+                         f"bytes), more than "
+                         f"{COMPRESSION_RATIO} times its {stored:,} compressed bytes or this "
+                         f"machine's memory; it is not a dataset's IDX file, replace it")
+    data = _read_exact(stream, min(need, bound) + 1)  # one more: a padded file says so
+    if len(data) != need:
+        expected = short_repr(header + need)
+        got = f"{header + len(data)}" if len(data) <= need else f"more than {expected}"
+        raise UsageError(f"{path} is truncated or padded: {got} bytes, expected {expected} "
+                         f"for shape {short_repr(dims)}; replace it with the original file")
+    return np.frombuffer(data, dtype=dtype).reshape(dims)
 
 
 _IDX_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",

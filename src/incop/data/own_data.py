@@ -5,14 +5,16 @@ the digits. Labels get the same checks as the API's data."""
 from __future__ import annotations
 
 import math
+import os
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from ..base.machine import physical_memory
+from ..base.bounded import (COMPRESSION_RATIO, MIB, check_zip, memory_limit, open_regular,
+                            short_repr)
 from .datasets import DATASETS, RawDataset
 from ..base.errors import UsageError
 from .checks import check_labels
@@ -71,7 +73,8 @@ def load_npz(data_dir: Optional[str] = None) -> RawDataset:
     arrays, held = _read_npz(path)
     missing = [k for k in ("x_train", "y_train") if k not in arrays]
     if missing:
-        raise UsageError(f"{path}: missing {', '.join(missing)} (it has {', '.join(held)})")
+        raise UsageError(f"{path}: missing {', '.join(missing)} (it has "
+                         f"{short_repr(held[:20]) if held else 'no arrays'})")
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise UsageError(f"{path}: x_test and y_test go together; add the other or drop both")
     x, y = _as_images(arrays["x_train"], str(path)), _labels(arrays["y_train"], str(path))
@@ -96,19 +99,30 @@ _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
 
 def _read_npz(path: Path) -> Tuple[Dict[str, np.ndarray], List[str]]:
     """The arrays incop uses from an .npz, each checked before it is read: numbers only (no
-    pickled objects), and no more bytes than the file holds for it or than this machine has.
-    Returns them and the names of all the arrays the file holds."""
-    try:
-        archive = zipfile.ZipFile(path)
+    pickled objects), and no more bytes than the file holds for it: its members stored as they
+    are or deflated at most :data:`~incop.base.bounded.COMPRESSION_RATIO` times the file
+    (:func:`~incop.base.bounded.check_zip`; zeros deflate a thousandfold, so an announced size
+    within this machine's memory proves nothing). Returns them and the names of all the arrays
+    the file holds."""
+    try:  # a regular file: a named pipe would block, a device never end
+        f = open_regular(path, follow_links=True)
     except FileNotFoundError:
         raise UsageError(f"--data_dir {path}: no such file") from None
-    except (OSError, zipfile.BadZipFile) as e:
-        raise UsageError(f"--data_dir {path}: not a readable .npz file ({type(e).__name__})") from None
-    with archive:
-        names = {i.filename[:-4]: i for i in archive.infolist() if i.filename.endswith(".npy")}
-        out = {name: _read_npy_member(path, archive, names[name])
-               for name in NPZ_ARRAYS if name in names}
-        return out, list(names)
+    except OSError as e:
+        raise UsageError(f"--data_dir {path}: cannot read it ({e.strerror or e})") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        try:
+            archive = zipfile.ZipFile(f)
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+            raise UsageError(f"--data_dir {path}: not a readable .npz file "
+                             f"({type(e).__name__})") from None
+        with archive:
+            check_zip(archive, size, f"--data_dir {path}")
+            names = {i.filename[:-4]: i for i in archive.infolist() if i.filename.endswith(".npy")}
+            out = {name: _read_npy_member(path, archive, names[name])
+                   for name in NPZ_ARRAYS if name in names}
+            return out, list(names)
 
 
 def _read_npy_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
@@ -128,9 +142,9 @@ def _read_npy_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo
             if need > info.file_size - header:
                 raise UsageError(f"{what} announces shape {shape} ({need:,} bytes) but the file "
                                  f"holds {info.file_size - header:,}; the file is corrupt")
-            if need > physical_memory():
-                raise UsageError(f"{what} needs {need / 2**30:.1f} GiB, more than this machine's "
-                                 f"{physical_memory() / 2**30:.1f} GiB of memory")
+            if need > memory_limit():
+                raise UsageError(f"{what} needs {need / 2**30:.1f} GiB, more than the "
+                                 f"{memory_limit() / 2**30:.1f} GiB this process may use")
         with archive.open(info) as f:
             array = np.lib.format.read_array(f, allow_pickle=False)
     except UsageError:
@@ -176,15 +190,12 @@ def read_image_folder(root: Path, size: Optional[int]) -> RawDataset:
     if len(classes) < 2:
         raise UsageError(f"{root}: one class ({classes[0]}) only; a classifier needs two "
                          f"classes at least (one subfolder of images per class)")
+    _check_image_sizes(root, [path for files in parts.values() for path, _ in files])
     images, grey, shapes = {}, True, set()
     for part, files in parts.items():
         loaded = []
         for path, _ in files:
-            try:
-                img = Image.open(path)
-                img.load()
-            except Exception as e:
-                raise UsageError(f"{path}: not a readable image ({type(e).__name__})") from None
+            img = _open_image(Image, path, decode=True)[0]
             grey &= img.mode in ("1", "L", "I;16", "I", "F")
             loaded.append(img)
         images[part] = loaded
@@ -207,6 +218,59 @@ def read_image_folder(root: Path, size: Optional[int]) -> RawDataset:
     if tx is None:
         return _finish("folder", str(root), *_fixed_test_split(x, y), k=len(classes))
     return _finish("folder", str(root), x, y, tx, ty, k=len(classes))
+
+
+# Decoded pixels may take this many times the bytes an image file stores (a photo's PNG or
+# JPEG grows 2-20x; a blank one a thousandfold), beyond a floor that blank thumbnails fit in.
+IMAGE_FLOOR = 64 * MIB
+PIXEL_BYTES = 4  # Pillow holds a pixel in up to 4 bytes (RGB as RGBX, I and F as 32 bits)
+
+
+def _open_image(Image, path: Path, decode: bool) -> Tuple[Any, int]:
+    """The image at ``path`` (its header alone, or with ``decode`` its pixels too) and the bytes
+    the file stores; refused in one line if it is not an image or not a regular file."""
+    try:  # a regular file: a named pipe where an image belongs would block
+        f = open_regular(path, follow_links=True)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read it ({e.strerror or e})") from None
+    with f:
+        try:
+            img = Image.open(f)
+            if decode:
+                img.load()
+            return img, os.fstat(f.fileno()).st_size
+        except Image.DecompressionBombError:
+            raise UsageError(f"{path}: the image has more than the {2 * Image.MAX_IMAGE_PIXELS:,} "
+                             f"pixels Pillow decodes; resize it, or leave it out") from None
+        except Exception as e:
+            raise UsageError(f"{path}: not a readable image ({type(e).__name__}); replace or "
+                             f"remove it") from None
+
+
+def _check_image_sizes(root: Path, paths: List[Path]) -> None:
+    """Refuse, before any pixel is decoded, images announcing more pixels than the bytes they
+    store make plausible: a few megabytes of blank PNGs decode to gigabytes. Each image alone,
+    then the folder, may grow :data:`~incop.base.bounded.COMPRESSION_RATIO` times what it
+    stores, beyond :data:`IMAGE_FLOOR`."""
+    from PIL import Image
+
+    stored = decoded = 0
+    for path in paths:
+        img, size = _open_image(Image, path, decode=False)
+        need = img.size[0] * img.size[1] * PIXEL_BYTES
+        if need > COMPRESSION_RATIO * size + IMAGE_FLOOR:
+            raise UsageError(f"{path}: a {img.size[0]} x {img.size[1]} image ({need:,} bytes "
+                             f"decoded) stored in {size:,} bytes, more than {COMPRESSION_RATIO} "
+                             f"times as much; incop refuses such images (a few kilobytes could "
+                             f"fill the memory): crop or resize it, or leave it out")
+        stored, decoded = stored + size, decoded + need
+    limit = min(COMPRESSION_RATIO * stored + IMAGE_FLOOR, memory_limit())
+    if decoded > limit:
+        raise UsageError(f"{root}: its {len(paths):,} images decode to {decoded:,} bytes, more "
+                         f"than {COMPRESSION_RATIO} times the {stored:,} they store or the "
+                         f"memory this process may use; incop refuses such folders (a few "
+                         f"megabytes of blank images could fill the memory): resize the images "
+                         f"or use fewer")
 
 
 @DATASETS.register("folder", "imagefolder")

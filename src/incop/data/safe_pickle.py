@@ -6,8 +6,12 @@ bytes, numbers and numpy arrays of numbers, so :func:`load_data_pickle` admits e
 globals that rebuild those (numpy's array and dtype reconstructors, numpy scalars, and the
 latin-1 ``_codecs.encode`` that Python 3 uses for bytes) and refuses any other by name. Each one
 it admits is wrapped to accept only plain numeric dtypes, so no object array (whose elements are
-pickles again) can be built. The whole file is read first, so what unpickling allocates is
-bounded by the file's size: numpy checks an array's announced shape against the bytes it holds.
+pickles again) can be built. The whole file is read first (a regular file only: a named pipe
+would block), so what unpickling allocates is bounded by the file's size: numpy checks an
+array's announced shape against the bytes it holds, and the pickle's instructions are counted
+before it is loaded (:func:`incop.base.bounded.check_pickle`), a value the file shares counted
+each time it is used: a batch whose rows are references to one row (a few bytes each) would
+otherwise load cheaply and become gigabytes as soon as it is made an array.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..base.bounded import check_pickle, check_tree, pickle_budget, read_bytes, short_repr
 from ..base.errors import UsageError
 
 # numpy's own spelling of the dtypes the batches hold: bool, integers and floats
@@ -41,7 +46,7 @@ _NDARRAY = _Ndarray()
 
 def _dtype(spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
     if not isinstance(spec, (str, bytes)):
-        raise Refused(f"dtype {spec!r} is not a plain type name")
+        raise Refused(f"dtype {short_repr(spec)} is not a plain type name")
     dtype = np.dtype(spec.decode("ascii") if isinstance(spec, bytes) else spec)
     if dtype.kind not in _NUMERIC_KINDS or dtype.hasobject:
         raise Refused(f"dtype {dtype} is not a number type")
@@ -69,7 +74,7 @@ def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any = "C") -> np.ndarra
     if not isinstance(dtype, np.dtype) or dtype.kind not in _NUMERIC_KINDS or dtype.hasobject:
         raise Refused("an array of a type that is not a number")
     if not isinstance(shape, tuple) or not all(isinstance(s, int) and s >= 0 for s in shape):
-        raise Refused(f"an array of shape {shape!r}")
+        raise Refused(f"an array of shape {short_repr(shape)}")
     flat = np.frombuffer(buf, dtype=dtype)
     return flat.reshape(shape, order="F" if order == "F" else "C").copy()
 
@@ -105,19 +110,21 @@ class _DataUnpickler(pickle.Unpickler):
         try:
             return _ADMITTED[(module, name)]
         except KeyError:
-            raise Refused(f"it names {module}.{name}, which a data file never "
-                                         f"holds") from None
+            raise Refused(f"it names {short_repr(f'{module}.{name}', 120)}, which a data file "
+                          f"never holds") from None
 
 
 def load_data_pickle(path: Path) -> Any:
     """The data in a pickle of plain containers, numbers and numeric numpy arrays; a file that
     names any other type, or is damaged, is a one-line UsageError and runs nothing."""
-    try:
-        data = Path(path).read_bytes()
+    try:  # a regular file (a pipe would block), no larger than this machine's memory
+        data = read_bytes(path, what="a data file", follow_links=True)
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    # counted before anything is built: the calls it makes, and what it expands to
+    check_pickle(data, str(path), None, unit=1)  # (find_class admits the globals)
     try:
-        return _DataUnpickler(io.BytesIO(data), encoding="bytes").load()
+        value = _DataUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Refused as e:
         raise UsageError(f"{path} is not a plain data pickle: {e}; incop reads only dicts, lists, "
                          f"numbers, bytes and numeric arrays from it, so replace it with the "
@@ -125,3 +132,5 @@ def load_data_pickle(path: Path) -> Any:
     except Exception as e:  # a truncated or garbled pickle raises many kinds of error
         raise UsageError(f"cannot read {path}: {type(e).__name__}; the file is corrupt or "
                          f"truncated, replace it") from None
+    check_tree(value, str(path), pickle_budget(len(data)), unit=1)  # a cycle, say
+    return value

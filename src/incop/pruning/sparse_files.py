@@ -12,11 +12,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..base.bounded import load_torch, short_repr
 from ..base.errors import UsageError
 
 MASKS_FORMAT = "incop.packed_masks.v1"
 MODEL_FORMAT = "incop.sparse_state_dict.v1"
 PathLike = Union[str, Path]
+MAX_DIMS = 64  # torch's own limit on a tensor's dimensions
 
 
 def pack_mask(mask: torch.Tensor) -> Dict[str, Any]:
@@ -40,16 +42,27 @@ def unpack_mask(packed: Mapping[str, Any]) -> torch.Tensor:
     _need(isinstance(packed, Mapping) and "shape" in packed and "bits" in packed,
           "a packed mask without its shape and bits")
     shape, bits = packed["shape"], packed["bits"]
-    _need(isinstance(shape, (list, tuple)) and all(isinstance(s, int) and not isinstance(s, bool)
-                                                   and s >= 0 for s in shape),
-          f"a packed mask of shape {shape!r}")
+    _need(isinstance(shape, (list, tuple)) and len(shape) <= MAX_DIMS
+          and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape),
+          f"a packed mask of shape {short_repr(shape)}")
     _need(isinstance(bits, torch.Tensor) and bits.dtype == torch.uint8 and bits.dim() == 1,
           "a packed mask whose bits are not a 1-d uint8 tensor")
+    _stored(bits, "a packed mask's bits")
     n = math.prod(shape)
     _need(bits.numel() == (n + 7) // 8,
-          f"a packed mask of shape {list(shape)} ({n} weights) holding {bits.numel() * 8} bits")
+          f"a packed mask of shape {short_repr(list(shape))} ({short_repr(n)} weights) holding "
+          f"{bits.numel() * 8} bits")
     flat = np.unpackbits(bits.numpy(), count=n).astype(bool)
     return torch.from_numpy(flat).reshape(shape)
+
+
+def _stored(t: torch.Tensor, what: str) -> None:
+    """``t`` holds its elements itself: contiguous, within the bytes its storage holds. A
+    stride-0 view of one byte announces as many elements as it likes, and unpacking or
+    copying it would allocate them all."""
+    held = t.untyped_storage().nbytes() - t.storage_offset() * t.element_size()
+    _need(t.is_contiguous() and t.numel() * t.element_size() <= held,
+          f"{what} of {t.numel()} elements over {max(held, 0)} stored bytes (a view, not data)")
 
 
 def pack_masks(masks: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
@@ -70,7 +83,7 @@ def read_masks(obj: Any) -> Dict[str, torch.Tensor]:
 
 
 def _name(name: Any) -> str:
-    _need(isinstance(name, str), f"a tensor named {name!r}")
+    _need(isinstance(name, str), f"a tensor named {short_repr(name)}")
     return name
 
 
@@ -114,7 +127,7 @@ def dense_state_dict(obj: Any) -> Dict[str, torch.Tensor]:
         if name in sparse:
             out[_name(name)] = _dense_entry(name, sparse[name])
         else:
-            _need(isinstance(dense.get(name), torch.Tensor), f"no tensor for {name!r}")
+            _need(isinstance(dense.get(name), torch.Tensor), f"no tensor for {short_repr(name)}")
             out[_name(name)] = dense[name]
     return out
 
@@ -122,13 +135,14 @@ def dense_state_dict(obj: Any) -> Dict[str, torch.Tensor]:
 def _dense_entry(name: str, entry: Any) -> torch.Tensor:
     _need(isinstance(entry, Mapping), f"{name}: not a sparse entry")
     dtype = _DTYPES.get(entry.get("dtype")) if isinstance(entry.get("dtype"), str) else None
-    _need(dtype is not None, f"{name}: unknown dtype {entry.get('dtype')!r}")
+    _need(dtype is not None, f"{name}: unknown dtype {short_repr(entry.get('dtype'))}")
     keep = unpack_mask(entry)
     values = entry.get("values")
     _need(isinstance(values, torch.Tensor) and values.dim() == 1
           and values.numel() == int(keep.sum()),
           f"{name}: the mask keeps {int(keep.sum())} weights but the file holds "
           f"{values.numel() if isinstance(values, torch.Tensor) else 'no'} values")
+    _stored(values, f"{name}: values")
     full = torch.zeros(keep.shape, dtype=dtype)
     full[keep] = values.to(dtype)
     return full
@@ -143,9 +157,13 @@ def sparse_masks(obj: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
 
 def load_tensors(path: PathLike) -> Any:
     """A ``torch.save`` file of tensors and plain containers, read with ``weights_only`` (so a
-    pickled object never runs); a missing, truncated or foreign file is one UsageError."""
+    pickled object never runs) and bounded by what it stores (:func:`incop.base.bounded.
+    load_torch`: no compressed records, no shared or stride-0 parts that copying would
+    multiply, no pipe that blocks); a missing, truncated or foreign file is one UsageError."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_torch(path, follow_links=True)  # a run's links are refused by check_links
+    except UsageError:
+        raise
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:
