@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from ..base.bounded import load_torch
 from ..base.errors import UsageError
 
 IMAGENET_WORDS = ("1", "true", "imagenet", "pretrained")
@@ -96,7 +97,9 @@ def load_pretrained(model: nn.Module, path: Union[str, Path],
                     flag: str = "--net_pretrained") -> None:
     """Load a local state dict (nothing is downloaded); mismatches are a usage error."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch(path, follow_links=True)  # bounded by what the file stores
+    except UsageError as e:
+        raise UsageError(f"{flag} {e}") from None
     except FileNotFoundError:
         raise UsageError(f"{flag} {path}: no such file") from None
     except Exception as e:
