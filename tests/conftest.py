@@ -129,3 +129,13 @@ def _kernel_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("INCOP_CACHE_DIR", str(tmp_path_factory.mktemp("kernel_cache")))
         yield
+
+
+def edit_progress(run: Path, change) -> None:
+    """``change(progress)`` applied to both progress files of a run (the current and the
+    previous one it falls back to), as someone editing a run by hand would."""
+    import torch
+    for name in ("progress.pt", "progress.prev.pt"):
+        progress = torch.load(run / name, weights_only=True)
+        change(progress)
+        torch.save(progress, run / name)

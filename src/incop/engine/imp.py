@@ -438,6 +438,7 @@ class IMPExperiment:
     def _initial_masks(self, model, resume: Optional[Dict[str, Any]]) -> Masks:
         """All ones over the weights to prune, or the saved masks of a resumed trial."""
         if resume is not None:
+            _check_fits(model, resume, self.events.kept_in())
             return Masks.from_state_dict(resume["masks"])
         p = self.cfg.prune
         masks = Masks.ones_like(model, p.include or (), p.exclude or ()).bind(model)
@@ -523,15 +524,24 @@ class IMPExperiment:
         rewind = cached["rewind"]
         dense = rewind if cached.get("dense") is None else cached["dense"]
         ticket = rewind if cached.get("ticket") is None else cached["ticket"]
-        for state in (ticket, rewind, dense):  # strict: a state of another model raises
+        # every state checked before any is loaded: a load that fails halfway would leave this
+        # trial's fresh initialisation half overwritten for the warm-up trained instead
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        for state in (ticket, rewind, dense):
+            if {k: tuple(v.shape) for k, v in state.items()} != shapes:
+                raise ValueError("its weights are not of this model's names and shapes")
+        for state in (ticket, rewind, dense):
             model.load_state_dict(state)
         warmup = {**cached["warmup"], "trial": trial, "warmup_reused": True}
+        line = (f"trial {trial} (seed {seed}): dense warm-up "
+                f"{count(self.cfg.train.warmup, 'epoch')} reused (trained before with the same "
+                f"settings), val {warmup['warmup_val_acc']:.2f}%, test "
+                f"{_pct(warmup['warmup_test_acc'])}; rewind point: iteration "
+                f"{warmup['rewind_iteration']}")
+        # only a record that passed every step here reaches the observers (trials.json): one
+        # refused after it would stay beside the warm-up trained instead
         self.events.warmed_up(trial, warmup)
-        self._say(f"trial {trial} (seed {seed}): dense warm-up "
-                  f"{count(self.cfg.train.warmup, 'epoch')} reused (trained before with the same "
-                  f"settings), val {warmup['warmup_val_acc']:.2f}%, test "
-                  f"{_pct(warmup['warmup_test_acc'])}; rewind point: iteration "
-                  f"{warmup['rewind_iteration']}")
+        self._say(line)
         return warmup, rewind, dense, ticket
 
     def _warm_up(self, model, masks, data: TrialInputs, trial: int, seed: int,
@@ -606,6 +616,24 @@ class IMPExperiment:
                              segment=segment)
         finally:
             self.events.training_ended()
+
+
+def _check_fits(model: nn.Module, resume: Dict[str, Any], where: Optional[str]) -> None:
+    """A saved trial state (a resume, or a finished search gone on from) must be of this
+    network: each saved state its entries and shapes, each mask one of its weights' shapes.
+    Files of another run are refused in one line before anything is loaded from them."""
+    shape = lambda v: tuple(v.shape) if isinstance(v, torch.Tensor) else None
+    want = {k: shape(v) for k, v in model.state_dict().items()}
+    weights = {k: shape(p) for k, p in model.named_parameters()}
+    states = [resume.get(k) for k in ("model", "rewind", "dense", "ticket")]
+    fits = all(isinstance(s, dict) and {k: shape(v) for k, v in s.items()} == want
+               for s in states if s is not None) and isinstance(resume.get("masks"), dict) and \
+        all(weights.get(n) == shape(m) for n, m in resume["masks"].items())
+    if not fits:
+        raise UsageError(f"{where or 'the saved progress'}: the saved weights or masks of trial "
+                         f"{resume.get('index')} are not of this {type(model).__name__} (other "
+                         f"entries or shapes): they belong to another run; move the run "
+                         f"directory away and run the command again")
 
 
 def _pct(value: Optional[float]) -> str:

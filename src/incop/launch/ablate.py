@@ -40,7 +40,7 @@ def ablate_run(run: Path, kinds: Sequence[str] = ABLATIONS, trials: int = 1,
     data = load_run(run)
     cfg = RunConfig.from_dict(data.config)
     _check_ablatable(run, data, cfg, own=inputs is not None)
-    tickets = _tickets(data.tickets, only_trial, str(run))
+    tickets = _tickets(data.tickets, only_trial, str(run), cfg)
     device = resolve_device(cfg.experiment.device, cfg.experiment.gpu_id)
     if inputs is None:
         raw = load_raw(cfg.data.dataset, cfg.data.data_dir, cfg.data.image_size)
@@ -53,7 +53,7 @@ def ablate_run(run: Path, kinds: Sequence[str] = ABLATIONS, trials: int = 1,
     ablations = Ablations(cfg, inputs, device, events, fresh)
     with directory.lock():
         rows = ablate_tickets(ablations, tickets, lambda t: ticket_start(run, t),
-                              lambda t: Masks(round_masks(run, t, saved_rounds(run, t)[-1])),
+                              lambda t: Masks(final_masks(run, t)),
                               kinds, trials, ablation_rows(run),
                               lambda rows: _write(directory, rows), echo)
         events.closed()
@@ -81,7 +81,7 @@ def ablate_tickets(ablations: Ablations, tickets: Dict[int, Dict[str, Any]],
             for i in range(trials):
                 if (t, kind, i) in done:
                     continue
-                row = ablations.run(t, int(ticket["seed"]), kind, i, rewind, mask)
+                row = ablations.run(t, ticket["seed"], kind, i, rewind, mask)
                 row["ticket_test_acc"] = ticket.get("test_acc")
                 row["ticket_val_acc"] = ticket.get("val_acc")
                 rows.append(row)
@@ -92,14 +92,39 @@ def ablate_tickets(ablations: Ablations, tickets: Dict[int, Dict[str, Any]],
     return rows
 
 
+def final_masks(run: Path, trial: int) -> Dict[str, Any]:
+    """The masks of ``trial``'s last saved round, or one line saying there are none."""
+    rounds = saved_rounds(run, trial)
+    if not rounds:
+        raise UsageError(f"{run}: no masks saved for trial {trial} (masks/trial{trial}_round*.pt); "
+                         f"copy the run directory again with its masks folder")
+    return round_masks(run, trial, rounds[-1])
+
+
 def _check_count(trials: int) -> None:
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise UsageError(f"--trials {trials} must be at least 1 (a whole number of runs)")
 
 
-def _tickets(rows: Sequence[Dict[str, Any]], only_trial: Optional[int],
-             where: str) -> Dict[int, Dict[str, Any]]:
-    tickets = {int(t["trial"]): t for t in rows}
+def _tickets(rows: Sequence[Dict[str, Any]], only_trial: Optional[int], where: str,
+             cfg: Optional[RunConfig] = None) -> Dict[int, Dict[str, Any]]:
+    """The tickets by trial (or search trial ``only_trial``'s alone). Read from a run
+    directory, their rows are checked whole numbers already (:func:`incop.runs.reading.
+    load_run`), and with the run's ``cfg`` each must be a trial of the run, once, with the seed
+    the configuration gives it: an ablation retrains with that seed, so a ticket of another
+    seed would mix seeds in one comparison."""
+    tickets: Dict[int, Dict[str, Any]] = {}
+    for row in rows:
+        t, seed = row["trial"], row["seed"]
+        e = cfg.experiment if cfg is not None else None
+        if t in tickets or (e is not None and (t >= e.num_trial or seed != e.seed + t)):
+            raise UsageError(f"{where}: {view_names('tickets')[0]} holds the ticket of trial {t} "
+                             f"(seed {seed}) " + ("twice" if t in tickets else
+                                                  f"but the run's {e.num_trial} trial(s) have "
+                                                  f"seeds from {e.seed} on")
+                             + "; the file is damaged or was edited: run the search again to "
+                               "rewrite it")
+        tickets[t] = row
     if only_trial is not None and only_trial not in tickets:
         raise UsageError(f"{where}: no ticket for trial {only_trial} (tickets: {sorted(tickets)})")
     return tickets if only_trial is None else {only_trial: tickets[only_trial]}

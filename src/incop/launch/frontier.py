@@ -27,9 +27,10 @@ from ..pruning.masks import Masks
 from ..report.figures import save_figure
 from ..report.frontier import frontier_figure, frontier_rows, frontier_table
 from ..runs.directory import RunDirectory, run_path
-from ..runs.layout import round_masks, saved_rounds, ticket_start
-from .ablate import ablate_run
-from ..runs.reading import is_finished, load_run, read_json, result_hash
+from ..runs.layout import ticket_start
+from .ablate import ablate_run, final_masks
+from ..runs.reading import (DAMAGED, BrokenRun, is_finished, load_run, percent, read_json,
+                            result_hash)
 from .jobs import JobResult, Launcher
 
 DEFAULT_RECIPES = ("reference", *frontier_names())
@@ -167,34 +168,88 @@ def _why_not_judged(name: str, seed: int, cfg: RunConfig, short: Dict[tuple, Opt
 def _judge(configs: Dict[tuple, RunConfig], s: Settings, directory: RunDirectory,
            progress: Optional[bool], echo) -> List[Dict[str, Any]]:
     """Each run's row with its judged ticket: its final mask retrained from the reference's
-    rewind point of its seed, as the reference's ticket is; rows already judged are kept."""
-    kept = {(r["recipe"], r["seed"]): r for r in read_json(directory.path / RESULTS).get("rows", [])
-            if isinstance(r, dict) and "recipe" in r and "seed" in r}
-    rows, judge = [], None
+    rewind point of its seed, as the reference's ticket is. Everything a row says of its run
+    (cost, sparsity, accuracy, result hash, the reference's ticket) is measured from the run's
+    own records each time; only a recipe's judged ticket is kept from frontier.json, and only
+    while the run it judged and its reference are unchanged (same result hashes) and its values
+    are of their kind: a row whose judged fields were edited or damaged is judged again, and an
+    edit elsewhere in a row is overwritten by the measurement, so no row of the file decides the
+    verdict. A moved or copied output folder keeps its judgements (the hashes do not depend on
+    where the runs are)."""
+    kept = _kept_rows(directory.path / RESULTS)
+    rows, judge, hashes = [], None, {}
     with directory.lock():
         for (name, seed), cfg in configs.items():
             path = run_path(cfg)
-            if (name, seed) in kept and kept[name, seed].get("run_dir") == str(path):
-                rows.append(kept[name, seed])
-                continue
             run = load_run(path)
+            hashes[name, seed] = result_hash(run)
             row = {"recipe": name, "seed": seed, "run_dir": str(path), **measure(run),
-                   "result_hash": result_hash(run)}
+                   "result_hash": hashes[name, seed]}
             reference = run_path(configs["reference", seed])
+            if ("reference", seed) not in hashes:
+                hashes["reference", seed] = result_hash(load_run(reference))
+            old = kept.get((name, seed))
+            fresh = old is None or not _still_judged(
+                old, row, kept.get(("reference", seed)), hashes["reference", seed], s)
             if name == "reference":
-                ticket = run.tickets[0]
+                ticket = _reference_ticket(run)
+            elif not fresh:
+                ticket = {"test_acc": old["ticket_test_acc"], "val_acc": old["ticket_val_acc"],
+                          "epochs": old["ticket_epochs"]}
             else:
+                if old is not None:
+                    echo(f"  judging {name} seed {seed} again: its row in {RESULTS} is not the "
+                         f"judgement of its run as it is now")
                 # the references differ only in their seed, which retraining is given: one
                 # judge (one load of the data) serves every seed
                 judge = judge or _judge_for(configs["reference", seed], progress)
-                masks = Masks(round_masks(path, 0, saved_rounds(path, 0)[-1]))
+                masks = Masks(final_masks(path, 0))
                 ticket = judge.retrain(0, seed, masks, ticket_start(reference, 0), f"{name} judged")
             row.update(ticket_test_acc=ticket["test_acc"], ticket_val_acc=ticket["val_acc"],
                        ticket_epochs=ticket["epochs"])
             rows.append(row)
             directory.write_json(RESULTS, {"rows": rows})
-            echo(f"  judged {name} seed {seed}: ticket test {ticket['test_acc']:.2f}%")
+            if fresh:
+                echo(f"  judged {name} seed {seed}: ticket test {_pct(ticket['test_acc'])}")
     return rows
+
+
+def _kept_rows(path: Path) -> Dict[tuple, Dict[str, Any]]:
+    """frontier.json's rows by (recipe, seed); rows of another shape are left out (judged
+    again)."""
+    rows = read_json(path).get("rows")
+    return {(r["recipe"], r["seed"]): r for r in (rows if isinstance(rows, list) else [])
+            if isinstance(r, dict) and isinstance(r.get("recipe"), str)
+            and type(r.get("seed")) is int}
+
+
+def _still_judged(old: Dict[str, Any], row: Dict[str, Any], old_reference: Optional[Dict[str, Any]],
+                  reference_hash: str, s: Settings) -> bool:
+    """A kept row judged this run and this reference as they are now (their result hashes),
+    with a judged ticket of numbers of their kind: accuracies are percentages, and the ticket
+    trained for at most the judge's budget. Its path is not compared: the folder may move."""
+    try:  # a test accuracy is measured wherever the run measured one
+        percent(old.get("ticket_test_acc"), "ticket_test_acc", RESULTS,
+                nullable=row["search_test_acc"] is None)
+        percent(old.get("ticket_val_acc"), "ticket_val_acc", RESULTS, nullable=False)
+    except UsageError:
+        return False
+    epochs = old.get("ticket_epochs")
+    return (old.get("result_hash") == row["result_hash"] and old_reference is not None
+            and old_reference.get("result_hash") == reference_hash
+            and isinstance(epochs, (int, float)) and not isinstance(epochs, bool)
+            and 0 < epochs <= s.ticket_epochs + 1e-6)
+
+
+def _reference_ticket(run) -> Dict[str, Any]:
+    if not run.tickets:
+        raise BrokenRun(f"{run.path} is a finished reference run without its ticket "
+                        f"(tickets.json); {DAMAGED}")
+    return run.tickets[0]
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f}%"
 
 
 def _judge_for(reference_cfg: RunConfig, progress: Optional[bool]) -> Ablations:
@@ -211,6 +266,8 @@ def measure(run) -> Dict[str, Any]:
     flows' dense reference apart, each in its own key), its sparsity and accuracy, and whether
     its criterion measured anything. benchmarks/stopping_study.py reads runs through this too."""
     rounds = run.rounds
+    if not rounds:
+        raise BrokenRun(f"{run.path} is finished but holds no rounds (rounds.json); {DAMAGED}")
     crit = criterion_report(rounds, *run.resolved[1:])
     epochs = sum(r["epochs"] for r in rounds)
     return {"rounds": len(rounds), "search_epochs": epochs, "epochs_per_round": epochs / len(rounds),

@@ -16,21 +16,36 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..base.errors import UsageError
-from ..runs.directory import RunDirectory, run_path
+from ..runs.directory import RunDirectory, own_folder, run_path
 from ..runs.layout import JOB_FILE
-from ..runs.reading import is_finished, read_json
+from ..runs.reading import is_finished, read_json, shown
 from .jobs import JobResult, Launcher, run_job
 
 # squeue states of a job that is, or will again be, running
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
                  "REQUEUE_FED", "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT"}
 MAX_REQUEUES_ON_TIMEOUT = 20  # runs resume from their last round, so requeueing is cheap
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_JOB_ID = re.compile(r"\d{1,20}(_\d{1,20})?")  # a job, or an array task: 123 or 123_4
+
+
+def script_value(value: Any, what: str) -> str:
+    """A value that goes into the job script (a path, a partition, a setup line) as text,
+    refused in one line when it holds a control character: values are shell-quoted, but a
+    newline would end an #SBATCH line and make the rest a command the job runs."""
+    text = str(value)
+    if _CONTROL.search(text):
+        raise UsageError(f"{what} {shown(text)} holds a control character (a newline, tab or "
+                         f"NUL), which would end a line of the Slurm job script; give it "
+                         f"without one")
+    return text
 
 
 def parse_slurm_time(text: str) -> int:
@@ -104,6 +119,10 @@ class SlurmLauncher(Launcher):
                              "Slurm module), or use --launcher local")
         if mem is not None and not re.fullmatch(r"\d+[KMGT]?", mem):
             raise UsageError(f"--slurm_mem {mem!r} is not a Slurm memory size such as 16G or 8000M")
+        for value, what in ((partition, "--slurm_partition"), *((line, "--slurm_setup")
+                                                                 for line in setup)):
+            if value is not None:
+                script_value(value, what)
         self.partition, self.gpus_per_task, self.cpus_per_task = partition, gpus_per_task, cpus_per_task
         self.mem, self.minutes, self.setup = mem, parse_slurm_time(time), list(setup)
         self.poll_seconds = poll_seconds
@@ -121,7 +140,7 @@ class SlurmLauncher(Launcher):
         pending: List[_Pending] = []
         to_submit = []
         paths = [run_path(c) for c in configs]
-        recorded = [read_json(p / JOB_FILE).get("job_id") for p in paths]
+        recorded = [_recorded_job(p) for p in paths]
         active = self._active_jobs(recorded)
         for cfg, path, job_id in zip(configs, paths, recorded):
             if is_finished(path):
@@ -142,6 +161,9 @@ class SlurmLauncher(Launcher):
     def _executor(self, folder: Path):
         import submitit
 
+        # every value the script is written from, checked here as well as where it came from
+        script_value(folder, "--output_dir")
+        script_value(sys.executable, "the Python interpreter's path")
         ex = submitit.SlurmExecutor(folder=str(folder / "%j"), max_num_timeout=MAX_REQUEUES_ON_TIMEOUT)
         params: Dict[str, Any] = dict(job_name="incop", time=self.minutes,
                                       cpus_per_task=self.cpus_per_task, setup=self.setup)
@@ -159,6 +181,7 @@ class SlurmLauncher(Launcher):
             return []
         folder = Path(configs[0].experiment.output_dir) / "slurm"
         ex = self._executor(folder)
+        log_folder(folder)  # the job logs: no link sends them elsewhere
         try:
             with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's stderr
                 jobs = ex.map_array(SlurmJob(), [c.to_dict() for c in configs])
@@ -202,13 +225,44 @@ class SlurmLauncher(Launcher):
             return JobResult(str(p.path), "done")
         return JobResult(str(p.path), f"failed: Slurm job {p.job_id} ended ({state.lower()}) "
                          f"before the run finished; run the sweep again to resume it; log: "
-                         f"{read_json(p.path / JOB_FILE).get('stderr', '?')}")
+                         f"{shown(read_json(p.path / JOB_FILE).get('stderr', '?'))}")
 
     def _active_jobs(self, job_ids: Sequence[Optional[str]]) -> set:
         ids = [j for j in job_ids if j]
         if not ids:
             return set()
         return {j for j, s in _squeue_states(ids).items() if s in ACTIVE_STATES}
+
+
+# submitit moves each job's script into the job's folder and leaves this link to it behind
+_SUBMISSION_LINK = re.compile(r"\.submission_file_[0-9a-f]{32}\.sh")
+
+
+def log_folder(folder: Path) -> Path:
+    """The folder of the job logs and submitit's files: incop's own (made when missing, refused
+    in one line when it is a link or holds one: a link planted there would send submitit's
+    writes wherever it points), except the links submitit leaves itself: a submission file's,
+    to a file inside the folder."""
+    folder = Path(folder)
+    root = folder.resolve()
+    return own_folder(folder, lambda entry: _submitits_link(entry, folder, root))
+
+
+def _submitits_link(entry: Path, folder: Path, root: Path) -> bool:
+    target = entry.resolve()
+    return entry.parent == folder and bool(_SUBMISSION_LINK.fullmatch(entry.name)) and \
+        root in target.parents and target.is_file() and not target.is_symlink()
+
+
+def _recorded_job(run: Path) -> Optional[str]:
+    """The Slurm job id kept in the run's slurm.json (None when there is none), refused in one
+    line when it is not one: it is passed to squeue and compared with its answers."""
+    job_id = read_json(run / JOB_FILE).get("job_id")
+    if job_id is not None and not (isinstance(job_id, str) and _JOB_ID.fullmatch(job_id)):
+        raise UsageError(f"{run / JOB_FILE} names job {shown(job_id)}, not a Slurm job id such "
+                         f"as \"123\" or \"123_4\"; if no job of it is queued or running, delete "
+                         f"the file and run the same command again")
+    return job_id
 
 
 def _squeue_states(job_ids: Sequence[str]) -> Dict[str, str]:

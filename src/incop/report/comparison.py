@@ -4,14 +4,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .figures import save_run_figures
+from ..base.errors import UsageError
 from ..base.files import atomic_write_text
 from ..base.text import format_table, mean_std
 from ..runs.directory import to_csv
 from ..config.schema import flag_name
-from ..runs.reading import RunData, final_speedup, result_hash
+from ..runs.reading import RunData, _warn, final_speedup, result_hash
 
 
 def run_summary(run: RunData) -> Dict[str, Any]:
@@ -239,19 +240,29 @@ def judgements(rows: Sequence[Dict[str, Any]]) -> List[str]:
             notes.append("Some runs have one trial: their test accuracy differences cannot be "
                          "judged against a seed-to-seed spread (--exper_num_trial 3).")
         else:
-            close = [r["run"] for r in ranked if r is not best
-                     and r.get("result_hash") != best.get("result_hash")  # said above
-                     and best["test_acc_mean"] - r["test_acc_mean"]
+            # a copy of the best run (its results, or its configuration run again) is no rival:
+            # beating itself by 0.00 points is no lead
+            rivals = [r for r in ranked if r is not best and not _same_run(r, best)]
+            close = [r["run"] for r in rivals if best["test_acc_mean"] - r["test_acc_mean"]
                      <= max(best["test_acc_std"], r["test_acc_std"])]
             if close:
                 notes.append(f"Inside the seed-to-seed spread of the most accurate run "
                              f"({best['run']}): {', '.join(close)}.")
-            else:
+            elif rivals and best["test_acc_mean"] > max(r["test_acc_mean"] for r in rivals):
                 notes.append(f"No other run is inside the seed-to-seed spread of the most "
                              f"accurate run ({best['run']}, {best['test_acc_mean']:.2f} ± "
                              f"{best['test_acc_std']:.2f}% test): its lead is larger than "
                              f"either run's spread.")
     return notes
+
+
+def _same_run(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    """Two rows of one computation: the same result hash, or the same configuration (every
+    setting that changes results: where and on which device it ran aside)."""
+    key = lambda r: json.dumps([r["arch"], r["dataset"], r["method"], r["settings"]],
+                               sort_keys=True, default=str)
+    return (a.get("result_hash") is not None and a.get("result_hash") == b.get("result_hash")) \
+        or key(a) == key(b)
 
 
 def report_text(rows: Sequence[Dict[str, Any]]) -> str:
@@ -268,10 +279,26 @@ def report_text(rows: Sequence[Dict[str, Any]]) -> str:
     return "\n".join([table, *(f"- {n}" for n in judgements(rows))])
 
 
+def summaries(runs: Sequence[RunData], warn: Callable[[str], None] = _warn) -> tuple:
+    """The runs whose row could be made, and their rows; a run whose files fail while its row
+    is made (a damaged masks file, say) is skipped with one warning line naming it, so one bad
+    run never stops the report of the others."""
+    kept, rows = [], []
+    for run in runs:
+        try:
+            rows.append(run_summary(run))
+            kept.append(run)
+        except UsageError as e:
+            warn(f"skipping {run.path}: {e}")
+    if not kept:
+        raise UsageError("none of the runs could be summarised (see the warnings above)")
+    return kept, rows
+
+
 def write_report(runs: Sequence[RunData], out_dir: Path) -> List[Dict[str, Any]]:
     """Writes report.md, report.csv and the overlaid figures into ``out_dir``."""
     out_dir = Path(out_dir)
-    rows = [run_summary(r) for r in runs]
+    runs, rows = summaries(runs)
     atomic_write_text(out_dir / "report.md", "# incop report\n\n" + report_markdown(rows))
     swept = varying_settings(rows)
     atomic_write_text(out_dir / "report.csv", to_csv(

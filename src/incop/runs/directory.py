@@ -10,7 +10,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from ..base.errors import UsageError
 from .layout import LOCK_FILE, LOG_FILE
@@ -141,6 +141,20 @@ class RunDirectory:
     def log(self, line: str) -> None:
         with open_in_run(self.path / LOG_FILE, "a") as f:
             f.write(line.rstrip("\n") + "\n")
+
+
+def own_folder(folder: Path, allowed: Callable[[Path], bool] = lambda entry: False) -> Path:
+    """A folder incop keeps files in beside the runs (shared warm-ups, Slurm logs), made when
+    missing. Refused in one line when it is a symbolic link or holds one: a link planted
+    there would send incop's writes (and reads) wherever it points, as one inside a run
+    directory would."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        raise UsageError(f"{folder} is a symbolic link; incop never reads or writes through "
+                         f"links in its output folder: replace it with a folder of its own")
+    folder.mkdir(parents=True, exist_ok=True)
+    check_links(folder, allowed)  # ``allowed``: links incop's own tools leave (submitit's)
+    return folder
 
 
 def _missing_folders(path: Path) -> List[Path]:

@@ -3,23 +3,29 @@
 its first rounds are the finished run's: a round depends only on the state it starts from and
 its seed. So the new run directory adopts them: the records, masks, networks and rewind points
 of the finished run (the "prefix") are copied in, and each trial goes on from its last round,
-rebuilt from those files. The result equals a fresh run's bit for bit (tested)."""
+rebuilt from those files. The result equals a fresh run's bit for bit (tested). Before anything
+is copied, the prefix's records are checked against this configuration and its files against
+each other: a record that contradicts them is refused, never adopted, and every file name is
+built from a checked whole number."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ..base.errors import UsageError
 from ..base.files import atomic_write, check_links, open_in_run
 from ..config.identity import comparable
 from ..config.schema import RunConfig
+from ..engine.records import RECORDS
 from ..pruning.rules import target_count
 from ..pruning.sparse_files import load_tensors
 from .directory import RunDirectory, legacy_path
 from .layout import (CONFIG_FILE, PROGRESS_FILE, dense_name, masks_name, model_name,
                      model_state, rewind_name, rewind_state, round_masks, ticket_rewind_name,
                      ticket_start)
-from .reading import is_finished, run_config
+from .reading import (DAMAGED, MAX_INDEX, ROUNDS, TICKETS, BrokenRun, RowSpec, _warn, check_rows,
+                      check_run_config, is_finished, run_config, shown, whole_number)
 
 
 def _search_key(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -31,25 +37,38 @@ def _search_key(config: Dict[str, Any]) -> Dict[str, Any]:
     return key
 
 
-def find_prefix(run: Path, cfg: RunConfig) -> Optional[Path]:
+def find_prefix(run: Path, cfg: RunConfig,
+                note: Optional[Callable[[str], None]] = None) -> Optional[Path]:
     """The finished run beside ``run`` whose search is the start of ``cfg``'s: every setting
     equal but as many rounds or fewer and any ticket, and its rewind points saved. The one with
-    the most rounds wins."""
+    the most rounds wins. A neighbour whose configuration cannot be read is skipped with a
+    ``note`` (a warning line by default): another run's broken folder never stops this one."""
+    note = note or _warn
     mine, best, most = _search_key(cfg.to_dict()), None, 0
     folders = [f for f in dict.fromkeys([run.parent, legacy_path(cfg).parent]) if f.is_dir()]
     for other in sorted(o for f in folders for o in f.iterdir()):
         if other == run or not (other / CONFIG_FILE).is_file():
             continue
         try:
-            config = run_config(other)
+            config = run_config(other)  # every value of its field's type, or BrokenRun
             check_links(other)
-        except (UsageError, OSError):
+        except (UsageError, OSError) as e:
+            note(f"not going on from {other}, which cannot be read: {_first_line(e)}")
             continue
         rounds = config["experiment"]["imp_total_iter"]
-        if (is_finished(other) and _search_key(config) == mine and rounds <= cfg.experiment.imp_total_iter
-                and rounds > most and (other / rewind_name(0)).is_file()):
+        if type(rounds) is not int or rounds < 1:  # a run's config.json holds its resolved count
+            note(f"not going on from {other}: its --exper_imp_total_iter {shown(rounds)} is no "
+                 f"number of rounds (its {CONFIG_FILE} is damaged or was edited)")
+            continue
+        if (is_finished(other) and _search_key(config) == mine
+                and rounds <= cfg.experiment.imp_total_iter and rounds > most
+                and (other / rewind_name(0)).is_file()):
             best, most = other, rounds
     return best
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:240]
 
 
 def adopt(prefix: Path, run_dir: RunDirectory, cfg: RunConfig) -> Dict[str, Any]:
@@ -62,9 +81,17 @@ def adopt(prefix: Path, run_dir: RunDirectory, cfg: RunConfig) -> Dict[str, Any]
     if not isinstance(records, dict) or not all(isinstance(records.get(k), list)
                                                 for k in ("rounds", "trials")):
         raise UsageError(f"{prefix / PROGRESS_FILE} holds no records of finished rounds")
-    records = {k: list(v) for k, v in records.items() if isinstance(v, list)}
-    records.setdefault("tickets", [])
-    same_ticket = run_config(prefix)["train"].get("ticket_epochs", 0) == cfg.train.ticket_epochs
+    config = run_config(prefix)
+    if comparable(check_run_config(old.get("config"), prefix / PROGRESS_FILE)) != \
+            comparable(config):
+        raise BrokenRun(f"its {PROGRESS_FILE} holds the records of another configuration than "
+                        f"its {CONFIG_FILE}; {DAMAGED}")
+    records = {k: records.get(k, []) for k in RECORDS}
+    # gradual pruning's rounds are its steps, however many rounds it was asked for
+    asked = MAX_INDEX if cfg.prune.method == "gmp" else config["experiment"]["imp_total_iter"]
+    checked_records(records, Path(PROGRESS_FILE), cfg, asked)  # (the warning names the run)
+    check_files(prefix, records)
+    same_ticket = config["train"].get("ticket_epochs", 0) == cfg.train.ticket_epochs
     if not same_ticket:
         records["tickets"] = []
     finished, names = [], []
@@ -87,6 +114,104 @@ def adopt(prefix: Path, run_dir: RunDirectory, cfg: RunConfig) -> Dict[str, Any]
         atomic_write(run_dir.path / name, lambda out, b=blob: out.write(b))
     return {"format": 1, "config": cfg.to_dict(), "finished": finished, "records": records,
             "trial": None, "extended_from": str(prefix)}
+
+
+# What a finished search's records hold, checked before a longer search adopts them
+TRIAL_RECORD = RowSpec(whole=("trial", "seed"), numbers=("warmup_time", "reference_time"),
+                       percents=("warmup_val_acc", "warmup_test_acc"))
+ROUND_RECORD = replace(ROUNDS, whole=("trial", "round", "seed"))
+DETAIL_RECORD = RowSpec(whole=("trial", "round"))  # epochs, layers, similarity: of a round
+
+
+def checked_records(records: Dict[str, Any], where: Path, cfg: RunConfig, asked: int) -> None:
+    """A finished search's records as its search, with ``cfg``'s seeds, wrote them, or one
+    BrokenRun saying what contradicts it: a warm-up per trial (each trial once, a plain index
+    below --exper_num_trial, its seed --seed plus the trial), each trial's rounds numbered 0, 1,
+    ... (at least one, at most the ``asked`` rounds), with its trial's seed and fewer weights
+    each round, accuracies percentages; tickets and detail rows of those trials and rounds. A
+    result belongs to the run that asked for it: seeds mixed in one trial are never adopted."""
+    e = cfg.experiment
+    for name in RECORDS:
+        if not isinstance(records[name], list):
+            raise BrokenRun(f"{where}: its {name} records are not a list; {DAMAGED}")
+    check_rows(f"{where} (trials)", records["trials"], TRIAL_RECORD)
+    check_rows(f"{where} (rounds)", records["rounds"], ROUND_RECORD)
+    check_rows(f"{where} (tickets)", records["tickets"], TICKETS)
+    for name in ("epochs", "layers", "similarity"):
+        check_rows(f"{where} ({name})", records[name], DETAIL_RECORD)
+    if not records["rounds"]:
+        raise BrokenRun(f"{where} holds no finished rounds; {DAMAGED}")
+    seeds: Dict[int, int] = {}
+    for w in records["trials"]:
+        t = whole_number(w["trial"], "trial", f"{where} (trials)", e.num_trial)
+        if t in seeds:
+            raise BrokenRun(f"{where}: the warm-up of trial {t} is recorded twice; {DAMAGED}")
+        if w["seed"] != e.seed + t:
+            raise BrokenRun(f"{where}: trial {t}'s warm-up has seed {shown(w['seed'])}, and "
+                            f"this configuration gives trial {t} seed {e.seed + t}: the records "
+                            f"belong to another run")
+        seeds[t] = w["seed"]
+    for t, seed in seeds.items():
+        mine = [r for r in records["rounds"] if r["trial"] == t]
+        _check_trial_rounds(mine, t, seed, asked, where)
+    rounds = {(r["trial"], r["round"]) for r in records["rounds"]}
+    for name in ("rounds", "epochs", "layers", "similarity"):
+        strays = [r for r in records[name] if (r["trial"], r["round"]) not in rounds
+                  or r["trial"] not in seeds]
+        if strays:
+            raise BrokenRun(f"{where}: {name} rows of trial {shown(strays[0]['trial'])} round "
+                            f"{shown(strays[0]['round'])}, which has no warm-up or round; "
+                            f"{DAMAGED}")
+    ticketed = [x["trial"] for x in records["tickets"]]
+    if any(seeds.get(x["trial"]) != x["seed"] for x in records["tickets"]) or \
+            len(set(ticketed)) != len(ticketed):
+        raise BrokenRun(f"{where}: a ticket of an unknown trial, with another seed, or twice; "
+                        f"the records belong to another run")
+
+
+def _check_trial_rounds(rounds: List[Dict[str, Any]], t: int, seed: int, asked: int,
+                        where: Path) -> None:
+    numbers = [r["round"] for r in rounds]
+    if numbers != list(range(len(numbers))) or not 1 <= len(numbers) <= asked:
+        raise BrokenRun(f"{where}: trial {t}'s rounds are numbered "
+                        f"{', '.join(map(str, numbers[:8])) or 'none'}, not 0, 1, ... up to at "
+                        f"most {asked - 1}; {DAMAGED}")
+    for r in rounds:
+        if r["seed"] != seed:
+            raise BrokenRun(f"{where}: trial {t} round {r['round']} has seed {shown(r['seed'])}, "
+                            f"its warm-up seed {seed}: the records belong to another run")
+    counts = [(r["remaining"], r["total"]) for r in rounds]
+    if any(total != counts[0][1] or remaining > total for remaining, total in counts) or \
+            any(b[0] > a[0] for a, b in zip(counts, counts[1:])):
+        raise BrokenRun(f"{where}: trial {t}'s rounds do not keep fewer weights each round out "
+                        f"of one total; {DAMAGED}")
+
+
+def check_files(prefix: Path, records: Dict[str, Any]) -> None:
+    """The prefix's masks and networks are of one network: every round's masks name weights
+    of its rewind point, with their shapes, and every saved state has the rewind point's
+    entries and shapes. Foreign or reshaped files are refused before anything is copied."""
+    for warm in records["trials"]:
+        t = warm["trial"]
+        shapes = _shapes(rewind_state(prefix, t))
+        states = [(dense_name(t), lambda: rewind_state(prefix, t, dense=True)),
+                  (ticket_rewind_name(t), lambda: ticket_start(prefix, t)),
+                  (model_name(t, None, True), lambda: model_state(prefix, t, ticket=True))]
+        for k in range(sum(r["trial"] == t for r in records["rounds"])):
+            for name, mask in round_masks(prefix, t, k).items():
+                if shapes.get(name) != tuple(mask.shape):
+                    raise BrokenRun(f"{masks_name(t, k)}: the mask of {shown(name)} "
+                                    f"does not fit the run's network ({rewind_name(t)}); the "
+                                    f"file belongs to another run")
+            states.append((model_name(t, k), lambda k=k: model_state(prefix, t, k)))
+        for name, read in states:
+            if (prefix / name).is_file() and _shapes(read()) != shapes:
+                raise BrokenRun(f"{name} holds other weights than the run's network "
+                                f"({rewind_name(t)}); the file belongs to another run")
+
+
+def _shapes(state: Dict[str, Any]) -> Dict[str, tuple]:
+    return {name: tuple(v.shape) for name, v in state.items()}
 
 
 def search_over(rounds, cfg: RunConfig) -> bool:

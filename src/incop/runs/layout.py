@@ -105,7 +105,7 @@ def _read(path: Path, reader: Callable[[Any], Any]):
 
 def round_masks(run: Path, trial: int, k: int) -> Dict[str, torch.Tensor]:
     path = run / masks_name(trial, k)
-    if not path.is_file():
+    if not path.exists():  # anything else there (a pipe, a folder) is refused by the reader
         raise UsageError(f"{run}: no masks for trial {trial} round {k} (saved rounds: "
                          f"{saved_rounds(run, trial) or 'none'})")
     return _read(path, read_masks)

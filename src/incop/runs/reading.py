@@ -6,15 +6,18 @@ naming the file, so one broken directory never hides the others."""
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..config.identity import read_checked_config
+from ..base.bounded import load_json, load_torch, read_text, short_repr
 from ..base.errors import UsageError
-from ..base.files import check_links, open_in_run
+from ..base.files import check_links
 from .layout import (ABLATIONS, CONFIG_FILE, PREVIOUS_PROGRESS_FILE, PROGRESS_FILE, SPEED_FILE, SUMMARY_FILE,
                      view_names)
 
@@ -79,17 +82,18 @@ def _number(v: str) -> Any:
 def _read_csv(path: Path) -> List[Dict[str, Any]]:
     if not path.exists():
         return []
-    try:
-        with open_in_run(path) as f:
-            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    try:  # a regular file (no pipe), of a bounded size, never through a link
+        text = read_text(path, what="a run's CSV view")
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
+    except UsageError as e:
+        raise BrokenRun(str(e)) from None
     except (OSError, ValueError, csv.Error) as e:
         raise BrokenRun(f"{path} cannot be read as CSV ({type(e).__name__})") from None
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        with open_in_run(path) as f:
-            return json.loads(f.read())
+    try:  # a regular file (no pipe), of a bounded size and depth, never through a link
+        return load_json(path)
     except FileNotFoundError:
         raise BrokenRun(f"{path.parent} is not a run directory with results (no {path.name}); "
                         f"pass directories made by 'incop run'") from None
@@ -103,8 +107,7 @@ def read_json(path: Path) -> Dict[str, Any]:
     """A JSON object from ``path``, or {} when it is missing, unreadable, a link or not an
     object."""
     try:
-        with open_in_run(path) as f:
-            obj = json.loads(f.read())
+        obj = load_json(path)
     except (OSError, ValueError, UsageError):
         return {}
     return obj if isinstance(obj, dict) else {}
@@ -115,29 +118,117 @@ def is_finished(run_dir: Path) -> bool:
     return bool(read_json(Path(run_dir) / SUMMARY_FILE).get("complete"))
 
 
-def _rows(path: Path, required: Sequence[str] = (), numbers: Sequence[str] = ()) -> List[Dict[str, Any]]:
-    """A JSON list of row objects, each with the ``required`` keys, ``numbers`` among them
-    numeric (or null)."""
-    rows = _read_json(path)
+def shown(value: Any) -> str:
+    """A value read from a file, as a message shows it: short whatever the file holds (a huge
+    text or number, a nested list, an object whose repr is not ours to run)."""
+    return short_repr(value, 80)
+
+
+MAX_INDEX = 10**6  # a trial, round, check or ablation index beyond this is no record incop wrote
+MAX_COUNT = 2**53  # a weight count beyond this is no network's
+SEED_BOUND = 2**63  # torch's seeds are 64-bit
+MAX_TEXT = 1000  # a note incop wrote is a line
+
+DAMAGED = "the file is damaged or was edited; run the search again to rewrite it"
+
+
+def whole_number(value: Any, what: str, where: Any, below: int = MAX_INDEX,
+                 lowest: int = 0) -> int:
+    """A value from a record that names a file, an index or a seed: a plain int from
+    ``lowest`` to ``below`` - 1 (not a bool, not 0.7, not text, not 10**30), else BrokenRun
+    naming it."""
+    if type(value) is not int or not lowest <= value < below:
+        raise BrokenRun(f"{where}: {what} {shown(value)} is not a whole number from {lowest} to "
+                        f"{below - 1}; {DAMAGED}")
+    return value
+
+
+def percent(value: Any, what: str, where: Any, nullable: bool = True) -> Optional[float]:
+    """An accuracy or a share as incop stores it: a finite number from 0 to 100 (null where
+    nothing was measured, when ``nullable``), else BrokenRun naming it."""
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not (math.isfinite(value) and 0 <= value <= 100):
+        raise BrokenRun(f"{where}: {what} {shown(value)} is not a percentage from 0 to 100; "
+                        f"{DAMAGED}")
+    return value
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """What every row of one kind of record holds: ``required`` keys, ``whole`` numbers (plain
+    ints, present: indices from 0, and ``seed``, within 64 bits), ``counts`` (whole numbers of
+    weights or iterations, or null), ``numbers`` (finite or null), ``present`` (those of the
+    counts, numbers and percents that must be there and not null),
+    ``percents`` (from 0 to 100, or null) and ``texts``."""
+
+    required: Tuple[str, ...] = ()
+    whole: Tuple[str, ...] = ()
+    counts: Tuple[str, ...] = ()
+    numbers: Tuple[str, ...] = ()
+    present: Tuple[str, ...] = ()
+    percents: Tuple[str, ...] = ()
+    texts: Tuple[str, ...] = ()  # a note a report prints: text of a sane length, or null
+    nan_ok: bool = False  # the CSV views hold NaN where a measure was undefined
+
+
+def check_rows(path: Path, rows: Any, spec: RowSpec) -> List[Dict[str, Any]]:
+    """``rows`` (read from ``path``) as ``spec`` says, or BrokenRun naming the file, the row
+    and the value: a record read back is checked before anything uses it."""
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise BrokenRun(f"{path} is not a list of rows")
     for i, r in enumerate(rows):
-        missing = [k for k in required if k not in r]
+        where = f"{path}: row {i}"
+        missing = [k for k in (*spec.required, *spec.whole, *spec.present) if k not in r]
         if missing:
-            raise BrokenRun(f"{path}: row {i} lacks {', '.join(missing)}")
-        wrong = [k for k in numbers if r.get(k) is not None and
-                 (isinstance(r[k], bool) or not isinstance(r[k], (int, float)))]
-        if wrong:
-            raise BrokenRun(f"{path}: row {i} has a {', '.join(wrong)} that is not a number")
+            raise BrokenRun(f"{where} lacks {', '.join(missing)}")
+        for k in spec.whole:  # seeds may be negative (--seed -3)
+            whole_number(r[k], k, where, *((SEED_BOUND, -SEED_BOUND) if k == "seed" else ()))
+        for k in spec.counts:
+            if r.get(k) is not None or k in spec.present:
+                whole_number(r[k], k, where, MAX_COUNT)
+        for k in spec.numbers:
+            v = r.get(k)
+            if v is None and k not in spec.present:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise BrokenRun(f"{where} has a {k} that is not a number ({shown(v)})")
+            if not (spec.nan_ok or math.isfinite(v)):
+                raise BrokenRun(f"{where} has a {k} that is not finite ({shown(v)}); {DAMAGED}")
+        for k in spec.percents:
+            percent(r.get(k), k, where, nullable=k not in spec.present)
+        for k in spec.texts:
+            if r.get(k) is not None and not (isinstance(r[k], str) and len(r[k]) <= MAX_TEXT):
+                raise BrokenRun(f"{where} has a {k} that is not a short text ({shown(r[k])})")
     return rows
 
 
-# What reports read of every round and ticket: present, and numbers
-ROUND_NUMBERS = ("trial", "round", "remaining_pct", "epochs", "val_acc", "test_acc",
-                 "time_train", "time_flow", "time_eval", "time_prune")
-TICKET_NUMBERS = ("remaining_pct", "epochs", "val_acc", "test_acc", "time_train", "time_eval")
-ABLATION_NUMBERS = ("trial", "index", "remaining_pct", "epochs", "val_acc", "test_acc",
-                    "ticket_test_acc")
+def _rows(path: Path, spec: RowSpec = RowSpec()) -> List[Dict[str, Any]]:
+    """A JSON list of row objects, checked as ``spec`` says."""
+    return check_rows(path, _read_json(path), spec)
+
+
+# What reports read of every round, ticket, trial and ablation, and of the CSV views: present,
+# and numbers of the right kind
+TIMES = ("time_train", "time_flow", "time_eval", "time_prune")
+ROUNDS = RowSpec(required=("stop_reason", "val_acc", "test_acc"), whole=("trial", "round"),
+                 counts=("remaining", "total"), numbers=("epochs", *TIMES),
+                 present=("remaining", "total", "remaining_pct", "epochs", *TIMES),
+                 percents=("remaining_pct", "val_acc", "test_acc"))
+TICKETS = RowSpec(required=("val_acc", "test_acc"), whole=("trial", "seed"), counts=("remaining",),
+                  numbers=("epochs", "time_train", "time_eval"),
+                  present=("remaining_pct", "epochs", "time_train", "time_eval"),
+                  percents=("remaining_pct", "val_acc", "test_acc"))
+TRIALS = RowSpec(whole=("trial",), numbers=("warmup_time", "reference_time"),
+                 percents=("warmup_val_acc", "warmup_test_acc"), texts=("untrained",))
+ABLATIONS_ROWS = RowSpec(required=("ablation", "val_acc", "test_acc", "ticket_test_acc"),
+                         whole=("trial", "index"), numbers=("epochs",), present=("remaining_pct", "epochs"),
+                         percents=("remaining_pct", "val_acc", "test_acc", "ticket_test_acc"))
+EPOCHS_CSV = RowSpec(whole=("trial", "round"), numbers=("epoch", "distance"), present=("epoch",),
+                     nan_ok=True)
+SIMILARITY_CSV = RowSpec(required=("layer",), whole=("trial", "round"), numbers=("cosine",),
+                         present=("cosine",), nan_ok=True)
 
 
 def ablation_rows(path: Path) -> List[Dict[str, Any]]:
@@ -145,25 +236,29 @@ def ablation_rows(path: Path) -> List[Dict[str, Any]]:
     file = Path(path) / view_names(ABLATIONS)[0]
     if not file.exists():
         return []
-    rows = _rows(file, ABLATION_NUMBERS + ("ablation",), ABLATION_NUMBERS)
+    rows = _rows(file, ABLATIONS_ROWS)
     bad = [r["ablation"] for r in rows if r["ablation"] not in ("random_prune", "random_reinit")]
     if bad:
-        raise BrokenRun(f"{file}: unknown ablation {bad[0]!r}")
+        raise BrokenRun(f"{file}: unknown ablation {shown(bad[0])}")
     return rows
 
 
 def check_run_config(config: Any, where: Path) -> Dict[str, Any]:
-    """A run's configuration must have every section, as the dataclasses define them."""
-    from ..config.schema import RunConfig
+    """A run's configuration must have every section, as the dataclasses define them, and
+    every value of its field's type (a text number of rounds would break whatever reads it)."""
+    from ..config.schema import RunConfig, _check_types
 
     if not isinstance(config, dict) or not all(isinstance(config.get(s), dict)
                                                for s in RunConfig.SECTIONS):
         raise BrokenRun(f"{where} lacks a section of the configuration "
                         f"({', '.join(RunConfig.SECTIONS)})")
     try:
-        RunConfig.from_dict(config)
+        _check_types(RunConfig.from_dict(config))
     except TypeError as e:
-        raise BrokenRun(f"{where} holds a configuration this incop does not know ({e})") from None
+        raise BrokenRun(f"{where} holds a configuration this incop does not know "
+                        f"({str(e)[:160]})") from None
+    except UsageError as e:
+        raise BrokenRun(f"{where}: {e}") from None
     for section, key in (("model", "arch"), ("data", "dataset"), ("prune", "method")):
         if not isinstance(config[section].get(key), str):
             raise BrokenRun(f"{where}: {section}.{key} is not a name")
@@ -180,11 +275,9 @@ def run_config(path: Path) -> Dict[str, Any]:
     config = read_checked_config(path / CONFIG_FILE)
     if config is not None:
         return check_run_config(config, path / CONFIG_FILE)
-    import torch
-
     for name in (PROGRESS_FILE, PREVIOUS_PROGRESS_FILE):
         try:
-            progress = torch.load(path / name, map_location="cpu", weights_only=True)
+            progress = load_torch(path / name)  # bounded: no pipe, no bomb
             return check_run_config(progress["config"], path / name)
         except Exception:  # missing, truncated or corrupt: try the next copy
             continue
@@ -195,10 +288,9 @@ def run_config(path: Path) -> Dict[str, Any]:
 def load_run(path: Path) -> RunData:
     path = Path(path)
     config = run_config(path)
-    rounds = _rows(path / view_names("rounds")[0], ROUND_NUMBERS + ("stop_reason",),
-                   ROUND_NUMBERS)
+    rounds = _rows(path / view_names("rounds")[0], ROUNDS)
     trials_file = path / view_names("trials")[0]
-    trials = _rows(trials_file) if trials_file.exists() else []
+    trials = _rows(trials_file, TRIALS) if trials_file.exists() else []
     summary = path / SUMMARY_FILE
     complete, criterion = False, {}
     if summary.exists():
@@ -208,9 +300,11 @@ def load_run(path: Path) -> RunData:
         complete = bool(content.get("complete"))
         criterion = content.get("criterion") if isinstance(content.get("criterion"), dict) else {}
     tickets_file = path / view_names("tickets")[0]
-    tickets = _rows(tickets_file, TICKET_NUMBERS, TICKET_NUMBERS) if tickets_file.exists() else []
-    run = RunData(path, config, rounds, _read_csv(path / view_names("epochs")[1]), trials,
-                  _read_csv(path / view_names("similarity")[1]), tickets, ablation_rows(path),
+    tickets = _rows(tickets_file, TICKETS) if tickets_file.exists() else []
+    epochs, similarity = (path / view_names("epochs")[1], path / view_names("similarity")[1])
+    run = RunData(path, config, rounds, check_rows(epochs, _read_csv(epochs), EPOCHS_CSV), trials,
+                  check_rows(similarity, _read_csv(similarity), SIMILARITY_CSV), tickets,
+                  ablation_rows(path),
                   complete=complete, criterion=criterion)
     run.label = default_label(run)
     return run
@@ -252,8 +346,10 @@ def find_runs(paths: Iterable[str], warn: Optional[Callable[[str], None]] = None
             found += sorted(c.parent for c in p.rglob(CONFIG_FILE))
     if not found:
         raise UsageError(f"no run directories (with config.json) in {', '.join(map(str, paths))}")
-    runs = []
-    for p in dict.fromkeys(found):
+    runs, unique = [], {}
+    for p in found:  # one run named twice (a link to it, its path spelled otherwise) is one run
+        unique.setdefault(p.resolve(), p)
+    for p in unique.values():
         try:
             runs.append(load_run(p))
         except BrokenRun as e:
@@ -292,9 +388,8 @@ def final_speedup(run: Path, batch: int = 64, threads: int = 1) -> Optional[floa
     if not path.is_file():
         return None
     try:
-        with open_in_run(path) as f:
-            rows = [r for r in json.loads(f.read())["whole"]
-                    if r["batch"] == batch and r["threads"] == threads]
+        rows = [r for r in load_json(path)["whole"]
+                if r["batch"] == batch and r["threads"] == threads]
         best = max(rows, key=lambda r: r["round"])["speedup"] if rows else None
         if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
             raise TypeError("speedup")

@@ -10,17 +10,19 @@ from typing import Any, Callable, Dict, Optional
 
 import torch
 
+from ..base.bounded import load_torch
 from ..base.errors import UsageError
 from ..config.identity import checked_config, comparable, read_checked_config
 from ..config.schema import RunConfig
 from ..engine.events import Observer
 from ..engine.records import RECORDS, RunRecords
-from ..engine.runtime import versions
+from ..engine.runtime import WARMUP_ROUND, versions
 from ..engine.tables import summary_rows
 from ..pruning.masks import Masks
 from ..pruning.sparse_files import pack_masks, sparse_state_dict
 from .directory import RunDirectory
 from .extend import adopt, find_prefix, trial_state
+from .reading import RowSpec, check_rows, whole_number
 from .layout import (CONFIG_FILE, DIVERGED_FILE, LOCK_FILE, LOG_FILE, PREVIOUS_PROGRESS_FILE,
                      PROGRESS_FILE, SUMMARY_CSV, SUMMARY_FILE, masks_name, model_name,
                      dense_name, rewind_name, ticket_rewind_name, view_names)
@@ -191,9 +193,10 @@ class RunStore(Observer):
             if not path.exists():
                 continue
             try:
-                progress = torch.load(path, map_location="cpu", weights_only=True)
+                progress = load_torch(path)  # bounded: no pipe, no bomb, no amplification
+                check_progress(progress)
             except Exception as e:  # truncated or corrupt files raise many kinds of error
-                problems.append(f"{path.name} ({type(e).__name__})")
+                problems.append(f"{path.name} ({e if isinstance(e, UsageError) else type(e).__name__})")
                 continue
             if problems:
                 self.say(f"warning: {problems[0]} cannot be read; resuming from {path.name}, "
@@ -202,6 +205,36 @@ class RunStore(Observer):
         raise UsageError(f"{self.path}: {' and '.join(problems)} cannot be read, so the run cannot "
                          f"resume; its completed rounds are still in rounds.csv; to start over, "
                          f"move the directory away and run the command again")
+
+
+# What a resume reads of its own progress file, where it names files or trials: whole numbers
+_INDEXED = RowSpec(whole=("trial", "round"))
+_OF_TRIAL = RowSpec(whole=("trial",))
+
+
+def check_progress(progress: Any) -> None:
+    """A run's own progress file as a resume uses it, or one UsageError saying what is wrong:
+    its trials and rounds become file names (masks/trial{t}_round{k}.pt) and loop indices, so
+    each is a plain whole number, never a path or text. (Whether they are this run's trials is
+    the configuration's check, made next.)"""
+    records = progress.get("records") if isinstance(progress, dict) else None
+    if not isinstance(records, dict) or not isinstance(progress.get("config"), dict) or \
+            not isinstance(progress.get("finished"), list):
+        raise UsageError("it is not a progress file incop wrote")
+    try:
+        for kind in RECORDS:
+            rows = records.get(kind, [])
+            check_rows(f"its {kind}", rows, _OF_TRIAL if kind in ("trials", "tickets") else _INDEXED)
+        for t in progress["finished"]:
+            whole_number(t, "a finished trial", "its list of finished trials")
+        state = progress.get("trial")
+        if state is not None:
+            if not isinstance(state, dict):
+                raise UsageError("its trial state is not one")
+            whole_number(state.get("index"), "trial", "its trial state")
+            whole_number(state.get("round"), "round", "its trial state", lowest=WARMUP_ROUND)
+    except UsageError as e:  # its first part: the caller says what to do
+        raise UsageError(str(e).split("; ")[0]) from None
 
 
 def final_network_line(path, records: RunRecords) -> str:
