@@ -11,6 +11,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..base.bounded import short_repr
 from ..base.errors import UsageError
 from ..base.machine import physical_memory
 
@@ -18,6 +19,9 @@ from ..base.machine import physical_memory
 # --batches 100000000 (or an input_shape with a digit too many) is refused instead of
 # exhausting the machine.
 MEMORY_SHARE = 0.25
+# Timed runs per case (and warm-up runs): a median settles within a few dozen, and the cases
+# multiply them, so a typo such as --repeats 1000000000000 is refused instead of never ending.
+MAX_REPEATS = 10_000
 
 
 def _dtype(model: nn.Module) -> torch.dtype:
@@ -60,10 +64,11 @@ def check_arguments(model: nn.Module, masks: Mapping[str, torch.Tensor],
                          f"number of at least 1: the number of inputs timed together, "
                          f"e.g. batch=64")
     batch = whole
-    if not (isinstance(repeats, int) and repeats >= 1 and isinstance(warmup, int)
-            and warmup >= 0):
-        raise UsageError(f"{_WHO}: repeats {repeats!r} must be at least 1 and warmup "
-                         f"{warmup!r} at least 0")
+    if not (_whole(repeats, 1) and _whole(warmup, 0)):
+        raise UsageError(f"{_WHO}: repeats {short_repr(repeats, 40)} and warmup "
+                         f"{short_repr(warmup, 40)} must be whole numbers, repeats from 1 and "
+                         f"warmup from 0, both to {MAX_REPEATS:,} (a median settles within a "
+                         f"few dozen runs)")
     params = dict(model.named_parameters())
     off_cpu = next((t.device for t in [*params.values(), *model.buffers()]
                     if t.device.type != "cpu"), None)
@@ -79,6 +84,12 @@ def check_arguments(model: nn.Module, masks: Mapping[str, torch.Tensor],
                          f"or the shape of one input without the batch dimension")
     _check_masks(model, params, masks)
     return shape
+
+
+def _whole(value: object, low: int) -> bool:
+    """``value`` is an int (not a bool) from ``low`` to MAX_REPEATS."""
+    return isinstance(value, int) and not isinstance(value, bool) and \
+        low <= value <= MAX_REPEATS
 
 
 def _check_masks(model: nn.Module, params: Dict[str, nn.Parameter],

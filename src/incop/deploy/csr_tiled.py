@@ -219,23 +219,24 @@ class TiledCsr:
     2-d inputs ``x`` (n, in) of its dtype, returned as a transposed view of a contiguous
     (out, n) block. An ``x`` that is such a view itself (the output of the layer before, through
     element-wise layers) is read as it lies; any other is transposed in the same C call. The C
-    code trusts what it is given, so the matrix is checked once here and every input at each
-    call (cheaply: a call of a small layer takes about ten microseconds)."""
+    code trusts what it is given, so the matrix is copied and checked once here and every input
+    at each call (cheaply: a call of a small layer takes about ten microseconds)."""
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
         lib, why = _load()
         if lib is None:
             raise RuntimeError(f"csr-tiled is unavailable: {why}")
         self.rows, self.cols = weight.shape
-        crow, col, val = (t.contiguous() for t in (weight.crow_indices(), weight.col_indices(),
-                                                    weight.values()))
+        # its own copies: the caller's tensors edited in place after this check never reach C
+        crow, col, val = (t.clone(memory_format=torch.contiguous_format) for t in
+                          (weight.crow_indices(), weight.col_indices(), weight.values()))
         if weight.device.type != "cpu" or val.dtype not in _SUFFIX or \
                 crow.dtype != torch.int64 or col.dtype != torch.int64 or crow.numel() != self.rows + 1:
             raise ValueError(f"csr-tiled needs a CPU CSR matrix of float32 or float64 with int64 "
                              f"indices; got {val.dtype} on {weight.device} ({crow.dtype} indices)")
         _check_csr(crow, col, val, self.cols)
         if bias is not None:
-            bias = bias.contiguous()
+            bias = bias.clone(memory_format=torch.contiguous_format)
             if tuple(bias.shape) != (self.rows,) or bias.dtype != val.dtype:
                 raise ValueError(f"csr-tiled: the bias must be ({self.rows},) {val.dtype}; got "
                                  f"{tuple(bias.shape)} {bias.dtype}")

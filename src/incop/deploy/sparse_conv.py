@@ -53,7 +53,7 @@ class TiledConv:
         counts = torch.bincount(k, minlength=self.K)
         self.crow = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
         if bias is not None:
-            bias = bias.detach().contiguous()
+            bias = bias.detach().clone(memory_format=torch.contiguous_format)  # its own copy
             if tuple(bias.shape) != (self.K,) or bias.dtype != self.dtype:
                 raise ValueError(f"sparse conv: the bias must be ({self.K},) {self.dtype}")
         self.bias = bias

@@ -32,6 +32,8 @@ from torch import nn
 
 from . import csr_tiled
 from .arguments import check_arguments, check_input_shape
+from .layer_state import REMAKE, LayerStateError, conv_state, csr_parts, linear_weight
+from ..base.bounded import short_repr
 from ..pruning.masks import Masks
 
 BATCHES = (1, 64, 256)
@@ -65,30 +67,58 @@ class SparseLinear(nn.Module):
         self.bias = bias.contiguous().unsqueeze(1)
         self._set_weight(linear.weight.detach() * mask.to(linear.weight.dtype))
 
-    def _set_weight(self, dense: torch.Tensor) -> None:
-        """The masked weight in CSR form, and incop's kernel over it where that runs."""
-        with warnings.catch_warnings():  # "sparse CSR support is in beta"
-            warnings.simplefilter("ignore")
-            self.weight = dense.to_sparse_csr()
+    def _set_weight(self, weight: torch.Tensor, loaded: bool = False) -> None:
+        """The masked weight (dense or CSR) in CSR form, checked, and incop's kernel over it
+        where that runs; what was checked is remembered, so forward sees any change. A loaded
+        csr-tiled layer where that kernel cannot run falls back to torch's csr."""
+        weight = linear_weight(weight, getattr(self, "bias", None))
+        kernel = getattr(self, "kernel", None)
+        if not isinstance(kernel, str) or kernel not in KERNELS:
+            raise LayerStateError(f"a SparseLinear cannot run: kernel {short_repr(kernel, 40)} "
+                                  f"is not one of {KERNELS}; {REMAKE}")
+        if loaded and kernel == "csr-tiled" and kernel not in available_kernels(weight.dtype):
+            warnings.warn(f"csr-tiled cannot run here ({csr_tiled.unavailable()}): this layer "
+                          f"runs torch's csr kernel instead")
+            self.kernel = kernel = "csr"
+        if kernel not in available_kernels(weight.dtype):  # set by hand to one that cannot run
+            why = csr_tiled.unavailable() or "it runs float32 and float64"
+            raise LayerStateError(f"a SparseLinear cannot run kernel {kernel} on {weight.dtype} "
+                                  f"here ({why}); give it one of {available_kernels(weight.dtype)}")
+        self.weight = weight
         self.tiled = csr_tiled.TiledCsr(self.weight, self.bias.squeeze(1)) \
             if self.kernel == "csr-tiled" else None
+        self._held = self._holding()
+
+    def _holding(self) -> Tuple[object, ...]:
+        """What the kernels read: the weight and bias themselves, and the version counters of
+        their parts (an edit in place bumps them)."""
+        parts = csr_parts(self.weight)
+        return (self.weight, self.bias, self.kernel, parts,
+                tuple(p._version for p in parts), self.bias._version)
+
+    def _unchanged(self) -> bool:
+        held = self.__dict__.get("_held")
+        return (held is not None and held[0] is self.weight and held[1] is self.bias
+                and held[2] == self.kernel and held[5] == self.bias._version
+                and held[4] == tuple(p._version for p in held[3]))
 
     def __getstate__(self) -> Dict[str, object]:
         # A CSR tensor cannot be deep-copied and a ctypes pointer cannot be pickled: the weight
         # travels dense (its zeros included) and the CSR form and kernel are rebuilt on arrival.
         state = self.__dict__.copy()
         state["weight"], state["tiled"] = self.weight.to_dense(), None
+        state.pop("_held", None)
         return state
 
     def __setstate__(self, state: Dict[str, object]) -> None:
-        super().__setstate__(state)
-        if self.kernel == "csr-tiled" and "csr-tiled" not in available_kernels(self.weight.dtype):
-            warnings.warn(f"csr-tiled cannot run here ({csr_tiled.unavailable()}): this layer "
-                          f"runs torch's csr kernel instead")
-            self.kernel = "csr"
-        self._set_weight(self.weight)
+        # A saved file may have been edited: what the kernels read is checked before anything
+        # runs, and neither the kernel object nor the record of checks is taken from it.
+        super().__setstate__({k: v for k, v in state.items() if k not in ("tiled", "_held")})
+        self._set_weight(self.__dict__.get("weight"), loaded=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._unchanged():  # a weight, bias or kernel swapped or edited since checked
+            self._set_weight(getattr(self, "weight", None))
         # x^T is a strided view; copying it to contiguous makes the kernel twice as fast but
         # costs more than that (`benchmarks/sparse_payoff.py kernels`). The output is a
         # transposed view of a contiguous (out, batch) block, so a following SparseLinear
@@ -144,8 +174,10 @@ class SparseConv2d(nn.Module):
         return state
 
     def __setstate__(self, state: Dict[str, object]) -> None:
-        state.setdefault("kernel", "direct")  # saved before the layouts had names
-        _check_layout(state["kernel"])  # a saved file names its layout; its size is ours
+        # A saved file may have been edited: its layout (which sizes the kernel's buffers),
+        # weight, bias and geometry are checked, and the kernel object is never taken from it.
+        state = {"kernel": "direct", **state, "tiled": None}  # "direct": saved unnamed
+        conv_state(state, CONV_LAYOUTS)
         super().__setstate__(state)
         if csr_tiled.unavailable() is None:
             self._build()

@@ -19,7 +19,8 @@ from ..runs.directory import RunDirectory
 from ..base.text import format_table
 from ..runs.layout import (FIGURES_FOLDER, SPEED_CSV, SPEED_FILE, SPEED_LAYERS_CSV,
                            SPEEDUP_FIGURE, check_masks_fit, existing_run, model_state, round_masks, saved_rounds)
-from .arguments import MEMORY_SHARE
+from .arguments import MAX_REPEATS, MEMORY_SHARE
+from ..base.bounded import short_repr
 from .sparse_inference import (BATCHES, available_kernels, kernel_columns,
                                measure)
 
@@ -36,6 +37,7 @@ def speed_run(run: Path, trial: int = 0, batches: Sequence[int] = BATCHES,
     """Measure the saved rounds of ``trial`` (``rounds``: numbers or ``last``; default all);
     returns the whole-model rows. The run directory is locked meanwhile, so a run still writing
     there is never raced."""
+    check_repeats(repeats, warmup)  # before the run is read: a typo is told at once
     run = existing_run(run)
     with RunDirectory(run).lock():
         return _speed_run(run, trial, batches, threads, repeats, warmup, progress, echo, rounds)
@@ -71,8 +73,6 @@ def _speed_run(run: Path, trial: int, batches: Sequence[int], threads: Optional[
     if min(threads) < 1 or max(threads) > cores:
         raise UsageError(f"--threads {' '.join(map(str, threads))}: each must be between 1 and "
                          f"the {cores} core(s) this process may use")
-    if repeats < 1 or warmup < 0:
-        raise UsageError(f"--repeats {repeats} must be at least 1")
     model, shape = run_model(run)
     check_batches(batches, shape)
     before = torch.get_num_threads()
@@ -112,6 +112,16 @@ def check_batches(batches: Sequence[int], shape: Sequence[int], itemsize: int = 
             raise UsageError(f"--batches {b}: each batch size must be between 1 and {limit:,} "
                              f"here (inputs of {tuple(shape)} beyond that take over "
                              f"{MEMORY_SHARE:.0%} of this machine's memory, or are absurd)")
+
+
+def check_repeats(repeats: int, warmup: int = 0) -> None:
+    """From 1 to MAX_REPEATS timed runs per case, and up to as many warm-up runs."""
+    for flag, value, low in (("--repeats", repeats, 1), ("warmup", warmup, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or \
+                not low <= value <= MAX_REPEATS:
+            raise UsageError(f"{flag} {short_repr(value, 40)}: give from {low} to "
+                             f"{MAX_REPEATS:,} runs per case (a median settles within a few "
+                             f"dozen; every round, batch and thread count multiplies them)")
 
 
 def _load_weights(model, run: Path, trial: int, k: int, masks: Dict[str, torch.Tensor]) -> None:
