@@ -188,7 +188,7 @@ def test_signal_mid_round_saves_and_resumes(tmp_path, reference, sig, code):
         time.sleep(0.05)
     time.sleep(0.3)  # now inside a later round
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == code, err
     assert err.count("\n") == 1 and "run the same command again to resume" in err
     _no_partial_files(tmp_path)

@@ -64,7 +64,7 @@ def _squeue(job_id: str) -> str:
     return out.stdout.strip()
 
 
-def _wait_until(check, timeout=120.0, what=""):
+def _wait_until(check, timeout=600.0, what=""):  # generous: a busy machine runs 10x slower
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if check():

@@ -261,8 +261,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     if ns.print_config:
         print(printable_config(cfg, resolved_defaults(cfg)))
         return 0
-    set_threads(cfg.experiment.threads)
-    warning = load_warning()
+    warning = load_warning(threads=set_threads(cfg.experiment.threads))
     if warning and sys.stderr.isatty():  # for the person who started the competing processes;
         print(f"{PROG}: {warning}", file=sys.stderr)  # a script reading stderr is not told
     exp = experiment(cfg, run_path(cfg), progress=False if ns.quiet else None)

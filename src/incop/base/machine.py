@@ -35,15 +35,21 @@ def set_threads(threads: Optional[int], workers: int = 1) -> int:
     return n
 
 
-def load_warning(cores: Optional[int] = None) -> Optional[str]:
-    """A warning when the machine is already busier than its cores (load average above them)."""
+def load_warning(cores: Optional[int] = None, threads: Optional[int] = None) -> Optional[str]:
+    """A warning when the machine is already busier than its cores (load average above them);
+    it advises lowering --threads only where this run uses more than one (``threads``)."""
     cores = cores or available_cores()
     try:
         load = os.getloadavg()[0]
-    except OSError:
+    except (OSError, AttributeError):  # not counted here, or not Unix
         return None
-    if load > cores:
-        return (f"warning: the machine is already loaded (load average {load:.1f} on {cores} "
-                f"cores); this run will be much slower than it should. Processes that compete "
-                f"for cores slow each other about 10x: wait for them, or lower --threads")
-    return None
+    if load <= cores:
+        return None
+    if threads == 1:
+        advice = "wait for them (this run already uses 1 thread)"
+    else:
+        advice = "wait for them, or lower --threads" + (f" (this run uses {threads})"
+                                                        if threads else "")
+    return (f"warning: the machine is already loaded (load average {load:.1f} on {cores} "
+            f"cores); this run will be much slower than it should. Processes that compete "
+            f"for cores slow each other about 10x: {advice}")
