@@ -198,3 +198,13 @@ def test_a_run_whose_reader_leaves_says_where_its_rounds_are(tmp_path):
         shell=True, capture_output=True, text=True, timeout=600)
     assert "Traceback" not in proc.stderr and "cannot write results" not in proc.stderr
     assert "the program reading the output closed it" in proc.stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["--ticket_epochs", "1"]])
+def test_a_rewind_point_after_the_warm_up_names_rewind_to(cli, extra):
+    """The ticket's restart point defaults to --rewind_to: a bad --rewind_to is told as itself,
+    not as an unset --ticket_rewind (found by the random bad-flags property test)."""
+    code, _, err = cli("run", "--prune_method", "ciap", "--net_warmup", "0", "--rewind_to",
+                       "11ep", *extra, "--print_config")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--rewind_to 11ep is after the end of the 0-epoch warm-up" in err

@@ -560,6 +560,10 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(_finite(t.ticket_epochs) and t.ticket_epochs >= 0,
           f"--ticket_epochs {t.ticket_epochs} must be 0 (no ticket) or a positive number of epochs")
     rewind = parse_point(t.rewind_to, "--rewind_to", ("warmup", "init", "none"))
+    # before the ticket's point, which --rewind_to gives when --ticket_rewind is unset
+    _need(not isinstance(rewind, tuple) or rewind[1] != "ep" or rewind[0] <= t.warmup,
+          f"--rewind_to {t.rewind_to} is after the end of the {t.warmup}-epoch warm-up; rewind "
+          f"to a point inside it (or raise --net_warmup)")
     _need(t.ticket_rewind is None or t.ticket_epochs > 0,
           f"--ticket_rewind {t.ticket_rewind} says where the ticket restarts, and there is no "
           f"ticket: add --ticket_epochs E, or drop --ticket_rewind")
@@ -570,9 +574,6 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(not t.lr_allr or rewind == "none",
           "--net_lr_allr scales each round's rate by how far pruning moved the trained "
           "weights, which only --rewind_to none goes on training: add --rewind_to none")
-    _need(not isinstance(rewind, tuple) or rewind[1] != "ep" or rewind[0] <= t.warmup,
-          f"--rewind_to {t.rewind_to} is after the end of the {t.warmup}-epoch warm-up; rewind "
-          f"to a point inside it (or raise --net_warmup)")
     parse_point(c.prune.check_every, "--check_every")
     _need(t.warmup >= 0, f"--net_warmup {t.warmup} must be 0 or more")
     _need(_finite(t.momentum) and 0 <= t.momentum < 1, f"--net_momentum {t.momentum} must be in [0, 1)")
