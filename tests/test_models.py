@@ -56,7 +56,7 @@ def test_pretrained_round_trip_and_mismatch(tmp_path):
     with pytest.raises(UsageError, match="no such file"):
         load_pretrained(b, tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    with pytest.raises(UsageError, match="not a readable state dict"):
+    with pytest.raises(UsageError, match="not a torch.save zip file"):
         load_pretrained(b, tmp_path / "junk.pt")
 
 
