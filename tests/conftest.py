@@ -139,3 +139,18 @@ def edit_progress(run: Path, change) -> None:
         progress = torch.load(run / name, weights_only=True)
         change(progress)
         torch.save(progress, run / name)
+
+
+def finished_output(tmp_path_factory, *argv: str) -> Path:
+    """An output folder holding the finished search ``argv`` (a module fixture makes it once;
+    each test that damages it works on :func:`copy_of` it)."""
+    out = tmp_path_factory.mktemp("finished") / "o"
+    assert main([*argv, "--output_dir", str(out)]) == 0
+    return out
+
+
+def copy_of(folder: Path, tmp_path: Path) -> Path:
+    """A copy of ``folder`` under ``tmp_path`` (same name), for one test to damage."""
+    import shutil
+    shutil.copytree(folder, tmp_path / folder.name)
+    return tmp_path / folder.name

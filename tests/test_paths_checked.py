@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import edit_progress
+from conftest import copy_of, edit_progress, finished_output
 from incop.base.errors import UsageError
 
 BASE = ["run", "--prune_method", "sap", "--net_warmup", "2", "--net_train_epochs", "1",
@@ -113,18 +113,12 @@ def test_a_job_id_that_is_not_one_is_one_line(cli, sbatch, tmp_path, job_id):
 def finished(tmp_path_factory):
     """An output folder holding one finished three-round search (no run name: a longer search
     goes on from it)."""
-    from incop.cli import main
-
-    out = tmp_path_factory.mktemp("finished") / "o"
-    assert main([*BASE, "--exper_imp_total_iter", "3", "--output_dir", str(out)]) == 0
-    return out
+    return finished_output(tmp_path_factory, *BASE, "--exper_imp_total_iter", "3")
 
 
 @pytest.fixture
 def out(finished, tmp_path):
-    copy = tmp_path / "o"
-    shutil.copytree(finished, copy)
-    return copy
+    return copy_of(finished, tmp_path)
 
 
 def _prefix(out):

@@ -11,7 +11,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import edit_progress
+from conftest import copy_of, edit_progress, finished_output
 BASE = ["run", "--prune_method", "sap", "--net_warmup", "2", "--net_train_epochs", "1",
         "--net_lr", "0.05", "--net_momentum", "0.9", "--quiet"]
 
@@ -30,17 +30,12 @@ def _digits(out):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """An output folder with a finished three-round search and its shared warm-up."""
-    from incop.cli import main
-
-    out = tmp_path_factory.mktemp("finished") / "o"
-    assert main([*BASE, "--exper_imp_total_iter", "3", "--output_dir", str(out)]) == 0
-    return out
+    return finished_output(tmp_path_factory, *BASE, "--exper_imp_total_iter", "3")
 
 
 @pytest.fixture
 def out(finished, tmp_path):
-    shutil.copytree(finished, tmp_path / "o")
-    return tmp_path / "o"
+    return copy_of(finished, tmp_path)
 
 
 def _prefix(out):

@@ -28,7 +28,7 @@ import resource
 import stat
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Collection, Iterable, List, Optional, Union
+from typing import Any, BinaryIO, Callable, Collection, Iterable, List, Optional, Tuple, Union
 
 from .errors import UsageError
 from .files import _open_no_follow
@@ -38,6 +38,8 @@ TEXT_LIMIT = 256 * MIB  # a JSON, CSV or configuration file: far above any incop
 # Data that grows more than this when decompressed is not data to learn from (MNIST's gzip files
 # grow 5x), but zeros deflate a thousandfold: the ratio, not the announced size, is the bound.
 COMPRESSION_RATIO = 100
+INFLATE_FLOOR = 16 * MIB  # what compressed data may grow to whatever its ratio (a small file of
+# zeros, honest and harmless, deflates a thousandfold too)
 NODE_FLOOR = 100_000  # values any file may hold, however small
 NODES_PER_BYTE = 4  # values per byte of a pickle: a value costs one byte or more to store
 MAX_DEPTH = 64  # nesting: incop's records are a few levels deep; json and repr recurse
@@ -359,7 +361,7 @@ def check_zip(archive: zipfile.ZipFile, size: int, what: str,
     """Every member of ``archive`` (a file of ``size`` bytes) stored as it is, or deflated;
     the stored members no larger, together, than the file (a member announcing more, or many
     members over the same bytes, would be read again and again); the deflated ones growing at
-    most ``ratio`` times the file, together."""
+    most ``ratio`` times the file (or to :data:`INFLATE_FLOOR`), together."""
     stored = deflated = 0
     for info in archive.infolist():
         if info.compress_type == zipfile.ZIP_STORED:
@@ -377,7 +379,7 @@ def check_zip(archive: zipfile.ZipFile, size: int, what: str,
     if stored > size:
         raise UsageError(f"{what}: its members announce {stored:,} bytes in a file of {size:,} "
                          f"(they overlap); the file is damaged or crafted, replace it")
-    if deflated > ratio * size:
+    if deflated > ratio * size + INFLATE_FLOOR:
         raise UsageError(f"{what}: its compressed members grow to {deflated:,} bytes, more than "
                          f"{ratio} times the file's {size:,}; incop refuses such archives (a "
                          f"few kilobytes could fill the memory): store the data uncompressed")
@@ -408,7 +410,7 @@ def load_torch(source: Union[PathLike, bytes, BinaryIO], what: Optional[str] = N
 
     if hasattr(source, "read"):  # an open file (the API takes them): its bytes from here on
         what = what or f"the {type(source).__name__} given"
-        source = source.read(memory_limit() + 1)
+        source = _read_all(source, memory_limit(), what)
     what = what or str(source)
     if isinstance(source, (bytes, bytearray)):
         f: BinaryIO = io.BytesIO(source)
@@ -417,8 +419,9 @@ def load_torch(source: Union[PathLike, bytes, BinaryIO], what: Optional[str] = N
     with f:
         size = os.fstat(f.fileno()).st_size if not isinstance(f, io.BytesIO) else len(source)
         _check_size(what, size, memory_limit(), "a torch file")
-        pickled = _torch_pickle(f, size, what)
-        check_pickle(pickled, what, TORCH_CALLABLES)
+        pickled, held = _torch_pickle(f, size, what)
+        budget = pickle_budget(min(len(pickled), size))  # what the file stores, not inflates
+        check_pickle(pickled, what, TORCH_CALLABLES, budget)
         f.seek(0)
         obj = torch.load(f, map_location="cpu", weights_only=True)
     total = [0]
@@ -427,16 +430,30 @@ def load_torch(source: Union[PathLike, bytes, BinaryIO], what: Optional[str] = N
         if isinstance(value, torch.Tensor):
             total[0] += _check_tensor(value, what)
 
-    check_tree(obj, what, pickle_budget(len(pickled)), leaf=tensor)
-    if total[0] > TENSOR_SHARE * size + MIB:
-        raise UsageError(f"{what}: its tensors view {total[0]:,} bytes of a {size:,}-byte "
-                         f"file (the same bytes many times over); the file is damaged or "
-                         f"crafted, replace it")
+    check_tree(obj, what, budget, leaf=tensor)
+    if total[0] > TENSOR_SHARE * held + MIB:
+        raise UsageError(f"{what}: its tensors view {total[0]:,} bytes of the {held:,} its "
+                         f"records hold (the same bytes many times over); the file is damaged "
+                         f"or crafted, replace it")
     return obj
 
 
-def _torch_pickle(f: BinaryIO, size: int, what: str) -> bytes:
-    """The pickle of a torch zip file, after :func:`check_zip`."""
+def _read_all(f: BinaryIO, limit: int, what: str) -> bytes:
+    """An open file's bytes, at most ``limit``, in chunks: ``read(limit)`` would reserve the
+    whole limit up front."""
+    parts, total = [], 0
+    while True:
+        part = f.read(16 * MIB)
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+        total += len(part)
+        _check_size(what, total, limit, "a torch file")
+
+
+def _torch_pickle(f: BinaryIO, size: int, what: str) -> Tuple[bytes, int]:
+    """The pickle of a torch zip file, after :func:`check_zip`, and the bytes its records hold
+    (once inflated)."""
     try:
         archive = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
@@ -450,7 +467,7 @@ def _torch_pickle(f: BinaryIO, size: int, what: str) -> bytes:
             raise UsageError(f"{what} is not a torch.save file (no single data.pkl inside); the "
                              f"file is damaged or not incop's, replace it")
         try:
-            return archive.read(pickles[0])
+            return archive.read(pickles[0]), sum(i.file_size for i in archive.infolist())
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as e:
             raise UsageError(f"{what} is damaged ({type(e).__name__}); replace it") from None
 

@@ -89,7 +89,7 @@ def apply_config_file(ns: argparse.Namespace, settings, given, sweep: bool) -> N
                 [_coerce(flag, kind, v, False) for v in (value if isinstance(value, list) else [value])]
         elif isinstance(value, list):
             if not sweep:
-                raise UsageError(f"--config: {flag} takes one value in a run, not {value} (a "
+                raise UsageError(f"--config: {flag} takes one value in a run, not {short_repr(value)} (a "
                                  f"list is a sweep axis: use incop sweep)")
             value = [_coerce(flag, kind, v, optional) for v in value]
         else:

@@ -456,10 +456,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def short_repr(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` cut to ``limit`` characters: a value from a file may be huge."""
-    text = repr(value) if not isinstance(value, (list, tuple, dict)) or len(value) < 50 else \
-        f"<{type(value).__name__} of {len(value)} items>"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    """``repr(value)`` cut to about ``limit`` characters, computed from a bounded part of it: a
+    value from a file may be huge, nest deep or hold itself."""
+    from ..base.bounded import short_repr as bounded_repr
+
+    return bounded_repr(value, limit)
 
 
 def _of_type(value: Any, kind: str) -> bool:

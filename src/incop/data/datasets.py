@@ -21,7 +21,8 @@ import torch
 
 from .batches import probe_from_source
 from .downloads import default_data_dir
-from ..base.bounded import COMPRESSION_RATIO, memory_limit, open_regular, short_repr
+from ..base.bounded import (COMPRESSION_RATIO, INFLATE_FLOOR, memory_limit, open_regular,
+                            short_repr)
 from ..base.errors import UsageError
 from ..base.registry import Registry
 from .safe_pickle import load_data_pickle
@@ -92,7 +93,9 @@ def read_idx(path: Path, ndim: Optional[int] = None) -> np.ndarray:
             return _read_idx_stream(path, stream, ndim, stored, gz)
     except (OSError, EOFError, zlib.error) as e:  # a truncated or garbled gzip stream
         detail = ("its compressed data is garbled" if isinstance(e, zlib.error) else
-                  "its compressed data ends early" if isinstance(e, EOFError) else e.strerror or e)
+                  "its compressed data ends early" if isinstance(e, EOFError) else
+                  f"its gzip data is damaged ({str(e)[:80]})" if isinstance(e, gzip.BadGzipFile)
+                  else e.strerror or e)
         raise UsageError(f"cannot read {path}: {detail}; the file is corrupt or truncated, "
                          f"replace it") from None
 
@@ -125,12 +128,12 @@ def _read_idx_stream(path: Path, stream, ndim: Optional[int], stored: int, gz: b
         raise UsageError(f"{path} is truncated (header incomplete); replace it with the original file")
     dims = struct.unpack(">" + "I" * ndim, raw_dims)
     need = math.prod(dims) * dtype.itemsize  # exact: numpy's product of the dims would overflow
-    bound = min(COMPRESSION_RATIO * stored if gz else stored, memory_limit())
+    bound = min(COMPRESSION_RATIO * stored + INFLATE_FLOOR if gz else stored, memory_limit())
     if gz and header + need > bound:
         raise UsageError(f"{path} announces shape {short_repr(dims)} ({short_repr(header + need)} "
-                         f"bytes), more than "
-                         f"{COMPRESSION_RATIO} times its {stored:,} compressed bytes or this "
-                         f"machine's memory; it is not a dataset's IDX file, replace it")
+                         f"bytes), more than {COMPRESSION_RATIO} times its {stored:,} compressed "
+                         f"bytes (or {INFLATE_FLOOR >> 20} MiB) or this machine's memory; it is "
+                         f"not a dataset's IDX file, replace it")
     data = _read_exact(stream, min(need, bound) + 1)  # one more: a padded file says so
     if len(data) != need:
         expected = short_repr(header + need)

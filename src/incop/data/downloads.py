@@ -82,6 +82,9 @@ def _fetch(name: str, file: str, md5: str, mirrors: List[str], path: Path, progr
     ``.part`` left complete by an earlier attempt is recognised by its checksum; one that a
     server will not continue (HTTP 416) is restarted from its first byte."""
     part = path.with_name(path.name + ".part")
+    if os.path.lexists(part) and not part.is_file():  # a pipe would block the write forever
+        raise UsageError(f"{part} is not a regular file (a pipe, a device or a folder); delete "
+                         f"it and run again with --download")
     if part.is_file() and md5_of(part) == md5:
         os.replace(part, path)
         return

@@ -29,7 +29,7 @@ def _as_images(x: np.ndarray, name: str) -> torch.Tensor:
     if x.ndim < 2:
         raise UsageError(f"{name}: x has shape {x.shape}; need one row per sample")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise UsageError(f"{name}: x holds {x.dtype}, not numbers")
+        raise UsageError(f"{name}: x holds {str(x.dtype)[:80]}, not numbers")
     if np.issubdtype(x.dtype, np.complexfloating):
         raise UsageError(f"{name}: x holds complex numbers ({x.dtype}); incop's networks take "
                          f"real numbers: store the real part, the magnitude, or both as channels")
@@ -45,7 +45,8 @@ def _as_images(x: np.ndarray, name: str) -> torch.Tensor:
 
 def _labels(y: np.ndarray, name: str) -> torch.Tensor:
     if not np.issubdtype(y.dtype, np.integer):
-        raise UsageError(f"{name}: labels are {y.dtype}; store integer class indices 0..K-1")
+        raise UsageError(f"{name}: labels are {str(y.dtype)[:80]}; store integer class indices "
+                         f"0..K-1")
     return torch.from_numpy(np.asarray(y).astype(np.int64).reshape(-1))
 
 
@@ -136,12 +137,13 @@ def _read_npy_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo
             shape, fortran, dtype = _NPY_HEADERS[version](f)
             header = f.tell()
             if dtype.hasobject:
-                raise UsageError(f"{what} holds Python objects ({dtype}), which incop never "
-                                 f"unpickles; store numbers (e.g. x.astype(np.float32))")
+                raise UsageError(f"{what} holds Python objects ({str(dtype)[:80]}), which incop "
+                                 f"never unpickles; store numbers (e.g. x.astype(np.float32))")
             need = math.prod(shape) * dtype.itemsize
             if need > info.file_size - header:
-                raise UsageError(f"{what} announces shape {shape} ({need:,} bytes) but the file "
-                                 f"holds {info.file_size - header:,}; the file is corrupt")
+                raise UsageError(f"{what} announces shape {short_repr(shape)} ({_count(need)} "
+                                 f"bytes) but the file holds {info.file_size - header:,}; the "
+                                 f"file is corrupt")
             if need > memory_limit():
                 raise UsageError(f"{what} needs {need / 2**30:.1f} GiB, more than the "
                                  f"{memory_limit() / 2**30:.1f} GiB this process may use")
@@ -153,6 +155,11 @@ def _read_npy_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo
         raise UsageError(f"{what} cannot be read ({type(e).__name__}: {str(e)[:120]}); the "
                          f"file is corrupt") from None
     return array
+
+
+def _count(n: int) -> str:
+    """A count from a file's header: thousands separated, or its size when it is absurd."""
+    return f"{n:,}" if n.bit_length() <= 64 else f"more than 2**{n.bit_length() - 1:,}"
 
 
 def _image_files(folder: Path, empty_ok: bool = False) -> List[Tuple[Path, str]]:

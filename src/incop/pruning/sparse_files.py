@@ -124,25 +124,27 @@ def dense_state_dict(obj: Any) -> Dict[str, torch.Tensor]:
           and isinstance(order, (list, tuple)), "a sparse model file without its sections")
     out: Dict[str, torch.Tensor] = {}
     for name in order:
+        name = _name(name)  # a text before it is looked up (a list is unhashable) or shown
         if name in sparse:
-            out[_name(name)] = _dense_entry(name, sparse[name])
+            out[name] = _dense_entry(name, sparse[name])
         else:
             _need(isinstance(dense.get(name), torch.Tensor), f"no tensor for {short_repr(name)}")
-            out[_name(name)] = dense[name]
+            out[name] = dense[name]
     return out
 
 
 def _dense_entry(name: str, entry: Any) -> torch.Tensor:
-    _need(isinstance(entry, Mapping), f"{name}: not a sparse entry")
+    shown = short_repr(name, 80)  # a name from the file: any length
+    _need(isinstance(entry, Mapping), f"{shown}: not a sparse entry")
     dtype = _DTYPES.get(entry.get("dtype")) if isinstance(entry.get("dtype"), str) else None
-    _need(dtype is not None, f"{name}: unknown dtype {short_repr(entry.get('dtype'))}")
+    _need(dtype is not None, f"{shown}: unknown dtype {short_repr(entry.get('dtype'))}")
     keep = unpack_mask(entry)
     values = entry.get("values")
     _need(isinstance(values, torch.Tensor) and values.dim() == 1
           and values.numel() == int(keep.sum()),
-          f"{name}: the mask keeps {int(keep.sum())} weights but the file holds "
+          f"{shown}: the mask keeps {int(keep.sum())} weights but the file holds "
           f"{values.numel() if isinstance(values, torch.Tensor) else 'no'} values")
-    _stored(values, f"{name}: values")
+    _stored(values, f"{shown}: values")
     full = torch.zeros(keep.shape, dtype=dtype)
     full[keep] = values.to(dtype)
     return full

@@ -76,7 +76,7 @@ def dense_name(trial: int) -> str:
 def rewind_state(run: Path, trial: int, dense: bool = False) -> Dict[str, torch.Tensor]:
     """The weights trial ``trial`` rewinds to (``dense``: its trained dense network)."""
     path = run / (dense_name(trial) if dense else rewind_name(trial))
-    if not path.is_file():
+    if not path.exists():  # anything else there (a pipe, a folder) is refused by the reader
         raise UsageError(f"{run}: no rewind point saved for trial {trial} ({rewind_name(trial)}; "
                          f"runs made before incop 0.3 did not keep it): run the search again")
     return _read(path, dense_state_dict)
@@ -85,7 +85,7 @@ def rewind_state(run: Path, trial: int, dense: bool = False) -> Dict[str, torch.
 def ticket_start(run: Path, trial: int) -> Dict[str, torch.Tensor]:
     """The weights trial ``trial``'s ticket restarted from (and its ablations restart from)."""
     path = run / ticket_rewind_name(trial)
-    return _read(path, dense_state_dict) if path.is_file() else rewind_state(run, trial)
+    return _read(path, dense_state_dict) if path.exists() else rewind_state(run, trial)
 
 
 def saved_rounds(run: Path, trial: int) -> List[int]:
@@ -140,7 +140,7 @@ def model_state(run: Path, trial: int, k: Optional[int] = None,
             candidates.append(run / f"model_trial{trial}.pt")
         what = f"trial {trial} round {k}"
     for path in candidates:
-        if path.is_file():
+        if path.exists():  # a pipe or folder there is refused in one line by the reader
             return _read(path, dense_state_dict)
     raise UsageError(f"{run}: no saved weights for {what}; saved rounds: {rounds or 'none'}"
                      + (" (runs before incop 0.2 kept only the final round's weights)"
