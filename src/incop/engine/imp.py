@@ -23,8 +23,9 @@ from ..data.batches import source_size, train_batches
 from ..data.datasets import RawDataset, load_raw
 from ..pruning.masks import Masks, skipped_rows
 from ..base.timepoints import parse_point
-from ..pruning.gradual import GradualSchedule, gradual_step
-from ..pruning.rules import RULES, reached_target, trim_to_target
+from ..pruning.gradual import GradualSchedule
+from ..pruning.rules import RULES
+from ..pruning.sparsity_schedules import CubicSteps, RuleRounds, SparsitySchedule
 from ..stopping.criteria import FixedEpochs, flow_monitor, round_criteria
 from ..stopping.flows import activation_similarity, layer_activations, monitored_layers
 from .estimate import MOST_ROUNDS, STALL_ROUNDS, first_epoch_line, more_rounds, planned_rounds, target_report
@@ -185,12 +186,8 @@ class IMPExperiment:
         masks = self._initial_masks(model, resume)
         monitor = flow_monitor(self.criterion_name, model, masks, probe_x, probe_y,
                                cfg.prune.flow_stat)  # checked before any training
-        gradual = self._gradual(data)  # checked before any training
-        if gradual:  # each layer to the target (ceil per layer), or the network
-            sizes = [masks[n].numel() for n in masks.names()]
-            self._target_keep = (sum(gradual.kept(n, gradual.end) for n in sizes)
-                                 if self.rule_name == "layerwise" else
-                                 gradual.kept(sum(sizes), gradual.end))
+        schedule = self._schedule(data)  # checked before any training
+        self._target_keep = schedule.final_keep(masks)
         self._check_lengths(data)
         if resume is None:
             warmup, rewind_state, dense_state, ticket_state = self._warm_up_or_reuse(
@@ -210,7 +207,7 @@ class IMPExperiment:
         if resume is not None:
             model.load_state_dict(resume["model"])
             masks.bind(model)
-        run_optimizer = self._run_optimizer(model, gradual, resume)
+        run_optimizer = self._run_optimizer(model, schedule, resume)
         saved = {"rewind": rewind_state, "warmup": warmup}
         self.events.rewind_point(trial, rewind_state,
                                  None if dense_state is rewind_state else dense_state,
@@ -228,10 +225,10 @@ class IMPExperiment:
 
         result = TrialResult(seed, warmup)
         search_over = resume is not None and resume.get("ticket_pending", False)
-        n_rounds = len(gradual.bounds()) - 1 if gradual else cfg.experiment.imp_total_iter
+        n_rounds = schedule.rounds
         rounds = range(first_round, 0 if search_over else n_rounds)
         self.events.trial_started(trial, rounds)
-        if not gradual and first_round == 0:
+        if isinstance(schedule, RuleRounds) and first_round == 0:
             expected = planned_rounds(self.rule_name, cfg.prune.ratio,
                                       cfg.prune.target_remaining, n_rounds)
             if expected is not None and expected < n_rounds:
@@ -242,23 +239,17 @@ class IMPExperiment:
             lr = cfg.train.lr
             if k > 0:  # prune the trained survivors
                 trained = {n: p.detach().clone() for n, p in masks.parameters(model).items()}
-                if gradual:  # the cubic schedule's step
-                    new = gradual_step(trained, masks, gradual, gradual.steps()[k - 1],
-                                       self.rule_name)
-                    info = {"ratio": 1 - new.remaining() / masks.remaining()}
-                else:
-                    new, info = self.rule(trained, masks)  # never below the target
-                    new = trim_to_target(trained, masks, new, cfg.prune.target_remaining)
+                new, info = schedule.prune(k, trained, masks)  # never below the target
                 if cfg.train.lr_allr:
                     lr = cfg.train.lr * self._allr(model, masks, new)
                 masks = new
             info = {**info, "lr": lr}
-            rewinds = cfg.train.rewind_to != "none" and not gradual
+            rewinds = cfg.train.rewind_to != "none" and schedule.rewinds
             if k == 0 or rewinds:  # rewind (round 0 too), then mask
                 model.load_state_dict(rewind_state)
             masks.bind(model).apply()
             times = {"prune": time.perf_counter() - t0}
-            segment = self._segment(gradual, k, run_optimizer)
+            segment = self._segment(schedule, k, run_optimizer)
             outcome = self._train(model, masks, data, seed, k, cfg.train.epochs, criteria,
                                   f"round {k}", lr=lr, segment=segment)
             if segment is not None:
@@ -274,8 +265,8 @@ class IMPExperiment:
             rows = round_rows(trial, seed, k, masks, outcome, test_acc, info, times, layers, sims,
                               skipped)
             record = rows["round"]
-            last = k == n_rounds - 1 or (not gradual and reached_target(
-                masks, cfg.prune.target_remaining)) or self._stalled(trial, k, gradual, masks.remaining())
+            last = schedule.last(k, masks) or self._stalled(trial, k, schedule,
+                                                            masks.remaining())
             self._round_done(trial, seed, k, rows, model, masks, saved, last)
             self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
                       f"{count(outcome.epochs, 'epoch')}, {count(outcome.checks, 'check')} "
@@ -284,7 +275,7 @@ class IMPExperiment:
                       + (f", ALLR rate {lr:.4g}" if cfg.train.lr_allr and k > 0 else ""))
             if k == 0 and cfg.train.warmup == 0:
                 self._check_learned(trial, data, None)
-            if k >= 1 and not last and not gradual and cfg.prune.target_remaining is not None:
+            if k >= 1 and not last and schedule.to_target:
                 self._estimate_rounds(trial, k, n_rounds)
             if last:
                 break
@@ -294,11 +285,11 @@ class IMPExperiment:
             result.ticket = self._ticket(trial, seed, masks, ticket_state, data)
         return result
 
-    def _stalled(self, trial: int, k: int, gradual, remaining: int) -> bool:
+    def _stalled(self, trial: int, k: int, schedule: SparsitySchedule, remaining: int) -> bool:
         """A search to a target whose last STALL_ROUNDS pruning steps removed nothing stops
         there (its rounds would only retrain the same mask up to the cap): said in its notes.
         Rounds before this one are in the records already; this one's count is ``remaining``."""
-        if gradual or self.cfg.prune.target_remaining is None or k < STALL_ROUNDS:
+        if not schedule.to_target or k < STALL_ROUNDS:
             return False
         before = [r["remaining"] for r in self.records.trial_rounds(trial)][-STALL_ROUNDS:]
         counts = before + [remaining]
@@ -375,12 +366,18 @@ class IMPExperiment:
                   f"{row['val_acc']:.2f}%, test {_pct(test_acc)}")
         return model
 
-    def _gradual(self, data: TrialInputs) -> Optional[GradualSchedule]:
-        """The schedule of --prune_method gmp in iterations of the run after the warm-up (whose
-        length is --net_train_epochs), or None for the IMP methods."""
+    def _schedule(self, data: TrialInputs) -> SparsitySchedule:
+        """What prunes when: gradual magnitude pruning's cubic steps for --prune_method gmp,
+        else rounds sized by the rule up to the target or --exper_imp_total_iter."""
+        if self.cfg.prune.method == "gmp":
+            return CubicSteps(self._gradual(data), self.rule_name)
+        return RuleRounds(self.rule, self.cfg.prune.target_remaining,
+                          self.cfg.experiment.imp_total_iter)
+
+    def _gradual(self, data: TrialInputs) -> GradualSchedule:
+        """The cubic schedule of --prune_method gmp in iterations of the run after the warm-up
+        (whose length is --net_train_epochs)."""
         p = self.cfg.prune
-        if p.method != "gmp":
-            return None
         per_epoch = self._per_epoch(data)
 
         def at(text: str, flag: str, words=()) -> int:
@@ -410,10 +407,11 @@ class IMPExperiment:
         return iterations_per_epoch(train_batches(data.train, self.cfg.data.batch_size,
                                                   torch.Generator()))
 
-    def _run_optimizer(self, model, gradual, resume):
-        """Gradual pruning's one optimizer, carried from round to round (and across a
-        resume); None for IMP, whose every round starts a fresh one."""
-        if gradual is None:
+    def _run_optimizer(self, model, schedule: SparsitySchedule, resume):
+        """The one optimizer of a schedule whose rounds are segments of one training run
+        (gradual pruning), carried from round to round (and across a resume); None for IMP,
+        whose every round starts a fresh one."""
+        if schedule.bounds() is None:
             return None
         t = self.cfg.train
         optimizer = make_optimizer(model, t.lr, t.momentum, t.weight_decay, t.optimizer)
@@ -421,11 +419,11 @@ class IMPExperiment:
             optimizer.load_state_dict(resume["optimizer"])
         return optimizer
 
-    def _segment(self, gradual, k: int, optimizer) -> Optional[Segment]:
-        if gradual is None:
+    def _segment(self, schedule: SparsitySchedule, k: int, optimizer) -> Optional[Segment]:
+        bounds = schedule.bounds()
+        if bounds is None:
             return None
-        bounds = gradual.bounds()
-        return Segment(bounds[k], bounds[k + 1] - bounds[k], gradual.total, optimizer,
+        return Segment(bounds[k], bounds[k + 1] - bounds[k], bounds[-1], optimizer,
                        self.cfg.train.lr)
 
     def _allr(self, model, old: Masks, new: Masks) -> float:

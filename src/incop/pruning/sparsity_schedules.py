@@ -1,0 +1,95 @@
+"""What prunes when. The IMP loop asks a sparsity schedule for each round's masks and whether
+that round is the last; which weights go (magnitude, SAP's PQ-sized counts) and over what scope
+(each layer, the network) stay the rule's. Each schedule is a small object, so a new way to
+reach a sparsity is a new schedule, not a new branch of the loop.
+
+- :class:`RuleRounds`: IMP's rounds, each step sized by the rule (a ratio, or SAP's PQ index),
+  the step that would cross ``--prune_target_remaining`` trimmed onto it, until the target or
+  the round cap.
+- :class:`CubicSteps`: gradual magnitude pruning, one training run whose rounds are the steps of
+  the cubic schedule (:mod:`incop.pruning.gradual`); it never rewinds."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+
+from .gradual import GradualSchedule, gradual_step
+from .masks import Masks
+from .rules import reached_target, trim_to_target
+
+Weights = Dict[str, torch.Tensor]
+Step = Tuple[Masks, Dict[str, Any]]
+
+
+class SparsitySchedule:
+    """``rounds``: the most rounds a trial runs, round 0 (the dense network) included.
+    ``rewinds``: whether its rounds may rewind the weights (False: one training run cut into
+    segments, its optimizer carried). ``to_target``: rounds sized by a rule until a target, so
+    the loop estimates how many remain and stops a search that stalls."""
+
+    rounds: int
+    rewinds = True
+    to_target = False
+
+    def prune(self, k: int, weights: Weights, masks: Masks) -> Step:
+        """The masks for round ``k`` (from 1) after pruning the trained ``weights``, and what
+        the step records (its ratio)."""
+        raise NotImplementedError
+
+    def last(self, k: int, masks: Masks) -> bool:
+        """Whether round ``k``, trained under ``masks``, ends the search."""
+        return k >= self.rounds - 1
+
+    def final_keep(self, masks: Masks) -> Optional[int]:
+        """The weights the schedule ends with when that is not the network's target count
+        (each layer rounded up apart), else None."""
+        return None
+
+    def bounds(self) -> Optional[List[int]]:
+        """Where each round of a single training run begins, then its end (iterations); None
+        when each round is a training run of its own."""
+        return None
+
+
+class RuleRounds(SparsitySchedule):
+    """IMP: round ``k`` prunes the survivors by ``rule``; a step that would go below
+    ``target`` (percent remaining) is trimmed to land on it, and reaching it ends the search,
+    as does the ``rounds`` cap."""
+
+    def __init__(self, rule: Callable[[Weights, Masks], Step], target: Optional[float],
+                 rounds: int) -> None:
+        self.rule, self.target, self.rounds = rule, target, rounds
+        self.to_target = target is not None
+
+    def prune(self, k: int, weights: Weights, masks: Masks) -> Step:
+        new, info = self.rule(weights, masks)
+        return trim_to_target(weights, masks, new, self.target), info
+
+    def last(self, k: int, masks: Masks) -> bool:
+        return super().last(k, masks) or reached_target(masks, self.target)
+
+
+class CubicSteps(SparsitySchedule):
+    """Gradual magnitude pruning: round ``k`` (from 1) is the ``k``-th step of ``gradual``,
+    each layer (``layerwise``) or the network (``global``) cut to the cubic schedule's count."""
+
+    rewinds = False
+
+    def __init__(self, gradual: GradualSchedule, scope: str) -> None:
+        self.gradual, self.scope = gradual, scope
+        self.rounds = len(gradual.bounds()) - 1
+
+    def prune(self, k: int, weights: Weights, masks: Masks) -> Step:
+        new = gradual_step(weights, masks, self.gradual, self.gradual.steps()[k - 1], self.scope)
+        return new, {"ratio": 1 - new.remaining() / masks.remaining()}
+
+    def final_keep(self, masks: Masks) -> Optional[int]:
+        sizes = [masks[n].numel() for n in masks.names()]
+        end = self.gradual.end
+        if self.scope == "layerwise":
+            return sum(self.gradual.kept(n, end) for n in sizes)
+        return self.gradual.kept(sum(sizes), end)
+
+    def bounds(self) -> Optional[List[int]]:
+        return self.gradual.bounds()
