@@ -80,6 +80,10 @@ def test_recipes_are_the_flags_the_docs_name():
     c = recipe_config("reference", base, s)
     assert (c.prune.method, c.train.epochs, c.train.ticket_epochs) == ("sap", 10, 10)
     assert recipe_config("fixed-1", base, s).train.ticket_epochs == 0  # judged outside
+    base.experiment.imp_total_iter = 100  # the cap of the recipes of rounds
+    c = recipe_config("allr-2x6", base, s)
+    assert (c.prune.steps, c.experiment.imp_total_iter, c.train.epochs) == (6, 7, 2)
+    c.validate()  # the steps' rounds, not the others' cap
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -1,13 +1,18 @@
 """Sparsity schedules (incop.pruning.sparsity_schedules): what prunes when, asked by the IMP loop
-round by round. Counts are checked against an independent integer computation, step by step."""
+round by round, and --prune_steps N (issue 36: fewer, larger steps). Counts are checked against
+an independent integer computation, step by step, and against a run's own records."""
+import json
 import math
+from fractions import Fraction
 
+import pytest
 import torch
 
+from conftest import killed_then_resumed, table
 from incop.pruning.gradual import GradualSchedule
 from incop.pruning.masks import Masks
-from incop.pruning.rules import GlobalMagnitude
-from incop.pruning.sparsity_schedules import CubicSteps, RuleRounds
+from incop.pruning.rules import GlobalMagnitude, target_count
+from incop.pruning.sparsity_schedules import CubicSteps, EqualSteps, RuleRounds, root_ceil
 
 SHAPES = {"a": (7, 13), "b": (5, 3)}  # 91 + 15 = 106 weights
 
@@ -74,3 +79,112 @@ def test_cubic_steps_are_the_schedules_rounds_and_end_at_their_own_count():
                 return -(-n * (64000 + 9 * (40 - t) ** 3) // 640000)
             want = kept(91) + kept(15) if scope == "layerwise" else kept(106)
             assert count == want, (scope, t)
+
+
+# ---------------------------------------------------------------- --prune_steps N
+
+def _kept_by_hand(n: int, target: str, j: int, steps: int) -> int:
+    """ceil(n q^(j/steps)), q = target/100, by integer search over m: the least m with
+    m^steps * den^j >= n^steps * num^j (no float, no Fraction power)."""
+    q = Fraction(target) / 100
+    num, den = q.numerator, q.denominator
+    m = 0
+    while m ** steps * den ** j < n ** steps * num ** j:
+        m += 1
+    return m
+
+
+@pytest.mark.parametrize("n,target,steps", [
+    (100, "25", 2),  # 100 * 0.25^(1/2) = 50 exactly: not 51
+    (100, "1", 2),  # 100 * 0.01^(1/2) = 10 exactly
+    (91, "7.3", 3), (15, "50", 4), (1, "5", 6), (3, "0.1", 1),
+    (1000, "12.5", 3),  # 1000 * 0.125^(1/3) = 500, 0.125^(2/3) = 250: exact cubes
+])
+def test_each_step_keeps_the_ceiling_of_an_equal_fraction_exactly(n, target, steps):
+    counts = [root_ceil(n, Fraction(target) / 100, j, steps) for j in range(steps + 1)]
+    assert counts == [_kept_by_hand(n, target, j, steps) for j in range(steps + 1)]
+    assert counts[0] == n and counts[-1] == target_count(n, float(target))
+
+
+@pytest.mark.parametrize("scope", ["global", "layerwise"])
+@pytest.mark.parametrize("target,steps", [("10", 3), ("7.3", 2), ("50", 1), ("1", 5)])
+def test_equal_steps_land_exactly_on_the_target(scope, target, steps):
+    weights = _weights()
+    schedule = EqualSteps(steps, float(target), scope)
+    assert schedule.rounds == steps + 1 and schedule.rewinds and not schedule.to_target
+    masks, counts = _search(schedule, weights)
+    assert len(counts) == steps + 1
+    assert counts[-1] == target_count(106, float(target))  # exactly, both scopes
+    sizes = {k: a * b for k, (a, b) in SHAPES.items()}
+    for j, count in enumerate(counts[1:-1], start=1):
+        want = (_kept_by_hand(106, target, j, steps) if scope == "global" else
+                sum(_kept_by_hand(n, target, j, steps) for n in sizes.values()))
+        assert count == want, (j, count, want)
+    if scope == "layerwise":  # each layer within one weight of its own share at the end
+        for k, n in sizes.items():
+            share = n * Fraction(target) / 100
+            assert math.floor(share) <= int(masks[k].sum()) <= math.ceil(share) + 1, k
+    else:  # the network's largest magnitudes (weights never retrained here)
+        flat = torch.cat([weights[k].flatten().abs() for k in SHAPES])
+        kept = torch.cat([masks[k].flatten() for k in SHAPES]).bool()
+        assert set(flat[kept].tolist()) == set(flat.sort(descending=True).values[:counts[-1]]
+                                               .tolist())
+
+
+STEPS = ["run", "--prune_method", "lth", "--prune_steps", "3", "--prune_target_remaining", "7.3",
+         "--net_warmup", "1", "--net_train_epochs", "0.5", "--quiet", "--run_name", "r"]
+
+
+def test_a_run_in_three_steps_records_the_exact_counts_and_resumes_identically(
+        cli, monkeypatch, tmp_path):
+    code, out, err = cli(*STEPS, "--output_dir", str(tmp_path / "a"))
+    assert code == 0, err
+    run = tmp_path / "a" / "lth" / "lenet300" / "digits" / "r"
+    rounds = json.loads((run / "rounds.json").read_text())
+    layers = table(run, "layers.csv")
+    sizes = {r["layer"]: int(r["total"]) for r in layers if r["round"] == "0"}
+    assert [r["round"] for r in rounds] == [0, 1, 2, 3]
+    for j in (1, 2):  # lth's rule is layer-wise: each layer keeps ceil(n q^(j/3))
+        got = {r["layer"]: int(r["remaining"]) for r in layers if r["round"] == str(j)}
+        assert got == {k: _kept_by_hand(n, "7.3", j, 3) for k, n in sizes.items()}, j
+    assert rounds[-1]["remaining"] == target_count(sum(sizes.values()), 7.3)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["target"]["reached"] and summary["target"]["max_rounds"] == 4
+    # killed in round 2, resumed: the same rounds to the last count
+    code, out, err = killed_then_resumed(cli, monkeypatch, 3, *STEPS,
+                                         "--output_dir", str(tmp_path / "b"))
+    assert code == 0 and "resuming" in out, err
+    again = tmp_path / "b" / "lth" / "lenet300" / "digits" / "r"
+    assert table(again, "layers.csv") == layers
+    assert [r["val_acc"] for r in json.loads((again / "rounds.json").read_text())] == \
+        [r["val_acc"] for r in rounds]
+
+
+def test_steps_beside_a_recipe_name_the_recipe_in_steps(cli, tmp_path):
+    for argv, recipe in ((["--prune_steps", "2"], "allr-2x2"),
+                         (["--recipe", "LRR-1X02"], "lrr-1x2"),
+                         (["--recipe", "ciap", "--prune_steps", "4"], "ciapx4")):
+        code, out, err = cli("run", *argv, "--prune_target_remaining", "20", "--print_config")
+        assert code == 0, err
+        printed = json.loads(out)
+        assert printed["prune"]["recipe"] == recipe and printed["experiment"]["imp_total_iter"] \
+            == printed["prune"]["steps"] + 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--prune_steps", "3"], "--prune_steps 3 (recipe allr-2x3) reaches --prune_target_remaining"),
+    (["--prune_method", "lth", "--prune_steps", "0", "--prune_target_remaining", "5"],
+     "--prune_steps 0 must be between 1 and 1000"),
+    (["--prune_method", "lth", "--prune_steps", "3", "--prune_target_remaining", "5",
+      "--exper_imp_total_iter", "9"], "--prune_steps 3 takes exactly 4 rounds"),
+    (["--recipe", "oneshot", "--prune_steps", "2", "--prune_target_remaining", "5"],
+     "oneshot has no rounds to run in equal steps"),
+    (["--recipe", "gmpx2", "--prune_target_remaining", "5"], "gmp has no rounds"),
+    (["--recipe", "allr-2x", "--prune_target_remaining", "5"], "the steps after 'x'"),
+    (["--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "2ep", "--gmp_every", "1ep",
+      "--net_train_epochs", "3", "--prune_target_remaining", "5", "--prune_steps", "2"],
+     "gradual magnitude pruning takes its steps from --gmp_start"),
+])
+def test_bad_steps_are_one_line(cli, argv, message):
+    code, out, err = cli("run", *argv, "--print_config")
+    assert code == 2 and err.count("\n") == 1 and message in err, err

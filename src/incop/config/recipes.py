@@ -2,7 +2,8 @@
 sparse network (a budget per round, a learning-rate schedule, whether weights rewind). This
 module is their registry; everything else (``--recipe``'s choices, ``incop list``, the
 frontier's default list, the docs' table) is derived from it. Budgeted recipes are named with K,
-their epochs a round (``allr-2``, ``lrr-0.5``).
+their epochs a round (``allr-2``, ``lrr-0.5``); a recipe of rounds followed by ``xN`` reaches
+--prune_target_remaining in exactly N equal pruning steps (``allr-2x6``: ``--prune_steps 6``).
 
 A recipe names settings (``section.field`` -> value). Applied to a configuration
 (:func:`incop.config.schema.RunConfig.validate`) it fills the settings the user left unset and
@@ -13,6 +14,7 @@ given): ``DEFAULT_RECIPE``, chosen from the frontier study (BENCHMARKS.md, "The 
 a ticket"). A method given without a recipe means exactly what it meant before."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -35,6 +37,7 @@ class Recipe:
     frontier: Tuple[str, ...] = ()  # the names incop frontier runs by default
     forbids: Mapping[str, Tuple[Any, str]] = field(default_factory=dict)
     shown: str = ""  # its settings as flags, where they depend on another setting
+    stepped: bool = True  # may be run in N equal steps (``xN``): a recipe of pruning rounds
 
     @property
     def budgeted(self) -> bool:
@@ -64,6 +67,10 @@ def _gmp(k: Optional[float], get: Getter) -> Dict[str, Any]:
     start, end, every = (f"{epochs * f:g}ep" for f in (0.125, 0.75, 0.0625))
     return {"prune.method": "gmp", "train.epochs": epochs, "prune.gmp_start": start,
             "prune.gmp_end": end, "prune.gmp_every": every}
+
+
+_STEPS = re.compile(r"^(?P<base>.+)x(?P<steps>\d*)$")  # allr-2x6, ciapx4 (not fixed-1)
+MAX_STEPS = 1000  # equal pruning steps: far beyond any schedule, a bound on what a typo costs
 
 
 def _oneshot(k: Optional[float], get: Getter) -> Dict[str, Any]:
@@ -97,17 +104,18 @@ RECIPES: List[Recipe] = [
            lambda k, get: {"prune.method": "giap"}, ("giap",)),
     Recipe("gmp", f"gradual magnitude pruning to --prune_target_remaining in one run of "
            f"--net_train_epochs (default {GMP_EPOCHS:g}), pruning from 1/8 to 3/4 of it every "
-           f"1/16 (Zhu and Gupta 2017)", _gmp, ("gmp",)),
+           f"1/16 (Zhu and Gupta 2017)", _gmp, ("gmp",), stepped=False),
     Recipe("oneshot", "one global magnitude pruning step to --prune_target_remaining after "
            "round 0, then one round of training", _oneshot, ("oneshot",),
            shown="--prune_method lth --prune_rule global --prune_ratio (1 - P/100) "
-                 "--exper_imp_total_iter 2, P being --prune_target_remaining"),
+                 "--exper_imp_total_iter 2, P being --prune_target_remaining", stepped=False),
 ]
 
 
 def find(name: str) -> Tuple[Recipe, Optional[float]]:
-    """The recipe called ``name`` and its budget (None for an unbudgeted one)."""
-    text = str(name).strip().lower()
+    """The recipe called ``name`` and its budget (None for an unbudgeted one); a suffix ``xN``
+    (:func:`steps_of`) is not part of it."""
+    text = split_steps(name)[0]
     for r in RECIPES:
         if r.budgeted and text.startswith(r.prefix):
             return r, _budget(text, r.prefix)
@@ -128,10 +136,43 @@ def _budget(name: str, prefix: str) -> float:
     return k
 
 
+def split_steps(name: str) -> Tuple[str, Optional[int]]:
+    """``allr-2x6`` -> (``allr-2``, 6): a recipe and the equal pruning steps it is run in
+    (None: its own rounds)."""
+    text = str(name).strip().lower()
+    match = _STEPS.match(text)
+    if match is None:
+        return text, None
+    base, steps = match.group("base"), match.group("steps")
+    if not (steps and 1 <= int(steps) <= MAX_STEPS):
+        raise UsageError(f"recipe {name}: the steps after 'x' must be a whole number from 1 to "
+                         f"{MAX_STEPS} (e.g. {base}x6: {base} in 6 equal pruning steps)")
+    return base, int(steps)
+
+
+def steps_of(name: str) -> Optional[int]:
+    """The equal pruning steps recipe ``name`` runs in, or None."""
+    r, _ = find(name)
+    steps = split_steps(name)[1]
+    if steps is not None and not r.stepped:
+        stepped = ", ".join(x.pattern for x in RECIPES if x.stepped)
+        raise UsageError(f"recipe {name}: {r.pattern} has no rounds to run in equal steps; "
+                         f"'xN' follows a recipe of rounds ({stepped})")
+    return steps
+
+
+def with_steps(name: str, steps: Optional[int]) -> str:
+    """Recipe ``name`` run in ``steps`` equal steps (``--prune_steps`` given beside it)."""
+    if steps is None or split_steps(name)[1] is not None:
+        return name
+    return canonical(f"{name}x{steps}")
+
+
 def canonical(name: str) -> str:
-    """``ALLR-2.0`` -> ``allr-2``: one spelling per recipe, for run directories and labels."""
+    """``ALLR-2.0x06`` -> ``allr-2x6``: one spelling per recipe, for run directories and labels."""
     r, k = find(name)
-    return f"{r.prefix}{k:g}" if r.budgeted else r.pattern
+    steps = steps_of(name)
+    return (f"{r.prefix}{k:g}" if r.budgeted else r.pattern) + (f"x{steps}" if steps else "")
 
 
 def is_recipe(name: str) -> bool:
@@ -143,7 +184,8 @@ def is_recipe(name: str) -> bool:
 
 
 def names_text() -> str:
-    return ", ".join(r.pattern for r in RECIPES) + " (K: epochs a round)"
+    return ", ".join(r.pattern for r in RECIPES) + " (K: epochs a round; xN after a recipe " \
+        "of rounds: N equal steps)"
 
 
 def frontier_names() -> List[str]:
@@ -153,7 +195,8 @@ def frontier_names() -> List[str]:
 def recipe_settings(name: str, get: Getter = lambda key: None) -> Dict[str, Any]:
     """The settings (``section.field`` -> value) recipe ``name`` fixes, its budget included."""
     r, k = find(name)
-    return r.settings(k, get)
+    steps = steps_of(name)
+    return {**r.settings(k, get), **({"prune.steps": steps} if steps else {})}
 
 
 def forbidden(name: str) -> Mapping[str, Tuple[Any, str]]:
@@ -167,6 +210,9 @@ def describe(name: str) -> str:
     words = r.words
     if k is not None:
         words = words.replace("K epochs", f"{k:g} epoch{'' if k == 1 else 's'}")
+    steps = steps_of(name)
+    if steps:
+        words += f", in {steps} equal pruning steps to --prune_target_remaining"
     return words
 
 

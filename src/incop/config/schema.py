@@ -160,6 +160,12 @@ class PruneConfig:
                                             "trimmed to land on it), then stop; "
                                             "--exper_imp_total_iter becomes the most rounds, and "
                                             "a run that ends before the target says so")
+    steps: Optional[int] = opt(None, "prune_steps", "reach --prune_target_remaining in exactly "
+                               "this many pruning steps, each keeping the same fraction of the "
+                               "weights (of each layer when the rule is layerwise, as lth's is; "
+                               "of the network for global and sap), smallest magnitudes first, "
+                               "the last landing on the target; the rule's own step sizes "
+                               "(--prune_ratio, SAP's PQ index) are not used")
     gmp_start: Optional[str] = opt(None, "gmp_start", "gradual magnitude pruning: where the "
                                    "sparsity starts rising, in the run after the warm-up "
                                    "(<k>it, <f>ep or start)")
@@ -185,10 +191,11 @@ class ExperimentConfig:
     imp_total_iter: Optional[int] = opt(None, "exper_imp_total_iter", "pruning rounds (round 0 "
                                         "trains the dense network from the rewind point); with "
                                         "--prune_target_remaining, the most rounds",
-                                        fallback=lambda c: DEFAULT_ROUNDS
-                                        if c.prune.target_remaining is None else TARGET_ROUNDS,
+                                        fallback=lambda c: c.prune.steps + 1 if c.prune.steps
+                                        else DEFAULT_ROUNDS if c.prune.target_remaining is None
+                                        else TARGET_ROUNDS,
                                         shown=f"5; {TARGET_ROUNDS_TEXT} with "
-                                        f"--prune_target_remaining")
+                                        f"--prune_target_remaining; N + 1 with --prune_steps N")
     num_trial: int = opt(1, "exper_num_trial", "trials, with seeds seed, seed+1, ...")
     seed: int = opt(0, "seed", "seed of the first trial")
     device: str = opt("auto", "device", "auto, cpu or cuda")
@@ -334,8 +341,8 @@ def resolve(c: "RunConfig") -> "RunConfig":
     defaulted = p.recipe is None and p.method is None
     if defaulted:
         p.recipe = recipes.default_name(c.train.epochs)
-    if p.recipe is not None:
-        _apply_recipe(c, recipes.canonical(p.recipe), defaulted)
+    if p.recipe is not None:  # --prune_steps N beside a recipe: the recipe in N steps
+        _apply_recipe(c, recipes.with_steps(recipes.canonical(p.recipe), p.steps), defaulted)
     for key, f in _fields(c):
         fallback = f.metadata.get("fallback")
         if fallback is not None and _get(c, key) is None:
@@ -417,6 +424,12 @@ def _ratio(value: float) -> float:
     return value
 
 
+def _steps(value: int) -> int:
+    _need(1 <= value <= recipes.MAX_STEPS,
+          f"--prune_steps {value} must be between 1 and {recipes.MAX_STEPS}")
+    return value
+
+
 def _rounds(value: int) -> int:
     _need(value >= 1, f"--exper_imp_total_iter {value} must be at least 1")
     return value
@@ -427,7 +440,7 @@ def _rounds(value: int) -> int:
 _ALONE = {"prune.method": _canonical_method, "train.epochs": _positive_epochs,
           "train.lr_schedule": _schedule, "train.rewind_to": _rewind,
           "train.ticket_rewind": _ticket_rewind, "prune.ratio": _ratio,
-          "experiment.imp_total_iter": _rounds}
+          "experiment.imp_total_iter": _rounds, "prune.steps": _steps}
 
 
 def _check_types(c: "RunConfig") -> None:
@@ -591,6 +604,7 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
                                          and 0 < p.target_remaining < 100),
           f"--prune_target_remaining {p.target_remaining} must be a percentage in (0, 100)")
     _validate_gmp(c)
+    _validate_steps(c)
     _need(p.flow_stat in ("mean", "abs_mean", "fro"),
           f"--flow_stat {p.flow_stat}: choose mean, abs_mean or fro")
     _need(abs(e.seed) <= MAX_SEED, f"--seed {e.seed} must be between -2**40 and 2**40 (each "
@@ -639,6 +653,24 @@ def _validate_gmp(c: "RunConfig") -> None:
           f"end; drop --stop_criterion")
     _need(not t.lr_allr, "--net_lr_allr restarts a rate every round, and gradual magnitude "
                          "pruning is one run with one schedule: drop --net_lr_allr")
+
+
+def _validate_steps(c: "RunConfig") -> None:
+    """--prune_steps N: N steps to a target, in N + 1 rounds (round 0 trains the dense
+    network), by magnitude; gradual pruning has steps of its own."""
+    p, n = c.prune, c.prune.steps
+    if n is None:
+        return
+    named = f"--prune_steps {n}" + (f" (recipe {p.recipe})" if p.recipe else "")
+    _need(p.target_remaining is not None,
+          f"{named} reaches --prune_target_remaining in {n} equal steps: add it (e.g. "
+          f"--prune_target_remaining 5)")
+    _need(p.method != "gmp", f"--prune_steps {n}: gradual magnitude pruning takes its steps "
+                             f"from --gmp_start, --gmp_end and --gmp_every; drop --prune_steps")
+    _need(c.experiment.imp_total_iter == n + 1,
+          f"--exper_imp_total_iter {c.experiment.imp_total_iter}: --prune_steps {n} takes "
+          f"exactly {n + 1} rounds (round 0 trains the dense network); drop "
+          f"--exper_imp_total_iter")
 
 
 def with_recipe(cfg: RunConfig, name: Optional[str] = None) -> RunConfig:

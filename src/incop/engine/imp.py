@@ -25,7 +25,7 @@ from ..pruning.masks import Masks, skipped_rows
 from ..base.timepoints import parse_point
 from ..pruning.gradual import GradualSchedule
 from ..pruning.rules import RULES
-from ..pruning.sparsity_schedules import CubicSteps, RuleRounds, SparsitySchedule
+from ..pruning.sparsity_schedules import CubicSteps, EqualSteps, RuleRounds, SparsitySchedule
 from ..stopping.criteria import FixedEpochs, flow_monitor, round_criteria
 from ..stopping.flows import activation_similarity, layer_activations, monitored_layers
 from .estimate import MOST_ROUNDS, STALL_ROUNDS, first_epoch_line, more_rounds, planned_rounds, target_report
@@ -335,9 +335,9 @@ class IMPExperiment:
         the trials are alike)."""
         cfg = self.cfg
         gradual = cfg.prune.method == "gmp"
-        rounds = 1 if gradual else planned_rounds(self.rule_name, cfg.prune.ratio,
-                                                  cfg.prune.target_remaining,
-                                                  cfg.experiment.imp_total_iter)
+        rounds = 1 if gradual else cfg.prune.steps + 1 if cfg.prune.steps else planned_rounds(
+            self.rule_name, cfg.prune.ratio, cfg.prune.target_remaining,
+            cfg.experiment.imp_total_iter)
         line = first_epoch_line(seconds, cfg.train.warmup, cfg.train.epochs, rounds,
                                 cfg.train.ticket_epochs, cfg.prune.target_remaining,
                                 cfg.experiment.imp_total_iter, self.criterion_name != "fixed")
@@ -368,9 +368,14 @@ class IMPExperiment:
 
     def _schedule(self, data: TrialInputs) -> SparsitySchedule:
         """What prunes when: gradual magnitude pruning's cubic steps for --prune_method gmp,
-        else rounds sized by the rule up to the target or --exper_imp_total_iter."""
-        if self.cfg.prune.method == "gmp":
+        --prune_steps' equal steps, else rounds sized by the rule up to the target or
+        --exper_imp_total_iter."""
+        p = self.cfg.prune
+        if p.method == "gmp":
             return CubicSteps(self._gradual(data), self.rule_name)
+        if p.steps is not None:
+            return EqualSteps(p.steps, p.target_remaining,
+                              "layerwise" if self.rule_name == "layerwise" else "global")
         return RuleRounds(self.rule, self.cfg.prune.target_remaining,
                           self.cfg.experiment.imp_total_iter)
 

@@ -67,6 +67,8 @@ def recipe_config(name: str, base: RunConfig, s: Settings) -> RunConfig:
     for key, value in recipe_settings(name, lambda k: _get(cfg, k)).items():
         section, field_name = key.split(".")
         setattr(getattr(cfg, section), field_name, value)
+    if p.steps is not None:  # N equal steps take N + 1 rounds, whatever the cap of the others
+        cfg.experiment.imp_total_iter = p.steps + 1
     return cfg
 
 

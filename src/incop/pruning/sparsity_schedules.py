@@ -6,17 +6,22 @@ reach a sparsity is a new schedule, not a new branch of the loop.
 - :class:`RuleRounds`: IMP's rounds, each step sized by the rule (a ratio, or SAP's PQ index),
   the step that would cross ``--prune_target_remaining`` trimmed onto it, until the target or
   the round cap.
+- :class:`EqualSteps`: ``--prune_steps N``, exactly N steps that each keep the same fraction,
+  the last landing on ``--prune_target_remaining``.
 - :class:`CubicSteps`: gradual magnitude pruning, one training run whose rounds are the steps of
   the cubic schedule (:mod:`incop.pruning.gradual`); it never rewinds."""
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from .gradual import GradualSchedule, gradual_step
 from .masks import Masks
-from .rules import reached_target, trim_to_target
+from .rules import (exact, reached_target, remove_smallest, target_count, trim_to_count,
+                    trim_to_target)
 
 Weights = Dict[str, torch.Tensor]
 Step = Tuple[Masks, Dict[str, Any]]
@@ -68,6 +73,52 @@ class RuleRounds(SparsitySchedule):
 
     def last(self, k: int, masks: Masks) -> bool:
         return super().last(k, masks) or reached_target(masks, self.target)
+
+
+def root_ceil(n: int, fraction: Fraction, j: int, steps: int) -> int:
+    """``ceil(n * fraction ** (j / steps))`` exactly: the least ``m`` with
+    ``m ** steps >= n ** steps * fraction ** j`` (a float would err at the boundaries)."""
+    bound = n ** steps * fraction ** j
+    m = math.ceil(n * float(fraction) ** (j / steps))  # a guess, then corrected exactly
+    while m > 0 and (m - 1) ** steps >= bound:
+        m -= 1
+    while m ** steps < bound:
+        m += 1
+    return m
+
+
+class EqualSteps(SparsitySchedule):
+    """``steps`` pruning steps that each keep the same fraction ``q ** (1 / steps)`` of the
+    weights, ``q`` being ``target`` percent: after step ``j`` the network (``global``) keeps
+    ``ceil(N q ** (j / steps))`` of its ``N`` weights, or each layer (``layerwise``) keeps
+    ``ceil(n q ** (j / steps))`` of its ``n``, the smallest magnitudes among the survivors going
+    first. The last step lands exactly on ``target``'s count (``ceil(N q)``, as everywhere in
+    incop): layer by layer it cuts each to ``floor(n q)`` and gives back, by magnitude, the
+    weights the network needs beyond that, each layer in proportion to what it lost."""
+
+    def __init__(self, steps: int, target: float, scope: str) -> None:
+        self.steps, self.scope = steps, scope
+        self.fraction = exact(target) / 100
+        self.target = target
+        self.rounds = steps + 1
+
+    def kept(self, n: int, j: int) -> int:
+        """What ``n`` weights keep after step ``j``."""
+        return root_ceil(n, self.fraction, j, self.steps)
+
+    def prune(self, k: int, weights: Weights, masks: Masks) -> Step:
+        if self.scope == "global":
+            n = self.kept(masks.total(), k)
+            new = remove_smallest(weights, masks, masks.names(), masks.remaining() - n)
+        else:
+            new = masks
+            for name in masks.names():
+                size = masks[name].numel()
+                n = self.kept(size, k) if k < self.steps else math.floor(size * self.fraction)
+                new = remove_smallest(weights, new, [name], int(masks[name].count_nonzero()) - n)
+            if k == self.steps:
+                new = trim_to_count(weights, masks, new, target_count(masks.total(), self.target))
+        return new, {"ratio": 1 - new.remaining() / masks.remaining()}
 
 
 class CubicSteps(SparsitySchedule):
