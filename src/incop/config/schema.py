@@ -86,6 +86,11 @@ class TrainConfig:
                                      "constant, step, cosine or linear (down to 0 over the "
                                      "round's budget)", fallback="constant",
                                      shown="the recipe's; constant with a --prune_method")
+    round_data_fraction: Optional[float] = opt(
+        None, "round_data_fraction", "train the search's rounds (not the warm-up, not the "
+        "ticket) on this fraction of the training split, drawn at random for each round from "
+        "its seed; --net_train_epochs are then passes over that part, and every epoch count "
+        "(rounds.csv, the frontier's cost) is in full-data epochs", shown="none: all of it")
     augment: bool = opt(False, "net_augment", "augment training images as CIFAR results do: "
                         "pad by 4, random crop back, random horizontal flip")
     lr_warmup_iters: int = opt(0, "net_lr_warmup_iters", "ramp the learning rate up linearly "
@@ -424,6 +429,13 @@ def _ratio(value: float) -> float:
     return value
 
 
+def _fraction(value: float) -> Optional[float]:
+    _need(_finite(value) and 0 < value <= 1,
+          f"--round_data_fraction {value} must be in (0, 1] (e.g. 0.3 for 30% of the training "
+          f"split each round)")
+    return None if value == 1 else value  # all of it: the run without the option, its run id
+
+
 def _steps(value: int) -> int:
     _need(1 <= value <= recipes.MAX_STEPS,
           f"--prune_steps {value} must be between 1 and {recipes.MAX_STEPS}")
@@ -440,7 +452,8 @@ def _rounds(value: int) -> int:
 _ALONE = {"prune.method": _canonical_method, "train.epochs": _positive_epochs,
           "train.lr_schedule": _schedule, "train.rewind_to": _rewind,
           "train.ticket_rewind": _ticket_rewind, "prune.ratio": _ratio,
-          "experiment.imp_total_iter": _rounds, "prune.steps": _steps}
+          "experiment.imp_total_iter": _rounds, "prune.steps": _steps,
+          "train.round_data_fraction": _fraction}
 
 
 def _check_types(c: "RunConfig") -> None:
@@ -653,6 +666,9 @@ def _validate_gmp(c: "RunConfig") -> None:
           f"end; drop --stop_criterion")
     _need(not t.lr_allr, "--net_lr_allr restarts a rate every round, and gradual magnitude "
                          "pruning is one run with one schedule: drop --net_lr_allr")
+    _need(t.round_data_fraction is None,
+          f"--round_data_fraction {t.round_data_fraction}: gradual magnitude pruning is one run "
+          f"whose steps are counted in iterations; give it fewer --net_train_epochs instead")
 
 
 def _validate_steps(c: "RunConfig") -> None:

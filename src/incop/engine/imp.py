@@ -21,6 +21,7 @@ from ..config.recipes import DEFAULT_RECIPE, describe, find
 from ..config.schema import RunConfig, flag_name, ticket_rewind
 from ..data.batches import source_size, train_batches
 from ..data.datasets import RawDataset, load_raw
+from ..data.subsets import check_subsettable, round_subset
 from ..pruning.masks import Masks, skipped_rows
 from ..base.timepoints import parse_point
 from ..pruning.gradual import GradualSchedule
@@ -36,7 +37,8 @@ from .precision import Compute, precision_warning
 from .progress import ProgressBars
 from .records import RunRecords, criterion_report, round_rows, ticket_row
 from .schedules import allr_factor, pruning_step_sizes
-from .runtime import TICKET_ROUND, WARMUP_ROUND, resolve_device, seed_everything, versions
+from .runtime import (TICKET_ROUND, WARMUP_ROUND, resolve_device, round_seed, seed_everything,
+                      versions)
 from .tables import end_of_run_text, run_notes
 from .trial_inputs import TrialInputs, TrialInputsFactory, registry_inputs
 from .training import (Segment, epochs_to_iterations, evaluate, iterations_per_epoch,
@@ -315,7 +317,7 @@ class IMPExperiment:
 
     def _rounds_line(self, k: int, remaining_pct: float, rounds: int, cap: int,
                      one_sap_step: bool) -> str:
-        target, epochs = self.cfg.prune.target_remaining, rounds * self.cfg.train.epochs
+        target, epochs = self.cfg.prune.target_remaining, rounds * self._round_cost()
         many = f"more than {MOST_ROUNDS}" if rounds > MOST_ROUNDS else f"about {rounds}"
         took = (f", {duration(epochs * self._epoch_seconds)}"
                 if self._epoch_seconds is not None and rounds <= MOST_ROUNDS else "")
@@ -338,7 +340,7 @@ class IMPExperiment:
         rounds = 1 if gradual else cfg.prune.steps + 1 if cfg.prune.steps else planned_rounds(
             self.rule_name, cfg.prune.ratio, cfg.prune.target_remaining,
             cfg.experiment.imp_total_iter)
-        line = first_epoch_line(seconds, cfg.train.warmup, cfg.train.epochs, rounds,
+        line = first_epoch_line(seconds, cfg.train.warmup, self._round_cost(), rounds,
                                 cfg.train.ticket_epochs, cfg.prune.target_remaining,
                                 cfg.experiment.imp_total_iter, self.criterion_name != "fixed")
         trials = cfg.experiment.num_trial
@@ -400,6 +402,8 @@ class IMPExperiment:
         """A round or a ticket shorter than half an iteration would train once anyway (one
         iteration is the least a round trains): refused, so a budget means what it says."""
         per_epoch, t = self._per_epoch(data), self.cfg.train
+        if t.round_data_fraction is not None:
+            check_subsettable(data.train)
         for flag, epochs in (("--net_train_epochs", t.epochs), ("--ticket_epochs", t.ticket_epochs)):
             if epochs and epochs_to_iterations(epochs, per_epoch) < 1:
                 source = (f" (recipe {self.cfg.prune.recipe}'s rounds)"
@@ -436,7 +440,14 @@ class IMPExperiment:
         for the warm-up and round 0, the round's budget is --net_train_epochs."""
         t = self.cfg.train
         sizes = pruning_step_sizes(dict(model.named_parameters()), old, new)
-        return allr_factor(*sizes, t.epochs / (t.warmup + t.epochs))
+        cost = self._round_cost()
+        return allr_factor(*sizes, cost / (t.warmup + cost))
+
+    def _round_cost(self) -> float:
+        """A round's budget in full-data epochs: --net_train_epochs passes over the round's
+        part of the split (--round_data_fraction), about that fraction of them."""
+        t = self.cfg.train
+        return t.epochs * (t.round_data_fraction or 1.0)
 
     def _initial_masks(self, model, resume: Optional[Dict[str, Any]]) -> Masks:
         """All ones over the weights to prune, or the saved masks of a resumed trial."""
@@ -601,8 +612,13 @@ class IMPExperiment:
                lr: Optional[float] = None, segment: Optional[Segment] = None):
         """One training run (warm-up, round or ticket), or a segment of one, its checks told to
         the observers."""
-        planned = segment.iterations if segment else planned_iterations(data.train, self.cfg,
-                                                                         epochs)
+        train, full = data.train, None
+        if k >= 0 and self.cfg.train.round_data_fraction is not None:  # a round, not the
+            # warm-up or the ticket: on its own part of the split, counted in full-data epochs
+            train = round_subset(data.train, self.cfg.train.round_data_fraction,
+                                 round_seed(seed, k))
+            full = self._per_epoch(data)
+        planned = segment.iterations if segment else planned_iterations(train, self.cfg, epochs)
         self.events.training_started(label, planned)
 
         def on_check(rec) -> None:
@@ -614,9 +630,9 @@ class IMPExperiment:
                     self._say(self._first_epoch_estimate(self._epoch_seconds))
 
         try:
-            return train_run(self.cfg, model, masks, data.train, data.val, seed, k, epochs,
+            return train_run(self.cfg, model, masks, train, data.val, seed, k, epochs,
                              criteria, on_check, self.compute, on_step, check_every, lr=lr,
-                             segment=segment)
+                             segment=segment, count_per_epoch=full)
         finally:
             self.events.training_ended()
 

@@ -214,7 +214,8 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
                 check_every: Optional[Tuple[float, str]] = None,
                 schedule: Optional[LRSchedule] = None,
                 on_step: Optional[Callable[[int], None]] = None,
-                compute: Compute = FP32, segment: Optional["Segment"] = None) -> RoundOutcome:
+                compute: Compute = FP32, segment: Optional["Segment"] = None,
+                count_per_epoch: Optional[int] = None) -> RoundOutcome:
     """Train until a criterion fires, the loss diverges, or ``max_epochs`` (at least one check).
 
     Criteria are asked every ``check_every``; the first distance-reporting criterion's distance
@@ -224,7 +225,9 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
     rate per iteration (restarted here, over ``max_epochs``); ``on_step(iteration)`` is called
     after every optimizer step. Time is split into training, evaluation and criterion checks.
     A ``segment`` of a longer run trains its own iterations instead of ``max_epochs``, with the
-    schedule of the whole run."""
+    schedule of the whole run. ``count_per_epoch``: the iterations of an epoch of the whole
+    training split, when ``batches`` are part of it (epochs are then counted in full-data
+    epochs, so costs compare; ``max_epochs`` and the checks stay passes over the part)."""
     device = _device_of(model)
     per_epoch = iterations_per_epoch(batches)
     total = segment.iterations if segment else max(1, epochs_to_iterations(max_epochs, per_epoch))
@@ -233,7 +236,8 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
     start = [c.start_round(model, masks) for c in criteria]
     start_distance = next((d for d in start if d is not None), None)
     _sync(device)
-    outcome = RoundOutcome(0, per_epoch, "max_epochs", start_distance,
+    counted = count_per_epoch or per_epoch
+    outcome = RoundOutcome(0, counted, "max_epochs", start_distance,
                            time_flow=time.perf_counter() - t0)
     stream = batch_stream(batches)
     if schedule is not None and segment is not None:
@@ -276,7 +280,7 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
             val_acc, val_loss = evaluate(model, val, compute)
             late_eval = time.perf_counter() - t3
         outcome.iterations = done
-        record = CheckRecord(len(outcome.history) + 1, done, done / per_epoch, loss, val_acc,
+        record = CheckRecord(len(outcome.history) + 1, done, done / counted, loss, val_acc,
                              val_loss, distance, t1 - t0, t2 - t1 + late_eval, t3 - t2)
         outcome.history.append(record)
         outcome.time_train += record.time_train
@@ -325,7 +329,7 @@ def planned_iterations(train, cfg, epochs: float) -> int:
 
 def train_run(cfg, model, masks, train, val, seed: int, k: int, epochs: float, criteria,
               on_check, compute, on_step=None, check_every="round", lr=None,
-              segment: Optional[Segment] = None):
+              segment: Optional[Segment] = None, count_per_epoch: Optional[int] = None):
     """One training run as the configuration says (warm-up, round or ticket) from the model's
     current state, seeded by ``(seed, k)``, with a fresh optimizer and the learning-rate
     schedule restarted from ``lr`` (default --net_lr). Rounds are checked every --check_every;
@@ -344,4 +348,4 @@ def train_run(cfg, model, masks, train, val, seed: int, k: int, epochs: float, c
         else check_every
     return train_round(model, optimizer, masks, batches, val, epochs, criteria, on_check,
                        check_every=every, schedule=schedule, on_step=on_step, compute=compute,
-                       segment=segment)
+                       segment=segment, count_per_epoch=count_per_epoch)
