@@ -2,6 +2,7 @@
 against the reference's ticket, a table with the cheapest recipe within the tolerance, a figure,
 resume; the quick mode is what runs here."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +39,16 @@ def test_the_quick_frontier_judges_every_recipe(quick):
     assert f"The cheapest recipe within 0.3 points of the reference's ticket is {best}:" in md
     assert "random mask" in md and "One seed" in md
     assert (quick / OUT / "frontier.png").is_file() and (quick / OUT / "frontier.csv").is_file()
+    # what a user deploys (the search's own final network) and what judging cost, per recipe,
+    # from each run's own records
+    for row in json.loads((quick / OUT / "frontier.json").read_text())["rows"]:
+        last = json.loads((Path(row["run_dir"]) / "rounds.json").read_text())[-1]
+        assert row["search_test_acc"] == last["test_acc"]
+    assert rows["lrr-1"]["search_test_acc_mean"] == pytest.approx(next(
+        r["search_test_acc"] for r in json.loads((quick / OUT / "frontier.json").read_text())
+        ["rows"] if r["recipe"] == "lrr-1"))
+    assert all(r["ticket_epochs_mean"] == 2 for r in rows.values())  # the judge's budget
+    assert "| final network test % | ticket test % |" in md and "| ticket epochs |" in md
 
 
 def test_a_second_call_trains_nothing(quick, cli, monkeypatch):
