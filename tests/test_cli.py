@@ -115,6 +115,26 @@ BAD = [
     (["--net_dataset", "MNIST", "--data_dir", "/nonexistent/dir"], "missing"),
     (["--net_val_size", "5000"], "--net_val_size"),
     (["--flow_probe_size", "100000"], "--flow_probe_size"),
+    # --prune_steps N (tests/test_sparsity_schedules.py) and --round_data_fraction F
+    # (tests/test_round_data.py)
+    (["--prune_steps", "3"], "--prune_steps 3 (recipe allr-2x3) reaches --prune_target_remaining"),
+    (["--prune_method", "lth", "--prune_steps", "0", "--prune_target_remaining", "5"],
+     "--prune_steps 0 must be between 1 and 1000"),
+    (["--prune_method", "lth", "--prune_steps", "3", "--prune_target_remaining", "5",
+      "--exper_imp_total_iter", "9"], "--prune_steps 3 takes exactly 4 rounds"),
+    (["--recipe", "oneshot", "--prune_steps", "2", "--prune_target_remaining", "5"],
+     "oneshot has no rounds to run in equal steps"),
+    (["--recipe", "gmpx2", "--prune_target_remaining", "5"], "gmp has no rounds"),
+    (["--recipe", "allr-2x", "--prune_target_remaining", "5"], "the steps after 'x'"),
+    (["--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "2ep", "--gmp_every", "1ep",
+      "--net_train_epochs", "3", "--prune_target_remaining", "5", "--prune_steps", "2"],
+     "gradual magnitude pruning takes its steps from --gmp_start"),
+    (["--round_data_fraction", "0"], "must be in (0, 1]"),
+    (["--round_data_fraction", "1.5"], "must be in (0, 1]"),
+    (["--round_data_fraction", "nan"], "must be in (0, 1]"),
+    (["--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "2ep", "--gmp_every", "1ep",
+      "--net_train_epochs", "3", "--prune_target_remaining", "5", "--round_data_fraction", "0.5"],
+     "gradual magnitude pruning is one run"),
 ]
 
 

@@ -99,19 +99,6 @@ def test_a_killed_run_resumes_on_the_same_parts(cli, monkeypatch, tmp_path):
     assert all(r["epochs"] < 0.45 for r in rounds)  # 40% of the split, in full-data epochs
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--round_data_fraction", "0"], "must be in (0, 1]"),
-    (["--round_data_fraction", "1.5"], "must be in (0, 1]"),
-    (["--round_data_fraction", "nan"], "must be in (0, 1]"),
-    (["--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "2ep", "--gmp_every", "1ep",
-      "--net_train_epochs", "3", "--prune_target_remaining", "5", "--round_data_fraction", "0.5"],
-     "gradual magnitude pruning is one run"),
-])
-def test_bad_fractions_are_one_line(cli, argv, message):
-    code, _, err = cli("run", *argv, "--print_config")
-    assert code == 2 and err.count("\n") == 1 and message in err, err
-
-
 def test_a_loader_is_told_to_bring_its_own_subset():
     x, y = _toy()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)

@@ -169,22 +169,3 @@ def test_steps_beside_a_recipe_name_the_recipe_in_steps(cli, tmp_path):
         printed = json.loads(out)
         assert printed["prune"]["recipe"] == recipe and printed["experiment"]["imp_total_iter"] \
             == printed["prune"]["steps"] + 1
-
-
-@pytest.mark.parametrize("argv,message", [
-    (["--prune_steps", "3"], "--prune_steps 3 (recipe allr-2x3) reaches --prune_target_remaining"),
-    (["--prune_method", "lth", "--prune_steps", "0", "--prune_target_remaining", "5"],
-     "--prune_steps 0 must be between 1 and 1000"),
-    (["--prune_method", "lth", "--prune_steps", "3", "--prune_target_remaining", "5",
-      "--exper_imp_total_iter", "9"], "--prune_steps 3 takes exactly 4 rounds"),
-    (["--recipe", "oneshot", "--prune_steps", "2", "--prune_target_remaining", "5"],
-     "oneshot has no rounds to run in equal steps"),
-    (["--recipe", "gmpx2", "--prune_target_remaining", "5"], "gmp has no rounds"),
-    (["--recipe", "allr-2x", "--prune_target_remaining", "5"], "the steps after 'x'"),
-    (["--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "2ep", "--gmp_every", "1ep",
-      "--net_train_epochs", "3", "--prune_target_remaining", "5", "--prune_steps", "2"],
-     "gradual magnitude pruning takes its steps from --gmp_start"),
-])
-def test_bad_steps_are_one_line(cli, argv, message):
-    code, out, err = cli("run", *argv, "--print_config")
-    assert code == 2 and err.count("\n") == 1 and message in err, err
