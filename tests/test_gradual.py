@@ -101,14 +101,15 @@ def test_one_optimizer_and_one_schedule_run_through_the_steps(monkeypatch):
     rates, optimizers = [], set()
     real = training.train_steps
 
-    def spy(model, optimizer, masks, stream, steps, on_step=None, compute=training.FP32):
+    def spy(model, optimizer, masks, stream, steps, on_step=None, compute=training.FP32,
+            on_batch=None):
         optimizers.add(id(optimizer))
 
         def record():
             rates.append(optimizer.param_groups[0]["lr"])
             if on_step is not None:
                 on_step()
-        return real(model, optimizer, masks, stream, steps, record, compute)
+        return real(model, optimizer, masks, stream, steps, record, compute, on_batch)
 
     monkeypatch.setattr(training, "train_steps", spy)
     cfg = config_from_args(build_parser().parse_args(GMP[:-3] + ["--net_warmup", "0"]))

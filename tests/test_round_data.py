@@ -1,6 +1,7 @@
 """--round_data_fraction F (issue 36, less data per round): the search's rounds train on a part of
 the training split drawn for each round from its seed (the warm-up and the ticket on all of it),
-and every epoch count is in full-data epochs, checked by hand on a small run."""
+and every epoch count is in full-data epochs, checked by hand on a small run; with
+--round_data_choice prac the part is the prune-aware critical set chosen from the round before."""
 import json
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 from torch import nn
 
 import incop
-from conftest import killed_then_resumed, table
+from conftest import kill_at, killed_then_resumed, table
 from incop.base.errors import UsageError
 from incop.data.subsets import SUBSET_SEED, round_subset, subset_size
 from incop.engine.runtime import round_seed
@@ -48,19 +49,28 @@ def _config(**train):
                            experiment=incop.ExperimentConfig(imp_total_iter=3))
 
 
-def test_rounds_train_on_their_part_and_count_full_data_epochs(monkeypatch):
+def _spy_rows(monkeypatch) -> list:
+    """The rows (their names) each training run of the search trains on, run after run."""
     import incop.engine.imp as imp
 
     seen, real = [], imp.train_run
 
-    def spy(cfg, model, masks, train, *args, **kwargs):  # what each training run trains on
+    def spy(cfg, model, masks, train, *args, **kwargs):
         seen.append((train[0][:, 1] * 1000).round().long().tolist())
         return real(cfg, model, masks, train, *args, **kwargs)
 
     monkeypatch.setattr(imp, "train_run", spy)
-    x, y = _toy()
+    return seen
+
+
+def _model():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+
+
+def test_rounds_train_on_their_part_and_count_full_data_epochs(monkeypatch):
+    seen = _spy_rows(monkeypatch)
+    x, y, model = *_toy(), _model()
     result = incop.prune_model(model, (x, y), (x[:60], y[:60]),
                                config=_config(round_data_fraction=0.3), echo=None)
     # the warm-up and the ticket see all 200 rows; round k sees the 60 drawn by its own seed
@@ -102,8 +112,85 @@ def test_a_killed_run_resumes_on_the_same_parts(cli, monkeypatch, tmp_path):
 def test_a_loader_is_told_to_bring_its_own_subset():
     x, y = _toy()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
     with pytest.raises(UsageError, match="torch.utils.data.Subset"):
-        incop.prune_model(model, loader, (x[:60], y[:60]),
+        incop.prune_model(_model(), loader, (x[:60], y[:60]),
                           config=_config(round_data_fraction=0.5), echo=None)
+
+
+# ---------------------------------------------------------------- --round_data_choice prac
+
+def test_forgetting_is_counted_from_the_batches_each_example_was_in():
+    from incop.data.critical_set import NEVER, UNSEEN, Forgetting
+
+    rec = Forgetting(torch.tensor([2, 5, 7, 9]))  # a part of a split of 10
+    # (positions in the part, right or wrong) for three passes; position 3 is never in a batch
+    for right in ([1, 0, 1], [0, 0, 1], [1, 0, 1]):
+        rec.rows(torch.tensor([0, 1, 2]))
+        y = torch.zeros(3, dtype=torch.long)
+        logits = torch.stack([torch.tensor([1.0, 0.0]) if r else torch.tensor([0.0, 1.0])
+                              for r in right])
+        rec.batch(logits, y)
+    scores = rec.scores(10)
+    # row 2: right, wrong, right -> forgotten once; row 5: never right; row 7: right always;
+    # row 9 (never in a batch) and the rows outside the part: unseen
+    assert scores.tolist() == [UNSEEN, UNSEEN, 1, UNSEEN, UNSEEN, NEVER, UNSEEN, 0, UNSEEN, UNSEEN]
+
+
+def test_the_critical_set_puts_forgotten_never_learned_and_pruning_aware_examples_first():
+    from incop.data.critical_set import NEVER, critical_set
+
+    scores = torch.tensor([0, 3, -1, NEVER, 0, 1, -1, 0])
+    aware = torch.tensor([False, False, True, False, False, False, False, True])
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    # critical: rows 1 (3), 3 (never), 5 (1), 2 and 7 (pruning-aware): five of them
+    assert critical_set(scores, aware, 5, g()).tolist() == [1, 2, 3, 5, 7]
+    # cut to three: the most forgotten critical ones (never learned first, then 3, then 1)
+    assert critical_set(scores, aware, 3, g()).tolist() == [1, 3, 5]
+    # seven: the five and two of the others, drawn by the generator, the same each time
+    seven = critical_set(scores, aware, 7, g())
+    assert set([1, 2, 3, 5, 7]) <= set(seven.tolist()) and len(seven) == 7
+    assert torch.equal(seven, critical_set(scores, aware, 7, g()))
+
+
+def test_prac_rounds_train_on_the_critical_set_and_resume_on_it(cli, monkeypatch, tmp_path):
+    from incop.data.subsets import subset_rows
+
+    seen = _spy_rows(monkeypatch)
+    x, y, model = *_toy(), _model()
+    config = _config(round_data_fraction=0.3, round_data_choice="prac")
+    incop.prune_model(model, (x, y), (x[:60], y[:60]), config=config, echo=None,
+                      output_dir=tmp_path / "a")
+    assert [len(s) for s in seen] == [200, 60, 60, 60, 200]
+    assert seen[1] == subset_rows(200, 0.3, round_seed(0, 0)).tolist()  # round 0: at random
+    for k in (1, 2):  # then chosen from the round before, not the random draw
+        assert seen[k + 1] != subset_rows(200, 0.3, round_seed(0, k)).tolist()
+    # killed in round 2 and resumed: the same parts (the set is kept in the progress)
+    first = seen[:]
+    kill_at(monkeypatch, 6)  # train_steps runs once a check: warm-up 1, rounds 0 and 1 two each
+    with pytest.raises(KeyboardInterrupt):
+        incop.prune_model(model, (x, y), (x[:60], y[:60]), config=config, echo=None,
+                          output_dir=tmp_path / "b")
+    monkeypatch.undo()
+    seen = _spy_rows(monkeypatch)
+    incop.prune_model(model, (x, y), (x[:60], y[:60]), config=config, echo=None,
+                      output_dir=tmp_path / "b")
+    assert seen == first[3:]  # round 2 on the set round 1 chose, then the ticket
+
+
+def test_prac_without_a_fraction_is_one_line(cli):
+    code, _, err = cli("run", "--round_data_choice", "prac", "--print_config")
+    assert code == 2 and err.count("\n") == 1 and "add it (e.g. --round_data_fraction 0.3)" in err
+    code, _, err = cli("run", "--round_data_choice", "hard", "--round_data_fraction", "0.3",
+                       "--print_config")
+    assert code == 2 and "choose random or prac" in err
+
+
+def test_the_run_says_what_its_rounds_train_on(cli, tmp_path):
+    code, out, err = cli("run", "--prune_method", "lth", "--round_data_fraction", "0.25",
+                         "--round_data_choice", "prac", "--net_warmup", "1",
+                         "--net_train_epochs", "0.5", "--exper_imp_total_iter", "1",
+                         "--output_dir", str(tmp_path))
+    assert code == 0, err
+    assert ("each round trains on 25% of the training split, the prune-aware critical set of "
+            "the round before (round 0 at random); epochs are counted in full-data epochs"
+            in out.splitlines()[1])

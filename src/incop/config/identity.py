@@ -75,7 +75,8 @@ LATER_OPTIONS = {("prune", "target_remaining"): None, ("prune", "include"): None
                  # runs made before --net_init existed used PyTorch's initialisation
                  ("model", "init"): "pytorch", ("data", "image_size"): None,
                  ("train", "ticket_rewind"): None, ("prune", "steps"): None,
-                 ("train", "round_data_fraction"): None}
+                 ("train", "round_data_fraction"): None,
+                 ("train", "round_data_choice"): "random"}
 
 # What names a run without changing what it computes: the recipe (its settings are hashed).
 NAMES_NOT_SETTINGS = (("prune", "recipe"),)

@@ -91,6 +91,11 @@ class TrainConfig:
         "ticket) on this fraction of the training split, drawn at random for each round from "
         "its seed; --net_train_epochs are then passes over that part, and every epoch count "
         "(rounds.csv, the frontier's cost) is in full-data epochs", shown="none: all of it")
+    round_data_choice: str = opt("random", "round_data_choice", "how --round_data_fraction's "
+                                 "part is chosen: random, or prac (after round 0, the examples "
+                                 "the last round forgot or never learned and those the pruned "
+                                 "and dense networks classify differently first: Zhang et al. "
+                                 "2021's prune-aware critical set)")
     augment: bool = opt(False, "net_augment", "augment training images as CIFAR results do: "
                         "pad by 4, random crop back, random horizontal flip")
     lr_warmup_iters: int = opt(0, "net_lr_warmup_iters", "ramp the learning rate up linearly "
@@ -618,6 +623,11 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
           f"--prune_target_remaining {p.target_remaining} must be a percentage in (0, 100)")
     _validate_gmp(c)
     _validate_steps(c)
+    _need(t.round_data_choice in ("random", "prac"),
+          f"--round_data_choice {t.round_data_choice}: choose random or prac")
+    _need(t.round_data_choice == "random" or t.round_data_fraction is not None,
+          f"--round_data_choice {t.round_data_choice} chooses --round_data_fraction's part: add "
+          f"it (e.g. --round_data_fraction 0.3)")
     _need(p.flow_stat in ("mean", "abs_mean", "fro"),
           f"--flow_stat {p.flow_stat}: choose mean, abs_mean or fro")
     _need(abs(e.seed) <= MAX_SEED, f"--seed {e.seed} must be between -2**40 and 2**40 (each "

@@ -3,7 +3,7 @@ Python) or any iterable of batches such as a DataLoader; the fixed probe set flo
 measured on; the batch evaluation runs in."""
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Optional, Tuple, Union
+from typing import Callable, Iterable, Iterator, Optional, Tuple, Union
 
 import torch
 
@@ -11,12 +11,15 @@ from ..base.errors import UsageError
 
 
 class TensorBatches:
-    """Iterates (x, y) mini-batches by indexing whole tensors; reshuffled every pass when asked."""
+    """Iterates (x, y) mini-batches by indexing whole tensors; reshuffled every pass when asked.
+    ``on_rows(rows)``, when given, is told the rows of each batch before it is yielded (a record
+    of which examples a training step saw)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
-                 generator: Optional[torch.Generator] = None) -> None:
+                 generator: Optional[torch.Generator] = None,
+                 on_rows: Optional[Callable[[torch.Tensor], None]] = None) -> None:
         self.x, self.y, self.batch_size = x, y, batch_size
-        self.shuffle, self.generator = shuffle, generator
+        self.shuffle, self.generator, self.on_rows = shuffle, generator, on_rows
 
     def __len__(self) -> int:
         return (len(self.y) + self.batch_size - 1) // self.batch_size
@@ -27,6 +30,8 @@ class TensorBatches:
             order = torch.randperm(n, generator=self.generator).to(self.x.device)
             for i in range(0, n, self.batch_size):
                 idx = order[i:i + self.batch_size]
+                if self.on_rows is not None:
+                    self.on_rows(idx)
                 yield self.x[idx], self.y[idx]
         else:
             for i in range(0, n, self.batch_size):
@@ -75,12 +80,14 @@ def eval_batches(source: DataSource, batch_size: Optional[int] = None) -> Iterab
     return source
 
 
-def train_batches(source: DataSource, batch_size: int, generator: torch.Generator) -> Iterable[Batch]:
-    """A training pass: tensor pairs are reshuffled by ``generator``; a loader is used as given
-    (its shuffling follows the global RNG, which each round reseeds)."""
+def train_batches(source: DataSource, batch_size: int, generator: torch.Generator,
+                  on_rows: Optional[Callable[[torch.Tensor], None]] = None) -> Iterable[Batch]:
+    """A training pass: tensor pairs are reshuffled by ``generator`` (``on_rows``: see
+    :class:`TensorBatches`); a loader is used as given (its shuffling follows the global RNG,
+    which each round reseeds)."""
     if is_tensor_pair(source):
         x, y = source
-        return TensorBatches(x, y, batch_size, shuffle=True, generator=generator)
+        return TensorBatches(x, y, batch_size, shuffle=True, generator=generator, on_rows=on_rows)
     return source
 
 

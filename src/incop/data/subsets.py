@@ -29,11 +29,16 @@ def check_subsettable(train: DataSource) -> None:
                          "(torch.utils.data.Subset) instead")
 
 
+def subset_rows(n: int, fraction: float, seed: int) -> torch.Tensor:
+    """``subset_size`` of ``n`` rows drawn by ``seed``, in the split's order (the round's shuffle
+    alone orders its batches)."""
+    generator = torch.Generator().manual_seed(seed + SUBSET_SEED)
+    return torch.randperm(n, generator=generator)[:subset_size(n, fraction)].sort().values
+
+
 def round_subset(train: DataSource, fraction: float, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """``subset_size`` samples of the tensor pair ``train``, drawn by ``seed``."""
     check_subsettable(train)
     x, y = train
-    generator = torch.Generator().manual_seed(seed + SUBSET_SEED)
-    keep = torch.randperm(len(y), generator=generator)[:subset_size(len(y), fraction)]
-    keep = keep.sort().values  # the split's order: the round's shuffle alone orders batches
+    keep = subset_rows(len(y), fraction, seed)
     return x[keep], y[keep]

@@ -21,7 +21,6 @@ from ..config.recipes import DEFAULT_RECIPE, describe, find
 from ..config.schema import RunConfig, flag_name, ticket_rewind
 from ..data.batches import source_size, train_batches
 from ..data.datasets import RawDataset, load_raw
-from ..data.subsets import check_subsettable, round_subset
 from ..pruning.masks import Masks, skipped_rows
 from ..base.timepoints import parse_point
 from ..pruning.gradual import GradualSchedule
@@ -36,9 +35,9 @@ from .learned import advice, dense_verdict
 from .precision import Compute, precision_warning
 from .progress import ProgressBars
 from .records import RunRecords, criterion_report, round_rows, ticket_row
+from .round_data import RoundData
 from .schedules import allr_factor, pruning_step_sizes
-from .runtime import (TICKET_ROUND, WARMUP_ROUND, resolve_device, round_seed, seed_everything,
-                      versions)
+from .runtime import TICKET_ROUND, WARMUP_ROUND, resolve_device, seed_everything, versions
 from .tables import end_of_run_text, run_notes
 from .trial_inputs import TrialInputs, TrialInputsFactory, registry_inputs
 from .training import (Segment, epochs_to_iterations, evaluate, iterations_per_epoch,
@@ -85,6 +84,7 @@ class IMPExperiment:
         self._epoch_seconds: Optional[float] = None  # the first epoch's, for the estimates
         self._target_keep: Optional[int] = None  # gmp's count at its end, when not the network's
         self.stalls: Dict[int, int] = {}  # trial -> the round its pruning stalled at
+        self.round_data = RoundData(cfg.train.round_data_fraction, cfg.train.round_data_choice)
         self.events = Observers([self.records, Console(echo),
                                  ProgressBars(None if progress is None else not progress),
                                  *observers])
@@ -133,6 +133,11 @@ class IMPExperiment:
                   + (f", epsilon {self.epsilon:g}" if self.criterion_name != "fixed" else "") + ")")
         self._say(f"incop {__version__}: {_recipe_words(cfg.prune.recipe, method)} on "
                   f"{cfg.model.arch}/{cfg.data.dataset}{source}, device {self.device}")
+        if cfg.train.round_data_fraction is not None:
+            chosen = ("the prune-aware critical set of the round before (round 0 at random)"
+                      if cfg.train.round_data_choice == "prac" else "drawn at random each round")
+            self._say(f"each round trains on {100 * cfg.train.round_data_fraction:g}% of the "
+                      f"training split, {chosen}; epochs are counted in full-data epochs")
         if cfg.experiment.imp_total_iter == 1:
             self._say("NOTE: --exper_imp_total_iter 1 runs round 0 only (the dense network "
                       "trained from the rewind point) and prunes nothing; use 2 or more rounds "
@@ -191,6 +196,7 @@ class IMPExperiment:
         schedule = self._schedule(data)  # checked before any training
         self._target_keep = schedule.final_keep(masks)
         self._check_lengths(data)
+        self.round_data.start_trial(data.train, seed, resume)  # a loader is refused here
         if resume is None:
             warmup, rewind_state, dense_state, ticket_state = self._warm_up_or_reuse(
                 model, masks, data, trial, seed, len(probe_y))
@@ -260,7 +266,8 @@ class IMPExperiment:
                 self._diverged(trial, k, outcome.epochs, data)
             t0 = time.perf_counter()
             test_acc = evaluate(model, data.test, self.compute)[0] if data.test is not None else None
-            times["eval"] = time.perf_counter() - t0
+            saved.update(self.round_data.round_ended(model, data.train, k, self.compute))
+            times["eval"] = time.perf_counter() - t0  # the critical set's pass included
             t0 = time.perf_counter()
             sims = activation_similarity(reference_acts, layer_activations(model, layers, probe_x))
             times["similarity"] = time.perf_counter() - t0
@@ -402,8 +409,6 @@ class IMPExperiment:
         """A round or a ticket shorter than half an iteration would train once anyway (one
         iteration is the least a round trains): refused, so a budget means what it says."""
         per_epoch, t = self._per_epoch(data), self.cfg.train
-        if t.round_data_fraction is not None:
-            check_subsettable(data.train)
         for flag, epochs in (("--net_train_epochs", t.epochs), ("--ticket_epochs", t.ticket_epochs)):
             if epochs and epochs_to_iterations(epochs, per_epoch) < 1:
                 source = (f" (recipe {self.cfg.prune.recipe}'s rounds)"
@@ -612,12 +617,8 @@ class IMPExperiment:
                lr: Optional[float] = None, segment: Optional[Segment] = None):
         """One training run (warm-up, round or ticket), or a segment of one, its checks told to
         the observers."""
-        train, full = data.train, None
-        if k >= 0 and self.cfg.train.round_data_fraction is not None:  # a round, not the
-            # warm-up or the ticket: on its own part of the split, counted in full-data epochs
-            train = round_subset(data.train, self.cfg.train.round_data_fraction,
-                                 round_seed(seed, k))
-            full = self._per_epoch(data)
+        train, part = self.round_data.part(data.train, k)  # a round's part, in full-data epochs
+        full = self._per_epoch(data) if part else None
         planned = segment.iterations if segment else planned_iterations(train, self.cfg, epochs)
         self.events.training_started(label, planned)
 
@@ -632,7 +633,8 @@ class IMPExperiment:
         try:
             return train_run(self.cfg, model, masks, train, data.val, seed, k, epochs,
                              criteria, on_check, self.compute, on_step, check_every, lr=lr,
-                             segment=segment, count_per_epoch=full)
+                             segment=segment, count_per_epoch=full,
+                             recorder=self.round_data.recorder if part else None)
         finally:
             self.events.training_ended()
 

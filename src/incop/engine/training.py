@@ -120,10 +120,12 @@ def batch_stream(batches: Iterable[Batch]) -> Iterator[Batch]:
 def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks,
                 stream: Iterator[Batch], steps: int,
                 on_step: Optional[Callable[[], None]] = None,
-                compute: Compute = FP32) -> float:
+                compute: Compute = FP32,
+                on_batch: Optional[Callable[[torch.Tensor, torch.Tensor], None]] = None) -> float:
     """``steps`` optimizer steps on the next batches of ``stream``; pruned weights stay exactly
     0 (gradient masked before the step, mask re-applied after). The forward pass runs in
-    ``compute``'s precision. Returns the mean loss."""
+    ``compute``'s precision; ``on_batch(logits, y)`` sees each batch's outputs (detached).
+    Returns the mean loss."""
     model.train()
     device = _device_of(model)
     total, n = None, 0
@@ -132,7 +134,10 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
         if x.device != device:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with compute.autocast():
-            loss = F.cross_entropy(model(compute.inputs(x)), y)
+            logits = model(compute.inputs(x))
+            loss = F.cross_entropy(logits, y)
+        if on_batch is not None:
+            on_batch(logits.detach(), y)
         compute.backward_and_step(loss, optimizer, masks.mask_grads)
         masks.apply()
         weighted = loss.detach() * len(y)
@@ -170,6 +175,20 @@ def evaluate(model: nn.Module, data: DataSource, compute: Compute = FP32) -> Tup
     model.train(was_training)
     n = max(n, 1)
     return 100.0 * float(correct) / n, float(loss) / n
+
+
+def predictions(model: nn.Module, data: DataSource, compute: Compute = FP32) -> torch.Tensor:
+    """The class ``model`` gives each example of ``data``, in eval mode, in order."""
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    out = []
+    with torch.no_grad():
+        for xb, _ in eval_batches(data):
+            with compute.autocast():
+                out.append(model(compute.inputs(xb.to(device, non_blocking=True))).argmax(1).cpu())
+    model.train(was_training)
+    return torch.cat(out)
 
 
 CheckCallback = Callable[[CheckRecord], None]
@@ -215,7 +234,9 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
                 schedule: Optional[LRSchedule] = None,
                 on_step: Optional[Callable[[int], None]] = None,
                 compute: Compute = FP32, segment: Optional["Segment"] = None,
-                count_per_epoch: Optional[int] = None) -> RoundOutcome:
+                count_per_epoch: Optional[int] = None,
+                on_batch: Optional[Callable[[torch.Tensor, torch.Tensor], None]] = None
+                ) -> RoundOutcome:
     """Train until a criterion fires, the loss diverges, or ``max_epochs`` (at least one check).
 
     Criteria are asked every ``check_every``; the first distance-reporting criterion's distance
@@ -258,7 +279,7 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
     while done < total:
         steps = min(every, total - done)
         t0 = time.perf_counter()
-        loss = train_steps(model, optimizer, masks, stream, steps, step, compute)
+        loss = train_steps(model, optimizer, masks, stream, steps, step, compute, on_batch)
         done += steps
         _sync(device)
         t1 = time.perf_counter()
@@ -329,14 +350,18 @@ def planned_iterations(train, cfg, epochs: float) -> int:
 
 def train_run(cfg, model, masks, train, val, seed: int, k: int, epochs: float, criteria,
               on_check, compute, on_step=None, check_every="round", lr=None,
-              segment: Optional[Segment] = None, count_per_epoch: Optional[int] = None):
+              segment: Optional[Segment] = None, count_per_epoch: Optional[int] = None,
+              recorder=None):
     """One training run as the configuration says (warm-up, round or ticket) from the model's
     current state, seeded by ``(seed, k)``, with a fresh optimizer and the learning-rate
     schedule restarted from ``lr`` (default --net_lr). Rounds are checked every --check_every;
-    the warm-up and the ticket every epoch (``check_every`` None)."""
+    the warm-up and the ticket every epoch (``check_every`` None). A ``recorder`` (its
+    ``rows(rows)`` and ``batch(logits, y)``) sees which examples each step trained on and how
+    it classified them (:class:`incop.data.critical_set.Forgetting`)."""
     torch.manual_seed(round_seed(seed, k))
     gen = torch.Generator().manual_seed(round_seed(seed, k))
-    batches = train_batches(train, cfg.data.batch_size, gen)
+    batches = train_batches(train, cfg.data.batch_size, gen,
+                            recorder.rows if recorder is not None else None)
     if cfg.train.augment:
         batches = augmented(batches, train, round_seed(seed, k))
     optimizer = segment.optimizer if segment else make_optimizer(
@@ -348,4 +373,5 @@ def train_run(cfg, model, masks, train, val, seed: int, k: int, epochs: float, c
         else check_every
     return train_round(model, optimizer, masks, batches, val, epochs, criteria, on_check,
                        check_every=every, schedule=schedule, on_step=on_step, compute=compute,
-                       segment=segment, count_per_epoch=count_per_epoch)
+                       segment=segment, count_per_epoch=count_per_epoch,
+                       on_batch=recorder.batch if recorder is not None else None)
