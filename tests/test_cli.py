@@ -129,6 +129,8 @@ BAD = [
     (["--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "2ep", "--gmp_every", "1ep",
       "--net_train_epochs", "3", "--prune_target_remaining", "5", "--prune_steps", "2"],
      "gradual magnitude pruning takes its steps from --gmp_start"),
+    (["--recipe", "allr-2@1"], "after '@' give the part of the training split"),
+    (["--recipe", "allr-2@prac"], "after '@' give the part of the training split"),
     (["--round_data_fraction", "0"], "must be in (0, 1]"),
     (["--round_data_fraction", "1.5"], "must be in (0, 1]"),
     (["--round_data_fraction", "nan"], "must be in (0, 1]"),

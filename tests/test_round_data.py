@@ -194,3 +194,25 @@ def test_the_run_says_what_its_rounds_train_on(cli, tmp_path):
     assert ("each round trains on 25% of the training split, the prune-aware critical set of "
             "the round before (round 0 at random); epochs are counted in full-data epochs"
             in out.splitlines()[1])
+
+
+def test_recipes_name_their_part_of_the_data(cli):
+    from incop.launch.frontier import Settings, recipe_config
+
+    for argv, recipe, fraction, choice in (
+            (["--recipe", "LRR-1@PRAC0.30"], "lrr-1@prac0.3", 0.3, "prac"),
+            (["--recipe", "allr-2x3@0.5"], "allr-2x3@0.5", 0.5, "random"),
+            (["--round_data_fraction", "0.25"], "allr-2@0.25", 0.25, "random"),  # the default's
+            (["--recipe", "lrr-1", "--round_data_fraction", "0.2", "--round_data_choice",
+              "prac"], "lrr-1@prac0.2", 0.2, "prac")):
+        code, out, err = cli("run", *argv, "--prune_target_remaining", "20", "--print_config")
+        assert code == 0, err
+        printed = json.loads(out)
+        assert (printed["prune"]["recipe"], printed["train"]["round_data_fraction"],
+                printed["train"]["round_data_choice"]) == (recipe, fraction, choice)
+    code, _, err = cli("run", "--recipe", "lrr-1@prac0.3", "--round_data_choice", "random",
+                       "--prune_target_remaining", "20", "--print_config")
+    assert code == 2 and "recipe lrr-1@prac0.3" in err and err.count("\n") == 1, err
+    c = recipe_config("lrr-1@prac0.3", incop.RunConfig(), Settings("sap", 2, 30.0, 2, 8))
+    assert (c.train.round_data_fraction, c.train.round_data_choice, c.train.epochs) == \
+        (0.3, "prac", 1.0)

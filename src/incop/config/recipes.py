@@ -3,7 +3,9 @@ sparse network (a budget per round, a learning-rate schedule, whether weights re
 module is their registry; everything else (``--recipe``'s choices, ``incop list``, the
 frontier's default list, the docs' table) is derived from it. Budgeted recipes are named with K,
 their epochs a round (``allr-2``, ``lrr-0.5``); a recipe of rounds followed by ``xN`` reaches
---prune_target_remaining in exactly N equal pruning steps (``allr-2x6``: ``--prune_steps 6``).
+--prune_target_remaining in exactly N equal pruning steps (``allr-2x6``: ``--prune_steps 6``), and
+one followed by ``@F`` or ``@pracF`` trains each round on a part F of the training split, at
+random or PrAC's critical set (``lrr-1@0.3``: ``--round_data_fraction 0.3``).
 
 A recipe names settings (``section.field`` -> value). Applied to a configuration
 (:func:`incop.config.schema.RunConfig.validate`) it fills the settings the user left unset and
@@ -136,10 +138,36 @@ def _budget(name: str, prefix: str) -> float:
     return k
 
 
+def split_data(name: str) -> Tuple[str, Optional[float], str]:
+    """``lrr-1@prac0.3`` -> (``lrr-1``, 0.3, ``prac``): a recipe and the part of the training
+    split its rounds train on (None: all of it) and how that part is chosen."""
+    text = str(name).strip().lower()
+    if "@" not in text:
+        return text, None, "random"
+    base, data = text.rsplit("@", 1)
+    choice = "prac" if data.startswith("prac") else "random"
+    try:
+        fraction = float(data[len("prac"):] if choice == "prac" else data)
+    except ValueError:
+        fraction = -1.0
+    if not 0 < fraction < 1:
+        raise UsageError(f"recipe {name}: after '@' give the part of the training split each "
+                         f"round trains on, a fraction below 1, drawn at random (@0.3) or PrAC's "
+                         f"critical set (@prac0.3)")
+    return base, fraction, choice
+
+
+def data_of(name: str) -> Tuple[Optional[float], str]:
+    """The part of the training split recipe ``name``'s rounds train on, and how it is
+    chosen: (None, ``random``) for all of it."""
+    find(name)
+    return split_data(name)[1:]
+
+
 def split_steps(name: str) -> Tuple[str, Optional[int]]:
     """``allr-2x6`` -> (``allr-2``, 6): a recipe and the equal pruning steps it is run in
-    (None: its own rounds)."""
-    text = str(name).strip().lower()
+    (None: its own rounds); an ``@`` part is not part of it."""
+    text = split_data(name)[0]
     match = _STEPS.match(text)
     if match is None:
         return text, None
@@ -161,18 +189,31 @@ def steps_of(name: str) -> Optional[int]:
     return steps
 
 
-def with_steps(name: str, steps: Optional[int]) -> str:
-    """Recipe ``name`` run in ``steps`` equal steps (``--prune_steps`` given beside it)."""
-    if steps is None or split_steps(name)[1] is not None:
-        return name
-    return canonical(f"{name}x{steps}")
+def named_with(name: str, steps: Optional[int], fraction: Optional[float],
+               choice: Optional[str]) -> str:
+    """Recipe ``name`` with the steps and the part of the data given beside it
+    (``--prune_steps``, ``--round_data_fraction``, ``--round_data_choice``) in its name, where
+    the name does not say them already."""
+    r, k = find(name)
+    have_steps, (have_fraction, have_choice) = steps_of(name), data_of(name)
+    steps = have_steps if have_steps is not None else steps
+    if have_fraction is not None:
+        fraction, choice = have_fraction, have_choice
+    return _spelled(r, k, steps, fraction, choice)
 
 
 def canonical(name: str) -> str:
-    """``ALLR-2.0x06`` -> ``allr-2x6``: one spelling per recipe, for run directories and labels."""
+    """``ALLR-2.0x06@0.30`` -> ``allr-2x6@0.3``: one spelling per recipe, for run directories
+    and labels."""
     r, k = find(name)
-    steps = steps_of(name)
-    return (f"{r.prefix}{k:g}" if r.budgeted else r.pattern) + (f"x{steps}" if steps else "")
+    return _spelled(r, k, steps_of(name), *data_of(name))
+
+
+def _spelled(r: Recipe, k: Optional[float], steps: Optional[int], fraction: Optional[float],
+             choice: str) -> str:
+    data = "" if fraction is None else f"@{'prac' if choice == 'prac' else ''}{fraction:g}"
+    return (f"{r.prefix}{k:g}" if r.budgeted else r.pattern) + (f"x{steps}" if steps else "") \
+        + data
 
 
 def is_recipe(name: str) -> bool:
@@ -185,7 +226,7 @@ def is_recipe(name: str) -> bool:
 
 def names_text() -> str:
     return ", ".join(r.pattern for r in RECIPES) + " (K: epochs a round; xN after a recipe " \
-        "of rounds: N equal steps)"
+        "of rounds: N equal steps; @F or @pracF: each round on a part F of the data)"
 
 
 def frontier_names() -> List[str]:
@@ -195,8 +236,10 @@ def frontier_names() -> List[str]:
 def recipe_settings(name: str, get: Getter = lambda key: None) -> Dict[str, Any]:
     """The settings (``section.field`` -> value) recipe ``name`` fixes, its budget included."""
     r, k = find(name)
-    steps = steps_of(name)
-    return {**r.settings(k, get), **({"prune.steps": steps} if steps else {})}
+    steps, (fraction, choice) = steps_of(name), data_of(name)
+    return {**r.settings(k, get), **({"prune.steps": steps} if steps else {}),
+            **({"train.round_data_fraction": fraction, "train.round_data_choice": choice}
+               if fraction is not None else {})}
 
 
 def forbidden(name: str) -> Mapping[str, Tuple[Any, str]]:
@@ -210,9 +253,12 @@ def describe(name: str) -> str:
     words = r.words
     if k is not None:
         words = words.replace("K epochs", f"{k:g} epoch{'' if k == 1 else 's'}")
-    steps = steps_of(name)
+    steps, (fraction, choice) = steps_of(name), data_of(name)
     if steps:
         words += f", in {steps} equal pruning steps to --prune_target_remaining"
+    if fraction is not None:
+        words += (f", each round on {100 * fraction:g}% of the training split "
+                  f"({'PrAC' + chr(39) + 's critical set' if choice == 'prac' else 'at random'})")
     return words
 
 

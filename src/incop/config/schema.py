@@ -91,11 +91,11 @@ class TrainConfig:
         "ticket) on this fraction of the training split, drawn at random for each round from "
         "its seed; --net_train_epochs are then passes over that part, and every epoch count "
         "(rounds.csv, the frontier's cost) is in full-data epochs", shown="none: all of it")
-    round_data_choice: str = opt("random", "round_data_choice", "how --round_data_fraction's "
-                                 "part is chosen: random, or prac (after round 0, the examples "
-                                 "the last round forgot or never learned and those the pruned "
-                                 "and dense networks classify differently first: Zhang et al. "
-                                 "2021's prune-aware critical set)")
+    round_data_choice: Optional[str] = opt(
+        None, "round_data_choice", "how --round_data_fraction's part is chosen: random, or prac "
+        "(after round 0, the examples the last round forgot or never learned and those the "
+        "pruned and dense networks classify differently first: Zhang et al. 2021's prune-aware "
+        "critical set)", fallback="random", shown="random")
     augment: bool = opt(False, "net_augment", "augment training images as CIFAR results do: "
                         "pad by 4, random crop back, random horizontal flip")
     lr_warmup_iters: int = opt(0, "net_lr_warmup_iters", "ramp the learning rate up linearly "
@@ -351,8 +351,10 @@ def resolve(c: "RunConfig") -> "RunConfig":
     defaulted = p.recipe is None and p.method is None
     if defaulted:
         p.recipe = recipes.default_name(c.train.epochs)
-    if p.recipe is not None:  # --prune_steps N beside a recipe: the recipe in N steps
-        _apply_recipe(c, recipes.with_steps(recipes.canonical(p.recipe), p.steps), defaulted)
+    if p.recipe is not None:  # --prune_steps, --round_data_fraction beside a recipe: named
+        t = c.train
+        _apply_recipe(c, recipes.named_with(p.recipe, p.steps, t.round_data_fraction,
+                                            t.round_data_choice), defaulted)
     for key, f in _fields(c):
         fallback = f.metadata.get("fallback")
         if fallback is not None and _get(c, key) is None:
@@ -441,6 +443,11 @@ def _fraction(value: float) -> Optional[float]:
     return None if value == 1 else value  # all of it: the run without the option, its run id
 
 
+def _choice(value: str) -> str:
+    _need(value in ("random", "prac"), f"--round_data_choice {value}: choose random or prac")
+    return value
+
+
 def _steps(value: int) -> int:
     _need(1 <= value <= recipes.MAX_STEPS,
           f"--prune_steps {value} must be between 1 and {recipes.MAX_STEPS}")
@@ -458,7 +465,7 @@ _ALONE = {"prune.method": _canonical_method, "train.epochs": _positive_epochs,
           "train.lr_schedule": _schedule, "train.rewind_to": _rewind,
           "train.ticket_rewind": _ticket_rewind, "prune.ratio": _ratio,
           "experiment.imp_total_iter": _rounds, "prune.steps": _steps,
-          "train.round_data_fraction": _fraction}
+          "train.round_data_fraction": _fraction, "train.round_data_choice": _choice}
 
 
 def _check_types(c: "RunConfig") -> None:
@@ -623,8 +630,6 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
           f"--prune_target_remaining {p.target_remaining} must be a percentage in (0, 100)")
     _validate_gmp(c)
     _validate_steps(c)
-    _need(t.round_data_choice in ("random", "prac"),
-          f"--round_data_choice {t.round_data_choice}: choose random or prac")
     _need(t.round_data_choice == "random" or t.round_data_fraction is not None,
           f"--round_data_choice {t.round_data_choice} chooses --round_data_fraction's part: add "
           f"it (e.g. --round_data_fraction 0.3)")
