@@ -49,6 +49,10 @@ def test_the_quick_frontier_judges_every_recipe(quick):
         ["rows"] if r["recipe"] == "lrr-1"))
     assert all(r["ticket_epochs_mean"] == 2 for r in rows.values())  # the judge's budget
     assert "| final network test % | ticket test % |" in md and "| ticket epochs |" in md
+    # the final mask's measured speed-up on one thread (a measurement: only its kind is known)
+    for row in json.loads((quick / OUT / "frontier.json").read_text())["rows"]:
+        assert all(isinstance(row[k], float) and row[k] > 0 for k in ("speedup_b1", "speedup_b64"))
+    assert "| speed-up, batch 1 / 64 |" in md and "one thread" in md
 
 
 def test_a_second_call_trains_nothing(quick, cli, monkeypatch):

@@ -6,6 +6,7 @@ longer search say what is wrong in one line instead of a traceback."""
 import hashlib
 import io
 import json
+import re
 import shutil
 
 import pytest
@@ -419,8 +420,14 @@ def test_frontier_rows_never_decide_the_verdict(cli, frontier, tmp_path, edit, j
     code, stdout, err = cli(*FRONTIER, "--output_dir", str(out))
     assert code == 0 and "Traceback" not in err, err
     assert ("judged fixed-1 seed 0" in stdout) == judged_again  # retrained, or not
-    # the verdict is the runs': judged again, a ticket comes out the same
-    assert (out / TARGET / "frontier.md").read_text() == (frontier / TARGET / "frontier.md").read_text()
+    # the verdict is the runs': judged again, a ticket comes out the same (the speed-ups are
+    # measured again where the run's hash was edited: a timing, left out of the comparison)
+    assert _without_speed(out / TARGET / "frontier.md") == \
+        _without_speed(frontier / TARGET / "frontier.md")
+
+
+def _without_speed(path):
+    return re.sub(r"\| [0-9.± ]+× / [0-9.± ]+× ", "| ", path.read_text())
 
 
 @pytest.mark.parametrize("run,file,key,value", [

@@ -181,7 +181,7 @@ def _cmd_frontier(ns: argparse.Namespace) -> int:
         raise UsageError("--tolerance must be 0 or more points and --gmp_epochs positive")
     ticket = base.train.ticket_epochs or base.train.epochs
     settings = Settings(ns.reference, base.train.epochs, target, ticket,
-                        2.0 if ns.quick else ns.gmp_epochs)
+                        2.0 if ns.quick else ns.gmp_epochs, 5 if ns.quick else 20)
     seeds = ns.seeds or ([0] if ns.quick else [0, 1, 2])
     out = (Path(base.experiment.output_dir) / "frontier" / base.model.arch / base.data.dataset
            / f"target{target:g}")

@@ -124,6 +124,23 @@ def check_repeats(repeats: int, warmup: int = 0) -> None:
                              f"dozen; every round, batch and thread count multiplies them)")
 
 
+def final_speedups(run: Path, batches: Sequence[int] = (1, 64), repeats: int = 20,
+                   warmup: int = 3) -> Dict[int, float]:
+    """The whole-model speed-up (dense time / fastest sparse form's) of trial 0's last saved
+    round at each of ``batches``, on one thread: what :func:`speed_run` measures, for one mask."""
+    k = saved_rounds(run, 0)[-1]
+    model, shape = run_model(run)
+    masks = round_masks(run, 0, k)
+    check_masks_fit(masks, model, run / "masks")
+    _load_weights(model, run, 0, k, masks)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {b: measure(model, masks, shape, b, repeats, warmup)["speedup"] for b in batches}
+    finally:
+        torch.set_num_threads(before)
+
+
 def _load_weights(model, run: Path, trial: int, k: int, masks: Dict[str, torch.Tensor]) -> None:
     """The round's trained weights when the run kept them; otherwise the rebuilt model's own,
     masked (timings depend on the sparsity pattern, not on the values)."""

@@ -7,6 +7,7 @@ directories, so the frontier resumes, skips what is done and runs on any launche
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -28,6 +29,7 @@ from ..report.figures import save_figure
 from ..report.frontier import frontier_figure, frontier_rows, frontier_table
 from ..runs.directory import RunDirectory, run_path
 from ..runs.layout import ticket_start
+from ..deploy.timing import final_speedups
 from .ablate import ablate_run, final_masks
 from ..runs.reading import (DAMAGED, BrokenRun, is_finished, load_run, percent, read_json,
                             result_hash)
@@ -47,6 +49,7 @@ class Settings:
     target: float
     ticket_epochs: float
     gmp_epochs: float
+    speed_repeats: int = 20  # timings of each final mask (fewer with --quick)
 
 
 def recipe_config(name: str, base: RunConfig, s: Settings) -> RunConfig:
@@ -208,12 +211,28 @@ def _judge(configs: Dict[tuple, RunConfig], s: Settings, directory: RunDirectory
                 masks = Masks(final_masks(path, 0))
                 ticket = judge.retrain(0, seed, masks, ticket_start(reference, 0), f"{name} judged")
             row.update(ticket_test_acc=ticket["test_acc"], ticket_val_acc=ticket["val_acc"],
-                       ticket_epochs=ticket["epochs"])
+                       ticket_epochs=ticket["epochs"], **_speed(old, row, path, s))
             rows.append(row)
             directory.write_json(RESULTS, {"rows": rows})
             if fresh:
                 echo(f"  judged {name} seed {seed}: ticket test {_pct(ticket['test_acc'])}")
     return rows
+
+
+SPEED_BATCHES = (1, 64)
+
+
+def _speed(old: Optional[Dict[str, Any]], row: Dict[str, Any], path: Path,
+           s: Settings) -> Dict[str, float]:
+    """The final mask's measured speed-up at batch 1 and 64 on one thread (this machine's):
+    kept from frontier.json while the run is the one it measured (its result hash), measured
+    again otherwise."""
+    keys = [f"speedup_b{b}" for b in SPEED_BATCHES]
+    if old is not None and old.get("result_hash") == row["result_hash"] and all(
+            isinstance(old.get(k), float) and math.isfinite(old[k]) and old[k] > 0 for k in keys):
+        return {k: old[k] for k in keys}
+    measured = final_speedups(path, SPEED_BATCHES, repeats=s.speed_repeats, warmup=2)
+    return {f"speedup_b{b}": float(v) for b, v in measured.items()}
 
 
 def _kept_rows(path: Path) -> Dict[tuple, Dict[str, Any]]:

@@ -30,7 +30,8 @@ def frontier_rows(rows: Sequence[Dict[str, Any]], ablations: Sequence[Dict[str, 
                 if r["seed"] in ref and r["ticket_test_acc"] is not None]
         row = {"recipe": name, "seeds": len(mine)}
         for key in ("search_epochs", "search_wall_s", "warmup_s", "remaining_pct",
-                    "search_test_acc", "ticket_test_acc", "ticket_epochs"):
+                    "search_test_acc", "ticket_test_acc", "ticket_epochs", "speedup_b1",
+                    "speedup_b64"):
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std(r[key] for r in mine)
         row["gap_mean"], row["gap_std"] = mean_std(gaps)
         row["epochs_share"] = row["search_epochs_mean"] / ref_epochs if ref_epochs else None
@@ -129,14 +130,16 @@ def frontier_table(summary: Sequence[Dict[str, Any]], tolerance: float, settings
     """Markdown: every recipe's cost and judged ticket against the reference's, then the verdict."""
     head = ("| recipe | seeds | search epochs | share of reference | search wall s | warm-up s "
             "| remaining % | final network test % | ticket test % | ticket − reference (pts) "
-            "| ticket epochs | notes |")
+            "| ticket epochs | speed-up, batch 1 / 64 | notes |")
     lines = [f"Reference: {settings.reference} with {settings.epochs:g} epochs a round, to "
              f"{settings.target:g}% remaining; every final mask retrained from the reference's "
              f"rewind point for {settings.ticket_epochs:g} epochs. Search epochs and wall time "
              f"are the rounds' (the dense warm-up apart, in its own column). The final network "
              f"is the search's own, as it ends (no retraining): what a practitioner deploys; "
-             f"the ticket epochs are what judging its mask cost, on top of the search.", "",
-             head, "|" + "---|" * 12]
+             f"the ticket epochs are what judging its mask cost, on top of the search. The "
+             f"speed-up is the final network's on this machine, one thread (dense time over its "
+             f"fastest sparse form's, as incop speed measures it).", "",
+             head, "|" + "---|" * 13]
     for r in summary:
         mark = " ~" if r["inside_spread"] else ""
         lines.append("| " + " | ".join([
@@ -146,6 +149,7 @@ def frontier_table(summary: Sequence[Dict[str, Any]], tolerance: float, settings
             _pm(r, "search_test_acc"), _pm(r, "ticket_test_acc"),
             "-" if r["recipe"] == "reference" else f"{_pm(r, 'gap')}{mark}",
             _pm(r, "ticket_epochs"),
+            f"{_pm(r, 'speedup_b1')}× / {_pm(r, 'speedup_b64')}×",
             "; ".join(r["notes"]) or ""]) + " |")
     if any(r["inside_spread"] for r in summary):  # the mark's legend, where a row has it
         lines += ["", "~: the difference is inside the seed-to-seed spread."]
