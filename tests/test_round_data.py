@@ -216,3 +216,18 @@ def test_recipes_name_their_part_of_the_data(cli):
     c = recipe_config("lrr-1@prac0.3", incop.RunConfig(), Settings("sap", 2, 30.0, 2, 8))
     assert (c.train.round_data_fraction, c.train.round_data_choice, c.train.epochs) == \
         (0.3, "prac", 1.0)
+
+
+def test_a_prac_search_starts_anew_instead_of_going_on_from_a_finished_one(cli, tmp_path):
+    """Its next round's set comes from what its last round saw while it trained, which a
+    finished search does not keep; a random search goes on as any other."""
+    base = ["run", "--prune_method", "lth", "--round_data_fraction", "0.3", "--net_warmup", "1",
+            "--net_train_epochs", "0.5", "--output_dir", str(tmp_path), "--quiet"]
+    for choice, goes_on in (("random", True), ("prac", False)):
+        argv = [*base, "--round_data_choice", choice]
+        assert cli(*argv, "--exper_imp_total_iter", "2")[0] == 0
+        code, out, err = cli(*argv, "--exper_imp_total_iter", "3")
+        assert code == 0 and "Traceback" not in err, err
+        assert ("going on from the finished search" in out) == goes_on, out
+        assert ("a search on PrAC's critical set keeps the set of its next round only while "
+                "it runs" in out + err) == (not goes_on)

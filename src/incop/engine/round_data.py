@@ -67,6 +67,10 @@ class RoundData:
 
 def _rows(value: Any, n: int, size: int) -> torch.Tensor:
     """A saved critical set: ``size`` distinct rows of a split of ``n``, in order."""
+    if value is None:
+        raise UsageError(f"the progress file holds no {CRITICAL} for the next round (a search "
+                         f"on PrAC's critical set cannot go on from a finished one): start it "
+                         f"in a new --output_dir")
     ok = (isinstance(value, torch.Tensor) and value.dtype == torch.int64 and value.dim() == 1
           and len(value) == size and (size == 0 or (int(value.min()) >= 0
                                                     and int(value.max()) < n))

@@ -64,6 +64,11 @@ def find_prefix(run: Path, cfg: RunConfig,
                 and rounds <= cfg.experiment.imp_total_iter and rounds > most
                 and (other / rewind_name(0)).is_file()):
             best, most = other, rounds
+    if best is not None and cfg.train.round_data_choice == "prac":
+        note(f"not going on from {best}: a search on PrAC's critical set keeps the set of its "
+             f"next round only while it runs (it comes from what the last round saw), so this "
+             f"search starts anew")
+        return None
     return best
 
 
