@@ -2,6 +2,7 @@
 against the reference's ticket, a table with the cheapest recipe within the tolerance, a figure,
 resume; the quick mode is what runs here."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,14 @@ def test_a_frontier_without_rounds_runs_each_search_to_the_target():
                                Settings("sap", 10, 5.0, 10, 8), __import__("pathlib").Path("x"))
     assert {n: c.experiment.imp_total_iter for (n, _), c in configs.items()} == \
         {"reference": 100, "lrr-1": 100, "oneshot": 2}
+
+
+def test_one_recipe_spelled_twice_is_one_search(quick, cli, tmp_path):
+    out = tmp_path / "f"
+    shutil.copytree(quick, out)
+    code, stdout, err = cli("frontier", "--quick", "--output_dir", str(out),
+                            "--recipes", "lrr-1", "LRR-1", "Lrr-1.0")
+    assert code == 0, err
+    assert "frontier: 2 run(s), 2 finished already" in stdout  # the reference and lrr-1
+    md = (out / OUT / "frontier.md").read_text()
+    assert md.count("| lrr-1 |") == 1 and "LRR" not in md and "identical results" not in md

@@ -179,7 +179,7 @@ def test_prac_rounds_train_on_the_critical_set_and_resume_on_it(cli, monkeypatch
 
 def test_prac_without_a_fraction_is_one_line(cli):
     code, _, err = cli("run", "--round_data_choice", "prac", "--print_config")
-    assert code == 2 and err.count("\n") == 1 and "add it (e.g. --round_data_fraction 0.3)" in err
+    assert code == 2 and err.count("\n") == 1 and "give --round_data_fraction below 1" in err
     code, _, err = cli("run", "--round_data_choice", "hard", "--round_data_fraction", "0.3",
                        "--print_config")
     assert code == 2 and "choose random or prac" in err

@@ -134,7 +134,9 @@ def _budget(name: str, prefix: str) -> float:
         k = -1.0
     if not (k > 0 and k < float("inf")):
         raise UsageError(f"recipe {name}: the budget after '{prefix}' must be a positive number "
-                         f"of epochs per round (e.g. {prefix}1 or {prefix}0.25)")
+                         f"of epochs per round (e.g. {prefix}1 or {prefix}0.25), then at most "
+                         f"xN (N equal steps) and @F or @pracF (a part of the data), in that "
+                         f"order: {prefix}2x6@0.3")
     return k
 
 

@@ -144,8 +144,10 @@ class PruneConfig:
     recipe: Optional[str] = opt(None, "recipe", "run a recipe: a method with the budget, schedule "
                                 "and rewinding that make it a way to find a sparse network "
                                 "(allr-K, lrr-K, fixed-K, linear-K with K epochs a round, ciap, "
-                                "giap, gmp, oneshot; incop list shows their settings); settings "
-                                "you give must agree with it", shown="allr-2 with no "
+                                "giap, gmp, oneshot; incop list shows their settings), followed "
+                                "by xN to reach the target in N equal steps (allr-2x6) and @F or "
+                                "@pracF to train each round on a part F of the data (lrr-1@0.3); "
+                                "settings you give must agree with it", shown="allr-2 with no "
                                 "--prune_method (allr-K with your --net_train_epochs K)")
     p: float = opt(1.0, "prune_p", "PQ index p (0 < p < q)")
     q: float = opt(2.0, "prune_q", "PQ index q")
@@ -631,8 +633,8 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _validate_gmp(c)
     _validate_steps(c)
     _need(t.round_data_choice == "random" or t.round_data_fraction is not None,
-          f"--round_data_choice {t.round_data_choice} chooses --round_data_fraction's part: add "
-          f"it (e.g. --round_data_fraction 0.3)")
+          f"--round_data_choice {t.round_data_choice} chooses a part of the training split: "
+          f"give --round_data_fraction below 1 (e.g. --round_data_fraction 0.3)")
     _need(p.flow_stat in ("mean", "abs_mean", "fro"),
           f"--flow_stat {p.flow_stat}: choose mean, abs_mean or fro")
     _need(abs(e.seed) <= MAX_SEED, f"--seed {e.seed} must be between -2**40 and 2**40 (each "

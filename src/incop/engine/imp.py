@@ -17,7 +17,7 @@ from ..base.errors import UsageError
 from ..base.text import count, duration
 from ..config.identity import identity_key, warmup_identity
 from ..config.methods import resolve
-from ..config.recipes import DEFAULT_RECIPE, describe, find
+from ..config.recipes import DEFAULT_RECIPE, data_of, describe, find, steps_of
 from ..config.schema import RunConfig, flag_name, ticket_rewind
 from ..data.batches import source_size, train_batches
 from ..data.datasets import RawDataset, load_raw
@@ -667,7 +667,8 @@ def _recipe_words(recipe: Optional[str], method: str) -> str:
     if recipe is None:
         return method
     words = f"recipe {recipe} ({describe(recipe)}"
-    if find(recipe)[0] is find(DEFAULT_RECIPE)[0]:
+    if find(recipe)[0] is find(DEFAULT_RECIPE)[0] and steps_of(recipe) is None \
+            and data_of(recipe)[0] is None:  # allr-K as measured: its own steps, all the data
         words += ("; the recipe incop recommends (BENCHMARKS.md); for the seed's InCoP give "
                   "--prune_method ciap")
     return words + f"), that is {method},"

@@ -94,8 +94,9 @@ def run_notes(criterion: Dict[str, Any], target: Optional[Dict[str, Any]],
                      f"left after round {layers[0]['round']}: what comes out of "
                      f"{'it' if len(empty) == 1 else 'them'} no longer depends on the input (with "
                      f"no skip connection around, the network predicts one class whatever its "
-                     f"input); choose a larger target or a layer-wise rule "
-                     f"(--prune_rule layerwise), or keep the layer (--prune_exclude)")
+                     f"input); choose a larger target or keep the layer (--prune_exclude) "
+                     f"(a global rule such as sap empties small layers sooner than a layer-wise "
+                     f"one, --prune_rule layerwise)")
     notes += [f"trial {warm['trial']}'s search ran on an untrained network "
               f"({name('experiment.allow_untrained')}): {warm['untrained']}"
               for warm in trials if warm.get("untrained")]

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..base.errors import UsageError
 from ..base.files import atomic_write_text
-from ..config.recipes import find, frontier_names, recipe_settings
+from ..config.recipes import canonical, find, frontier_names, recipe_settings
 from ..config.schema import RunConfig, flag_name
 from ..data.datasets import load_raw
 from ..engine.ablations import Ablations
@@ -103,8 +103,9 @@ def run_frontier(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s:
                  ) -> List[Dict[str, Any]]:
     """Run (or resume) every recipe for every seed, judge each final mask, ablate the
     reference's tickets, and write frontier.json/.csv/.md and frontier.png into ``out``."""
-    if "reference" not in names:
-        names = ["reference", *names]
+    # one spelling per recipe (LRR-1 is lrr-1): a name twice is one search, one row
+    names = list(dict.fromkeys(["reference", *(n if n == "reference" else canonical(n)
+                                               for n in names)]))
     configs = frontier_configs(base, names, seeds, s, out)
     directory = RunDirectory(out)
     todo = [c for c in configs.values() if not is_finished(run_path(c))]
