@@ -1,6 +1,7 @@
 """Gradual magnitude pruning (issue 27): the cubic schedule of Zhu and Gupta exactly in counts at
 every step, its steps as rounds of one run (fractional epochs, one optimizer, one schedule),
 resumable, with a ticket, from the CLI and the API; bad settings are one line."""
+import json
 import math
 from fractions import Fraction
 
@@ -119,6 +120,60 @@ def test_one_optimizer_and_one_schedule_run_through_the_steps(monkeypatch):
     assert len(optimizers) == 1
 
 
+def _rates_of_run(monkeypatch, argv):
+    """The rate every optimizer step of the run trained with, and the optimizers it used."""
+    import incop.engine.training as training
+    from incop.cli import build_parser
+    from incop.config.flags import config_from_args
+    from incop.engine.imp import IMPExperiment
+
+    rates, optimizers = [], set()
+    real = training.train_steps
+
+    def spy(model, optimizer, masks, stream, steps, on_step=None, compute=training.FP32,
+            on_batch=None):
+        optimizers.add(id(optimizer))
+
+        def record():
+            rates.append(optimizer.param_groups[0]["lr"])
+            if on_step is not None:
+                on_step()
+        return real(model, optimizer, masks, stream, steps, record, compute, on_batch)
+
+    monkeypatch.setattr(training, "train_steps", spy)
+    IMPExperiment(config_from_args(build_parser().parse_args(argv)), progress=False,
+                  echo=lambda s: None).run()
+    return rates, optimizers
+
+
+def test_gmp_star_restarts_the_rate_at_every_step_and_for_the_tail(monkeypatch):
+    """--gmp_lr restart: the segments [0, 42), [42, 63), [63, 84), [84, 116) each decay from
+    --net_lr linearly towards 0 over their own length; one optimizer still (momentum goes on)."""
+    rates, optimizers = _rates_of_run(monkeypatch, GMP[:-3] + ["--net_warmup", "0",
+                                                               "--gmp_lr", "restart"])
+    expected = [0.05 * (1 - i / n) for n in (42, 21, 21, 32) for i in range(n)]
+    assert rates == pytest.approx(expected, abs=1e-15)
+    assert len(optimizers) == 1
+
+
+def test_the_gmp_star_recipe_is_gmp_over_its_epochs_with_the_rate_restarted(cli, tmp_path):
+    """recipe gmp-4: a run of 4 epochs pruning from 0.5 to 3 epochs every 0.25 (digits: 21
+    iterations an epoch), lands exactly on the target, and says what it is."""
+    code, out, err = cli("run", "--recipe", "gmp-4", "--prune_target_remaining", "10",
+                         "--net_warmup", "1", "--quiet", "--output_dir", str(tmp_path),
+                         "--run_name", "r")
+    assert code == 0, err
+    run = tmp_path / "gmp-4" / "lenet300" / "digits" / "r"
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["prune"]["gmp_start"], cfg["prune"]["gmp_end"], cfg["prune"]["gmp_every"],
+            cfg["prune"]["gmp_lr"], cfg["train"]["lr_schedule"], cfg["train"]["epochs"]) == \
+        ("0.5ep", "3ep", "0.25ep", "restart", "linear", 4.0)
+    rows = table(run, "rounds.csv")
+    assert sum(int(r["iterations"]) for r in rows) == 84
+    assert int(rows[-1]["remaining"]) == target_count(int(rows[0]["remaining"]), 10)
+    assert "gmp-4" in out
+
+
 def test_a_ticket_and_the_api():
     import incop
     from incop.data import load_splits
@@ -152,7 +207,14 @@ def test_a_ticket_and_the_api():
       "--prune_target_remaining", "10", "--stop_criterion", "information_flow"],
      "drop --stop_criterion"),
     (["--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "3ep", "--gmp_every", "1ep",
-      "--prune_target_remaining", "10", "--prune_rule", "sap"], "layerwise or global")])
+      "--prune_target_remaining", "10", "--prune_rule", "sap"], "layerwise or global"),
+    (["--prune_method", "gmp", "--gmp_start", "1ep", "--gmp_end", "3ep", "--gmp_every", "1ep",
+      "--prune_target_remaining", "10", "--gmp_lr", "restart"], "a constant rate has none"),
+    (["--recipe", "gmp-4", "--prune_target_remaining", "10", "--net_lr_schedule", "constant"],
+     "linear"),
+    (["--prune_method", "sap", "--gmp_lr", "restart"], "add --prune_method gmp or drop them"),
+    (["--prune_method", "gmp", "--gmp_lr", "sawtooth"], "--gmp_lr sawtooth: choose run or "
+                                                        "restart")])
 def test_bad_settings_are_one_line(cli, tmp_path, argv, message):
     code, _, err = cli("run", *argv, "--net_warmup", "1", "--quiet",
                        "--output_dir", str(tmp_path))

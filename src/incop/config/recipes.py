@@ -2,7 +2,7 @@
 sparse network (a budget per round, a learning-rate schedule, whether weights rewind). This
 module is their registry; everything else (``--recipe``'s choices, ``incop list``, the
 frontier's default list, the docs' table) is derived from it. Budgeted recipes are named with K,
-their epochs a round (``allr-2``, ``lrr-0.5``); a recipe of rounds followed by ``xN`` reaches
+their epochs a round (``allr-2``, ``lrr-0.5``; ``gmp-K``'s K is its whole run); a recipe of rounds followed by ``xN`` reaches
 --prune_target_remaining in exactly N equal pruning steps (``allr-2x6``: ``--prune_steps 6``), and
 one followed by ``@F`` or ``@pracF`` trains each round on a part F of the training split, at
 random or PrAC's critical set (``lrr-1@0.3``: ``--round_data_fraction 0.3``).
@@ -71,6 +71,13 @@ def _gmp(k: Optional[float], get: Getter) -> Dict[str, Any]:
             "prune.gmp_end": end, "prune.gmp_every": every}
 
 
+def _gmp_star(k: Optional[float], get: Getter) -> Dict[str, Any]:
+    """GMP*: gmp's points over a run of K epochs, the rate decaying linearly from --net_lr
+    between pruning steps and once more over the training after the last."""
+    return {**_gmp(None, lambda key: k if key == "train.epochs" else get(key)),
+            "train.lr_schedule": "linear", "prune.gmp_lr": "restart"}
+
+
 _STEPS = re.compile(r"^(?P<base>.+)x(?P<steps>\d*)$")  # allr-2x6, ciapx4 (not fixed-1)
 MAX_STEPS = 1000  # equal pruning steps: far beyond any schedule, a bound on what a typo costs
 
@@ -107,6 +114,12 @@ RECIPES: List[Recipe] = [
     Recipe("gmp", f"gradual magnitude pruning to --prune_target_remaining in one run of "
            f"--net_train_epochs (default {GMP_EPOCHS:g}), pruning from 1/8 to 3/4 of it every "
            f"1/16 (Zhu and Gupta 2017)", _gmp, ("gmp",), stepped=False),
+    Recipe("gmp-K", "GMP*: gradual magnitude pruning to --prune_target_remaining in one run "
+           "of K epochs, pruning from 1/8 to 3/4 of it every 1/16, the learning rate decaying "
+           "linearly from --net_lr between pruning steps and again over the training after the "
+           "last (Kurtic and Alistarh 2022)", _gmp_star, stepped=False,
+           shown="--prune_method gmp --net_train_epochs K --gmp_start (K/8)ep --gmp_end "
+                 "(3K/4)ep --gmp_every (K/16)ep --net_lr_schedule linear --gmp_lr restart"),
     Recipe("oneshot", "one global magnitude pruning step to --prune_target_remaining after "
            "round 0, then one round of training", _oneshot, ("oneshot",),
            shown="--prune_method lth --prune_rule global --prune_ratio (1 - P/100) "
@@ -227,7 +240,8 @@ def is_recipe(name: str) -> bool:
 
 
 def names_text() -> str:
-    return ", ".join(r.pattern for r in RECIPES) + " (K: epochs a round; xN after a recipe " \
+    return ", ".join(r.pattern for r in RECIPES) + " (K: epochs a round, gmp-K's whole " \
+        "run; xN after a recipe " \
         "of rounds: N equal steps; @F or @pracF: each round on a part F of the data)"
 
 

@@ -144,7 +144,8 @@ class PruneConfig:
     recipe: Optional[str] = opt(None, "recipe", "run a recipe: a method with the budget, schedule "
                                 "and rewinding that make it a way to find a sparse network "
                                 "(allr-K, lrr-K, fixed-K, linear-K with K epochs a round, ciap, "
-                                "giap, gmp, oneshot; incop list shows their settings), followed "
+                                "giap, gmp, gmp-K: GMP* over K epochs, oneshot; incop list shows "
+                                "their settings), followed "
                                 "by xN to reach the target in N equal steps (allr-2x6) and @F or "
                                 "@pracF to train each round on a part F of the data (lrr-1@0.3); "
                                 "settings you give must agree with it", shown="allr-2 with no "
@@ -186,6 +187,12 @@ class PruneConfig:
                                  "--net_train_epochs, which trains on)")
     gmp_every: Optional[str] = opt(None, "gmp_every", "gradual magnitude pruning: how often it "
                                    "prunes (<k>it or <f>ep)")
+    gmp_lr: Optional[str] = opt(None, "gmp_lr", "gradual magnitude pruning's learning rate: "
+                                "run (--net_lr_schedule spans the whole run, Zhu and Gupta's) or "
+                                "restart (the schedule restarts from --net_lr at every pruning "
+                                "step and once more for the training after the last, GMP*'s; "
+                                "give it a decaying --net_lr_schedule, e.g. linear)",
+                                fallback="run", shown="run")
     stop_on_recovery: bool = opt(False, "stop_on_recovery", "also stop a round once validation "
                                  "accuracy is back to the dense warm-up's")
     check_every: str = opt("1ep", "check_every", "how often the stopping criterion is asked: "
@@ -450,6 +457,14 @@ def _choice(value: str) -> str:
     return value
 
 
+def _gmp_lr(value: str) -> str:
+    _need(value in GMP_LR, f"--gmp_lr {value}: choose {' or '.join(GMP_LR)}")
+    return value
+
+
+GMP_LR = ("run", "restart")  # gradual pruning's rate: one schedule, or one per pruning step
+
+
 def _steps(value: int) -> int:
     _need(1 <= value <= recipes.MAX_STEPS,
           f"--prune_steps {value} must be between 1 and {recipes.MAX_STEPS}")
@@ -467,7 +482,8 @@ _ALONE = {"prune.method": _canonical_method, "train.epochs": _positive_epochs,
           "train.lr_schedule": _schedule, "train.rewind_to": _rewind,
           "train.ticket_rewind": _ticket_rewind, "prune.ratio": _ratio,
           "experiment.imp_total_iter": _rounds, "prune.steps": _steps,
-          "train.round_data_fraction": _fraction, "train.round_data_choice": _choice}
+          "train.round_data_fraction": _fraction, "train.round_data_choice": _choice,
+          "prune.gmp_lr": _gmp_lr}
 
 
 def _check_types(c: "RunConfig") -> None:
@@ -664,6 +680,8 @@ def _validate_gmp(c: "RunConfig") -> None:
     points = {"--gmp_start": p.gmp_start, "--gmp_end": p.gmp_end, "--gmp_every": p.gmp_every}
     if p.method != "gmp":
         given = [flag for flag, v in points.items() if v is not None]
+        if p.gmp_lr not in (None, "run"):
+            given.append(f"--gmp_lr {p.gmp_lr}")
         _need(not given, f"{', '.join(given)} set the schedule of --prune_method gmp, not "
                          f"{p.method}: add --prune_method gmp or drop them")
         return
@@ -681,6 +699,10 @@ def _validate_gmp(c: "RunConfig") -> None:
     _need(p.criterion in (None, "fixed"),
           f"--stop_criterion {p.criterion}: gradual magnitude pruning trains its schedule to the "
           f"end; drop --stop_criterion")
+    _need(p.gmp_lr != "restart" or t.lr_schedule != "constant",
+          f"{'recipe ' + p.recipe if p.recipe else '--gmp_lr restart'} restarts "
+          f"--net_lr_schedule's decay at every pruning step, and a constant rate has none: give "
+          f"--net_lr_schedule linear (or cosine)")
     _need(not t.lr_allr, "--net_lr_allr restarts a rate every round, and gradual magnitude "
                          "pruning is one run with one schedule: drop --net_lr_allr")
     _need(t.round_data_fraction is None,

@@ -438,7 +438,7 @@ class IMPExperiment:
         if bounds is None:
             return None
         return Segment(bounds[k], bounds[k + 1] - bounds[k], bounds[-1], optimizer,
-                       self.cfg.train.lr)
+                       self.cfg.train.lr, restart=self.cfg.prune.gmp_lr == "restart")
 
     def _allr(self, model, old: Masks, new: Masks) -> float:
         """ALLR's factor for the round after this pruning step; the dense network trained

@@ -261,7 +261,9 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
     outcome = RoundOutcome(0, counted, "max_epochs", start_distance,
                            time_flow=time.perf_counter() - t0)
     stream = batch_stream(batches)
-    if schedule is not None and segment is not None:
+    if schedule is not None and segment is not None and segment.restart:
+        schedule.attach(optimizer, segment.iterations, per_epoch, 0, segment.lr)
+    elif schedule is not None and segment is not None:
         schedule.attach(optimizer, segment.run_total, per_epoch, segment.start, segment.lr)
     elif schedule is not None:
         schedule.attach(optimizer, total, per_epoch)
@@ -319,13 +321,16 @@ def train_round(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Masks
 class Segment:
     """Part of one training run that several rounds share (gradual pruning): ``iterations``
     from iteration ``start`` of a run of ``run_total``, its optimizer carried over (momentum
-    and moments go on) and its schedule that of the whole run, from the rate ``lr``."""
+    and moments go on) and its schedule that of the whole run, from the rate ``lr``; or, with
+    ``restart``, the schedule run anew over the segment alone (GMP*'s rate, restarted at every
+    pruning step)."""
 
     start: int
     iterations: int
     run_total: int
     optimizer: torch.optim.Optimizer
     lr: float
+    restart: bool = False
 
 
 def augmented(batches, train, seed: int):
