@@ -180,11 +180,12 @@ def _cmd_frontier(ns: argparse.Namespace) -> int:
     if not (ns.tolerance >= 0 and ns.gmp_epochs > 0):
         raise UsageError("--tolerance must be 0 or more points and --gmp_epochs positive")
     ticket = base.train.ticket_epochs or base.train.epochs
+    keep_at = tuple(base.prune.keep_at or ())
     settings = Settings(ns.reference, base.train.epochs, target, ticket,
-                        2.0 if ns.quick else ns.gmp_epochs, 5 if ns.quick else 20)
+                        2.0 if ns.quick else ns.gmp_epochs, 5 if ns.quick else 20, keep_at)
     seeds = ns.seeds or ([0] if ns.quick else [0, 1, 2])
     out = (Path(base.experiment.output_dir) / "frontier" / base.model.arch / base.data.dataset
-           / f"target{target:g}")
+           / ("target" + "-".join(f"{t:g}" for t in (*keep_at, target))))
     launcher = LAUNCHERS.get(ns.launcher, "--launcher").from_options(ns)
     try:
         run_frontier(base, ns.recipes or list(DEFAULT_RECIPES), seeds, settings, out, launcher,

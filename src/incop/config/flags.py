@@ -49,7 +49,7 @@ def add_config_flags(parser: argparse.ArgumentParser, multi: bool = False,
                 group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", type=kind,
                                    default=argparse.SUPPRESS if suppress else
                                    [default] if multi else default,
-                                   nargs="+" if multi else None,
+                                   nargs="+" if multi or f.metadata.get("several") else None,
                                    metavar=kind.__name__.upper(), help=help_text)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--config", metavar="FILE", help="settings from a TOML, JSON or YAML "
@@ -87,6 +87,8 @@ def apply_config_file(ns: argparse.Namespace, settings, given, sweep: bool) -> N
         if is_list_flag(key):
             value = None if value is None else \
                 [_coerce(flag, kind, v, False) for v in (value if isinstance(value, list) else [value])]
+        elif isinstance(value, list) and field_of(key).metadata.get("several") and not sweep:
+            value = [_coerce(flag, kind, v, False) for v in value]  # several targets, one run
         elif isinstance(value, list):
             if not sweep:
                 raise UsageError(f"--config: {flag} takes one value in a run, not {short_repr(value)} (a "
@@ -146,13 +148,27 @@ def _kind_name(kind) -> str:
 
 def config_from_args(ns: argparse.Namespace) -> RunConfig:
     sections = {s: {} for s in RunConfig.SECTIONS}
+    on_the_way: list = []
     for key, value in vars(ns).items():
         if "." in key:
-            if isinstance(value, list) and not is_list_flag(key):  # '--flag=--' reads as []
+            if isinstance(value, list) and field_of(key).metadata.get("several"):
+                value, on_the_way = _several(key, value)
+            elif isinstance(value, list) and not is_list_flag(key):  # '--flag=--' reads as []
                 raise UsageError(f"argument {flag_of(key)}: expected one value")
             section, name = key.split(".", 1)
             sections[section][name] = value
+    if on_the_way:
+        sections["prune"]["keep_at"] = [*(sections["prune"].get("keep_at") or []), *on_the_way]
     return RunConfig.from_dict(sections).validate()
+
+
+def _several(key: str, values: list) -> tuple:
+    """``--prune_target_remaining 20 10 5``: the smallest is the target, the others the targets
+    on the way (``--prune_keep_at``, joined to any given there)."""
+    if not values:
+        raise UsageError(f"argument {flag_of(key)}: expected one value or more")
+    ordered = sorted(values)
+    return ordered[0], ordered[1:]
 
 
 def recipe_flags(recipe) -> str:

@@ -76,7 +76,8 @@ LATER_OPTIONS = {("prune", "target_remaining"): None, ("prune", "include"): None
                  ("model", "init"): "pytorch", ("data", "image_size"): None,
                  ("train", "ticket_rewind"): None, ("prune", "steps"): None,
                  ("train", "round_data_fraction"): None,
-                 ("train", "round_data_choice"): "random", ("prune", "gmp_lr"): "run"}
+                 ("train", "round_data_choice"): "random", ("prune", "gmp_lr"): "run",
+                 ("prune", "keep_at"): None}
 
 # What names a run without changing what it computes: the recipe (its settings are hashed).
 NAMES_NOT_SETTINGS = (("prune", "recipe"),)

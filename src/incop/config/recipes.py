@@ -40,6 +40,7 @@ class Recipe:
     forbids: Mapping[str, Tuple[Any, str]] = field(default_factory=dict)
     shown: str = ""  # its settings as flags, where they depend on another setting
     stepped: bool = True  # may be run in N equal steps (``xN``): a recipe of pruning rounds
+    passes_targets: bool = True  # one search lands on several targets (one step cannot)
 
     @property
     def budgeted(self) -> bool:
@@ -123,7 +124,8 @@ RECIPES: List[Recipe] = [
     Recipe("oneshot", "one global magnitude pruning step to --prune_target_remaining after "
            "round 0, then one round of training", _oneshot, ("oneshot",),
            shown="--prune_method lth --prune_rule global --prune_ratio (1 - P/100) "
-                 "--exper_imp_total_iter 2, P being --prune_target_remaining", stepped=False),
+                 "--exper_imp_total_iter 2, P being --prune_target_remaining", stepped=False,
+           passes_targets=False),
 ]
 
 

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional
 from ..data.datasets import MIN_VAL_SAMPLES
 from ..base.errors import UsageError
 from ..base.paths import expand_path
+from ..base.text import count
 from ..base.timepoints import parse_point
 from . import recipes
 from .identity import comparable
@@ -172,7 +173,15 @@ class PruneConfig:
                                             "percentage of weights remains (the last step is "
                                             "trimmed to land on it), then stop; "
                                             "--exper_imp_total_iter becomes the most rounds, and "
-                                            "a run that ends before the target says so")
+                                            "a run that ends before the target says so; "
+                                            "several (20 10 5): the smallest, through the "
+                                            "others (--prune_keep_at)", several=True)
+    keep_at: Optional[List[float]] = opt(None, "prune_keep_at", "earlier targets (percentages "
+                                         "remaining) the search lands on exactly on its way to "
+                                         "--prune_target_remaining, the step that crosses one "
+                                         "trimmed onto it; each one's round keeps its mask and "
+                                         "network, so one search gives every sparsity",
+                                         nargs="+")
     steps: Optional[int] = opt(None, "prune_steps", "reach --prune_target_remaining in exactly "
                                "this many pruning steps, each keeping the same fraction of the "
                                "weights (of each layer when the rule is layerwise, as lth's is; "
@@ -646,6 +655,7 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(p.target_remaining is None or (_finite(p.target_remaining)
                                          and 0 < p.target_remaining < 100),
           f"--prune_target_remaining {p.target_remaining} must be a percentage in (0, 100)")
+    _validate_keep_at(c)
     _validate_gmp(c)
     _validate_steps(c)
     _need(t.round_data_choice == "random" or t.round_data_fraction is not None,
@@ -671,6 +681,36 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
               f"{flag} needs one or more name patterns, e.g. 'fc3' or 'encoder.*'")
     _need(e.exper_type in ("efficiency", "performance"),
           f"--exper_type {e.exper_type}: choose efficiency or performance")
+
+
+def _validate_keep_at(c: "RunConfig") -> None:
+    """--prune_keep_at: percentages in (0, 100) above the final target, once each; kept
+    largest first (the order the search reaches them)."""
+    p = c.prune
+    if not p.keep_at:
+        p.keep_at = None
+        return
+    given = " ".join(f"{x:g}" if _finite(x) else str(x) for x in p.keep_at)
+    _need(p.target_remaining is not None,
+          f"--prune_keep_at {given}: these are targets on the way to --prune_target_remaining; "
+          f"add it (the smallest, e.g. --prune_target_remaining {given} 5)")
+    _need(all(_finite(x) and 0 < x < 100 for x in p.keep_at),
+          f"--prune_keep_at {given}: each must be a percentage in (0, 100)")
+    _need(len(set(p.keep_at)) == len(p.keep_at) and p.target_remaining not in p.keep_at,
+          f"--prune_target_remaining {given} {p.target_remaining:g}: a target is given twice")
+    _need(all(x > p.target_remaining for x in p.keep_at),
+          f"--prune_keep_at {given}: each must be above the final --prune_target_remaining "
+          f"{p.target_remaining:g} (the search reaches them first); give the smallest target "
+          f"last")
+    steps, targets = c.experiment.imp_total_iter - 1, len(p.keep_at) + 1
+    named = f"--prune_steps {p.steps}" if p.steps is not None else \
+        f"--exper_imp_total_iter {c.experiment.imp_total_iter}" + (
+            f" (recipe {p.recipe})" if p.recipe else "")
+    _need(p.method == "gmp" or steps >= targets,
+          f"{named} takes {count(steps, 'pruning step')}, and a step lands on one target at "
+          f"most: {targets} targets need {targets} steps or more" + (
+              "; run oneshot once per target" if p.recipe == "oneshot" else ""))
+    p.keep_at = sorted((float(x) for x in p.keep_at), reverse=True)
 
 
 def _validate_gmp(c: "RunConfig") -> None:

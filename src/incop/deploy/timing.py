@@ -125,10 +125,11 @@ def check_repeats(repeats: int, warmup: int = 0) -> None:
 
 
 def final_speedups(run: Path, batches: Sequence[int] = (1, 64), repeats: int = 20,
-                   warmup: int = 3) -> Dict[int, float]:
+                   warmup: int = 3, k: Optional[int] = None) -> Dict[int, float]:
     """The whole-model speed-up (dense time / fastest sparse form's) of trial 0's last saved
-    round at each of ``batches``, on one thread: what :func:`speed_run` measures, for one mask."""
-    k = saved_rounds(run, 0)[-1]
+    round (or round ``k``) at each of ``batches``, on one thread: what :func:`speed_run`
+    measures, for one mask."""
+    k = saved_rounds(run, 0)[-1] if k is None else k
     model, shape = run_model(run)
     masks = round_masks(run, 0, k)
     check_masks_fit(masks, model, run / "masks")

@@ -83,12 +83,16 @@ def first_epoch_line(seconds_per_epoch: float, warmup: float, round_epochs: floa
 def target_report(rounds: Sequence[Dict[str, Any]], target_pct: Optional[float], cap: int,
                   name, run_name: Optional[str] = None,
                   keep: Optional[int] = None,
-                  stalls: Optional[Dict[int, int]] = None) -> Optional[Dict[str, Any]]:
+                  stalls: Optional[Dict[int, int]] = None,
+                  keep_at: Sequence[float] = ()) -> Optional[Dict[str, Any]]:
     """Whether each trial reached the target sparsity, and when one did not, the note that says
     so with how many more rounds would reach it (``name`` names a setting: a flag, or a config
     field for API users; a run named by ``run_name`` needs another name to go on, its folder
-    holding this run). None without a target."""
+    holding this run). With ``keep_at`` (the targets on the way), each trial also says the
+    round that landed on each target (``landed``, None where none did). None without a
+    target."""
     from ..pruning.rules import target_count
+    from ..pruning.sparsity_schedules import landed
 
     if target_pct is None:
         return None
@@ -99,6 +103,8 @@ def target_report(rounds: Sequence[Dict[str, Any]], target_pct: Optional[float],
         row = {"trial": t, "rounds": len(mine), "remaining_pct": last["remaining_pct"],
                "reached": last["remaining"] <= (target_count(last["total"], target_pct)
                                                 if keep is None else keep)}
+        if keep_at:
+            row["landed"] = {f"{x:g}": k for x, k in landed(mine, [*keep_at, target_pct]).items()}
         if (stalls or {}).get(t) is not None and not row["reached"]:
             row["stalled_at"] = stalls[t]
         elif not row["reached"] and keep is None:
@@ -138,3 +144,23 @@ def target_report(rounds: Sequence[Dict[str, Any]], target_pct: Optional[float],
                 f"every weight (a count is rounded up); choose a smaller target")
     return {"remaining_pct": target_pct, "reached": not missed, "max_rounds": cap,
             "trials": trials, "note": note}
+
+
+def landings_text(report: Optional[Dict[str, Any]], rounds: Sequence[Dict[str, Any]]) -> List[str]:
+    """Where each trial landed on each target of a search through several (a line a trial),
+    with the search's epochs up to there: what one search gives."""
+    out = []
+    for trial in (report or {}).get("trials", []):
+        if "landed" not in trial:
+            continue
+        mine = [r for r in rounds if r["trial"] == trial["trial"]]
+        parts = []
+        for target, k in trial["landed"].items():
+            if k is None:
+                parts.append(f"{target}% not reached")
+                continue
+            epochs = sum(r["epochs"] for r in mine if r["round"] <= k)
+            parts.append(f"{target}% at round {k} ({epochs:.4g} epochs)")
+        out.append(f"trial {trial['trial']} landed on " + ", ".join(parts) + " (each round's "
+                   f"masks and network: masks/, models/trial{trial['trial']}_round<k>.pt)")
+    return out

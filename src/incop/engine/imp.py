@@ -25,10 +25,12 @@ from ..pruning.masks import Masks, skipped_rows
 from ..base.timepoints import parse_point
 from ..pruning.gradual import GradualSchedule
 from ..pruning.rules import RULES
-from ..pruning.sparsity_schedules import CubicSteps, EqualSteps, RuleRounds, SparsitySchedule
+from ..pruning.sparsity_schedules import (CubicSteps, EqualSteps, RuleRounds, SparsitySchedule,
+                                          Waypoints)
 from ..stopping.criteria import FixedEpochs, flow_monitor, round_criteria
 from ..stopping.flows import activation_similarity, layer_activations, monitored_layers
-from .estimate import MOST_ROUNDS, STALL_ROUNDS, first_epoch_line, more_rounds, planned_rounds, target_report
+from .estimate import (MOST_ROUNDS, STALL_ROUNDS, first_epoch_line, landings_text, more_rounds,
+                       planned_rounds, target_report)
 from .events import Console, Observer, Observers
 from .failures import Diverged, Untrained, diverged_error, diverged_event
 from .learned import advice, dense_verdict
@@ -164,10 +166,10 @@ class IMPExperiment:
         criterion = criterion_report(self.rounds, self.criterion_name, self.epsilon, self.name)
         target = target_report(self.rounds, cfg.prune.target_remaining,
                                cfg.experiment.imp_total_iter, self.name, cfg.experiment.run_name,
-                               self._target_keep, self.stalls)
+                               self._target_keep, self.stalls, cfg.prune.keep_at or ())
         self.notes = run_notes(criterion, target, self.records.trials, self.name,
                                self.records.final_layer_rows())
-        for text in end_of_run_text(self.records):
+        for text in end_of_run_text(self.records) + landings_text(target, self.rounds):
             self._say(text)
         self.events.completed(self.records, {"criterion": criterion, "target": target,
                                              "notes": self.notes})
@@ -378,15 +380,16 @@ class IMPExperiment:
     def _schedule(self, data: TrialInputs) -> SparsitySchedule:
         """What prunes when: gradual magnitude pruning's cubic steps for --prune_method gmp,
         --prune_steps' equal steps, else rounds sized by the rule up to the target or
-        --exper_imp_total_iter."""
+        --exper_imp_total_iter; through --prune_keep_at's targets exactly on the way."""
         p = self.cfg.prune
         if p.method == "gmp":
-            return CubicSteps(self._gradual(data), self.rule_name)
-        if p.steps is not None:
-            return EqualSteps(p.steps, p.target_remaining,
-                              "layerwise" if self.rule_name == "layerwise" else "global")
-        return RuleRounds(self.rule, self.cfg.prune.target_remaining,
-                          self.cfg.experiment.imp_total_iter)
+            schedule = CubicSteps(self._gradual(data), self.rule_name)
+        elif p.steps is not None:
+            schedule = EqualSteps(p.steps, p.target_remaining,
+                                  "layerwise" if self.rule_name == "layerwise" else "global")
+        else:
+            schedule = RuleRounds(self.rule, p.target_remaining, self.cfg.experiment.imp_total_iter)
+        return Waypoints(schedule, p.keep_at) if p.keep_at else schedule
 
     def _gradual(self, data: TrialInputs) -> GradualSchedule:
         """The cubic schedule of --prune_method gmp in iterations of the run after the warm-up

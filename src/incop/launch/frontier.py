@@ -7,10 +7,11 @@ directories, so the frontier resumes, skips what is done and runs on any launche
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..base.errors import UsageError
 from ..base.files import atomic_write_text
@@ -26,9 +27,10 @@ from ..engine.runtime import resolve_device
 from ..engine.trial_inputs import registry_inputs
 from ..pruning.masks import Masks
 from ..report.figures import save_figure
-from ..report.frontier import frontier_figure, frontier_rows, frontier_table
+from ..report.frontier import accuracy_figure, frontier_figure, frontier_rows, frontier_table
 from ..runs.directory import RunDirectory, run_path
-from ..runs.layout import ticket_start
+from ..runs.layout import round_masks, ticket_start
+from ..pruning.sparsity_schedules import landed
 from ..deploy.timing import final_speedups
 from .ablate import ablate_run, final_masks
 from ..runs.reading import (DAMAGED, BrokenRun, is_finished, load_run, percent, read_json,
@@ -50,6 +52,12 @@ class Settings:
     ticket_epochs: float
     gmp_epochs: float
     speed_repeats: int = 20  # timings of each final mask (fewer with --quick)
+    keep_at: Tuple[float, ...] = ()  # the targets on the way, largest first: judged too
+
+    @property
+    def targets(self) -> Tuple[float, ...]:
+        """Every target judged, largest first; the final one last."""
+        return (*self.keep_at, self.target)
 
 
 def recipe_config(name: str, base: RunConfig, s: Settings) -> RunConfig:
@@ -60,6 +68,7 @@ def recipe_config(name: str, base: RunConfig, s: Settings) -> RunConfig:
     cfg = copy.deepcopy(base)
     t, p = cfg.train, cfg.prune
     p.target_remaining, p.rule, p.criterion, p.method, p.recipe = s.target, None, None, "sap", None
+    p.keep_at = list(s.keep_at) if s.keep_at and passes_targets(name) else None
     t.epochs, t.ticket_epochs, t.ticket_rewind = s.epochs, 0.0, None
     if name == "reference":
         p.method, t.ticket_epochs = s.reference, s.ticket_epochs
@@ -75,6 +84,12 @@ def recipe_config(name: str, base: RunConfig, s: Settings) -> RunConfig:
     return cfg
 
 
+def passes_targets(name: str) -> bool:
+    """Whether recipe ``name``'s one search lands on every target (one-shot takes a run a
+    target)."""
+    return name == "reference" or find(name)[0].passes_targets
+
+
 def _get(cfg: RunConfig, key: str):
     section, field_name = key.split(".")
     return getattr(getattr(cfg, section), field_name)
@@ -86,65 +101,151 @@ def frontier_configs(base: RunConfig, names: Sequence[str], seeds: Sequence[int]
     configs = {}
     for name in dict.fromkeys(names):
         for seed in seeds:
-            cfg = recipe_config(name, base, s)
-            e = cfg.experiment
-            e.seed, e.num_trial, e.output_dir, e.run_name = seed, 1, str(out / "runs"), \
-                f"{name}-seed{seed}"
-            try:
-                configs[name, seed] = cfg.validate()
-            except UsageError as err:
-                raise UsageError(f"recipe {name}: {err}") from None
+            configs[name, seed] = _run_config(name, seed, base, s, out)
     return configs
+
+
+def single_target_configs(base: RunConfig, names: Sequence[str], seeds: Sequence[int],
+                          s: Settings, out: Path) -> Dict[tuple, RunConfig]:
+    """(recipe, seed, target) -> the run of a recipe that cannot pass through targets (one-shot)
+    at each target on the way; its run at the final target is in :func:`frontier_configs`."""
+    configs = {}
+    for name in dict.fromkeys(names):
+        if passes_targets(name):
+            continue
+        for target in s.keep_at:
+            for seed in seeds:
+                configs[name, seed, target] = _run_config(
+                    name, seed, base, dataclasses.replace(s, target=target, keep_at=()), out,
+                    f"-target{target:g}")
+    return configs
+
+
+def _run_config(name: str, seed: int, base: RunConfig, s: Settings, out: Path,
+                suffix: str = "") -> RunConfig:
+    cfg = recipe_config(name, base, s)
+    e = cfg.experiment
+    e.seed, e.num_trial, e.output_dir, e.run_name = seed, 1, str(out / "runs"), \
+        f"{name}-seed{seed}{suffix}"
+    try:
+        return cfg.validate()
+    except UsageError as err:
+        raise UsageError(f"recipe {name}: {err}") from None
 
 
 def run_frontier(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s: Settings,
                  out: Path, launcher: Launcher, wait: bool = True, tolerance: float = 0.3,
                  echo: Callable[[str], None] = print, progress: Optional[bool] = None
                  ) -> List[Dict[str, Any]]:
-    """Run (or resume) every recipe for every seed, judge each final mask, ablate the
-    reference's tickets, and write frontier.json/.csv/.md and frontier.png into ``out``."""
+    """Run (or resume) every recipe for every seed, judge each final mask (and with targets on
+    the way, the mask each search landed on at each), ablate the reference's tickets, and write
+    frontier.json/.csv/.md and the figures into ``out``."""
     # one spelling per recipe (LRR-1 is lrr-1): a name twice is one search, one row
     names = list(dict.fromkeys(["reference", *(n if n == "reference" else canonical(n)
                                                for n in names)]))
     configs = frontier_configs(base, names, seeds, s, out)
+    singles = single_target_configs(base, names, seeds, s, out)
+    everything = [*configs.values(), *singles.values()]
     directory = RunDirectory(out)
-    todo = [c for c in configs.values() if not is_finished(run_path(c))]
-    echo(f"frontier: {len(configs)} run(s), {len(configs) - len(todo)} finished already")
+    todo = [c for c in everything if not is_finished(run_path(c))]
+    echo(f"frontier: {len(everything)} run(s), {len(everything) - len(todo)} finished already")
     failed: List[JobResult] = []
     if todo:
         results = launcher.launch(todo, lambda r: echo(f"  {r.status}: {r.path}"), wait=wait)
         failed = [r for r in results if r.status.startswith("failed")]
     failures = {r.path: r.status for r in failed}
-    pending = [c for c in configs.values()
+    pending = [c for c in everything
                if not is_finished(run_path(c)) and str(run_path(c)) not in failures]
     if pending:
         echo(f"frontier: {len(pending)} run(s) not finished yet; run the same command again "
              f"to go on")
         return []
-    short = {k: _short_of_target(c) for k, c in configs.items() if is_finished(run_path(c))}
+    runs = {**configs, **singles}
+    short = {k: _short_of_target(c) for k, c in runs.items() if is_finished(run_path(c))}
     done = lambda k: k in short and short[k] is None  # finished, at the target
     seeds = [seed for seed in seeds if done(("reference", seed))]
-    judged = {k: c for k, c in configs.items() if k[1] in seeds and done(k)}
-    missing = [f"{name} seed {seed} ({_why_not_judged(name, seed, c, short, failures)})"
-               for (name, seed), c in configs.items() if (name, seed) not in judged]
+    judged = {k: c for k, c in runs.items() if k[1] in seeds and done(k)}
+    missing = [f"{k[0]} seed {k[1]}{'' if len(k) == 2 else f' at {k[2]:g}%'} "
+               f"({_why_not_judged(k[0], k[1], c, short, failures, k)})"
+               for k, c in runs.items() if k not in judged]
     if not judged:
         raise UsageError(f"no reference run finished at the target: {'; '.join(missing)[:400]}")
-    rows = _judge(judged, s, directory, progress, echo)
+    units = sorted(_units(judged, s), key=lambda u: (s.targets.index(u.target),
+                                                     names.index(u.name), u.seed))
+    rows = _judge(units, configs, s, directory, progress, echo)
     ablations = [a for seed in seeds  # the reference's tickets' ablations, one of each a seed
                  for a in ablate_run(run_path(configs["reference", seed]), trials=1,
                                      echo=lambda line: None, progress=progress)]
-    summary = frontier_rows(rows, ablations, tolerance)
-    table = frontier_table(summary, tolerance, s) + (
+    summaries = {t: frontier_rows([r for r in rows if r["target"] == t],
+                                  ablations if t == s.target else [], tolerance)
+                 for t in s.targets}
+    summary = [{"target": t, **r} for t, rows_t in summaries.items() for r in rows_t]
+    table = _tables(summaries, tolerance, s) + (
         "\nNot judged: " + "; ".join(missing) + "\n" if missing else "")
     with directory.lock():
         directory.write_json(RESULTS, {"rows": rows, "summary": summary})
         directory.write_csv("frontier.csv", [{k: "; ".join(v) if isinstance(v, list) else v
                                               for k, v in r.items()} for r in summary])
         atomic_write_text(out / "frontier.md", "# incop frontier\n\n" + table)
-        save_figure(frontier_figure(summary, tolerance), out / "frontier.png")
+        for t, rows_t in summaries.items():
+            save_figure(frontier_figure(rows_t, tolerance),
+                        out / ("frontier.png" if t == s.target else f"frontier_target{t:g}.png"))
+        if s.keep_at:
+            save_figure(accuracy_figure(summary), out / "accuracy_vs_remaining.png")
     echo(table)
-    echo(f"frontier.md, frontier.csv, frontier.json and frontier.png in {out}")
+    echo(f"frontier.md, frontier.csv, frontier.json and the figures in {out}")
     return summary
+
+
+def _tables(summaries: Dict[float, List[Dict[str, Any]]], tolerance: float, s: Settings) -> str:
+    """One table per target, the final one first when there are several."""
+    if len(summaries) == 1:
+        return frontier_table(summaries[s.target], tolerance, s)
+    order = [s.target, *s.keep_at]
+    return "\n".join(f"## {t:g}% remaining\n\n" + frontier_table(
+        summaries[t], tolerance, dataclasses.replace(s, target=t)) for t in order) + \
+        "\nEach search passed through every target (the step that crossed one was trimmed onto " \
+        "it), so a recipe's cost at a target is its search's epochs up to the round that " \
+        "landed there; one-shot ran once per target. The ablations judge the final target's " \
+        "tickets.\n"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One judgement: recipe ``name``'s run for ``seed`` (``cfg``) at ``target``, whose mask
+    is that of round ``k`` (None: the run's last)."""
+
+    name: str
+    seed: int
+    target: float
+    cfg: RunConfig
+    k: Optional[int]
+
+
+def _units(judged: Dict[tuple, RunConfig], s: Settings) -> List[Unit]:
+    """Every (recipe, seed, target) to judge: a run that passed through the targets is judged
+    at each, at the round that landed there; one-shot's run of a target at its end."""
+    units = []
+    for t in s.targets:
+        for key, cfg in judged.items():
+            name, seed = key[:2]
+            if len(key) == 3:
+                if key[2] == t:
+                    units.append(Unit(name, seed, t, cfg, None))
+            elif t == s.target:
+                units.append(Unit(name, seed, t, cfg, None))
+            elif cfg.prune.keep_at:
+                units.append(Unit(name, seed, t, cfg, _landed_round(cfg, t)))
+    return units
+
+
+def _landed_round(cfg: RunConfig, target: float) -> int:
+    run = load_run(run_path(cfg))
+    k = landed([r for r in run.rounds if r["trial"] == 0], [target])[target]
+    if k is None:
+        raise BrokenRun(f"{run.path} is finished at its target but no round kept exactly "
+                        f"{target:g}% of the weights, a target on its way; {DAMAGED}")
+    return k
 
 
 def _short_of_target(cfg: RunConfig) -> Optional[float]:
@@ -159,9 +260,10 @@ def _short_of_target(cfg: RunConfig) -> Optional[float]:
 
 
 def _why_not_judged(name: str, seed: int, cfg: RunConfig, short: Dict[tuple, Optional[float]],
-                    failures: Dict[str, str]) -> str:
-    if (name, seed) in short and short[name, seed] is not None:
-        return (f"ended at {short[name, seed]:.2f}% after {cfg.experiment.imp_total_iter} rounds, "
+                    failures: Dict[str, str], key: Optional[tuple] = None) -> str:
+    key = key or (name, seed)
+    if key in short and short[key] is not None:
+        return (f"ended at {short[key]:.2f}% after {cfg.experiment.imp_total_iter} rounds, "
                 f"short of the {cfg.prune.target_remaining:g}% target; raise "
                 f"--exper_imp_total_iter to go on")
     reference = short.get(("reference", seed), "failed")
@@ -171,52 +273,57 @@ def _why_not_judged(name: str, seed: int, cfg: RunConfig, short: Dict[tuple, Opt
     return failures.get(str(run_path(cfg)), "failed")
 
 
-def _judge(configs: Dict[tuple, RunConfig], s: Settings, directory: RunDirectory,
-           progress: Optional[bool], echo) -> List[Dict[str, Any]]:
-    """Each run's row with its judged ticket: its final mask retrained from the reference's
-    rewind point of its seed, as the reference's ticket is. Everything a row says of its run
-    (cost, sparsity, accuracy, result hash, the reference's ticket) is measured from the run's
-    own records each time; only a recipe's judged ticket is kept from frontier.json, and only
-    while the run it judged and its reference are unchanged (same result hashes) and its values
-    are of their kind: a row whose judged fields were edited or damaged is judged again, and an
-    edit elsewhere in a row is overwritten by the measurement, so no row of the file decides the
-    verdict. A moved or copied output folder keeps its judgements (the hashes do not depend on
-    where the runs are)."""
-    kept = _kept_rows(directory.path / RESULTS)
+def _judge(units: Sequence[Unit], configs: Dict[tuple, RunConfig], s: Settings,
+           directory: RunDirectory, progress: Optional[bool], echo) -> List[Dict[str, Any]]:
+    """Each unit's row with its judged ticket: its mask retrained from the reference's rewind
+    point of its seed, as the reference's ticket is (at the final target the reference's row is
+    its own ticket; at a target on the way its mask there is judged the same way). Everything a
+    row says of its run (cost and accuracy up to its round, result hash, the reference's
+    ticket) is measured from the run's own records each time; only a judged ticket is kept from
+    frontier.json, and only while the run it judged and its reference are unchanged (same
+    result hashes) and its values are of their kind: a row whose judged fields were edited or
+    damaged is judged again, and an edit elsewhere in a row is overwritten by the measurement,
+    so no row of the file decides the verdict. A moved or copied output folder keeps its
+    judgements (the hashes do not depend on where the runs are)."""
+    kept = _kept_rows(directory.path / RESULTS, s.target)
     rows, judge, hashes = [], None, {}
     with directory.lock():
-        for (name, seed), cfg in configs.items():
-            path = run_path(cfg)
+        for u in units:
+            path = run_path(u.cfg)
             run = load_run(path)
-            hashes[name, seed] = result_hash(run)
-            row = {"recipe": name, "seed": seed, "run_dir": str(path), **measure(run),
-                   "result_hash": hashes[name, seed]}
-            reference = run_path(configs["reference", seed])
-            if ("reference", seed) not in hashes:
-                hashes["reference", seed] = result_hash(load_run(reference))
-            old = kept.get((name, seed))
+            if path not in hashes:
+                hashes[path] = result_hash(run)
+            row = {"recipe": u.name, "seed": u.seed, "target": u.target, "run_dir": str(path),
+                   **measure(run, u.k), "result_hash": hashes[path]}
+            reference = run_path(configs["reference", u.seed])
+            if reference not in hashes:
+                hashes[reference] = result_hash(load_run(reference))
+            key = (u.name, u.seed, u.target)
+            old = kept.get(key)
             fresh = old is None or not _still_judged(
-                old, row, kept.get(("reference", seed)), hashes["reference", seed], s)
-            if name == "reference":
+                old, row, kept.get(("reference", u.seed, u.target)), hashes[reference], s)
+            if u.name == "reference" and u.k is None:
                 ticket = _reference_ticket(run)
             elif not fresh:
                 ticket = {"test_acc": old["ticket_test_acc"], "val_acc": old["ticket_val_acc"],
                           "epochs": old["ticket_epochs"]}
             else:
                 if old is not None:
-                    echo(f"  judging {name} seed {seed} again: its row in {RESULTS} is not the "
-                         f"judgement of its run as it is now")
+                    echo(f"  judging {u.name} seed {u.seed} again: its row in {RESULTS} is not "
+                         f"the judgement of its run as it is now")
                 # the references differ only in their seed, which retraining is given: one
                 # judge (one load of the data) serves every seed
-                judge = judge or _judge_for(configs["reference", seed], progress)
-                masks = Masks(final_masks(path, 0))
-                ticket = judge.retrain(0, seed, masks, ticket_start(reference, 0), f"{name} judged")
+                judge = judge or _judge_for(configs["reference", u.seed], progress)
+                masks = Masks(final_masks(path, 0) if u.k is None else round_masks(path, 0, u.k))
+                ticket = judge.retrain(0, u.seed, masks, ticket_start(reference, 0),
+                                       f"{u.name} judged")
             row.update(ticket_test_acc=ticket["test_acc"], ticket_val_acc=ticket["val_acc"],
-                       ticket_epochs=ticket["epochs"], **_speed(old, row, path, s))
+                       ticket_epochs=ticket["epochs"], **_speed(old, row, path, s, u.k))
             rows.append(row)
             directory.write_json(RESULTS, {"rows": rows})
             if fresh:
-                echo(f"  judged {name} seed {seed}: ticket test {_pct(ticket['test_acc'])}")
+                at = f" at {u.target:g}%" if s.keep_at else ""
+                echo(f"  judged {u.name} seed {u.seed}{at}: ticket test {_pct(ticket['test_acc'])}")
     return rows
 
 
@@ -224,7 +331,7 @@ SPEED_BATCHES = (1, 64)
 
 
 def _speed(old: Optional[Dict[str, Any]], row: Dict[str, Any], path: Path,
-           s: Settings) -> Dict[str, float]:
+           s: Settings, k: Optional[int] = None) -> Dict[str, float]:
     """The final mask's measured speed-up at batch 1 and 64 on one thread (this machine's):
     kept from frontier.json while the run is the one it measured (its result hash), measured
     again otherwise."""
@@ -232,17 +339,21 @@ def _speed(old: Optional[Dict[str, Any]], row: Dict[str, Any], path: Path,
     if old is not None and old.get("result_hash") == row["result_hash"] and all(
             isinstance(old.get(k), float) and math.isfinite(old[k]) and old[k] > 0 for k in keys):
         return {k: old[k] for k in keys}
-    measured = final_speedups(path, SPEED_BATCHES, repeats=s.speed_repeats, warmup=2)
+    measured = final_speedups(path, SPEED_BATCHES, repeats=s.speed_repeats, warmup=2, k=k)
     return {f"speedup_b{b}": float(v) for b, v in measured.items()}
 
 
-def _kept_rows(path: Path) -> Dict[tuple, Dict[str, Any]]:
-    """frontier.json's rows by (recipe, seed); rows of another shape are left out (judged
+def _kept_rows(path: Path, final: float) -> Dict[tuple, Dict[str, Any]]:
+    """frontier.json's rows by (recipe, seed, target), a row without a target (written before
+    targets on the way) being at ``final``; rows of another shape are left out (judged
     again)."""
     rows = read_json(path).get("rows")
-    return {(r["recipe"], r["seed"]): r for r in (rows if isinstance(rows, list) else [])
+    return {(r["recipe"], r["seed"], r.get("target", final)): r
+            for r in (rows if isinstance(rows, list) else [])
             if isinstance(r, dict) and isinstance(r.get("recipe"), str)
-            and type(r.get("seed")) is int}
+            and type(r.get("seed")) is int
+            and isinstance(r.get("target", final), (int, float))
+            and not isinstance(r.get("target", final), bool)}
 
 
 def _still_judged(old: Dict[str, Any], row: Dict[str, Any], old_reference: Optional[Dict[str, Any]],
@@ -283,11 +394,12 @@ def _judge_for(reference_cfg: RunConfig, progress: Optional[bool]) -> Ablations:
                      device, events)
 
 
-def measure(run) -> Dict[str, Any]:
-    """What a search cost and found: epochs and wall time of its rounds (the warm-up and the
-    flows' dense reference apart, each in its own key), its sparsity and accuracy, and whether
-    its criterion measured anything. benchmarks/stopping_study.py reads runs through this too."""
-    rounds = run.rounds
+def measure(run, k: Optional[int] = None) -> Dict[str, Any]:
+    """What a search cost and found (up to round ``k``, where it landed on a target on its way;
+    None: all of it): epochs and wall time of its rounds (the warm-up and the flows' dense
+    reference apart, each in its own key), its sparsity and accuracy, and whether its
+    criterion measured anything. benchmarks/stopping_study.py reads runs through this too."""
+    rounds = run.rounds if k is None else [r for r in run.rounds if r["round"] <= k]
     if not rounds:
         raise BrokenRun(f"{run.path} is finished but holds no rounds (rounds.json); {DAMAGED}")
     crit = criterion_report(rounds, *run.resolved[1:])

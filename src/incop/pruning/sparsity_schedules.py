@@ -9,7 +9,9 @@ reach a sparsity is a new schedule, not a new branch of the loop.
 - :class:`EqualSteps`: ``--prune_steps N``, exactly N steps that each keep the same fraction,
   the last landing on ``--prune_target_remaining``.
 - :class:`CubicSteps`: gradual magnitude pruning, one training run whose rounds are the steps of
-  the cubic schedule (:mod:`incop.pruning.gradual`); it never rewinds."""
+  the cubic schedule (:mod:`incop.pruning.gradual`); it never rewinds.
+- :class:`Waypoints`: any of these landing exactly on earlier targets on the way
+  (``--prune_target_remaining 20 10 5``), so one search gives every sparsity."""
 from __future__ import annotations
 
 import math
@@ -144,3 +146,40 @@ class CubicSteps(SparsitySchedule):
 
     def bounds(self) -> Optional[List[int]]:
         return self.gradual.bounds()
+
+
+class Waypoints(SparsitySchedule):
+    """``inner``, with a step that would cross one of ``targets`` (percentages remaining, the
+    earlier targets of the search) trimmed onto it by magnitude, as the last step is onto the
+    final target: the search passes through each of them exactly, in one round it records
+    (its masks and network kept like every round's). The next step goes on from there."""
+
+    def __init__(self, inner: SparsitySchedule, targets) -> None:
+        self.inner, self.targets = inner, sorted(targets, reverse=True)
+        self.rounds, self.rewinds, self.to_target = inner.rounds, inner.rewinds, inner.to_target
+
+    def prune(self, k: int, weights: Weights, masks: Masks) -> Step:
+        new, info = self.inner.prune(k, weights, masks)
+        ahead = [t for t in self.targets if masks.remaining() > target_count(masks.total(), t)]
+        if ahead:  # the largest target not yet reached: the step lands on it or stays above
+            new = trim_to_target(weights, masks, new, ahead[0])
+        return new, info  # the rule's ratio, as for the step trimmed onto the final target
+
+    def last(self, k: int, masks: Masks) -> bool:
+        return self.inner.last(k, masks)
+
+    def final_keep(self, masks: Masks) -> Optional[int]:
+        return self.inner.final_keep(masks)
+
+    def bounds(self) -> Optional[List[int]]:
+        return self.inner.bounds()
+
+
+def landed(rounds, targets) -> Dict[float, Optional[int]]:
+    """Each target (percent remaining) -> the round of ``rounds`` (one trial's rows, with
+    ``round``, ``remaining`` and ``total``) that kept exactly its count, or None if none did."""
+    out: Dict[float, Optional[int]] = {}
+    for t in targets:
+        hit = [r["round"] for r in rounds if r["remaining"] == target_count(r["total"], t)]
+        out[t] = hit[0] if hit else None
+    return out

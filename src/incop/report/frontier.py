@@ -199,5 +199,40 @@ def frontier_figure(summary: Sequence[Dict[str, Any]], tolerance: float) -> Figu
     return fig
 
 
+MARKERS = "osD^v<>pPX"  # with the colours, 100 recipes each drawn their own way
+
+
+def accuracy_figure(summary: Sequence[Dict[str, Any]]) -> Figure:
+    """The figure papers draw: judged ticket accuracy against the weights remaining, one line
+    per recipe through the targets its search landed on (mean ± std over seeds), the
+    reference a thick black line; the legend beside the axes so it never hides a line."""
+    fig = Figure(figsize=(9.5, 5.2), layout="constrained")
+    ax = fig.add_subplot()
+    names = list(dict.fromkeys(r["recipe"] for r in summary))
+    for i, name in enumerate(names):
+        mine = sorted((r for r in summary if r["recipe"] == name
+                       and not math.isnan(r["ticket_test_acc_mean"])), key=lambda r: -r["target"])
+        if not mine:
+            continue
+        ref = name == "reference"
+        ax.errorbar([r["target"] for r in mine], [r["ticket_test_acc_mean"] for r in mine],
+                    yerr=[0.0 if r["seeds"] < 2 else r["ticket_test_acc_std"] for r in mine],
+                    color="k" if ref else COLORS[i % len(COLORS)],
+                    marker="*" if ref else MARKERS[(i // len(COLORS)) % len(MARKERS)],
+                    linewidth=2.2 if ref else 1.1, markersize=9 if ref else 5, capsize=2,
+                    label=name, zorder=3 if ref else 2)
+    ax.set_xscale("log")
+    ax.invert_xaxis()  # sparser to the right, as papers draw it
+    targets = sorted({r["target"] for r in summary}, reverse=True)
+    ax.xaxis.set_major_locator(FixedLocator(targets))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    _style(ax, "Judged ticket accuracy at every target of one search",
+           "weights remaining (%)", "ticket test accuracy (%)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              ncol=1 if len(names) <= 20 else 2)
+    return fig
+
+
 def frontier_json(rows, summary) -> str:
     return json.dumps({"rows": list(rows), "summary": list(summary)}, indent=1, default=str)

@@ -1,0 +1,159 @@
+"""Every sparsity from one search (issue 36, lever 4): --prune_target_remaining 40 20 10 lands
+exactly on each target in turn (the step that crosses one is trimmed onto it) and keeps each
+one's round, for rule-sized rounds, equal steps and gradual pruning; resumable; the frontier
+judges every recipe at every target from the same searches; bad requests are one line."""
+import json
+
+import pytest
+import torch
+
+from conftest import killed_then_resumed, table
+from incop.pruning.masks import Masks
+from incop.pruning.rules import GlobalMagnitude, target_count
+from incop.pruning.sparsity_schedules import RuleRounds, Waypoints, landed
+
+SMALL = ["--net_train_epochs", "1", "--net_warmup", "1", "--quiet", "--run_name", "r"]
+
+
+def _weights(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return {"a": torch.randn(37, 11, generator=g), "b": torch.randn(13, 7, generator=g)}
+
+
+def test_waypoints_land_on_each_target_and_leave_other_steps_alone():
+    """Global magnitude, floor(30%) of the survivors a step, through 40% and 20% to 10% of 498
+    weights: by hand, each step removes floor(0.3 d) unless that goes below the next target's
+    ceil(P% of 498), where it stops on it; in each layer the largest magnitudes survive."""
+    w = _weights()
+    total = 37 * 11 + 13 * 7
+    through = Waypoints(RuleRounds(GlobalMagnitude(0.3), 10.0, 30), [20.0, 40.0])
+    masks = Masks({n: torch.ones_like(t) for n, t in w.items()})
+    counts, d, expected = [], total, []
+    targets = [target_count(total, t) for t in (40, 20, 10)]
+    while d > targets[-1]:
+        goal = next(c for c in targets if c < d)
+        d = max(d - int(0.3 * d), goal)
+        expected.append(d)
+    flat = torch.cat([w[n].abs().flatten() for n in "ab"])
+    for k in range(1, 30):
+        masks, _ = through.prune(k, w, masks)
+        counts.append(masks.remaining())
+        for n in "ab":  # within a layer the largest survive (a trimmed step is the rule's,
+            kept = masks[n].flatten().bool()  # shorter: each layer gives back its share)
+            if kept.any() and not kept.all():
+                assert float(w[n].abs().flatten()[kept].min()) > \
+                    float(w[n].abs().flatten()[~kept].max())
+        if through.last(k, masks):
+            break
+    assert counts == expected
+    assert all(c in counts for c in targets)
+
+
+def test_a_run_through_several_targets_lands_on_each_exactly(cli, tmp_path):
+    code, out, err = cli("run", "--prune_target_remaining", "40", "20", "10",
+                         "--output_dir", str(tmp_path), *SMALL)
+    assert code == 0, err
+    run = tmp_path / "allr-1" / "lenet300" / "digits" / "r"
+    cfg = json.loads((run / "config.json").read_text())["prune"]
+    assert (cfg["target_remaining"], cfg["keep_at"]) == (10.0, [40.0, 20.0])
+    rows = [{k: int(v) for k, v in r.items() if k in ("round", "remaining", "total")}
+            for r in table(run, "rounds.csv")]
+    total = rows[0]["total"]
+    hit = landed(rows, [40.0, 20.0, 10.0])
+    for t, k in hit.items():  # exactly the target's count, ceil(P% of the weights)
+        assert k is not None and rows[k]["remaining"] == target_count(total, t), (t, rows)
+        assert (run / "masks" / f"trial0_round{k}.pt").is_file()
+        assert (run / "models" / f"trial0_round{k}.pt").is_file()
+    assert hit[40.0] < hit[20.0] < hit[10.0] == rows[-1]["round"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["target"]["trials"][0]["landed"] == {"40": hit[40.0], "20": hit[20.0],
+                                                        "10": hit[10.0]}
+    assert f"landed on 40% at round {hit[40.0]}" in out and f"10% at round {hit[10.0]}" in out
+
+
+def test_the_same_from_a_config_file_and_with_keep_at(cli, tmp_path):
+    (tmp_path / "c.toml").write_text("prune_target_remaining = [20, 40, 10]\n")
+    assert cli("run", "--config", str(tmp_path / "c.toml"), "--output_dir",
+               str(tmp_path / "a"), *SMALL)[0] == 0
+    assert cli("run", "--prune_keep_at", "20", "40", "--prune_target_remaining", "10",
+               "--output_dir", str(tmp_path / "b"), *SMALL)[0] == 0
+    a, b = (tmp_path / x / "allr-1" / "lenet300" / "digits" / "r" for x in "ab")
+    assert json.loads((a / "config.json").read_text())["prune"]["keep_at"] == [40.0, 20.0]
+    assert table(a, "rounds.csv") == table(b, "rounds.csv")
+
+
+@pytest.mark.parametrize("extra,name", [
+    (["--recipe", "allr-1x6"], "allr-1x6"),
+    (["--recipe", "gmp-3"], "gmp-3")])
+def test_equal_steps_and_gradual_pruning_pass_through_the_targets(cli, tmp_path, extra, name):
+    argv = ["--net_warmup", "1", "--quiet", "--run_name", "r"]
+    code, _, err = cli("run", "--prune_target_remaining", "40", "20", "10", *extra,
+                       "--output_dir", str(tmp_path), *argv)
+    assert code == 0, err
+    run = tmp_path / name / "lenet300" / "digits" / "r"
+    rows = [{k: int(v) for k, v in r.items() if k in ("round", "remaining", "total")}
+            for r in table(run, "rounds.csv")]
+    hit = landed(rows, [40.0, 20.0, 10.0])
+    assert all(k is not None for k in hit.values()), rows
+    if name == "allr-1x6":
+        assert len(rows) == 7  # still exactly 6 steps
+
+
+def test_a_search_through_targets_resumes_identically(cli, monkeypatch, tmp_path):
+    argv = ["run", "--prune_target_remaining", "40", "20", "10", *SMALL]
+    assert cli(*argv, "--output_dir", str(tmp_path / "a"))[0] == 0
+    code, out, err = killed_then_resumed(cli, monkeypatch, 8, *argv,
+                                         "--output_dir", str(tmp_path / "b"))
+    assert code == 0 and "resuming" in out, err
+    a, b = (tmp_path / x / "allr-1" / "lenet300" / "digits" / "r" for x in "ab")
+    assert table(a, "rounds.csv") == table(b, "rounds.csv")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--prune_keep_at", "20"], "add it (the smallest"),
+    (["--prune_target_remaining", "20", "20", "5"], "a target is given twice"),
+    (["--prune_keep_at", "3", "--prune_target_remaining", "5"], "each must be above the final"),
+    (["--prune_target_remaining", "120", "5"], "a percentage in (0, 100)"),
+    (["--recipe", "oneshot", "--prune_target_remaining", "20", "5"],
+     "run oneshot once per target"),
+    (["--prune_steps", "2", "--prune_target_remaining", "40", "20", "5"],
+     "--prune_steps 2 takes 2 pruning steps")])
+def test_bad_requests_are_one_line(cli, tmp_path, argv, message):
+    code, _, err = cli("run", *argv, "--net_warmup", "1", "--quiet", "--output_dir",
+                       str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not any(tmp_path.rglob("progress.pt"))
+
+
+def test_a_sweep_still_sweeps_over_targets(cli, tmp_path):
+    """In incop sweep several values of a flag are an axis, as they always were."""
+    code, out, err = cli("sweep", "--prune_target_remaining", "50", "30", "--net_warmup", "1",
+                         "--net_train_epochs", "0.5", "--quiet", "--output_dir", str(tmp_path))
+    assert code == 0, err
+    runs = [json.loads(p.read_text())["prune"] for p in tmp_path.rglob("config.json")]
+    assert sorted((r["target_remaining"], r["keep_at"]) for r in runs) == [(30.0, None),
+                                                                           (50.0, None)]
+
+
+def test_the_frontier_judges_every_recipe_at_every_target(cli, tmp_path):
+    code, out, err = cli("frontier", "--quick", "--quiet", "--prune_target_remaining", "50", "30",
+                         "--recipes", "lrr-1", "oneshot", "--output_dir", str(tmp_path))
+    assert code == 0, err
+    out_dir = tmp_path / "frontier" / "lenet300" / "digits" / "target50-30"
+    doc = json.loads((out_dir / "frontier.json").read_text())
+    cells = {(r["recipe"], r["target"]) for r in doc["rows"]}
+    assert cells == {(n, t) for n in ("reference", "lrr-1", "oneshot") for t in (50.0, 30.0)}
+    for r in doc["rows"]:  # each judged at exactly its target, costed up to its landing
+        assert r["remaining_pct"] == pytest.approx(r["target"], abs=0.01)
+    by = {(r["recipe"], r["target"]): r for r in doc["rows"]}
+    assert by["lrr-1", 50.0]["search_epochs"] < by["lrr-1", 30.0]["search_epochs"]
+    assert by["lrr-1", 50.0]["run_dir"] == by["lrr-1", 30.0]["run_dir"]  # one search
+    assert by["oneshot", 50.0]["run_dir"] != by["oneshot", 30.0]["run_dir"]  # a run a target
+    md = (out_dir / "frontier.md").read_text()
+    assert "## 30% remaining" in md and "## 50% remaining" in md
+    for figure in ("frontier.png", "frontier_target50.png", "accuracy_vs_remaining.png"):
+        assert (out_dir / figure).is_file()
+    # a second call judges nothing again
+    code, out, _ = cli("frontier", "--quick", "--prune_target_remaining", "50", "30",
+                       "--recipes", "lrr-1", "oneshot", "--output_dir", str(tmp_path))
+    assert code == 0 and "  judged " not in out and "4 run(s), 4 finished already" in out, out
