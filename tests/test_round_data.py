@@ -11,7 +11,7 @@ from torch import nn
 import incop
 from conftest import kill_at, killed_then_resumed, table
 from incop.base.errors import UsageError
-from incop.data.subsets import SUBSET_SEED, round_subset, subset_size
+from incop.data.subsets import SUBSET_SEED, subset_rows, subset_size
 from incop.engine.runtime import round_seed
 
 
@@ -23,14 +23,10 @@ def test_the_part_is_the_ceiling_of_the_typed_fraction(n, fraction, size):
 
 
 def test_each_round_draws_its_own_part_the_same_way_every_time():
-    x, y = torch.arange(100.0).unsqueeze(1), torch.arange(100)
-    a = round_subset((x, y), 0.25, 7)
-    again = round_subset((x, y), 0.25, 7)
-    other = round_subset((x, y), 0.25, 8)
-    assert torch.equal(a[1], again[1]) and not torch.equal(a[1], other[1])
-    assert len(a[1]) == 25 and len(set(a[1].tolist())) == 25
-    assert torch.equal(a[0].squeeze(1).long(), a[1])  # rows stay paired
-    assert a[1].tolist() == sorted(a[1].tolist())
+    a, again, other = (subset_rows(100, 0.25, seed) for seed in (7, 7, 8))
+    assert torch.equal(a, again) and not torch.equal(a, other)
+    assert len(a) == 25 and len(set(a.tolist())) == 25 and 0 <= int(a.min())
+    assert int(a.max()) < 100 and a.tolist() == sorted(a.tolist())  # in the split's order
 
 
 def _toy():

@@ -4,11 +4,10 @@ and each round sees another."""
 from __future__ import annotations
 
 import math
-from fractions import Fraction
-from typing import Tuple
 
 import torch
 
+from ..base.decimals import exact
 from ..base.errors import UsageError
 from .batches import DataSource, is_tensor_pair
 
@@ -17,7 +16,7 @@ SUBSET_SEED = 104_729  # the draw's generator is seeded apart from the round's s
 
 def subset_size(n: int, fraction: float) -> int:
     """``ceil(fraction * n)`` of the decimal the user typed (0.3 of 10 is 3, not 4), at least 1."""
-    return max(1, math.ceil(Fraction(repr(float(fraction))) * n))
+    return max(1, math.ceil(exact(fraction) * n))
 
 
 def check_subsettable(train: DataSource) -> None:
@@ -34,11 +33,3 @@ def subset_rows(n: int, fraction: float, seed: int) -> torch.Tensor:
     alone orders its batches)."""
     generator = torch.Generator().manual_seed(seed + SUBSET_SEED)
     return torch.randperm(n, generator=generator)[:subset_size(n, fraction)].sort().values
-
-
-def round_subset(train: DataSource, fraction: float, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``subset_size`` samples of the tensor pair ``train``, drawn by ``seed``."""
-    check_subsettable(train)
-    x, y = train
-    keep = subset_rows(len(y), fraction, seed)
-    return x[keep], y[keep]

@@ -19,7 +19,8 @@ import torch
 
 from ..base.errors import UsageError
 from .masks import Masks
-from .rules import exact, remove_smallest
+from ..base.decimals import exact
+from .rules import remove_smallest
 
 SCOPES = ("layerwise", "global")
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Callable, Dict, Tuple
 
 import torch
 
+from ..base.decimals import decimal_ratio, exact
 from ..base.errors import UsageError
 from ..base.registry import Registry
 from .masks import Masks
@@ -48,17 +48,6 @@ CEIL_SLACK = 1e-12
 def ceil_tolerant(x: float) -> int:
     """``ceil(x)``, where a float a few ulps above an integer counts as that integer."""
     return int(math.ceil(x - CEIL_SLACK * abs(x)))
-
-
-def exact(x: float) -> Fraction:
-    """The decimal a user typed (0.9, 1.2) as an exact fraction, not its binary approximation
-    (``Fraction(0.7)`` is just under 7/10, which would floor 10 * 0.7 to 6)."""
-    return Fraction(*decimal_ratio(x))
-
-
-def decimal_ratio(x: float) -> Tuple[int, int]:
-    """(numerator, denominator) of the decimal ``repr(x)``, e.g. (7, 10) for 0.7."""
-    return Decimal(repr(float(x))).as_integer_ratio()
 
 
 def sap_retained_count(d: int, index: float, p: float, q: float, eta: float) -> int:

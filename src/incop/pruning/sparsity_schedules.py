@@ -20,9 +20,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from ..base.decimals import exact
 from .gradual import GradualSchedule, gradual_step
 from .masks import Masks
-from .rules import (exact, reached_target, remove_smallest, target_count, trim_to_count,
+from .rules import (reached_target, remove_smallest, target_count, trim_to_count,
                     trim_to_target)
 
 Weights = Dict[str, torch.Tensor]
