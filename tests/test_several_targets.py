@@ -95,8 +95,49 @@ def test_equal_steps_and_gradual_pruning_pass_through_the_targets(cli, tmp_path,
             for r in table(run, "rounds.csv")]
     hit = landed(rows, [40.0, 20.0, 10.0])
     assert all(k is not None for k in hit.values()), rows
-    if name == "allr-1x6":
-        assert len(rows) == 7  # still exactly 6 steps
+    assert rows[-1]["remaining"] == target_count(rows[0]["total"], 10.0)
+
+
+def test_n_equal_steps_finish_a_step_cut_short_by_a_target(cli, tmp_path):
+    """--prune_steps 3 to 10% through 40% and 20%: the equal steps keep ceil(N 0.1^(j/3)) of the
+    N weights; step 2 (21.5%) crosses 40% and is cut there, then finished in the next round,
+    and step 3 likewise at 20%: six rounds, every count exact, ending on 10%."""
+    from incop.pruning.sparsity_schedules import root_ceil
+    from fractions import Fraction
+
+    code, out, err = cli("run", "--prune_steps", "3", "--prune_target_remaining", "40", "20",
+                         "10", "--output_dir", str(tmp_path), *SMALL)
+    assert code == 0 and "not reached" not in out, err + out
+    run = tmp_path / "allr-1x3" / "lenet300" / "digits" / "r"
+    remaining = [int(r["remaining"]) for r in table(run, "rounds.csv")]
+    n = remaining[0]
+    step = [root_ceil(n, Fraction(1, 10), j, 3) for j in (1, 2, 3)]
+    assert remaining == [n, step[0], target_count(n, 40), step[1], target_count(n, 20),
+                         target_count(n, 10)]
+    assert step[1] < target_count(n, 40) and step[2] < target_count(n, 20)  # both were cut
+
+
+def test_the_api_returns_the_network_at_every_target():
+    import incop
+    from incop.data import load_splits
+    from torch import nn
+
+    d = load_splits("digits", None, 0.1, 0)
+    cfg = incop.RunConfig(train=incop.TrainConfig(epochs=1, warmup=2, lr=0.05, momentum=0.9),
+                          prune=incop.PruneConfig(target_remaining=10, keep_at=[40, 20],
+                                                  steps=4))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    result = incop.prune_model(model, (d.train_x, d.train_y), (d.val_x, d.val_y), config=cfg)
+    assert sorted(result.landings) == [10.0, 20.0, 40.0]
+    total = 64 * 64 + 64 * 10
+    for t, landing in result.landings.items():
+        assert landing.masks.remaining() == target_count(total, t)
+        zeros = sum(int((p == 0).sum()) for n, p in landing.model.named_parameters()
+                    if n.endswith("weight"))
+        assert total - zeros <= landing.masks.remaining()  # its network is that round's
+        assert result.rounds[landing.round]["remaining"] == target_count(total, t)
+    assert result.landings[10.0].round == result.rounds[-1]["round"]
+    assert result.landings[40.0].epochs < result.landings[20.0].epochs
 
 
 def test_a_search_through_targets_resumes_identically(cli, monkeypatch, tmp_path):
@@ -110,14 +151,12 @@ def test_a_search_through_targets_resumes_identically(cli, monkeypatch, tmp_path
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--prune_keep_at", "20"], "add it (the smallest"),
+    (["--prune_keep_at", "20"], "need the final, smallest target (--prune_target_remaining)"),
     (["--prune_target_remaining", "20", "20", "5"], "a target is given twice"),
-    (["--prune_keep_at", "3", "--prune_target_remaining", "5"], "each must be above the final"),
-    (["--prune_target_remaining", "120", "5"], "a percentage in (0, 100)"),
+    (["--prune_keep_at", "3", "--prune_target_remaining", "5"], "must all be above the final"),
+    (["--prune_target_remaining", "120", "5"], "target 120: a target is a percentage"),
     (["--recipe", "oneshot", "--prune_target_remaining", "20", "5"],
-     "run oneshot once per target"),
-    (["--prune_steps", "2", "--prune_target_remaining", "40", "20", "5"],
-     "--prune_steps 2 takes 2 pruning steps")])
+     "run oneshot once per target")])
 def test_bad_requests_are_one_line(cli, tmp_path, argv, message):
     code, _, err = cli("run", *argv, "--net_warmup", "1", "--quiet", "--output_dir",
                        str(tmp_path))

@@ -19,7 +19,7 @@ from .stopping.criteria import (AccuracyRecovery, FixedEpochs, GradientFlowCrite
                                 StoppingCriterion)
 from .pruning.torch_prune import (MagnitudePruning, SAPPruning, masks_from_torch_prune,  # noqa: E402
                                   remove_reparametrization, to_torch_prune)
-from .api import PruneResult, ablate, prune_model  # noqa: E402
+from .api import Landing, PruneResult, ablate, prune_model  # noqa: E402
 from .config.recipes import DEFAULT_RECIPE  # noqa: E402
 from .config.schema import with_recipe  # noqa: E402
 from . import data  # noqa: E402,F401  (registers the npz and folder datasets)
@@ -32,6 +32,6 @@ __all__ = ["__version__", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig
            "GlobalMagnitude", "LayerwiseMagnitude", "pq_index", "InformationFlow", "GradientFlow",
            "StoppingCriterion", "FixedEpochs", "InformationFlowCriterion", "GradientFlowCriterion",
            "AccuracyRecovery", "MaskStability", "LossRecovery", "SAPPruning", "MagnitudePruning", "to_torch_prune",
-           "remove_reparametrization", "masks_from_torch_prune", "prune_model", "PruneResult", "ablate",
+           "remove_reparametrization", "masks_from_torch_prune", "prune_model", "PruneResult", "Landing", "ablate",
            "with_recipe", "DEFAULT_RECIPE",
            "load_sparse", "save_sparse", "export_model", "fastest_sparse_model"]

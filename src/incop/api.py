@@ -32,6 +32,8 @@ from .engine.trial_inputs import TrialInputs
 from .data.checks import check_inputs
 from .config.identity import data_fingerprint, model_fingerprint
 from .pruning.masks import Masks
+from .pruning.rules import target_count
+from .engine.events import Observer
 from .runs.directory import run_path
 from .runs.layout import model_state, round_masks
 from .pruning.torch_prune import remove_reparametrization, to_torch_prune
@@ -78,6 +80,9 @@ class PruneResult:
     """With ``PruneConfig.target_remaining``: whether every trial reached it (see notes)."""
     ablations: List[Dict[str, Any]] = field(default_factory=list)
     """:func:`ablate`'s rows, once it ran on this result."""
+    landings: Dict[float, "Landing"] = field(default_factory=dict)
+    """With ``PruneConfig.keep_at``: each target (the final one too) -> the last trial's round
+    that landed on it, its network and masks (every sparsity from one search)."""
     _inputs: Optional[_Inputs] = field(default=None, repr=False, compare=False)
 
     @property
@@ -153,6 +158,10 @@ def _prune_model(model, train, val, test, config, probe, output_dir, progress, e
     experiment = observed(cfg, run_path(cfg) if output_dir is not None else None,
                           progress=progress, echo=echo or (lambda s: None), inputs=inputs,
                           name=api_name)
+    keeper = _LandingKeeper([*(cfg.prune.keep_at or ()), cfg.prune.target_remaining]
+                            if cfg.prune.keep_at else [])
+    if cfg.prune.keep_at:
+        experiment.observe(keeper)
     results = experiment.run()
     if results:
         final_model, final_masks = results[-1].model, results[-1].masks
@@ -164,7 +173,39 @@ def _prune_model(model, train, val, test, config, probe, output_dir, progress, e
                        experiment.run_dir.path if experiment.run_dir else None,
                        experiment.records.tickets, results[-1].ticket if results else None,
                        notes=_notes(experiment), config=cfg,
-                       target_reached=_target_reached(experiment, cfg), _inputs=kept)
+                       target_reached=_target_reached(experiment, cfg), _inputs=kept,
+                       landings=keeper.landings())
+
+
+@dataclass
+class Landing:
+    """Where a search through several targets landed on one: its round, the search's epochs up
+    to it, and the network (plain weights, zeros where pruned) and masks of that round."""
+
+    round: int
+    epochs: float
+    model: nn.Module
+    masks: Masks
+
+
+class _LandingKeeper(Observer):
+    """Keeps a copy of each round's network that landed exactly on a target, for the API
+    (a run directory keeps every round's anyway)."""
+
+    def __init__(self, targets) -> None:
+        self.targets, self.kept, self.epochs = [float(t) for t in targets], {}, {}
+
+    def round_ended(self, trial, k, rows, model, masks, state) -> None:
+        record = rows["round"]
+        self.epochs[trial] = (self.epochs.get(trial, 0.0) if k > 0 else 0.0) + record["epochs"]
+        for t in self.targets:
+            if record["remaining"] == target_count(record["total"], t):
+                self.kept[t] = (trial, Landing(k, self.epochs[trial], copy.deepcopy(model),
+                                               masks.clone()))
+
+    def landings(self) -> Dict[float, Landing]:
+        last = max((trial for trial, _ in self.kept.values()), default=None)
+        return {t: landing for t, (trial, landing) in self.kept.items() if trial == last}
 
 
 def _on_device(source: Optional[DataSource], device: torch.device) -> Optional[DataSource]:

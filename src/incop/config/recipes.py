@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..base.errors import UsageError
+from ..base.text import count
 
 DEFAULT_RECIPE = "allr-2"
 
@@ -148,6 +149,9 @@ def _budget(name: str, prefix: str) -> float:
     except ValueError:
         k = -1.0
     if not (k > 0 and k < float("inf")):
+        if prefix == "gmp-":  # gmp-K: a whole run, without steps or a part of the data
+            raise UsageError(f"recipe {name}: the budget after 'gmp-' must be a positive number "
+                             f"of epochs, the length of its one run (e.g. gmp-12)")
         raise UsageError(f"recipe {name}: the budget after '{prefix}' must be a positive number "
                          f"of epochs per round (e.g. {prefix}1 or {prefix}0.25), then at most "
                          f"xN (N equal steps) and @F or @pracF (a part of the data), in that "
@@ -233,6 +237,19 @@ def _spelled(r: Recipe, k: Optional[float], steps: Optional[int], fraction: Opti
         + data
 
 
+def with_budget(name: str, k: float) -> str:
+    """Budgeted recipe ``name`` with budget ``k`` instead, its suffixes kept."""
+    r, _ = find(name)
+    return _spelled(r, k, steps_of(name), *data_of(name))
+
+
+def budget_words(name: str, k: float) -> str:
+    """What budget ``k`` means for recipe ``name``: epochs a round, or gmp-K's whole run."""
+    if not find(name)[0].stepped:
+        return f"a run of {count(k, 'epoch')}"
+    return f"{count(k, 'epoch')} a round"
+
+
 def is_recipe(name: str) -> bool:
     try:
         find(name)
@@ -273,7 +290,7 @@ def describe(name: str) -> str:
         words = words.replace("K epochs", f"{k:g} epoch{'' if k == 1 else 's'}")
     steps, (fraction, choice) = steps_of(name), data_of(name)
     if steps:
-        words += f", in {steps} equal pruning steps to --prune_target_remaining"
+        words += f", in {count(steps, 'equal pruning step')} to --prune_target_remaining"
     if fraction is not None:
         words += (f", each round on {100 * fraction:g}% of the training split "
                   f"({'PrAC' + chr(39) + 's critical set' if choice == 'prac' else 'at random'})")

@@ -396,8 +396,9 @@ def _apply_recipe(c: "RunConfig", name: str, defaulted: bool) -> None:
                     f"{flag} {_shown(have)}: with neither --prune_method nor --recipe incop runs "
                     f"its recommended recipe {name} ({words}), which needs {flag} {_shown(want)}; "
                     f"give a method (e.g. --prune_method sap) to choose {flag} yourself")
-            budget = (f", or --recipe {name.rsplit('-', 1)[0]}-{have:g} for {have:g} epochs a "
-                      f"round" if key == "train.epochs" and recipes.find(name)[0].budgeted else "")
+            budget = (f", or --recipe {recipes.with_budget(name, have)} for "
+                      f"{recipes.budget_words(name, have)}"
+                      if key == "train.epochs" and recipes.find(name)[0].budgeted else "")
             raise UsageError(f"{flag} {_shown(have)}: recipe {name} ({words}) sets {flag} "
                              f"{_shown(want)}; drop {flag}{budget}, or give a method "
                              f"(--prune_method) instead of the recipe to choose it yourself")
@@ -409,8 +410,9 @@ def _apply_recipe(c: "RunConfig", name: str, defaulted: bool) -> None:
 
 
 def _shown(value: Any) -> str:
-    return {True: "on", False: "off"}.get(value, f"{value:g}") if isinstance(value, (bool, float)) \
-        else str(value)
+    if isinstance(value, bool):  # before the number: 1.0 == True
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _canonical_method(name: str) -> str:
@@ -690,26 +692,22 @@ def _validate_keep_at(c: "RunConfig") -> None:
     if not p.keep_at:
         p.keep_at = None
         return
-    given = " ".join(f"{x:g}" if _finite(x) else str(x) for x in p.keep_at)
+    shown = lambda x: f"{x:g}" if _finite(x) else str(x)
+    on_the_way = " ".join(shown(x) for x in p.keep_at)
     _need(p.target_remaining is not None,
-          f"--prune_keep_at {given}: these are targets on the way to --prune_target_remaining; "
-          f"add it (the smallest, e.g. --prune_target_remaining {given} 5)")
-    _need(all(_finite(x) and 0 < x < 100 for x in p.keep_at),
-          f"--prune_keep_at {given}: each must be a percentage in (0, 100)")
+          f"targets {on_the_way} on the way ({flag_name('prune.keep_at')}) need the final, "
+          f"smallest target ({flag_name('prune.target_remaining')}) beside them")
+    bad = [shown(x) for x in p.keep_at if not (_finite(x) and 0 < x < 100)]
+    _need(not bad, f"target {', '.join(bad)}: a target is a percentage of the weights in "
+                   f"(0, 100)")
     _need(len(set(p.keep_at)) == len(p.keep_at) and p.target_remaining not in p.keep_at,
-          f"--prune_target_remaining {given} {p.target_remaining:g}: a target is given twice")
+          f"targets {on_the_way} {p.target_remaining:g}: a target is given twice")
     _need(all(x > p.target_remaining for x in p.keep_at),
-          f"--prune_keep_at {given}: each must be above the final --prune_target_remaining "
-          f"{p.target_remaining:g} (the search reaches them first); give the smallest target "
-          f"last")
-    steps, targets = c.experiment.imp_total_iter - 1, len(p.keep_at) + 1
-    named = f"--prune_steps {p.steps}" if p.steps is not None else \
-        f"--exper_imp_total_iter {c.experiment.imp_total_iter}" + (
-            f" (recipe {p.recipe})" if p.recipe else "")
-    _need(p.method == "gmp" or steps >= targets,
-          f"{named} takes {count(steps, 'pruning step')}, and a step lands on one target at "
-          f"most: {targets} targets need {targets} steps or more" + (
-              "; run oneshot once per target" if p.recipe == "oneshot" else ""))
+          f"targets {on_the_way} on the way ({flag_name('prune.keep_at')}) must all be above "
+          f"the final {flag_name('prune.target_remaining')} {p.target_remaining:g} (the search "
+          f"reaches them first)")
+    _need(p.recipe != "oneshot", f"recipe oneshot prunes once and lands on one target, not "
+                                 f"{len(p.keep_at) + 1}: run oneshot once per target")
     p.keep_at = sorted((float(x) for x in p.keep_at), reverse=True)
 
 
@@ -739,15 +737,16 @@ def _validate_gmp(c: "RunConfig") -> None:
     _need(p.criterion in (None, "fixed"),
           f"--stop_criterion {p.criterion}: gradual magnitude pruning trains its schedule to the "
           f"end; drop --stop_criterion")
-    _need(p.gmp_lr != "restart" or t.lr_schedule != "constant",
+    _need(p.gmp_lr != "restart" or t.lr_schedule in ("linear", "cosine"),
           f"{'recipe ' + p.recipe if p.recipe else '--gmp_lr restart'} restarts "
-          f"--net_lr_schedule's decay at every pruning step, and a constant rate has none: give "
-          f"--net_lr_schedule linear (or cosine)")
+          f"--net_lr_schedule's decay at every pruning step, and {t.lr_schedule} does not decay "
+          f"within a step: give --net_lr_schedule linear (or cosine)")
     _need(not t.lr_allr, "--net_lr_allr restarts a rate every round, and gradual magnitude "
                          "pruning is one run with one schedule: drop --net_lr_allr")
     _need(t.round_data_fraction is None,
           f"--round_data_fraction {t.round_data_fraction}: gradual magnitude pruning is one run "
-          f"whose steps are counted in iterations; give it fewer --net_train_epochs instead")
+          f"whose steps are counted in iterations; give it fewer "
+          f"{'epochs (a smaller gmp-K)' if p.recipe else '--net_train_epochs'} instead")
 
 
 def _validate_steps(c: "RunConfig") -> None:

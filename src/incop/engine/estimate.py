@@ -103,8 +103,11 @@ def target_report(rounds: Sequence[Dict[str, Any]], target_pct: Optional[float],
         row = {"trial": t, "rounds": len(mine), "remaining_pct": last["remaining_pct"],
                "reached": last["remaining"] <= (target_count(last["total"], target_pct)
                                                 if keep is None else keep)}
-        if keep_at:
+        if keep_at:  # the round that landed on each target, and the search's epochs to it
             row["landed"] = {f"{x:g}": k for x, k in landed(mine, [*keep_at, target_pct]).items()}
+            row["landed_epochs"] = {x: None if k is None else
+                                    sum(r["epochs"] for r in mine if r["round"] <= k)
+                                    for x, k in row["landed"].items()}
         if (stalls or {}).get(t) is not None and not row["reached"]:
             row["stalled_at"] = stalls[t]
         elif not row["reached"] and keep is None:
@@ -146,21 +149,22 @@ def target_report(rounds: Sequence[Dict[str, Any]], target_pct: Optional[float],
             "trials": trials, "note": note}
 
 
-def landings_text(report: Optional[Dict[str, Any]], rounds: Sequence[Dict[str, Any]]) -> List[str]:
+def landings_text(report: Optional[Dict[str, Any]], saved: bool = True) -> List[str]:
     """Where each trial landed on each target of a search through several (a line a trial),
-    with the search's epochs up to there: what one search gives."""
+    with the search's epochs up to there: what one search gives (``saved``: and where a run
+    directory keeps each round's network)."""
     out = []
     for trial in (report or {}).get("trials", []):
         if "landed" not in trial:
             continue
-        mine = [r for r in rounds if r["trial"] == trial["trial"]]
         parts = []
         for target, k in trial["landed"].items():
             if k is None:
                 parts.append(f"{target}% not reached")
                 continue
-            epochs = sum(r["epochs"] for r in mine if r["round"] <= k)
-            parts.append(f"{target}% at round {k} ({epochs:.4g} epochs)")
-        out.append(f"trial {trial['trial']} landed on " + ", ".join(parts) + " (each round's "
-                   f"masks and network: masks/, models/trial{trial['trial']}_round<k>.pt)")
+            parts.append(f"{target}% at round {k} ({trial['landed_epochs'][target]:.4g} "
+                         f"epochs)")
+        out.append(f"trial {trial['trial']} landed on " + ", ".join(parts) + (
+            f" (each round's masks and network: masks/, models/trial{trial['trial']}_round<k>.pt)"
+            if saved else ""))
     return out

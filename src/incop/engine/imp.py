@@ -132,7 +132,9 @@ class IMPExperiment:
         if warning:
             self._say(warning)
         method = (f"{cfg.prune.method} (rule {self.rule_name}, stop {self.criterion_name}"
-                  + (f", epsilon {self.epsilon:g}" if self.criterion_name != "fixed" else "") + ")")
+                  + (f", epsilon {self.epsilon:g}" if self.criterion_name != "fixed" else "")
+                  + (", the rate restarted at every step (GMP*)"
+                     if cfg.prune.method == "gmp" and cfg.prune.gmp_lr == "restart" else "") + ")")
         self._say(f"incop {__version__}: {_recipe_words(cfg.prune.recipe, method)} on "
                   f"{cfg.model.arch}/{cfg.data.dataset}{source}, device {self.device}")
         if cfg.train.round_data_fraction is not None:
@@ -169,7 +171,8 @@ class IMPExperiment:
                                self._target_keep, self.stalls, cfg.prune.keep_at or ())
         self.notes = run_notes(criterion, target, self.records.trials, self.name,
                                self.records.final_layer_rows())
-        for text in end_of_run_text(self.records) + landings_text(target, self.rounds):
+        for text in end_of_run_text(self.records) + landings_text(
+                target, self.run_dir is not None):
             self._say(text)
         self.events.completed(self.records, {"criterion": criterion, "target": target,
                                              "notes": self.notes})
@@ -346,7 +349,8 @@ class IMPExperiment:
         the trials are alike)."""
         cfg = self.cfg
         gradual = cfg.prune.method == "gmp"
-        rounds = 1 if gradual else cfg.prune.steps + 1 if cfg.prune.steps else planned_rounds(
+        on_the_way = len(cfg.prune.keep_at or ())  # each may add a round to N equal steps
+        rounds = 1 if gradual else cfg.prune.steps + 1 + on_the_way if cfg.prune.steps else planned_rounds(
             self.rule_name, cfg.prune.ratio, cfg.prune.target_remaining,
             cfg.experiment.imp_total_iter)
         line = first_epoch_line(seconds, cfg.train.warmup, self._round_cost(), rounds,

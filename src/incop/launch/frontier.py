@@ -188,7 +188,8 @@ def run_frontier(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s:
                                               for k, v in r.items()} for r in summary])
         atomic_write_text(out / "frontier.md", "# incop frontier\n\n" + table)
         for t, rows_t in summaries.items():
-            save_figure(frontier_figure(rows_t, tolerance),
+            save_figure(frontier_figure(rows_t, tolerance, t if s.keep_at else None,
+                                        on_the_way=t != s.target),
                         out / ("frontier.png" if t == s.target else f"frontier_target{t:g}.png"))
         if s.keep_at:
             save_figure(accuracy_figure(summary), out / "accuracy_vs_remaining.png")
@@ -203,7 +204,8 @@ def _tables(summaries: Dict[float, List[Dict[str, Any]]], tolerance: float, s: S
         return frontier_table(summaries[s.target], tolerance, s)
     order = [s.target, *s.keep_at]
     return "\n".join(f"## {t:g}% remaining\n\n" + frontier_table(
-        summaries[t], tolerance, dataclasses.replace(s, target=t)) for t in order) + \
+        summaries[t], tolerance, dataclasses.replace(s, target=t), on_the_way=t != s.target)
+        for t in order) + \
         "\nEach search passed through every target (the step that crossed one was trimmed onto " \
         "it), so a recipe's cost at a target is its search's epochs up to the round that " \
         "landed there; one-shot ran once per target. The ablations judge the final target's " \

@@ -59,6 +59,12 @@ class SparsitySchedule:
         when each round is a training run of its own."""
         return None
 
+    def planned_totals(self, masks: Masks) -> Optional[List[int]]:
+        """The network's count after each step, for a schedule of a fixed number of steps
+        (a step cut short by a target on the way is then finished in the next round); None
+        for one whose steps go on from wherever the last one ended."""
+        return None
+
 
 class RuleRounds(SparsitySchedule):
     """IMP: round ``k`` prunes the survivors by ``rule``; a step that would go below
@@ -123,6 +129,14 @@ class EqualSteps(SparsitySchedule):
                 new = trim_to_count(weights, masks, new, target_count(masks.total(), self.target))
         return new, {"ratio": 1 - new.remaining() / masks.remaining()}
 
+    def planned_totals(self, masks: Masks) -> Optional[List[int]]:
+        total = masks.total()
+        if self.scope == "global":
+            return [self.kept(total, j) for j in range(1, self.steps + 1)]
+        sizes = [masks[n].numel() for n in masks.names()]
+        return [sum(self.kept(n, j) for n in sizes) for j in range(1, self.steps)] + \
+            [target_count(total, self.target)]
+
 
 class CubicSteps(SparsitySchedule):
     """Gradual magnitude pruning: round ``k`` (from 1) is the ``k``-th step of ``gradual``,
@@ -153,20 +167,35 @@ class Waypoints(SparsitySchedule):
     """``inner``, with a step that would cross one of ``targets`` (percentages remaining, the
     earlier targets of the search) trimmed onto it by magnitude, as the last step is onto the
     final target: the search passes through each of them exactly, in one round it records
-    (its masks and network kept like every round's). The next step goes on from there."""
+    (its masks and network kept like every round's). The next step goes on from there; for a
+    schedule of a fixed number of steps (:class:`EqualSteps`) the step cut short is finished in
+    the next round, so each target on the way that is not one of its counts adds a round."""
 
     def __init__(self, inner: SparsitySchedule, targets) -> None:
         self.inner, self.targets = inner, sorted(targets, reverse=True)
-        self.rounds, self.rewinds, self.to_target = inner.rounds, inner.rewinds, inner.to_target
+        self.rewinds, self.to_target = inner.rewinds, inner.to_target
+        self.split = isinstance(inner, EqualSteps)
+        self.rounds = inner.rounds + (len(self.targets) if self.split else 0)  # at most
+
+    def _cut_short(self, masks: Masks) -> int:
+        """Steps of ``inner`` cut short by a target reached so far: those rounds did not
+        advance it (a target that is one of its counts cut nothing)."""
+        planned = self.inner.planned_totals(masks) if self.split else None
+        if planned is None:
+            return 0
+        counts = [target_count(masks.total(), t) for t in self.targets]
+        return sum(1 for c in counts if masks.remaining() <= c and c not in planned)
 
     def prune(self, k: int, weights: Weights, masks: Masks) -> Step:
-        new, info = self.inner.prune(k, weights, masks)
+        new, info = self.inner.prune(k - self._cut_short(masks), weights, masks)
         ahead = [t for t in self.targets if masks.remaining() > target_count(masks.total(), t)]
         if ahead:  # the largest target not yet reached: the step lands on it or stays above
             new = trim_to_target(weights, masks, new, ahead[0])
         return new, info  # the rule's ratio, as for the step trimmed onto the final target
 
     def last(self, k: int, masks: Masks) -> bool:
+        if self.split:
+            return reached_target(masks, self.inner.target)
         return self.inner.last(k, masks)
 
     def final_keep(self, masks: Masks) -> Optional[int]:

@@ -41,7 +41,7 @@ def frontier_rows(rows: Sequence[Dict[str, Any]], ablations: Sequence[Dict[str, 
             abs(row["gap_mean"]) <= spread
         row["notes"] = _notes(name, mine, rows)
         out.append(row)
-    for kind in ("random_prune", "random_reinit"):
+    for kind in ("random_prune", "random_reinit") if ablations else ():
         g = [a["ticket_test_acc"] - a["test_acc"] for a in ablations if a["ablation"] == kind]
         out[0][f"minus_{kind}_mean"], out[0][f"minus_{kind}_std"] = mean_std(g)
         out[0][f"{kind}_runs"] = len(g)
@@ -126,16 +126,24 @@ def verdict(summary: Sequence[Dict[str, Any]], tolerance: float) -> List[str]:
     return lines
 
 
-def frontier_table(summary: Sequence[Dict[str, Any]], tolerance: float, settings) -> str:
-    """Markdown: every recipe's cost and judged ticket against the reference's, then the verdict."""
+def frontier_table(summary: Sequence[Dict[str, Any]], tolerance: float, settings,
+                   on_the_way: bool = False) -> str:
+    """Markdown: every recipe's cost and judged ticket against the reference's, then the verdict.
+    ``on_the_way``: the table of a target the searches passed through (``settings.target``),
+    its masks and costs those of the round that landed there."""
     head = ("| recipe | seeds | search epochs | share of reference | search wall s | warm-up s "
             "| remaining % | final network test % | ticket test % | ticket − reference (pts) "
             "| ticket epochs | speed-up, batch 1 / 64 | notes |")
+    where = (f"{settings.target:g}% remaining, on the way to the final target; every mask "
+             f"there (the round that landed on it) retrained" if on_the_way else
+             f"{settings.target:g}% remaining; every final mask retrained")
+    upto = " up to the round that landed on the target" if on_the_way else ""
     lines = [f"Reference: {settings.reference} with {settings.epochs:g} epochs a round, to "
-             f"{settings.target:g}% remaining; every final mask retrained from the reference's "
+             f"{where} from the reference's "
              f"rewind point for {settings.ticket_epochs:g} epochs. Search epochs and wall time "
-             f"are the rounds' (the dense warm-up apart, in its own column). The final network "
-             f"is the search's own, as it ends (no retraining): what a practitioner deploys; "
+             f"are the rounds'{upto} (the dense warm-up apart, in its own column). The final "
+             f"network is the search's own{' there' if on_the_way else ', as it ends'} (no "
+             f"retraining): what a practitioner deploys; "
              f"the ticket epochs are what judging its mask cost, on top of the search. The "
              f"speed-up is the final network's on this machine, one thread (dense time over its "
              f"fastest sparse form's, as incop speed measures it).", "",
@@ -161,7 +169,8 @@ def _pm(row: Dict[str, Any], key: str, digits: int = 2) -> str:
     return mean_std_cell(row, key, digits, count="seeds")
 
 
-def frontier_figure(summary: Sequence[Dict[str, Any]], tolerance: float) -> Figure:
+def frontier_figure(summary: Sequence[Dict[str, Any]], tolerance: float,
+                    target: Optional[float] = None, on_the_way: bool = False) -> Figure:
     """Judged ticket accuracy against search epochs, each recipe a point with its seed spread,
     the Pareto front, and the reference's accuracy minus the tolerance as a band."""
     fig = Figure(figsize=(8.5, 5.2), layout="constrained")
@@ -192,7 +201,10 @@ def frontier_figure(summary: Sequence[Dict[str, Any]], tolerance: float) -> Figu
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
-    _style(ax, "Judged ticket accuracy against search cost", "search epochs (all rounds)",
+    _style(ax, "Judged ticket accuracy against search cost"
+           + ("" if target is None else f", at {target:g}% remaining"),
+           "search epochs (the rounds up to the target)" if on_the_way else
+           "search epochs (all rounds)",
            "ticket test accuracy (%)")
     ax.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]))
     ax.legend(fontsize=8, loc="lower right")
