@@ -183,3 +183,28 @@ def test_one_recipe_spelled_twice_is_one_search(quick, cli, tmp_path):
     assert "frontier: 2 run(s), 2 finished already" in stdout  # the reference and lrr-1
     md = (out / OUT / "frontier.md").read_text()
     assert md.count("| lrr-1 |") == 1 and "LRR" not in md and "identical results" not in md
+
+
+def test_a_figure_of_many_recipes_has_a_legend_not_labels_on_labels():
+    """Up to 8 recipes are labelled beside their points; more (a study's grid, points close
+    together) get a legend beside the axes, each recipe its own colour and marker."""
+    from incop.report.frontier import LABELLED, frontier_figure
+
+    def summary(n):
+        return [{"recipe": "reference" if i == 0 else f"r{i}", "seeds": 3,
+                 "search_epochs_mean": 5.0 + i % 3, "search_epochs_std": 0.1,
+                 "ticket_test_acc_mean": 88.0 + (i % 2) * 0.01, "ticket_test_acc_std": 0.1}
+                for i in range(n)]
+
+    few = frontier_figure(summary(LABELLED), 0.3).axes[0]
+    assert len(few.texts) >= 1 and few.get_legend() is not None
+    assert {t.get_text() for t in few.get_legend().get_texts()} <= {
+        "Pareto front", "reference's ticket minus 0.3 points"}
+    many = frontier_figure(summary(25), 0.3).axes[0]
+    assert not many.texts  # no annotations to overlap
+    shown = [t.get_text() for t in many.get_legend().get_texts()]
+    assert {"reference", *(f"r{i}" for i in range(1, 25))} <= set(shown)
+    styles = {(tuple(line.get_color()) if not isinstance(line.get_color(), str)
+               else line.get_color(), line.get_marker())
+              for line in many.get_lines() if line.get_marker() not in (None, "None", "")}
+    assert len(styles) >= 25  # every recipe drawn its own way

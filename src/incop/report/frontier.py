@@ -176,17 +176,21 @@ def frontier_figure(summary: Sequence[Dict[str, Any]], tolerance: float,
     fig = Figure(figsize=(8.5, 5.2), layout="constrained")
     ax = fig.add_subplot()
     pts = [r for r in summary if not math.isnan(r["ticket_test_acc_mean"])]
+    legend = len(pts) > LABELLED  # many recipes: a legend beside the axes, never labels on labels
     names: Dict[tuple, List[str]] = {}
     for i, r in enumerate(pts):
         x, y = r["search_epochs_mean"], r["ticket_test_acc_mean"]
+        ref = r["recipe"] == "reference"
         ax.errorbar([x], [y], yerr=[r["ticket_test_acc_std"]] if r["seeds"] > 1 else None,
                     xerr=[r["search_epochs_std"]] if r["seeds"] > 1 else None,
-                    color=COLORS[i % len(COLORS)], marker="*" if r["recipe"] == "reference" else "o",
-                    markersize=11 if r["recipe"] == "reference" else 6, capsize=2)
+                    color=COLORS[i % len(COLORS)],
+                    marker="*" if ref else MARKERS[(i // len(COLORS)) % len(MARKERS)] if legend
+                    else "o", markersize=11 if ref else 6, capsize=2,
+                    label=r["recipe"] if legend else None)
         names.setdefault((round(x, 6), round(y, 6)), []).append(r["recipe"])
-    for j, ((x, y), at) in enumerate(sorted(names.items())):  # one label per point, all names
+    for j, ((x, y), at) in enumerate(sorted(names.items()) if not legend else ()):
         ax.annotate(", ".join(at), (x, y), textcoords="offset points", fontsize=7,
-                    xytext=(5, 5 if j % 2 == 0 else -11))
+                    xytext=(5, 5 if j % 2 == 0 else -11))  # one label per point, all names
     front, best = [], -np.inf
     for r in sorted(pts, key=lambda r: r["search_epochs_mean"]):
         if r["ticket_test_acc_mean"] > best:
@@ -207,10 +211,16 @@ def frontier_figure(summary: Sequence[Dict[str, Any]], tolerance: float,
            "search epochs (all rounds)",
            "ticket test accuracy (%)")
     ax.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]))
-    ax.legend(fontsize=8, loc="lower right")
+    if legend:
+        fig.set_size_inches(10.5, 5.2)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                  ncol=1 if len(pts) <= 24 else 2)
+    else:
+        ax.legend(fontsize=8, loc="lower right")
     return fig
 
 
+LABELLED = 8  # up to this many recipes are labelled beside their points; more get a legend
 MARKERS = "osD^v<>pPX"  # with the colours, 100 recipes each drawn their own way
 
 
