@@ -107,6 +107,18 @@ def killed_then_resumed(cli, monkeypatch, n_call: int, *argv):
     return cli(*argv)
 
 
+def resumes_identically(cli, monkeypatch, tmp_path, n_call: int, argv, run: str) -> str:
+    """Run ``argv`` whole into ``tmp_path/a``, and killed in the n-th training call then resumed
+    into ``tmp_path/b``; assert both run directories (``run`` under each) have the same rounds.
+    Returns what the resumed call printed."""
+    assert cli(*argv, "--output_dir", str(tmp_path / "a"))[0] == 0
+    code, out, err = killed_then_resumed(cli, monkeypatch, n_call, *argv,
+                                         "--output_dir", str(tmp_path / "b"))
+    assert code == 0 and "resuming" in out, err
+    assert table(tmp_path / "a" / run, "rounds.csv") == table(tmp_path / "b" / run, "rounds.csv")
+    return out
+
+
 def spy_round_starts(monkeypatch):
     """The model's state at the start of every training run (warm-up, rounds, ticket)."""
     import incop.engine.training as training_module

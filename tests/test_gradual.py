@@ -94,27 +94,7 @@ def test_the_run_follows_the_schedule_and_resumes_identically(cli, monkeypatch, 
 def test_one_optimizer_and_one_schedule_run_through_the_steps(monkeypatch):
     """The rate of step i (from 0) of the run is --net_lr (1 - i / 116), i counted from the run's
     start across the rounds (an IMP round would restart it); and momentum goes on (the same optimizer object every round)."""
-    import incop.engine.training as training
-    from incop.cli import build_parser
-    from incop.config.flags import config_from_args
-    from incop.engine.imp import IMPExperiment
-
-    rates, optimizers = [], set()
-    real = training.train_steps
-
-    def spy(model, optimizer, masks, stream, steps, on_step=None, compute=training.FP32,
-            on_batch=None):
-        optimizers.add(id(optimizer))
-
-        def record():
-            rates.append(optimizer.param_groups[0]["lr"])
-            if on_step is not None:
-                on_step()
-        return real(model, optimizer, masks, stream, steps, record, compute, on_batch)
-
-    monkeypatch.setattr(training, "train_steps", spy)
-    cfg = config_from_args(build_parser().parse_args(GMP[:-3] + ["--net_warmup", "0"]))
-    IMPExperiment(cfg, progress=False, echo=lambda s: None).run()
+    rates, optimizers = _rates_of_run(monkeypatch, GMP[:-3] + ["--net_warmup", "0"])
     # (read after step i's update, before the schedule moves on: the rate step i trained with)
     assert rates == pytest.approx([0.05 * (1 - i / 116) for i in range(116)], abs=1e-15)
     assert len(optimizers) == 1

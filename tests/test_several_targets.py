@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import killed_then_resumed, table
+from conftest import resumes_identically, table
 from incop.pruning.masks import Masks
 from incop.pruning.rules import GlobalMagnitude, target_count
 from incop.pruning.sparsity_schedules import RuleRounds, Waypoints, landed
@@ -141,13 +141,9 @@ def test_the_api_returns_the_network_at_every_target():
 
 
 def test_a_search_through_targets_resumes_identically(cli, monkeypatch, tmp_path):
-    argv = ["run", "--prune_target_remaining", "40", "20", "10", *SMALL]
-    assert cli(*argv, "--output_dir", str(tmp_path / "a"))[0] == 0
-    code, out, err = killed_then_resumed(cli, monkeypatch, 8, *argv,
-                                         "--output_dir", str(tmp_path / "b"))
-    assert code == 0 and "resuming" in out, err
-    a, b = (tmp_path / x / "allr-1" / "lenet300" / "digits" / "r" for x in "ab")
-    assert table(a, "rounds.csv") == table(b, "rounds.csv")
+    resumes_identically(cli, monkeypatch, tmp_path, 8,
+                        ["run", "--prune_target_remaining", "40", "20", "10", *SMALL],
+                        "allr-1/lenet300/digits/r")
 
 
 @pytest.mark.parametrize("argv,message", [
