@@ -32,7 +32,7 @@ from .engine.trial_inputs import TrialInputs
 from .data.checks import check_inputs
 from .config.identity import data_fingerprint, model_fingerprint
 from .pruning.masks import Masks
-from .pruning.rules import target_count
+from .pruning.sparsity_schedules import landed
 from .engine.events import Observer
 from .runs.directory import run_path
 from .runs.layout import model_state, round_masks
@@ -198,8 +198,8 @@ class _LandingKeeper(Observer):
     def round_ended(self, trial, k, rows, model, masks, state) -> None:
         record = rows["round"]
         self.epochs[trial] = (self.epochs.get(trial, 0.0) if k > 0 else 0.0) + record["epochs"]
-        for t in self.targets:
-            if record["remaining"] == target_count(record["total"], t):
+        for t, hit in landed([{**record, "round": k}], self.targets).items():
+            if hit is not None:  # the same test as the run's records are read with
                 self.kept[t] = (trial, Landing(k, self.epochs[trial], copy.deepcopy(model),
                                                masks.clone()))
 

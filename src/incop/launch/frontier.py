@@ -228,26 +228,26 @@ def _units(judged: Dict[tuple, RunConfig], s: Settings) -> List[Unit]:
     """Every (recipe, seed, target) to judge: a run that passed through the targets is judged
     at each, at the round that landed there; one-shot's run of a target at its end."""
     units = []
-    for t in s.targets:
-        for key, cfg in judged.items():
-            name, seed = key[:2]
-            if len(key) == 3:
-                if key[2] == t:
-                    units.append(Unit(name, seed, t, cfg, None))
-            elif t == s.target:
-                units.append(Unit(name, seed, t, cfg, None))
-            elif cfg.prune.keep_at:
-                units.append(Unit(name, seed, t, cfg, _landed_round(cfg, t)))
+    for key, cfg in judged.items():
+        name, seed = key[:2]
+        if len(key) == 3:  # one-shot's run of a target on the way
+            units.append(Unit(name, seed, key[2], cfg, None))
+            continue
+        units.append(Unit(name, seed, s.target, cfg, None))
+        if cfg.prune.keep_at:  # the rounds that landed on the others, read once per run
+            units += [Unit(name, seed, t, cfg, k)
+                      for t, k in _landed_rounds(cfg, cfg.prune.keep_at).items()]
     return units
 
 
-def _landed_round(cfg: RunConfig, target: float) -> int:
+def _landed_rounds(cfg: RunConfig, targets: Sequence[float]) -> Dict[float, int]:
     run = load_run(run_path(cfg))
-    k = landed([r for r in run.rounds if r["trial"] == 0], [target])[target]
-    if k is None:
+    rounds = landed([r for r in run.rounds if r["trial"] == 0], targets)
+    missed = [f"{t:g}%" for t, k in rounds.items() if k is None]
+    if missed:
         raise BrokenRun(f"{run.path} is finished at its target but no round kept exactly "
-                        f"{target:g}% of the weights, a target on its way; {DAMAGED}")
-    return k
+                        f"{', '.join(missed)} of the weights, a target on its way; {DAMAGED}")
+    return rounds
 
 
 def _short_of_target(cfg: RunConfig) -> Optional[float]:
@@ -290,9 +290,10 @@ def _judge(units: Sequence[Unit], configs: Dict[tuple, RunConfig], s: Settings,
     kept = _kept_rows(directory.path / RESULTS, s.target)
     rows, judge, hashes = [], None, {}
     with directory.lock():
+        runs: Dict[Path, Any] = {}  # a run judged at several targets is read once
         for u in units:
             path = run_path(u.cfg)
-            run = load_run(path)
+            run = runs[path] = runs.get(path) or load_run(path)
             if path not in hashes:
                 hashes[path] = result_hash(run)
             row = {"recipe": u.name, "seed": u.seed, "target": u.target, "run_dir": str(path),

@@ -180,7 +180,7 @@ class Waypoints(SparsitySchedule):
     def _cut_short(self, masks: Masks) -> int:
         """Steps of ``inner`` cut short by a target reached so far: those rounds did not
         advance it (a target that is one of its counts cut nothing)."""
-        planned = self.inner.planned_totals(masks) if self.split else None
+        planned = self.inner.planned_totals(masks)
         if planned is None:
             return 0
         counts = [target_count(masks.total(), t) for t in self.targets]
