@@ -156,7 +156,7 @@ def test_fastest_sparse_model_times_and_runs_convolutions(tmp_path):
     from incop.deploy.sparse_inference import sparse_model
 
     forced = sparse_model(masked, masks, {"features.0": "direct", "features.3": "direct-i8"})
-    assert isinstance(forced.features[0], SparseConv2d) and forced.features[3].tiled.images == 8
+    assert isinstance(forced.features[0], SparseConv2d) and forced.features[3].kernel == "direct-i8"
     path = tmp_path / "fast.pt"
     torch.save(forced, path)
     torch.save(x, tmp_path / "x.pt")
@@ -180,7 +180,7 @@ def test_a_saved_layer_naming_an_unknown_layout_is_refused():
 
     conv = torch.nn.Conv2d(3, 4, 3, padding=1)
     sparse = SparseConv2d(conv, (torch.rand_like(conv.weight) < 0.3).float(), "direct-i8")
-    assert pickle.loads(pickle.dumps(sparse)).tiled.images == 8
+    assert pickle.loads(pickle.dumps(sparse)).kernel == "direct-i8"
     sparse.kernel = "direct-i1000000000"
     with pytest.raises(ValueError, match="is not one of"):
         pickle.loads(pickle.dumps(sparse))

@@ -26,6 +26,7 @@ from . import data  # noqa: E402,F401  (registers the npz and folder datasets)
 from .pruning.sparse_files import load_sparse, save_sparse  # noqa: E402
 from .deploy.export import export_model  # noqa: E402
 from .deploy.sparse_inference import fastest_sparse_model  # noqa: E402
+from .deploy.fast_model_files import load_fast_model, save_fast_model  # noqa: E402
 
 __all__ = ["__version__", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "PruneConfig",
            "ExperimentConfig", "UsageError", "Masks", "prunable_parameters", "weight_catalogue", "SAP",
@@ -34,4 +35,5 @@ __all__ = ["__version__", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig
            "AccuracyRecovery", "MaskStability", "LossRecovery", "SAPPruning", "MagnitudePruning", "to_torch_prune",
            "remove_reparametrization", "masks_from_torch_prune", "prune_model", "PruneResult", "Landing", "ablate",
            "with_recipe", "DEFAULT_RECIPE",
-           "load_sparse", "save_sparse", "export_model", "fastest_sparse_model"]
+           "load_sparse", "save_sparse", "export_model", "fastest_sparse_model",
+           "save_fast_model", "load_fast_model"]

@@ -23,7 +23,6 @@ from .arguments import MEMORY_SHARE
 # layer asking for more than any network uses is refused instead of sizing them.
 GEOMETRY_LIMIT = 1 << 16
 _INDEX_DTYPES = (torch.int32, torch.int64)
-_CONV_DTYPES = (torch.float32, torch.float64)
 REMAKE = ("make the fast model again with incop.fastest_sparse_model, and load only fast "
           "models you made yourself")
 
@@ -77,6 +76,33 @@ def linear_weight(weight: Any, bias: Any, layer: str = "SparseLinear") -> torch.
     return _checked_csr(weight, layer)
 
 
+def linear_parts(crow: Any, col: Any, values: Any, bias: Any, in_features: Any,
+                 layer: str = "SparseLinear") -> torch.Tensor:
+    """The CSR weight a SparseLinear holds as its parts (row pointers, column indices, values
+    and a bias of (out, 1)), checked as :func:`linear_weight` checks a whole one."""
+    parts = [_tensor(t, what, layer) for t, what in ((crow, "row pointers"),
+                                                      (col, "column indices"), (values, "values"))]
+    cols = _whole(in_features)
+    if cols is None or cols < 0:
+        raise _refuse(layer, f"its in_features {short_repr(in_features, 40)} is not a whole number")
+    if any(p.layout != torch.strided or p.dim() != 1 for p in parts) or crow.numel() < 1:
+        raise _refuse(layer, f"its CSR parts are {[tuple(p.shape) for p in parts]}, not "
+                             f"three dense 1-d tensors")
+    if not values.is_floating_point():
+        raise _refuse(layer, f"its values are {values.dtype}, not floating point")
+    for part, what in zip(parts, ("row pointers", "column indices", "values")):
+        _stored(part, what, layer)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            weight = torch.sparse_csr_tensor(crow, col, values, (crow.numel() - 1, cols),
+                                             check_invariants=False)
+    except RuntimeError as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise _refuse(layer, f"its CSR parts do not make a matrix ({reason.rstrip('.')})") from None
+    return linear_weight(weight, bias, layer)
+
+
 def _checked_csr(weight: torch.Tensor, layer: str) -> torch.Tensor:
     """``weight`` rebuilt from its parts with torch's invariants checked: row pointers from 0
     to the number of values, never going back, column indices sorted inside the matrix."""
@@ -115,8 +141,8 @@ def csr_parts(weight: torch.Tensor) -> Tuple[torch.Tensor, ...]:
 
 def conv_state(state: Mapping[str, Any], layouts: Collection[str],
                layer: str = "SparseConv2d") -> None:
-    """A SparseConv2d's saved state: a layout incop has, a 4-d float32 or float64 weight that
-    holds its values, a bias of (out,) in its dtype or none, and a geometry in bounds."""
+    """A SparseConv2d's saved state: a layout incop has, and tensors and a geometry that
+    :func:`conv_parts` accepts."""
     missing = [k for k in ("weight", "bias", "stride", "padding", "dilation", "groups")
                if k not in state]
     if missing:
@@ -124,12 +150,20 @@ def conv_state(state: Mapping[str, Any], layouts: Collection[str],
     kernel = state.get("kernel", "direct")
     if not isinstance(kernel, str) or kernel not in layouts:
         raise _refuse(layer, f"kernel {short_repr(kernel, 40)} is not one of {tuple(layouts)}")
-    weight = _tensor(state["weight"], "weight", layer)
-    if weight.layout != torch.strided or weight.dim() != 4 or weight.dtype not in _CONV_DTYPES:
+    conv_parts(state["weight"], state["bias"], state["stride"], state["padding"],
+               state["dilation"], state["groups"], layer)
+
+
+def conv_parts(weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
+               layer: str = "SparseConv2d") -> None:
+    """A SparseConv2d's tensors and geometry as its kernel is called with them: a dense 4-d
+    floating-point weight that holds its values, a bias of (out,) in its dtype or none, and a
+    geometry in bounds (the C kernel runs float32 and float64; torch's conv2d the others)."""
+    weight = _tensor(weight, "weight", layer)
+    if weight.layout != torch.strided or weight.dim() != 4 or not weight.is_floating_point():
         raise _refuse(layer, f"its weight is a {tuple(weight.shape)} {weight.dtype} "
-                             f"{weight.layout} tensor, not a dense 4-d float32 or float64 one")
+                             f"{weight.layout} tensor, not a dense 4-d floating-point one")
     _stored(weight, "weight", layer)
-    bias = state["bias"]
     if bias is not None:
         bias = _tensor(bias, "bias", layer)
         if bias.layout != torch.strided or tuple(bias.shape) != (weight.shape[0],) or \
@@ -137,11 +171,12 @@ def conv_state(state: Mapping[str, Any], layouts: Collection[str],
             raise _refuse(layer, f"its bias is {tuple(bias.shape)} {bias.dtype}, not "
                                  f"({weight.shape[0]},) {weight.dtype}")
         _stored(bias, "bias", layer)
-    for name, low in (("stride", 1), ("padding", 0), ("dilation", 1)):
-        _pair_in_bounds(state[name], name, low, layer)
-    groups = _whole(state["groups"])
-    if groups is None or not 1 <= groups <= weight.shape[0] or weight.shape[0] % groups:
-        raise _refuse(layer, f"its groups {short_repr(state['groups'], 40)} do not divide its "
+    for value, name, low in ((stride, "stride", 1), (padding, "padding", 0),
+                             (dilation, "dilation", 1)):
+        _pair_in_bounds(value, name, low, layer)
+    g = _whole(groups)
+    if g is None or not 1 <= g <= weight.shape[0] or weight.shape[0] % g:
+        raise _refuse(layer, f"its groups {short_repr(groups, 40)} do not divide its "
                              f"{weight.shape[0]} output channels")
 
 

@@ -32,7 +32,9 @@ from torch import nn
 
 from . import csr_tiled
 from .arguments import check_arguments, check_input_shape
-from .layer_state import REMAKE, LayerStateError, conv_state, csr_parts, linear_weight
+from .layer_state import (REMAKE, LayerStateError, conv_parts, conv_state, csr_parts,
+                          linear_parts, linear_weight)
+from .sparse_ops import csr_linear, prepared_linear, sparse_conv2d
 from ..base.bounded import short_repr
 from ..pruning.masks import Masks
 
@@ -52,7 +54,14 @@ def available_kernels(dtype: torch.dtype = torch.float32) -> Tuple[str, ...]:
 
 
 class SparseLinear(nn.Module):
-    """A Linear layer whose masked weight is kept in CSR form, run by ``kernel`` (KERNELS)."""
+    """A Linear layer whose masked weight is kept in CSR form, run by ``kernel`` (KERNELS).
+
+    Its state is plain tensors (buffers ``crow_indices``, ``col_indices``, ``values`` and a
+    ``bias`` of (out, 1)) and the kernel's name (extra state), so ``state_dict``,
+    ``load_state_dict`` (of any number of nonzeros), ``.double()``, ``.half()`` and ``.to()``
+    work as for any module: float32 and float64 run the sparse kernels, other dtypes and CUDA
+    torch's products. The weights are fixed (buffers, not parameters); gradients flow to the
+    input. What the kernels read is checked before they read it (:mod:`.sparse_ops`)."""
 
     def __init__(self, linear: nn.Linear, mask: torch.Tensor, kernel: str = "csr") -> None:
         super().__init__()
@@ -62,78 +71,120 @@ class SparseLinear(nn.Module):
             raise ValueError(f"kernel {kernel} cannot run {linear.weight.dtype} here: "
                              f"{csr_tiled.unavailable() or 'it runs float32 and float64'}")
         self.kernel = kernel
+        self.in_features, self.out_features = linear.in_features, linear.out_features
         bias = linear.bias.detach() if linear.bias is not None else \
             torch.zeros(linear.out_features, dtype=linear.weight.dtype)
-        self.bias = bias.contiguous().unsqueeze(1)
-        self._set_weight(linear.weight.detach() * mask.to(linear.weight.dtype))
+        self.register_buffer("bias", bias.clone().contiguous().unsqueeze(1))
+        self.weight = linear.weight.detach() * mask.to(linear.weight.dtype)
 
-    def _set_weight(self, weight: torch.Tensor, loaded: bool = False) -> None:
-        """The masked weight (dense or CSR) in CSR form, checked, and incop's kernel over it
-        where that runs; what was checked is remembered, so forward sees any change. A loaded
-        csr-tiled layer where that kernel cannot run falls back to torch's csr."""
-        weight = linear_weight(weight, getattr(self, "bias", None))
-        kernel = getattr(self, "kernel", None)
+    @classmethod
+    def blank(cls, linear: nn.Linear, kernel: str = "csr") -> "SparseLinear":
+        """A layer of ``linear``'s shape with no nonzeros yet (to load a state dict into)."""
+        return cls(linear, torch.zeros(linear.weight.shape, dtype=torch.bool), kernel)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """A copy of the CSR weight (out, in): torch's CSR tensors do not share their parts'
+        version counters, so an edit in place of a view would pass unseen by the checks (edit
+        the buffers, or assign a new weight)."""
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore")
+            return torch.sparse_csr_tensor(self.crow_indices.clone(), self.col_indices.clone(),
+                                           self.values.clone(),
+                                           (self.out_features, self.in_features),
+                                           check_invariants=False)
+
+    @weight.setter
+    def weight(self, weight: torch.Tensor) -> None:
+        """A dense or CSR weight, checked (one LayerStateError line) and kept as its parts."""
+        csr = linear_weight(weight, self.bias)
+        self.out_features, self.in_features = csr.shape
+        for name, part in zip(("crow_indices", "col_indices", "values"), csr_parts(csr)):
+            self.register_buffer(name, part.clone())  # its own: no view with another counter
+
+    def get_extra_state(self) -> Dict[str, object]:
+        return {"kernel": self.kernel, "in_features": self.in_features}
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        # Any number of nonzeros: the loaded parts replace the buffers (in the layer's dtype and
+        # device) once checked, instead of being copied into buffers of today's sizes.
+        names = ("crow_indices", "col_indices", "values", "bias", "_extra_state")
+        missing = [prefix + n for n in names if prefix + n not in state_dict]
+        if missing:
+            missing_keys.extend(missing)
+            return
+        extra = state_dict[prefix + "_extra_state"]
+        kernel = extra.get("kernel") if isinstance(extra, dict) else None
+        cols = extra.get("in_features") if isinstance(extra, dict) else None
         if not isinstance(kernel, str) or kernel not in KERNELS:
             raise LayerStateError(f"a SparseLinear cannot run: kernel {short_repr(kernel, 40)} "
                                   f"is not one of {KERNELS}; {REMAKE}")
-        if loaded and kernel == "csr-tiled" and kernel not in available_kernels(weight.dtype):
+        dtype, device = self.values.dtype, self.values.device
+        crow, col, values, bias = (state_dict[prefix + n] for n in names[:4])
+        rows = crow.numel() - 1 if isinstance(crow, torch.Tensor) else None
+        if (rows, cols) != (self.out_features, self.in_features):
+            error_msgs.append(f"size mismatch for {prefix[:-1]}: a {rows}x{cols} sparse weight "
+                              f"in the file, {self.out_features}x{self.in_features} here")
+            return
+        checked = linear_parts(crow, col, values, bias, cols)  # before anything is kept
+        self.register_buffer("bias", bias.detach().to(device, dtype, copy=True))
+        self.weight = checked.to(device).to(dtype)
+        self.kernel = self._runnable(kernel)
+
+    def _runnable(self, kernel: str) -> str:
+        """``kernel``, or torch's csr where a loaded csr-tiled cannot run here."""
+        if kernel == "csr-tiled" and kernel not in available_kernels(self.values.dtype):
             warnings.warn(f"csr-tiled cannot run here ({csr_tiled.unavailable()}): this layer "
                           f"runs torch's csr kernel instead")
-            self.kernel = kernel = "csr"
-        if kernel not in available_kernels(weight.dtype):  # set by hand to one that cannot run
-            why = csr_tiled.unavailable() or "it runs float32 and float64"
-            raise LayerStateError(f"a SparseLinear cannot run kernel {kernel} on {weight.dtype} "
-                                  f"here ({why}); give it one of {available_kernels(weight.dtype)}")
-        self.weight = weight
-        self.tiled = csr_tiled.TiledCsr(self.weight, self.bias.squeeze(1)) \
-            if self.kernel == "csr-tiled" else None
-        self._held = self._holding()
-
-    def _holding(self) -> Tuple[object, ...]:
-        """What the kernels read: the weight and bias themselves, and the version counters of
-        their parts (an edit in place bumps them)."""
-        parts = csr_parts(self.weight)
-        return (self.weight, self.bias, self.kernel, parts,
-                tuple(p._version for p in parts), self.bias._version)
-
-    def _unchanged(self) -> bool:
-        held = self.__dict__.get("_held")
-        return (held is not None and held[0] is self.weight and held[1] is self.bias
-                and held[2] == self.kernel and held[5] == self.bias._version
-                and held[4] == tuple(p._version for p in held[3]))
-
-    def __getstate__(self) -> Dict[str, object]:
-        # A CSR tensor cannot be deep-copied and a ctypes pointer cannot be pickled: the weight
-        # travels dense (its zeros included) and the CSR form and kernel are rebuilt on arrival.
-        state = self.__dict__.copy()
-        state["weight"], state["tiled"] = self.weight.to_dense(), None
-        state.pop("_held", None)
-        return state
+            return "csr"
+        return kernel
 
     def __setstate__(self, state: Dict[str, object]) -> None:
         # A saved file may have been edited: what the kernels read is checked before anything
-        # runs, and neither the kernel object nor the record of checks is taken from it.
-        super().__setstate__({k: v for k, v in state.items() if k not in ("tiled", "_held")})
-        self._set_weight(self.__dict__.get("weight"), loaded=True)
+        # runs. Files from before issue 37 hold the weight (dense) and bias as attributes.
+        state = {k: v for k, v in state.items() if k not in ("tiled", "_held")}
+        old = "weight" in state or "_buffers" not in state or \
+            "values" not in state.get("_buffers", {})
+        buffers = state.get("_buffers") if isinstance(state.get("_buffers"), dict) else {}
+        weight, bias = state.pop("weight", None), state.pop("bias", buffers.get("bias"))
+        super().__setstate__(state)
+        if old:
+            if not isinstance(state.get("_buffers"), dict):
+                self._buffers = {}
+            self.register_buffer("bias", _tensor_or_refuse(bias, "bias"))
+            if not isinstance(weight, torch.Tensor):
+                raise LayerStateError(f"a SparseLinear cannot run: its weight is a "
+                                      f"{type(weight).__name__}, not a tensor; {REMAKE}")
+            self.out_features, self.in_features = weight.shape[0], weight.shape[-1]
+            self.weight = weight
+        kernel = self.__dict__.get("kernel")
+        if not isinstance(kernel, str) or kernel not in KERNELS:
+            raise LayerStateError(f"a SparseLinear cannot run: kernel {short_repr(kernel, 40)} "
+                                  f"is not one of {KERNELS}; {REMAKE}")
+        prepared_linear(self.crow_indices, self.col_indices, self.values, self.bias,
+                        self.__dict__.get("in_features"))
+        self.kernel = self._runnable(kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._unchanged():  # a weight, bias or kernel swapped or edited since checked
-            self._set_weight(getattr(self, "weight", None))
         # x^T is a strided view; copying it to contiguous makes the kernel twice as fast but
         # costs more than that (`benchmarks/sparse_payoff.py kernels`). The output is a
         # transposed view of a contiguous (out, batch) block, so a following SparseLinear
         # (through element-wise layers, which keep the strides) gets a contiguous x^T free.
-        x2 = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
-        if self.kernel == "csr" or x.is_cuda or torch.is_grad_enabled() and x.requires_grad:
-            # spmm-reduce and csr-tiled are CPU-only, and csr-tiled has no backward
-            out = torch.addmm(self.bias, self.weight, x2.t()).t()
-        elif self.kernel == "csr-reduce":
-            out = torch.sparse.mm(self.weight, x2.t().contiguous(), "sum").add_(self.bias).t()
-        else:
-            out = self.tiled(x2, torch.get_num_threads())
+        b = self._buffers  # read directly: Module.__getattr__ costs a microsecond a call
         if x.dim() == 2:
-            return out
+            return csr_linear(x, b["crow_indices"], b["col_indices"], b["values"], b["bias"],
+                              self.in_features, self.kernel)
+        out = csr_linear(x.reshape(-1, x.shape[-1]), b["crow_indices"], b["col_indices"],
+                         b["values"], b["bias"], self.in_features, self.kernel)
         return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
+def _tensor_or_refuse(value: object, what: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise LayerStateError(f"a SparseLinear cannot run: its {what} is a "
+                              f"{type(value).__name__}, not a tensor; {REMAKE}")
+    return value
 
 
 def conv_supported(conv: nn.Module) -> bool:
@@ -146,8 +197,10 @@ def conv_supported(conv: nn.Module) -> bool:
 
 class SparseConv2d(nn.Module):
     """A Conv2d whose masked weight runs incop's direct sparse convolution, in the input layout
-    ``kernel`` names (CONV_KERNELS), on CPU inputs that need no gradient; any other input
-    (CUDA, training) goes through torch's dense conv2d with the same masked weight."""
+    ``kernel`` names (CONV_KERNELS), on CPU float32 and float64 inputs that need no gradient;
+    any other input (CUDA, other dtypes, training) goes through torch's conv2d with the same
+    masked weight. Weight and bias are buffers, the layout and geometry extra state, so the
+    layer saves, loads and converts as any module does."""
 
     def __init__(self, conv: nn.Conv2d, mask: torch.Tensor, kernel: str = "direct") -> None:
         super().__init__()
@@ -158,40 +211,67 @@ class SparseConv2d(nn.Module):
                              f"({csr_tiled.unavailable() or 'it needs a Conv2d with zero padding, float32 or float64'})")
         self.stride, self.padding = conv.stride, conv.padding
         self.dilation, self.groups = conv.dilation, conv.groups
-        self.weight = (conv.weight.detach() * mask.to(conv.weight.dtype)).contiguous()
-        self.bias = None if conv.bias is None else conv.bias.detach().contiguous()
-        self._build()
+        self.register_buffer("weight",
+                             (conv.weight.detach() * mask.to(conv.weight.dtype)).contiguous())
+        self.register_buffer("bias", None if conv.bias is None else
+                             conv.bias.detach().clone().contiguous())
 
-    def _build(self) -> None:
-        from .sparse_conv import TiledConv
+    @classmethod
+    def blank(cls, conv: nn.Conv2d, kernel: str = "direct") -> "SparseConv2d":
+        """A layer of ``conv``'s shape and geometry (to load a state dict into)."""
+        return cls(conv, torch.zeros(conv.weight.shape, dtype=torch.bool), kernel)
 
-        self.tiled = TiledConv(self.weight, self.bias, self.stride, self.padding,
-                               self.dilation, self.groups, CONV_LAYOUTS[self.kernel])
+    def get_extra_state(self) -> Dict[str, object]:
+        return {"kernel": self.kernel, "stride": list(self.stride), "padding": list(self.padding),
+                "dilation": list(self.dilation), "groups": self.groups}
 
-    def __getstate__(self) -> Dict[str, object]:
-        state = self.__dict__.copy()  # the kernel's pointers are rebuilt on arrival
-        state["tiled"] = None
-        return state
+    def set_extra_state(self, state: object) -> None:
+        if not isinstance(state, dict):
+            raise LayerStateError(f"a SparseConv2d cannot run: its extra state is a "
+                                  f"{type(state).__name__}, not a dict; {REMAKE}")
+        full = {"weight": self.weight, "bias": self.bias, **state}
+        conv_state(full, CONV_LAYOUTS)
+        self.kernel = full["kernel"]
+        self.stride, self.padding, self.dilation = (tuple(full[k]) for k in
+                                                    ("stride", "padding", "dilation"))
+        self.groups = full["groups"]
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        # the loaded weight may be of another dtype than today's (copied in, as torch does)
+        weight, bias = state_dict.get(prefix + "weight"), state_dict.get(prefix + "bias")
+        if isinstance(weight, torch.Tensor) and weight.shape == self.weight.shape:
+            conv_parts(weight, bias, self.stride, self.padding, self.dilation, self.groups)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def __setstate__(self, state: Dict[str, object]) -> None:
         # A saved file may have been edited: its layout (which sizes the kernel's buffers),
-        # weight, bias and geometry are checked, and the kernel object is never taken from it.
-        state = {"kernel": "direct", **state, "tiled": None}  # "direct": saved unnamed
-        conv_state(state, CONV_LAYOUTS)
+        # weight, bias and geometry are checked. Files from before issue 37 hold the weight and
+        # bias as attributes, and some no layout ("direct").
+        state = {"kernel": "direct", **state}
+        state.pop("tiled", None)
+        buffers = state.get("_buffers") if isinstance(state.get("_buffers"), dict) else {}
+        held = {"weight": state.pop("weight", buffers.get("weight")),
+                "bias": state.pop("bias", buffers.get("bias"))}
+        conv_state({**state, **held}, CONV_LAYOUTS)
         super().__setstate__(state)
-        if csr_tiled.unavailable() is None:
-            self._build()
-        else:
+        if "_buffers" not in state:
+            self._buffers = {}
+        for name, value in held.items():
+            self.register_buffer(name, value)
+        if csr_tiled.unavailable() is not None:
             warnings.warn(f"the direct sparse convolution cannot run here "
                           f"({csr_tiled.unavailable()}): this layer runs torch's dense conv2d")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.tiled is None or x.is_cuda or x.dtype != self.weight.dtype or \
-                (torch.is_grad_enabled() and x.requires_grad):
-            return torch.nn.functional.conv2d(x, self.weight.to(x.device), None if self.bias is None
-                                              else self.bias.to(x.device), self.stride,
-                                              self.padding, self.dilation, self.groups)
-        return self.tiled(x.contiguous(), torch.get_num_threads())
+        if self.kernel not in CONV_LAYOUTS:
+            raise LayerStateError(f"a SparseConv2d cannot run: kernel "
+                                  f"{short_repr(self.kernel, 40)} is not one of {CONV_KERNELS}; "
+                                  f"{REMAKE}")
+        b = self._buffers  # read directly: Module.__getattr__ costs a microsecond a call
+        return sparse_conv2d(x, b["weight"], b["bias"], self.stride, self.padding, self.dilation,
+                             self.groups, CONV_LAYOUTS[self.kernel])
 
 
 def _check_layout(kernel: str) -> None:
