@@ -257,3 +257,23 @@ def test_a_deep_copy_keeps_its_kernels_without_a_warning():
         again = copy.deepcopy(fast)
     with torch.no_grad():
         assert torch.equal(again(_x()), model(_x()))
+
+
+@needs_kernel
+@pytest.mark.parametrize("build,kernels", [(lenet300, MLP_KERNELS), (lenet5, CONV_KERNELS)],
+                         ids=["mlp", "conv"])
+def test_torchscript_and_jit_trace_run_the_operators(build, kernels, tmp_path):
+    """torch.jit.script used to fail on an attribute, and torch.jit.trace recorded no kernel."""
+    from incop.deploy.sparse_inference import CONV_LAYOUTS, _images
+
+    assert {k: _images(k) for k in CONV_LAYOUTS} == CONV_LAYOUTS  # TorchScript's copy agrees
+    model, masks = build()
+    fast = sparse_model(model, masks, kernels)
+    x = _x()
+    with torch.no_grad():
+        scripted = torch.jit.script(fast)
+        traced = torch.jit.trace(fast, _x(3))  # another batch: the trace must not bake it in
+        scripted.save(str(tmp_path / "scripted.pt"))
+        loaded = torch.jit.load(str(tmp_path / "scripted.pt"))
+        for run in (scripted, traced, loaded):
+            assert torch.equal(run(x), model(x))

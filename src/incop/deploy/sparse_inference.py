@@ -166,7 +166,14 @@ class SparseLinear(nn.Module):
                         self.__dict__.get("in_features"))
         self.kernel = self._runnable(kernel)
 
+    __jit_unused_properties__ = ["weight"]  # TorchScript: the buffers are what runs
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # TorchScript calls the operator (compiled, not run, here)
+            out = torch.ops.incop.csr_linear(x.reshape(-1, x.shape[-1]), self.crow_indices,
+                                             self.col_indices, self.values, self.bias,
+                                             self.in_features, self.kernel)
+            return out.reshape(x.shape[:-1] + out.shape[-1:])
         # x^T is a strided view; copying it to contiguous makes the kernel twice as fast but
         # costs more than that (`benchmarks/sparse_payoff.py kernels`). The output is a
         # transposed view of a contiguous (out, batch) block, so a following SparseLinear
@@ -265,6 +272,11 @@ class SparseConv2d(nn.Module):
                           f"({csr_tiled.unavailable()}): this layer runs torch's dense conv2d")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # TorchScript calls the operator
+            return torch.ops.incop.sparse_conv2d(
+                x, self.weight, self.bias, [self.stride[0], self.stride[1]],
+                [self.padding[0], self.padding[1]], [self.dilation[0], self.dilation[1]],
+                self.groups, _images(self.kernel))
         if self.kernel not in CONV_LAYOUTS:
             raise LayerStateError(f"a SparseConv2d cannot run: kernel "
                                   f"{short_repr(self.kernel, 40)} is not one of {CONV_KERNELS}; "
@@ -272,6 +284,14 @@ class SparseConv2d(nn.Module):
         b = self._buffers  # read directly: Module.__getattr__ costs a microsecond a call
         return sparse_conv2d(x, b["weight"], b["bias"], self.stride, self.padding, self.dilation,
                              self.groups, CONV_LAYOUTS[self.kernel])
+
+
+def _images(kernel: str) -> int:
+    """The images a layout interleaves (CONV_LAYOUTS, written out for TorchScript)."""
+    for name, images in (("direct", 1), ("direct-i8", 8), ("direct-i16", 16), ("direct-i64", 64)):
+        if name == kernel:
+            return images
+    raise ValueError("a SparseConv2d cannot run: its layout is not one incop has")
 
 
 def _check_layout(kernel: str) -> None:

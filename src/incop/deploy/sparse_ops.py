@@ -30,9 +30,11 @@ CACHE_LIMIT = 4096  # checked layers remembered; a model has a few dozen sparse 
 
 
 def tracing(x: torch.Tensor) -> bool:
-    """Inside torch.compile or torch.export (or given a tensor subclass: fake, functional or
-    traced tensors hold no data in this process), where the layers must call the operators."""
-    return type(x) is not torch.Tensor or torch.compiler.is_compiling()
+    """Inside torch.compile, torch.export or torch.jit.trace (or given a tensor subclass: fake,
+    functional or traced tensors hold no data in this process), where the layers must call
+    the operators."""
+    return type(x) is not torch.Tensor or torch.compiler.is_compiling() or \
+        torch.jit.is_tracing()
 
 
 # ------------------------------------------------------------------ sparse Linear
