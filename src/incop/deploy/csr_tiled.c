@@ -29,8 +29,14 @@
 typedef T vec_##SUFFIX __attribute__((vector_size(VBYTES)));                                   \
 enum { LANES_##SUFFIX = VBYTES / sizeof(T) };                                                 \
                                                                                               \
+/* ReLU in place, as torch's: negatives to 0, NaN kept (the comparison is false for it) */    \
+static void relu_##SUFFIX(T *y, int64_t n) {                                                  \
+    for (int64_t j = 0; j < n; j++) y[j] = y[j] < (T)0 ? (T)0 : y[j];                          \
+}                                                                                             \
+                                                                                              \
 static void rows_##SUFFIX(int64_t lo, int64_t hi, int64_t n, const int64_t *crow,              \
-                          const int64_t *col, const T *val, const T *bias, const T *x, T *y) { \
+                          const int64_t *col, const T *val, const T *bias, const T *x, T *y,   \
+                          int relu) {                                                         \
     const int64_t tile = NVEC * LANES_##SUFFIX;                                                \
     for (int64_t i = lo; i < hi; i++) {                                                        \
         const T b = bias ? bias[i] : (T)0;                                                    \
@@ -54,19 +60,21 @@ static void rows_##SUFFIX(int64_t lo, int64_t hi, int64_t n, const int64_t *crow
             for (int64_t p = crow[i]; p < crow[i + 1]; p++) s += val[p] * x[col[p] * n + k0]; \
             y[i * n + k0] = s;                                                                \
         }                                                                                     \
+        if (relu) relu_##SUFFIX(y + i * n, n);                                                \
     }                                                                                         \
 }                                                                                             \
                                                                                               \
 static void csr_##SUFFIX(int64_t rows, int64_t n, const int64_t *crow, const int64_t *col,      \
-                        const T *val, const T *bias, const T *x, T *y, int threads) {         \
+                        const T *val, const T *bias, const T *x, T *y, int threads, int relu) { \
     if (threads <= 1 || crow[rows] * n < PARALLEL_MIN_WORK) {                                 \
-        rows_##SUFFIX(0, rows, n, crow, col, val, bias, x, y);                                \
+        rows_##SUFFIX(0, rows, n, crow, col, val, bias, x, y, relu);                          \
         return;                                                                               \
     }                                                                                         \
     PARALLEL                                                                                  \
     {                                                                                         \
         const int64_t me = THREAD, all = THREADS;                                             \
-        rows_##SUFFIX(rows * me / all, rows * (me + 1) / all, n, crow, col, val, bias, x, y); \
+        rows_##SUFFIX(rows * me / all, rows * (me + 1) / all, n, crow, col, val, bias, x, y,  \
+                      relu);                                                                  \
     }                                                                                         \
 }                                                                                             \
                                                                                               \
@@ -82,15 +90,16 @@ static void transpose_##SUFFIX(int64_t rows, int64_t cols, const T *in, T *out) 
 }                                                                                             \
                                                                                               \
 /* The entry point: Y = W X^T + bias for x (n, cols): x itself when x_is_xt (then it is X^T,  \
-   (cols, n)), else transposed into scratch (cols * n values) first: one call a layer */      \
+   (cols, n)), else transposed into scratch (cols * n values) first: one call a layer; with   \
+   relu, ReLU(Y) (the epilogue of a Linear followed by a ReLU) */                             \
 void incop_linear_##SUFFIX(int64_t rows, int64_t n, int64_t cols, const int64_t *crow,          \
                            const int64_t *col, const T *val, const T *bias, const T *x,        \
-                           int x_is_xt, T *scratch, T *y, int threads) {                      \
+                           int x_is_xt, T *scratch, T *y, int threads, int relu) {            \
     if (!x_is_xt) {                                                                           \
         transpose_##SUFFIX(n, cols, x, scratch);                                              \
         x = scratch;                                                                          \
     }                                                                                         \
-    csr_##SUFFIX(rows, n, crow, col, val, bias, x, y, threads);                               \
+    csr_##SUFFIX(rows, n, crow, col, val, bias, x, y, threads, relu);                         \
 }
 
 /* Direct sparse convolution (Park et al., ICLR 2017): no unfolded input. The caller lays the
@@ -111,6 +120,9 @@ void incop_linear_##SUFFIX(int64_t rows, int64_t n, int64_t cols, const int64_t 
    zeros after it (the last row's extra columns read past its plane); the caller checks every
    offset against that. */
 #define DEFINE_CONV(SUFFIX, T)                                                                 \
+/* torch's max: NaN wins */                                                                   \
+static inline T max_##SUFFIX(T a, T b) { return (a > b || a != a) ? a : b; }                   \
+                                                                                              \
 /* out[j] = b + sum over p of val[p] x[G off[p] + j], for j < n */                             \
 static void run_##SUFFIX(const T *x, int64_t n, int64_t G, const int64_t *off, const T *val,   \
                          int64_t p0, int64_t p1, T b, T *out) {                                \
@@ -146,10 +158,12 @@ static void run_##SUFFIX(const T *x, int64_t n, int64_t G, const int64_t *off, c
     }                                                                                         \
 }                                                                                             \
                                                                                               \
-/* One output channel of one group: G planes of y, `apart` values apart. */                  \
+/* One output channel of one group: G planes of y, `apart` values apart; the epilogue (ReLU, \
+   2x2 max-pooling) applied as the plane is copied out of scratch. */                        \
 static void plane_##SUFFIX(const T *x, int64_t G, int64_t Wp, int64_t OH, int64_t OW,          \
                            int64_t sh, int64_t sw, const int64_t *off, const T *val,           \
-                           int64_t p0, int64_t p1, T b, T *scratch, T *y, int64_t apart) {     \
+                           int64_t p0, int64_t p1, T b, T *scratch, T *y, int64_t apart,       \
+                           int relu, int pool) {                                              \
     if (sh == 1 && sw == 1)                                                                   \
         run_##SUFFIX(x, OH * Wp * G, G, off, val, p0, p1, b, scratch);                        \
     else if (sw == 1)                                                                         \
@@ -161,15 +175,30 @@ static void plane_##SUFFIX(const T *x, int64_t G, int64_t Wp, int64_t OH, int64_
             for (int64_t ow = 0; ow < OW; ow++)                                               \
                 run_##SUFFIX(x + (oh * sh * Wp + ow * sw) * G, G, G, off, val, p0, p1, b,     \
                              scratch + (oh * Wp + ow) * G);                                   \
+    if (pool) { /* 2x2 max-pooling, stride 2, floor: the map's last odd row/column dropped */ \
+        for (int64_t i = 0; i < G; i++)                                                       \
+            for (int64_t ph = 0; ph < OH / 2; ph++)                                           \
+                for (int64_t pw = 0; pw < OW / 2; pw++) {                                     \
+                    const T *s = scratch + (2 * ph * Wp + 2 * pw) * G + i;                    \
+                    T m = max_##SUFFIX(max_##SUFFIX(s[0], s[G]),                              \
+                                       max_##SUFFIX(s[Wp * G], s[Wp * G + G]));               \
+                    y[i * apart + ph * (OW / 2) + pw] = relu && m < (T)0 ? (T)0 : m;          \
+                }                                                                             \
+        return;                                                                               \
+    }                                                                                         \
     if (G == 1) {                                                                             \
-        for (int64_t oh = 0; oh < OH; oh++)                                                   \
+        for (int64_t oh = 0; oh < OH; oh++) {                                                 \
             memcpy(y + oh * OW, scratch + oh * Wp, OW * sizeof(T));                           \
+            if (relu) relu_##SUFFIX(y + oh * OW, OW);                                         \
+        }                                                                                     \
         return;                                                                               \
     }                                                                                         \
     for (int64_t i = 0; i < G; i++)                                                           \
         for (int64_t oh = 0; oh < OH; oh++)                                                   \
-            for (int64_t ow = 0; ow < OW; ow++)                                               \
-                y[i * apart + oh * OW + ow] = scratch[(oh * Wp + ow) * G + i];                \
+            for (int64_t ow = 0; ow < OW; ow++) {                                             \
+                const T v = scratch[(oh * Wp + ow) * G + i];                                  \
+                y[i * apart + oh * OW + ow] = relu && v < (T)0 ? (T)0 : v;                    \
+            }                                                                                 \
 }                                                                                             \
                                                                                               \
 /* Group g of x (N, C, H, W) into `slot`: (C, Hp, Wp, G) zero-padded, images past N zero,    \
@@ -205,19 +234,19 @@ static void pack_##SUFFIX(const T *x, int64_t N, int64_t C, int64_t H, int64_t W
 static void group_##SUFFIX(const T *in, int64_t g, int64_t k0, int64_t k1, int64_t N,          \
                            int64_t K, int64_t G, int64_t Wp, int64_t OH, int64_t OW,           \
                            int64_t sh, int64_t sw, const int64_t *crow, const int64_t *off,    \
-                           const T *val, const T *bias, T *scratch, T *y) {                   \
-    const int64_t plane = OH * OW;                                                            \
+                           const T *val, const T *bias, T *scratch, T *y, int relu, int pool) { \
+    const int64_t plane = pool ? (OH / 2) * (OW / 2) : OH * OW; /* of y */                    \
     const int64_t n0 = g * G, kept = N - n0 < G ? N - n0 : G; /* the last group's */         \
     for (int64_t k = k0; k < k1; k++) {                                                       \
         const T b = bias ? bias[k] : (T)0;                                                    \
         if (kept == G) {                                                                      \
             plane_##SUFFIX(in, G, Wp, OH, OW, sh, sw, off, val, crow[k], crow[k + 1], b,      \
-                           scratch, y + (n0 * K + k) * plane, K * plane);                     \
+                           scratch, y + (n0 * K + k) * plane, K * plane, relu, pool);         \
             continue;                                                                         \
         }                                                                                     \
         T *spare = scratch + OH * Wp * G; /* G planes; those past image N - 1 are padding */  \
         plane_##SUFFIX(in, G, Wp, OH, OW, sh, sw, off, val, crow[k], crow[k + 1], b, scratch, \
-                       spare, plane);                                                         \
+                       spare, plane, relu, pool);                                             \
         for (int64_t i = 0; i < kept; i++)                                                    \
             memcpy(y + ((n0 + i) * K + k) * plane, spare + i * plane, plane * sizeof(T));     \
     }                                                                                         \
@@ -233,14 +262,14 @@ void incop_conv2d_##SUFFIX(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K
                            int64_t OW, int64_t sh, int64_t sw, int64_t slack,                 \
                            const int64_t *crow, const int64_t *off, const T *val,             \
                            const T *bias, const T *x, T *packed, T *scratch, T *y,            \
-                           int threads) {                                                     \
+                           int threads, int relu, int pool) {                                 \
     const int64_t groups = (N + G - 1) / G, slot = (C * Hp * Wp + slack) * G;                 \
     const int64_t spare = (OH * Wp + OH * OW) * G;                                            \
     if (threads <= 1 || crow[K] * N * OH * OW < PARALLEL_MIN_WORK) {                          \
         for (int64_t g = 0; g < groups; g++) {                                                \
             pack_##SUFFIX(x, N, C, H, W, G, ph, pw, Hp, Wp, slack, g, packed);                \
             group_##SUFFIX(packed, g, 0, K, N, K, G, Wp, OH, OW, sh, sw, crow, off, val,      \
-                           bias, scratch, y);                                                 \
+                           bias, scratch, y, relu, pool);                                     \
         }                                                                                     \
         return;                                                                               \
     }                                                                                         \
@@ -252,7 +281,7 @@ void incop_conv2d_##SUFFIX(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K
             for (int64_t g = groups * me / all; g < groups * (me + 1) / all; g++) {           \
                 pack_##SUFFIX(x, N, C, H, W, G, ph, pw, Hp, Wp, slack, g, mine);              \
                 group_##SUFFIX(mine, g, 0, K, N, K, G, Wp, OH, OW, sh, sw, crow, off, val,    \
-                               bias, scratch + me * spare, y);                                \
+                               bias, scratch + me * spare, y, relu, pool);                    \
             }                                                                                 \
         }                                                                                     \
         return;                                                                               \
@@ -266,7 +295,7 @@ void incop_conv2d_##SUFFIX(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K
         for (int64_t item = items * me / all; item < items * (me + 1) / all; item++)          \
             group_##SUFFIX(packed + item / K * slot, item / K, item % K, item % K + 1, N, K,  \
                            G, Wp, OH, OW, sh, sw, crow, off, val, bias, scratch + me * spare, \
-                           y);                                                                \
+                           y, relu, pool);                                                    \
     }                                                                                         \
 }
 
@@ -286,4 +315,4 @@ DEFINE_CONV(f32, float)
 DEFINE_CONV(f64, double)
 
 /* What incop.csr_tiled checks before it trusts a cached library. */
-int incop_csr_abi(void) { return 4; }
+int incop_csr_abi(void) { return 5; }

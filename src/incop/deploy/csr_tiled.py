@@ -24,7 +24,7 @@ from typing import Optional, Tuple
 import torch
 
 SOURCE = Path(__file__).with_name("csr_tiled.c")
-ABI = 4  # incop_csr_abi() of the source above
+ABI = 5  # incop_csr_abi() of the source above
 # Tried in order; the first that compiles is kept (Clang on macOS has no -fopenmp, some
 # compilers no -march=native).
 FLAG_SETS = (("-O3", "-march=native", "-fopenmp"), ("-O3", "-fopenmp"),
@@ -163,10 +163,10 @@ def _open_library(path: Path) -> Tuple[Optional[ctypes.CDLL], str]:
     if abi() != ABI:
         return None, f"{path} is of another version"
     for fn in fns:
-        fn.argtypes = [_I64] * 3 + [_P] * 5 + [ctypes.c_int] + [_P] * 2 + [ctypes.c_int]
+        fn.argtypes = [_I64] * 3 + [_P] * 5 + [ctypes.c_int] + [_P] * 2 + [ctypes.c_int] * 2
         fn.restype = None
     for fn in convs:
-        fn.argtypes = [_I64] * 15 + [_P] * 8 + [ctypes.c_int]
+        fn.argtypes = [_I64] * 15 + [_P] * 8 + [ctypes.c_int] * 3
         fn.restype = None
     return lib, ""
 
@@ -220,9 +220,11 @@ class TiledCsr:
     (out, n) block. An ``x`` that is such a view itself (the output of the layer before, through
     element-wise layers) is read as it lies; any other is transposed in the same C call. The C
     code trusts what it is given, so the matrix is copied and checked once here and every input
-    at each call (cheaply: a call of a small layer takes about ten microseconds)."""
+    at each call (cheaply: a call of a small layer takes about ten microseconds). With ``relu``
+    the output is ReLU'd as it is stored (a Linear followed by a ReLU, fused)."""
 
-    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
+    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                 relu: bool = False) -> None:
         lib, why = _load()
         if lib is None:
             raise RuntimeError(f"csr-tiled is unavailable: {why}")
@@ -245,6 +247,7 @@ class TiledCsr:
         self._pointers = (crow.data_ptr(), col.data_ptr(), val.data_ptr(),
                           None if bias is None else bias.data_ptr())
         self._fn = getattr(lib, f"incop_linear_{_SUFFIX[self.dtype]}")
+        self.relu = int(bool(relu))
 
     def __call__(self, x: torch.Tensor, threads: int = 1) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.cols or x.dtype != self.dtype or x.is_cuda:
@@ -258,5 +261,6 @@ class TiledCsr:
             scratch = torch.empty(n * self.cols, dtype=self.dtype)
         y = torch.empty((self.rows, n), dtype=self.dtype)
         self._fn(self.rows, n, self.cols, *self._pointers, x.data_ptr(), int(is_xt),
-                 None if scratch is None else scratch.data_ptr(), y.data_ptr(), max(1, threads))
+                 None if scratch is None else scratch.data_ptr(), y.data_ptr(), max(1, threads),
+                 self.relu)
         return y.t()

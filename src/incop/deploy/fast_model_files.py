@@ -18,7 +18,7 @@ from torch import nn
 from ..base.bounded import load_torch, short_repr
 from ..base.errors import UsageError
 from ..base.files import atomic_write
-from .sparse_inference import SparseConv2d, SparseLinear
+from .sparse_inference import Fused, SparseConv2d, SparseLinear, _pool2
 
 FORMAT = "incop fast model"
 VERSION = 1
@@ -31,7 +31,7 @@ def save_fast_model(fast: nn.Module, path: Union[str, Path]) -> Path:
     if not isinstance(fast, nn.Module):
         raise UsageError(f"save_fast_model: give it a torch module, not a {type(fast).__name__}")
     layers = {name: type(m).__name__ for name, m in fast.named_modules()
-              if type(m).__name__ in _KINDS}
+              if type(m).__name__ in _KINDS or type(m) is Fused}
     data = {"format": FORMAT, "version": VERSION, "layers": layers,
             "state_dict": dict(fast.state_dict())}
     path = Path(path)
@@ -67,7 +67,10 @@ def load_fast_model(path: Union[str, Path], model: Optional[nn.Module] = None,
                          f"fast model was made from, not a {type(model).__name__}")
     fast = copy.deepcopy(model).eval()
     for name, kind in layers.items():
-        _make_sparse(fast, name, kind, state, path)
+        if kind == "Fused":
+            _make_fused(fast, name, path)
+        else:
+            _make_sparse(fast, name, kind, state, path)
     try:
         fast.load_state_dict(state)
     except RuntimeError as e:  # torch's message lists the keys and shapes that differ
@@ -101,6 +104,21 @@ def _make_sparse(fast: nn.Module, name: object, kind: object, state: Dict[str, o
         blank = sparse.blank(layer, kernel if kernel in _kernels(sparse) else default)
     parent_name, _, child = name.rpartition(".")
     setattr(fast.get_submodule(parent_name) if parent_name else fast, child, blank)
+
+
+def _make_fused(fast: nn.Module, name: object, path: Path) -> None:
+    """Replaces the ReLU or 2x2 max-pooling ``name``, which the sparse layer before it computes
+    (its extra state says so), with a Fused placeholder."""
+    try:
+        layer = fast.get_submodule(name) if isinstance(name, str) and name else None
+    except AttributeError:
+        layer = None
+    if layer is None or not (type(layer) is nn.ReLU or _pool2(layer)):
+        raise UsageError(f"{path}: layer {short_repr(name, 60)} was fused into a sparse layer, "
+                         f"but this architecture has no ReLU or 2x2 max-pooling there; give "
+                         f"load_fast_model the model the fast one was made from")
+    parent_name, _, child = name.rpartition(".")
+    setattr(fast.get_submodule(parent_name) if parent_name else fast, child, Fused())
 
 
 def _kernels(sparse: type) -> tuple:

@@ -152,6 +152,9 @@ def conv_state(state: Mapping[str, Any], layouts: Collection[str],
         raise _refuse(layer, f"kernel {short_repr(kernel, 40)} is not one of {tuple(layouts)}")
     conv_parts(state["weight"], state["bias"], state["stride"], state["padding"],
                state["dilation"], state["groups"], layer)
+    for name in ("relu", "pool"):
+        if not isinstance(state.get(name, False), bool):
+            raise _refuse(layer, f"its {name} {short_repr(state[name], 40)} is not true or false")
 
 
 def conv_parts(weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, groups: Any,

@@ -1,7 +1,8 @@
 """Direct sparse convolution on a CPU (issue 29): a pruned Conv2d's nonzero weights applied to
 shifted views of the zero-padded input by incop's C kernel (``incop_conv2d_*`` in csr_tiled.c),
 with no unfolded input. Inference only: float32 or float64, any kernel size, stride, zero
-padding, dilation and groups.
+padding, dilation and groups; optionally with the ReLU and 2x2 max-pooling that follow the
+convolution computed as its output is stored (the epilogue).
 
 The input is laid out in groups of ``group`` images interleaved, (n / group, C, Hp, Wp, group):
 1 is the usual channels-first layout, whose vectors run along a map's rows; a larger group puts
@@ -27,7 +28,8 @@ class TiledConv:
     are computed, and checked against the buffer the C code reads, once per size."""
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], stride=1, padding=0,
-                 dilation=1, groups: int = 1, images: int = 1) -> None:
+                 dilation=1, groups: int = 1, images: int = 1, relu: bool = False,
+                 pool: bool = False) -> None:
         lib, why = _load()
         if lib is None:
             raise RuntimeError(f"csr-tiled is unavailable: {why}")
@@ -44,6 +46,8 @@ class TiledConv:
         if int(images) < 1:
             raise ValueError(f"sparse conv: images interleaved must be at least 1, not {images}")
         self.images = int(images)  # interleaved in the input's layout
+        # the epilogue: ReLU, and a 2x2 max-pooling of stride 2 (floor), as the output is stored
+        self.relu, self.pool = int(bool(relu)), int(bool(pool))
         self.C, self.dtype = cg * self.groups, weight.dtype
         w = weight.detach().contiguous()
         k, ci, kh, kw = torch.nonzero(w, as_tuple=True)  # row-major: grouped by output channel
@@ -66,8 +70,9 @@ class TiledConv:
         Hp, Wp = H + 2 * ph, W + 2 * pw
         OH = (Hp - dh * (self.KH - 1) - 1) // sh + 1
         OW = (Wp - dw * (self.KW - 1) - 1) // sw + 1
-        if OH < 1 or OW < 1:
-            raise ValueError(f"sparse conv: a {H}x{W} input is smaller than the kernel")
+        if OH < 1 or OW < 1 or self.pool and (OH < 2 or OW < 2):
+            raise ValueError(f"sparse conv: a {H}x{W} input is smaller than the kernel"
+                             + (" and the pooling" if self.pool else ""))
         return Hp, Wp, OH, OW
 
     def slack(self, Wp: int) -> int:
@@ -103,10 +108,11 @@ class TiledConv:
         slots = min(-(-N // G), threads)  # the kernel packs a group of images into each
         packed = torch.empty(slots * (C * Hp * Wp + slack) * G, dtype=self.dtype)
         scratch = torch.empty(threads * (OH * Wp + OH * OW) * G, dtype=self.dtype)
-        y = torch.empty((N, self.K, OH, OW), dtype=self.dtype)
+        y = torch.empty((N, self.K, OH // 2, OW // 2) if self.pool else (N, self.K, OH, OW),
+                        dtype=self.dtype)
         (ph, pw), (sh, sw) = self.padding, self.stride
         self._fn(N, C, H, W, self.K, G, ph, pw, Hp, Wp, OH, OW, sh, sw, slack,
                  self.crow.data_ptr(), off.data_ptr(), self.val.data_ptr(),
                  None if self.bias is None else self.bias.data_ptr(), x.data_ptr(),
-                 packed.data_ptr(), scratch.data_ptr(), y.data_ptr(), threads)
+                 packed.data_ptr(), scratch.data_ptr(), y.data_ptr(), threads, self.relu, self.pool)
         return y

@@ -71,6 +71,7 @@ class SparseLinear(nn.Module):
             raise ValueError(f"kernel {kernel} cannot run {linear.weight.dtype} here: "
                              f"{csr_tiled.unavailable() or 'it runs float32 and float64'}")
         self.kernel = kernel
+        self.relu = False  # a following ReLU computed here (fuse_epilogues)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         bias = linear.bias.detach() if linear.bias is not None else \
             torch.zeros(linear.out_features, dtype=linear.weight.dtype)
@@ -103,7 +104,7 @@ class SparseLinear(nn.Module):
             self.register_buffer(name, part.clone())  # its own: no view with another counter
 
     def get_extra_state(self) -> Dict[str, object]:
-        return {"kernel": self.kernel, "in_features": self.in_features}
+        return {"kernel": self.kernel, "in_features": self.in_features, "relu": self.relu}
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
@@ -127,10 +128,14 @@ class SparseLinear(nn.Module):
             error_msgs.append(f"size mismatch for {prefix[:-1]}: a {rows}x{cols} sparse weight "
                               f"in the file, {self.out_features}x{self.in_features} here")
             return
+        relu = extra.get("relu", False)
+        if not isinstance(relu, bool):
+            raise LayerStateError(f"a SparseLinear cannot run: its relu {short_repr(relu, 40)} "
+                                  f"is not true or false; {REMAKE}")
         checked = linear_parts(crow, col, values, bias, cols)  # before anything is kept
         self.register_buffer("bias", bias.detach().to(device, dtype, copy=True))
         self.weight = checked.to(device).to(dtype)
-        self.kernel = self._runnable(kernel)
+        self.kernel, self.relu = self._runnable(kernel), relu
 
     def _runnable(self, kernel: str) -> str:
         """``kernel``, or torch's csr where a loaded csr-tiled cannot run here."""
@@ -158,6 +163,10 @@ class SparseLinear(nn.Module):
                                       f"{type(weight).__name__}, not a tensor; {REMAKE}")
             self.out_features, self.in_features = weight.shape[0], weight.shape[-1]
             self.weight = weight
+        self.relu = self.__dict__.get("relu", False)  # files from before issue 37 have none
+        if not isinstance(self.relu, bool):
+            raise LayerStateError(f"a SparseLinear cannot run: its relu "
+                                  f"{short_repr(self.relu, 40)} is not true or false; {REMAKE}")
         kernel = self.__dict__.get("kernel")
         if not isinstance(kernel, str) or kernel not in KERNELS:
             raise LayerStateError(f"a SparseLinear cannot run: kernel {short_repr(kernel, 40)} "
@@ -172,7 +181,7 @@ class SparseLinear(nn.Module):
         if torch.jit.is_scripting():  # TorchScript calls the operator (compiled, not run, here)
             out = torch.ops.incop.csr_linear(x.reshape(-1, x.shape[-1]), self.crow_indices,
                                              self.col_indices, self.values, self.bias,
-                                             self.in_features, self.kernel)
+                                             self.in_features, self.kernel, self.relu)
             return out.reshape(x.shape[:-1] + out.shape[-1:])
         # x^T is a strided view; copying it to contiguous makes the kernel twice as fast but
         # costs more than that (`benchmarks/sparse_payoff.py kernels`). The output is a
@@ -181,9 +190,9 @@ class SparseLinear(nn.Module):
         b = self._buffers  # read directly: Module.__getattr__ costs a microsecond a call
         if x.dim() == 2:
             return csr_linear(x, b["crow_indices"], b["col_indices"], b["values"], b["bias"],
-                              self.in_features, self.kernel)
+                              self.in_features, self.kernel, self.relu)
         out = csr_linear(x.reshape(-1, x.shape[-1]), b["crow_indices"], b["col_indices"],
-                         b["values"], b["bias"], self.in_features, self.kernel)
+                         b["values"], b["bias"], self.in_features, self.kernel, self.relu)
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
@@ -218,6 +227,7 @@ class SparseConv2d(nn.Module):
                              f"({csr_tiled.unavailable() or 'it needs a Conv2d with zero padding, float32 or float64'})")
         self.stride, self.padding = conv.stride, conv.padding
         self.dilation, self.groups = conv.dilation, conv.groups
+        self.relu = self.pool = False  # a following ReLU and 2x2 max-pool (fuse_epilogues)
         self.register_buffer("weight",
                              (conv.weight.detach() * mask.to(conv.weight.dtype)).contiguous())
         self.register_buffer("bias", None if conv.bias is None else
@@ -230,15 +240,16 @@ class SparseConv2d(nn.Module):
 
     def get_extra_state(self) -> Dict[str, object]:
         return {"kernel": self.kernel, "stride": list(self.stride), "padding": list(self.padding),
-                "dilation": list(self.dilation), "groups": self.groups}
+                "dilation": list(self.dilation), "groups": self.groups, "relu": self.relu,
+                "pool": self.pool}
 
     def set_extra_state(self, state: object) -> None:
         if not isinstance(state, dict):
             raise LayerStateError(f"a SparseConv2d cannot run: its extra state is a "
                                   f"{type(state).__name__}, not a dict; {REMAKE}")
-        full = {"weight": self.weight, "bias": self.bias, **state}
+        full = {"weight": self.weight, "bias": self.bias, "relu": False, "pool": False, **state}
         conv_state(full, CONV_LAYOUTS)
-        self.kernel = full["kernel"]
+        self.kernel, self.relu, self.pool = full["kernel"], full["relu"], full["pool"]
         self.stride, self.padding, self.dilation = (tuple(full[k]) for k in
                                                     ("stride", "padding", "dilation"))
         self.groups = full["groups"]
@@ -256,7 +267,7 @@ class SparseConv2d(nn.Module):
         # A saved file may have been edited: its layout (which sizes the kernel's buffers),
         # weight, bias and geometry are checked. Files from before issue 37 hold the weight and
         # bias as attributes, and some no layout ("direct").
-        state = {"kernel": "direct", **state}
+        state = {"kernel": "direct", "relu": False, "pool": False, **state}
         state.pop("tiled", None)
         buffers = state.get("_buffers") if isinstance(state.get("_buffers"), dict) else {}
         held = {"weight": state.pop("weight", buffers.get("weight")),
@@ -276,14 +287,14 @@ class SparseConv2d(nn.Module):
             return torch.ops.incop.sparse_conv2d(
                 x, self.weight, self.bias, [self.stride[0], self.stride[1]],
                 [self.padding[0], self.padding[1]], [self.dilation[0], self.dilation[1]],
-                self.groups, _images(self.kernel))
+                self.groups, _images(self.kernel), self.relu, self.pool)
         if self.kernel not in CONV_LAYOUTS:
             raise LayerStateError(f"a SparseConv2d cannot run: kernel "
                                   f"{short_repr(self.kernel, 40)} is not one of {CONV_KERNELS}; "
                                   f"{REMAKE}")
         b = self._buffers  # read directly: Module.__getattr__ costs a microsecond a call
         return sparse_conv2d(x, b["weight"], b["bias"], self.stride, self.padding, self.dilation,
-                             self.groups, CONV_LAYOUTS[self.kernel])
+                             self.groups, CONV_LAYOUTS[self.kernel], self.relu, self.pool)
 
 
 def _images(kernel: str) -> int:
@@ -297,6 +308,57 @@ def _images(kernel: str) -> int:
 def _check_layout(kernel: str) -> None:
     if kernel not in CONV_LAYOUTS:
         raise ValueError(f"kernel {kernel!r} is not one of {CONV_KERNELS}")
+
+
+class Fused(nn.Identity):
+    """Where a ReLU or max-pooling was: the sparse layer before it computes it now
+    (:func:`fuse_epilogues`); ``into`` names that layer."""
+
+    def __init__(self, into: str = "") -> None:
+        super().__init__()
+        self.into = into
+
+
+def _pool2(module: nn.Module) -> bool:
+    """A max-pooling the direct convolution computes: 2x2, stride 2, no padding, floor."""
+    def two(v) -> bool:
+        return v == 2 or isinstance(v, (tuple, list)) and tuple(v) == (2, 2)
+    return (type(module) is nn.MaxPool2d and two(module.kernel_size)
+            and (module.stride is None or two(module.stride)) and module.padding in (0, (0, 0), [0, 0])
+            and module.dilation in (1, (1, 1), [1, 1]) and not module.ceil_mode
+            and not module.return_indices)
+
+
+def fuse_epilogues(fast: nn.Module) -> List[str]:
+    """Moves each ReLU (and, after a convolution, each 2x2 max-pooling) that directly follows a
+    sparse layer inside an ``nn.Sequential`` into that layer, in place, leaving :class:`Fused`
+    where they were; the names of the layers that took one. Layers called in ``forward`` code
+    (``torch.relu(self.fc1(x))``) are not seen, so not fused."""
+    fused = []
+    for prefix, seq in fast.named_modules():
+        if type(seq) is not nn.Sequential:
+            continue
+        names = list(seq._modules)
+        for i, name in enumerate(names):
+            layer = seq._modules[name]
+            if type(layer) not in (SparseLinear, SparseConv2d) or layer.relu:
+                continue
+            full = f"{prefix}.{name}" if prefix else name
+            took = []
+            for after in names[i + 1:i + 3]:
+                nxt = seq._modules[after]
+                if type(nxt) is nn.ReLU and not layer.relu:
+                    layer.relu = True
+                elif type(layer) is SparseConv2d and _pool2(nxt) and not layer.pool:
+                    layer.pool = True
+                else:
+                    break
+                took.append(after)
+            for after in took:
+                seq._modules[after] = Fused(full)
+            if took:
+                fused.append(full)
+    return fused
 
 
 def median_us(fns: Sequence[Callable[[], object]], repeats: int, warmup: int) -> List[float]:
@@ -333,9 +395,10 @@ def layer_inputs(model: nn.Module, names: Sequence[str], x: torch.Tensor) -> Dic
 
 
 def sparse_model(model: nn.Module, masks: Dict[str, torch.Tensor],
-                 kernels: Mapping[str, str]) -> nn.Module:
-    """A copy of ``model`` with each Linear module named in ``kernels`` in CSR form, run by the
-    kernel it maps to (KERNELS)."""
+                 kernels: Mapping[str, str], fuse: bool = False) -> nn.Module:
+    """A copy of ``model`` with each Linear or Conv2d module named in ``kernels`` sparse, run by
+    the kernel it maps to (KERNELS, CONV_KERNELS); with ``fuse``, the ReLUs and poolings that
+    follow them computed inside them (:func:`fuse_epilogues`)."""
     out = copy.deepcopy(model)
     for name, kernel in kernels.items():
         parent_name, _, child = name.rpartition(".")
@@ -343,6 +406,8 @@ def sparse_model(model: nn.Module, masks: Dict[str, torch.Tensor],
         layer, mask = getattr(parent, child), masks[f"{name}.weight"]
         setattr(parent, child, SparseConv2d(layer, mask, kernel) if kernel in CONV_KERNELS
                 else SparseLinear(layer, mask, kernel))
+    if fuse:
+        fuse_epilogues(out)
     return out
 
 
@@ -372,13 +437,20 @@ def measure(model: nn.Module, masks: Dict[str, torch.Tensor], input_shape: Seque
         every = {**convs, **{name: kernel for name in sparse_able}}
         if every not in candidates:
             candidates.append(every)
-    fasts = [sparse_model(model, masks, c) for c in candidates]
+    # each candidate also with the ReLUs and poolings after its sparse layers fused into them,
+    # where the model has any
+    candidates = [(c, fuse) for c in candidates for fuse in (False, True)]
+    fasts = [sparse_model(model, masks, c, fuse) for c, fuse in candidates]
+    keep = [i for i, (c, fuse) in enumerate(candidates)
+            if not fuse or any(type(m) is Fused for m in fasts[i].modules())]
+    candidates, fasts = [candidates[i] for i in keep], [fasts[i] for i in keep]
     times = median_us([lambda: model(x)] + [lambda f=f: f(x) for f in fasts], repeats, warmup)
     dense_us, best_us = times[0], min(times[1:], default=times[0])
-    fast, sparse_us = model, dense_us  # nothing sparse is faster: the model runs dense
+    fast, sparse_us, fused = model, dense_us, []  # nothing sparse is faster: it runs dense
     if best_us < dense_us:
         best = times[1:].index(best_us)
-        chosen, fast, sparse_us = candidates[best], fasts[best], best_us
+        (chosen, fuse), fast, sparse_us = candidates[best], fasts[best], best_us
+        fused = sorted({m.into for m in fast.modules() if type(m) is Fused})
         for row in rows:
             if row["layer"] in chosen and row["ran"] != chosen[row["layer"]]:
                 row["ran"] = f"{chosen[row['layer']]} (faster in the whole model)"
@@ -391,7 +463,7 @@ def measure(model: nn.Module, masks: Dict[str, torch.Tensor], input_shape: Seque
         diff = float((fast(x) - model(x)).abs().max())
     return {"batch": batch, "dense_us": dense_us, "sparse_us": sparse_us,
             "speedup": dense_us / sparse_us, "sparse_layers": len(chosen),
-            "best_sparse_us": best_us, "kernels": dict(chosen),
+            "best_sparse_us": best_us, "kernels": dict(chosen), "fused": fused,
             "max_abs_diff": diff, "layers": rows}
 
 
@@ -401,8 +473,10 @@ def fastest_sparse_model(model: nn.Module, masks: Mapping[str, torch.Tensor],
     """The fastest form of the pruned ``model`` for inference on this CPU at ``batch``, in the
     current thread setting: a copy with the masks applied whose Linear and Conv2d layers run the
     sparse kernels that measured fastest (a plain dense copy where none did), and the measurement
-    (:func:`measure`'s dict; ``kernels`` maps each sparse layer to its kernel). Sparse layers
-    are for inference: an input that needs a gradient goes through torch's CSR kernel.
+    (:func:`measure`'s dict; ``kernels`` maps each sparse layer to its kernel, ``fused`` names
+    the layers that compute the ReLU and pooling after them, where that measured faster).
+    Sparse layers are for inference: an input that needs a gradient goes through torch's
+    functions.
 
     ``input_shape`` is the shape of one input, without the batch dimension. Arguments that
     cannot work (a shape the model cannot take, masks of another model, a batch below 1, a
@@ -413,7 +487,7 @@ def fastest_sparse_model(model: nn.Module, masks: Mapping[str, torch.Tensor],
     masked.eval()
     check_input_shape(masked, shape, batch)
     m = measure(masked, dict(masks), shape, batch, repeats, warmup)
-    return sparse_model(masked, dict(masks), m["kernels"]), m
+    return sparse_model(masked, dict(masks), m["kernels"], bool(m["fused"])), m
 
 
 def _time_layer(name: str, module: nn.Module, mask: torch.Tensor, x, repeats: int,
