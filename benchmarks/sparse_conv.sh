@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 29's measurement: incop's own searches prune lenet5, conv4 and vgg16 to 5% remaining,
 # then `incop speed` times the final round dense against sparse (direct sparse convolutions,
-# CSR Linear layers), fp32, one thread, batch 1 and 64, side by side in one process. Two
+# CSR Linear layers, the ReLU and pooling after them fused in where that is faster), fp32, one
+# and two threads (THREADS="1" for one), batch 1 and 64, side by side in one process. Two
 # searches a network: SAP's global rule (which keeps the first convolutions dense-ish) and
 # LTH's layer-wise rule (20% of every layer's survivors a round: every layer ends at 5%).
 # Run it alone: another busy process on these 2 cores slows the timings about 10x.
@@ -15,7 +16,8 @@ OUT=${1:-output/sparse_conv}
 PY=${PYTHON:-python}
 COMMON=(--net_warmup 1 --net_train_epochs 1 --exper_imp_total_iter 40
         --prune_target_remaining 5 --net_lr 0.01 --net_momentum 0.9 --quiet --output_dir "$OUT")
-SPEED=(--rounds last --batches 1 64 --threads 1 --quiet)
+read -r -a THREADS <<< "${THREADS:-1 2}"  # issue 37: one and two threads, side by side
+SPEED=(--rounds last --batches 1 64 --threads "${THREADS[@]}" --quiet)
 search() { echo "== search: $*" >&2; "$PY" -m incop run "${COMMON[@]}" "$@"; }
 both() {  # both rules for one network: the run names are the network's and <network>-layerwise
   search --prune_method sap "$@"

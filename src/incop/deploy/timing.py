@@ -25,7 +25,7 @@ from .sparse_inference import (BATCHES, available_kernels, kernel_columns,
                                measure)
 
 WHOLE_COLUMNS = ["round", "remaining_pct", "batch", "threads", "dense_us", "sparse_us", "speedup",
-                 "sparse_layers", "best_sparse_us", "max_abs_diff"]
+                 "sparse_layers", "fused", "best_sparse_us", "max_abs_diff"]
 LAYER_COLUMNS = ["round", "batch", "threads", "layer", "kind", "density_pct", "dense_us",
                  *kernel_columns(), "ran"]
 
@@ -87,7 +87,8 @@ def _speed_run(run: Path, trial: int, batches: Sequence[int], threads: Optional[
             m = measure(model, masks, shape, b, repeats, warmup)
             remaining = 100.0 * Masks(masks).remaining_fraction()
             whole.append({"round": k, "remaining_pct": remaining, "threads": t,
-                          **{c: m[c] for c in WHOLE_COLUMNS if c in m}})
+                          **{c: m[c] for c in WHOLE_COLUMNS if c in m},
+                          "fused": " ".join(m["fused"])})
             layers += [{"round": k, "batch": b, "threads": t, **row} for row in m["layers"]]
     finally:
         torch.set_num_threads(before)
@@ -155,11 +156,11 @@ def speed_text(rows: Sequence[Dict[str, object]]) -> str:
     """The whole-model table. Where no sparse form beat dense, the model runs dense (1.00x)
     and the table says how much slower the fastest sparse form was."""
     headers = ["round", "remaining %", "batch", "threads", "dense us", "sparse us", "speed-up",
-               "sparse layers"]
+               "sparse layers", "ReLU/pool fused into"]
     body = [[str(r["round"]), f"{r['remaining_pct']:.2f}", str(r["batch"]), str(r["threads"]),
              f"{r['dense_us']:.1f}", f"{r['sparse_us']:.1f}",
              _speedup_cell(r),
-             str(r["sparse_layers"])] for r in rows]
+             str(r["sparse_layers"]), str(r.get("fused") or "-")] for r in rows]
     return format_table(headers, body)
 
 
