@@ -216,6 +216,9 @@ def test_incop_speed_times_the_rounds_asked_for(cli, tmp_path):
     assert {r["round"] for r in rows} == {"2"}
     assert [r["layer"] for r in rows if r["kind"] == "Conv2d"] == ["features.0", "features.3"]
     assert all(r["direct_us"] for r in rows if r["kind"] == "Conv2d")
+    with open(run / "speed.csv") as f:  # which layers took their ReLU/pooling: measured, so
+        fused = [r["fused"] for r in csv.DictReader(f)]  # only its kind is known
+    assert len(fused) == 1 and set(fused[0].split()) <= {"features.0", "features.3"}
     code, _, err = cli("speed", str(run), "--rounds", "7", "--quiet")
     assert code == 2 and "round 7 is not saved" in err
 
