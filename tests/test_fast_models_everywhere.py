@@ -110,6 +110,7 @@ def test_compile_and_export_run_the_kernels_as_opaque_operators(tmp_path):
     out = subprocess.run([sys.executable, "-c", CHILD, here], capture_output=True, text=True,
                          timeout=900, cwd=tmp_path, env=env)
     assert out.returncode == 0, f"status {out.returncode}: {out.stderr[-3000:]}"
+    assert "Exception ignored" not in out.stderr, out.stderr[-3000:]  # none at exit either
     import json
 
     seen = json.loads(out.stdout.strip().splitlines()[-1])
@@ -277,3 +278,55 @@ def test_torchscript_and_jit_trace_run_the_operators(build, kernels, tmp_path):
         loaded = torch.jit.load(str(tmp_path / "scripted.pt"))
         for run in (scripted, traced, loaded):
             assert torch.equal(run(x), model(x))
+
+
+def test_masks_that_scale_instead_of_keep_are_refused():
+    model, masks = lenet300()
+    scaled = {**masks, "3.weight": masks["3.weight"] * 3}
+    with pytest.raises(UsageError, match="other than 0 and 1"):
+        incop.fastest_sparse_model(model, scaled, (1, 28, 28), batch=4, repeats=1, warmup=0)
+
+
+@needs_kernel
+def test_a_file_that_disagrees_with_the_architecture_is_one_line(tmp_path):
+    model, masks = lenet5()
+    fast = sparse_model(model, masks, CONV_KERNELS, fuse=True)
+    path = incop.save_fast_model(torch.compile(fast), tmp_path / "fast.pt")  # unwrapped
+    assert "0.values" not in torch.load(path, weights_only=True)["state_dict"]
+    assert torch.equal(incop.load_fast_model(path, model)(_x()), model(_x()))
+    good = torch.load(path, weights_only=True)
+
+    def edited(change):
+        data = copy.deepcopy(good)
+        change(data)
+        torch.save(data, tmp_path / "edited.pt")
+        return tmp_path / "edited.pt"
+
+    def geometry(data):
+        data["state_dict"]["0._extra_state"]["padding"] = [4, 4]
+
+    def relu_dropped(data):
+        data["state_dict"]["7._extra_state"]["relu"] = False
+
+    def pool_dropped(data):
+        data["state_dict"]["3._extra_state"]["pool"] = False
+
+    def fused_moved(data):
+        del data["layers"]["8"]
+        data["layers"]["6"] = "Fused"
+
+    for change, words in ((geometry, "another geometry"), (relu_dropped, "disagree"),
+                          (pool_dropped, "disagree"), (fused_moved, "no ReLU or 2x2")):
+        with pytest.raises(UsageError, match=words) as e:
+            incop.load_fast_model(edited(change), model)
+        assert "\n" not in str(e.value), change.__name__
+
+
+@needs_kernel
+def test_a_sparse_convolution_takes_one_unbatched_image_as_conv2d_does():
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    layer = SparseConv2d(conv, torch.rand(conv.weight.shape) < 0.5, "direct")
+    x = torch.randint(-2, 3, (3, 7, 9)).float()
+    with torch.no_grad():
+        masked = nn.functional.conv2d(x, layer.weight, layer.bias, padding=1)
+        assert layer(x).shape == masked.shape and torch.allclose(layer(x), masked, atol=1e-6)

@@ -114,6 +114,9 @@ def _check_masks(model: nn.Module, params: Dict[str, nn.Parameter],
         if tuple(mask.shape) != want:
             raise UsageError(f"{_WHO}: the mask of {name} has shape {_shape(mask)} but the "
                              f"weight has shape {want}; {fix}")
+        if mask.dtype != torch.bool and bool(((mask != 0) & (mask != 1)).any()):
+            raise UsageError(f"{_WHO}: the mask of {name} holds values other than 0 and 1 "
+                             f"(a mask keeps or removes a weight; it does not scale it); {fix}")
 
 
 def _shape(t: torch.Tensor) -> Tuple[int, ...]:

@@ -30,6 +30,7 @@ def save_fast_model(fast: nn.Module, path: Union[str, Path]) -> Path:
     :func:`load_fast_model` reads it back into the same architecture."""
     if not isinstance(fast, nn.Module):
         raise UsageError(f"save_fast_model: give it a torch module, not a {type(fast).__name__}")
+    fast = getattr(fast, "_orig_mod", fast)  # torch.compile's wrapper: save what it wraps
     layers = {name: type(m).__name__ for name, m in fast.named_modules()
               if type(m).__name__ in _KINDS or type(m) is Fused}
     data = {"format": FORMAT, "version": VERSION, "layers": layers,
@@ -76,7 +77,41 @@ def load_fast_model(path: Union[str, Path], model: Optional[nn.Module] = None,
     except RuntimeError as e:  # torch's message lists the keys and shapes that differ
         first = " ".join(str(e).split())[:300]
         raise UsageError(f"{path} does not fit this architecture: {first}") from None
+    _check_fused(fast, path)
     return fast
+
+
+def _check_fused(fast: nn.Module, path: Path) -> None:
+    """Each sparse layer that computes a ReLU or pooling is followed by as many Fused places,
+    and every Fused place follows such a layer: a file that says otherwise would drop a ReLU
+    or a pooling, or apply one twice."""
+    def damaged() -> UsageError:
+        return UsageError(f"{path}: the layers that compute a ReLU or pooling and the places "
+                          f"they were fused from disagree; the file is damaged, save it again")
+
+    in_sequence = set()
+    for seq in fast.modules():
+        if type(seq) is not nn.Sequential:
+            continue
+        owed = 0  # Fused places the last sparse layer still needs after it
+        for child in seq.children():
+            in_sequence.add(id(child))
+            if type(child) is Fused:
+                if owed == 0:
+                    raise damaged()
+                owed -= 1
+                continue
+            if owed:
+                raise damaged()
+            if type(child) in (SparseLinear, SparseConv2d):
+                owed = int(bool(child.relu)) + int(bool(getattr(child, "pool", False)))
+        if owed:
+            raise damaged()
+    for m in fast.modules():
+        owes = type(m) is Fused or type(m) in (SparseLinear, SparseConv2d) and \
+            (m.relu or getattr(m, "pool", False))
+        if owes and id(m) not in in_sequence:
+            raise damaged()
 
 
 def _make_sparse(fast: nn.Module, name: object, kind: object, state: Dict[str, object],

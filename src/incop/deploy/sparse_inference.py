@@ -106,6 +106,10 @@ class SparseLinear(nn.Module):
     def get_extra_state(self) -> Dict[str, object]:
         return {"kernel": self.kernel, "in_features": self.in_features, "relu": self.relu}
 
+    def set_extra_state(self, state: object) -> None:
+        raise LayerStateError("a SparseLinear's extra state comes with its tensors: load them "
+                              "together with load_state_dict")
+
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
         # Any number of nonzeros: the loaded parts replace the buffers (in the layer's dtype and
@@ -116,8 +120,13 @@ class SparseLinear(nn.Module):
             missing_keys.extend(missing)
             return
         extra = state_dict[prefix + "_extra_state"]
-        kernel = extra.get("kernel") if isinstance(extra, dict) else None
-        cols = extra.get("in_features") if isinstance(extra, dict) else None
+        if not isinstance(extra, dict):
+            raise LayerStateError(f"a SparseLinear cannot run: its extra state is a "
+                                  f"{type(extra).__name__}, not a dict; {REMAKE}")
+        kernel, cols = extra.get("kernel"), extra.get("in_features")
+        if isinstance(cols, bool) or not isinstance(cols, int):
+            raise LayerStateError(f"a SparseLinear cannot run: its in_features "
+                                  f"{short_repr(cols, 40)} is not a whole number; {REMAKE}")
         if not isinstance(kernel, str) or kernel not in KERNELS:
             raise LayerStateError(f"a SparseLinear cannot run: kernel {short_repr(kernel, 40)} "
                                   f"is not one of {KERNELS}; {REMAKE}")
@@ -249,6 +258,14 @@ class SparseConv2d(nn.Module):
                                   f"{type(state).__name__}, not a dict; {REMAKE}")
         full = {"weight": self.weight, "bias": self.bias, "relu": False, "pool": False, **state}
         conv_state(full, CONV_LAYOUTS)
+        mine = {"stride": tuple(self.stride), "padding": tuple(self.padding),
+                "dilation": tuple(self.dilation), "groups": self.groups}
+        theirs = {k: tuple(full[k]) if isinstance(full[k], (list, tuple)) else full[k]
+                  for k in mine}
+        if theirs != mine:
+            raise LayerStateError(f"a SparseConv2d cannot load a convolution of another geometry: "
+                                  f"{short_repr(theirs, 120)} in the state, {mine} here; load it "
+                                  f"into the architecture it was made from")
         self.kernel, self.relu, self.pool = full["kernel"], full["relu"], full["pool"]
         self.stride, self.padding, self.dilation = (tuple(full[k]) for k in
                                                     ("stride", "padding", "dilation"))
@@ -293,6 +310,10 @@ class SparseConv2d(nn.Module):
                                   f"{short_repr(self.kernel, 40)} is not one of {CONV_KERNELS}; "
                                   f"{REMAKE}")
         b = self._buffers  # read directly: Module.__getattr__ costs a microsecond a call
+        if x.dim() == 3:  # one unbatched image, as nn.Conv2d takes it
+            return sparse_conv2d(x.unsqueeze(0), b["weight"], b["bias"], self.stride,
+                                 self.padding, self.dilation, self.groups,
+                                 CONV_LAYOUTS[self.kernel], self.relu, self.pool).squeeze(0)
         return sparse_conv2d(x, b["weight"], b["bias"], self.stride, self.padding, self.dilation,
                              self.groups, CONV_LAYOUTS[self.kernel], self.relu, self.pool)
 

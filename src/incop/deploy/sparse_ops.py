@@ -76,7 +76,8 @@ def prepared_linear(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor,
     if len(_LINEARS) >= CACHE_LIMIT:
         _LINEARS.clear()
     key = id(values)
-    forget = lambda _ref: _LINEARS.pop(key, None)  # noqa: E731
+    # the dict is bound now: at interpreter exit the module's globals may be gone already
+    forget = lambda _ref, cache=_LINEARS, k=key: cache.pop(k, None)  # noqa: E731
     _LINEARS[key] = (tuple(weakref.ref(t, forget) for t in (crow, col, values, bias)), versions,
                      state)
     return state
@@ -178,7 +179,7 @@ def _conv(weight, bias, stride, padding, dilation, groups, images, relu, pool):
     return TiledConv(weight, bias, stride, padding, dilation, groups, images, relu, pool)
 
 
-_CONVS: Dict[int, Tuple[tuple, tuple, tuple, object]] = {}
+_CONVS: Dict[int, Tuple[tuple, tuple, tuple, object]] = {}  # one geometry per weight
 
 
 def prepared_conv(weight: torch.Tensor, bias: Optional[torch.Tensor], stride: Sequence[int],
@@ -194,17 +195,17 @@ def prepared_conv(weight: torch.Tensor, bias: Optional[torch.Tensor], stride: Se
         versions = (weight._version, -1 if bias is None else bias._version)
     except RuntimeError:
         return _conv(weight, bias, *geometry)
-    key = (id(weight), geometry)
+    key = id(weight)
     entry = _CONVS.get(key)
     if entry is not None:
-        refs, seen, _, tiled = entry
-        if seen == versions and refs[0]() is weight and \
+        refs, seen, shape, tiled = entry
+        if seen == versions and shape == geometry and refs[0]() is weight and \
                 (bias is None if refs[1] is None else refs[1]() is bias):
             return tiled
     tiled = _conv(weight, bias, *geometry)
     if len(_CONVS) >= CACHE_LIMIT:
         _CONVS.clear()
-    forget = lambda _ref: _CONVS.pop(key, None)  # noqa: E731
+    forget = lambda _ref, cache=_CONVS, k=key: cache.pop(k, None)  # noqa: E731
     refs = (weakref.ref(weight, forget), None if bias is None else weakref.ref(bias, forget))
     _CONVS[key] = (refs, versions, geometry, tiled)
     return tiled
