@@ -47,7 +47,7 @@ def load_fast_model(path: Union[str, Path], model: Optional[nn.Module] = None,
     tensor is checked before a kernel reads it; a file that does not fit the architecture is
     one UsageError line.
 
-    A fast model saved whole with ``torch.save`` (incop 0.4 and before documented that) is a pickle,
+    A fast model saved whole with ``torch.save`` (the docs said so up to version 0.4.0) is a pickle,
     and loading a pickle runs whatever code it names: it is refused unless ``trust_pickle`` is
     true (for files you made yourself), and then loaded with a warning."""
     path = Path(path)
@@ -183,7 +183,7 @@ def _is_pickled_module(path: Path) -> bool:
 
 def _load_pickle(path: Path, trust_pickle: bool) -> nn.Module:
     if not trust_pickle:
-        raise UsageError(f"{path} is a fast model pickled whole (incop 0.4 and before saved them "
+        raise UsageError(f"{path} is a fast model pickled whole (incop up to version 0.4.0 saved them "
                          f"so); loading a pickle runs code: if you made it yourself, load it "
                          f"with load_fast_model(..., trust_pickle=True) and save it again with "
                          f"incop.save_fast_model")
