@@ -257,12 +257,15 @@ static void group_##SUFFIX(const T *in, int64_t g, int64_t k0, int64_t k1, int64
    thread or more, each thread packs a group into its own slot and computes it while it is    \
    in cache; with fewer (batch 1 on two threads), the groups are packed first and the         \
    threads split their output channels. */                                                    \
-void incop_conv2d_##SUFFIX(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t G,  \
-                           int64_t ph, int64_t pw, int64_t Hp, int64_t Wp, int64_t OH,        \
-                           int64_t OW, int64_t sh, int64_t sw, int64_t slack,                 \
-                           const int64_t *crow, const int64_t *off, const T *val,             \
-                           const T *bias, const T *x, T *packed, T *scratch, T *y,            \
-                           int threads, int relu, int pool) {                                 \
+void incop_conv2d_##SUFFIX(const int64_t *dims, const int64_t *crow, const int64_t *off,      \
+                           const T *val, const T *bias, const T *x, T *packed, T *scratch,    \
+                           T *y, int threads, int relu, int pool) {                           \
+    /* dims: N C H W K G ph pw Hp Wp OH OW sh sw slack, one array (a call from Python pays     \
+       for every argument it converts, and a small layer's whole call is microseconds) */     \
+    const int64_t N = dims[0], C = dims[1], H = dims[2], W = dims[3], K = dims[4];            \
+    const int64_t G = dims[5], ph = dims[6], pw = dims[7], Hp = dims[8], Wp = dims[9];        \
+    const int64_t OH = dims[10], OW = dims[11], sh = dims[12], sw = dims[13];                 \
+    const int64_t slack = dims[14];                                                           \
     const int64_t groups = (N + G - 1) / G, slot = (C * Hp * Wp + slack) * G;                 \
     const int64_t spare = (OH * Wp + OH * OW) * G;                                            \
     if (threads <= 1 || crow[K] * N * OH * OW < PARALLEL_MIN_WORK) {                          \
@@ -315,4 +318,4 @@ DEFINE_CONV(f32, float)
 DEFINE_CONV(f64, double)
 
 /* What incop.csr_tiled checks before it trusts a cached library. */
-int incop_csr_abi(void) { return 5; }
+int incop_csr_abi(void) { return 6; }

@@ -24,7 +24,7 @@ from typing import Optional, Tuple
 import torch
 
 SOURCE = Path(__file__).with_name("csr_tiled.c")
-ABI = 5  # incop_csr_abi() of the source above
+ABI = 6  # incop_csr_abi() of the source above
 # Tried in order; the first that compiles is kept (Clang on macOS has no -fopenmp, some
 # compilers no -march=native).
 FLAG_SETS = (("-O3", "-march=native", "-fopenmp"), ("-O3", "-fopenmp"),
@@ -166,7 +166,7 @@ def _open_library(path: Path) -> Tuple[Optional[ctypes.CDLL], str]:
         fn.argtypes = [_I64] * 3 + [_P] * 5 + [ctypes.c_int] + [_P] * 2 + [ctypes.c_int] * 2
         fn.restype = None
     for fn in convs:
-        fn.argtypes = [_I64] * 15 + [_P] * 8 + [ctypes.c_int] * 3
+        fn.argtypes = [_P] * 9 + [ctypes.c_int] * 3
         fn.restype = None
     return lib, ""
 

@@ -10,6 +10,7 @@ that many images in each position's vector, which fills the registers where maps
 strided. Which is faster depends on the layer and the batch, so incop measures it."""
 from __future__ import annotations
 
+import ctypes
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -63,6 +64,7 @@ class TiledConv:
         self.bias = bias
         self._fn = getattr(lib, f"incop_conv2d_{_SUFFIX[self.dtype]}")
         self._offsets: Dict[Tuple[int, int], torch.Tensor] = {}
+        self._plans: Dict[Tuple[int, int, int, int], tuple] = {}
 
     def geometry(self, H: int, W: int) -> Tuple[int, int, int, int]:
         """(Hp, Wp, OH, OW) for an input of H x W."""
@@ -96,23 +98,41 @@ class TiledConv:
             self._offsets[H, W] = off
         return self._offsets[H, W]
 
+    def plan(self, N: int, H: int, W: int, threads: int):
+        """For an input of N x C x H x W on ``threads``: the dimensions the C code reads (a
+        ctypes array), the values its packed input and scratch buffers take, where the scratch
+        starts, the output's shape and the checked offsets; remembered per input size."""
+        key = (N, H, W, threads)
+        plan = self._plans.get(key)
+        if plan is None:
+            Hp, Wp, OH, OW = self.geometry(H, W)
+            off = self.offsets(H, W)
+            G, slack = self.images, self.slack(Wp)
+            slots = min(-(-N // G), threads)  # the kernel packs a group of images into each
+            packed = slots * (self.C * Hp * Wp + slack) * G
+            scratch = threads * (OH * Wp + OH * OW) * G
+            (ph, pw), (sh, sw) = self.padding, self.stride
+            dims = (ctypes.c_int64 * 15)(N, self.C, H, W, self.K, G, ph, pw, Hp, Wp, OH, OW, sh,
+                                         sw, slack)
+            shape = (N, self.K, OH // 2, OW // 2) if self.pool else (N, self.K, OH, OW)
+            if len(self._plans) > 64:  # input sizes seen: a handful in practice
+                self._plans.clear()
+            plan = self._plans[key] = (dims, packed + scratch, packed, shape, off)
+        return plan
+
     def __call__(self, x: torch.Tensor, threads: int = 1) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.C or x.dtype != self.dtype or x.device.type != "cpu":
             raise ValueError(f"sparse conv: the input must be a CPU (n, {self.C}, h, w) "
                              f"{self.dtype} tensor; got {tuple(x.shape)} {x.dtype} on {x.device}")
         x = x.contiguous()  # the kernel reads it as (N, C, H, W) rows
-        N, C, H, W = x.shape
-        Hp, Wp, OH, OW = self.geometry(H, W)
-        off = self.offsets(H, W)
-        G, slack, threads = self.images, self.slack(Wp), max(1, int(threads))
-        slots = min(-(-N // G), threads)  # the kernel packs a group of images into each
-        packed = torch.empty(slots * (C * Hp * Wp + slack) * G, dtype=self.dtype)
-        scratch = torch.empty(threads * (OH * Wp + OH * OW) * G, dtype=self.dtype)
-        y = torch.empty((N, self.K, OH // 2, OW // 2) if self.pool else (N, self.K, OH, OW),
-                        dtype=self.dtype)
-        (ph, pw), (sh, sw) = self.padding, self.stride
-        self._fn(N, C, H, W, self.K, G, ph, pw, Hp, Wp, OH, OW, sh, sw, slack,
-                 self.crow.data_ptr(), off.data_ptr(), self.val.data_ptr(),
-                 None if self.bias is None else self.bias.data_ptr(), x.data_ptr(),
-                 packed.data_ptr(), scratch.data_ptr(), y.data_ptr(), threads, self.relu, self.pool)
+        N, _, H, W = x.shape
+        threads = max(1, int(threads))
+        dims, buffer, scratch_at, shape, off = self.plan(N, H, W, threads)
+        work = torch.empty(buffer, dtype=self.dtype)  # packed input, then scratch: one block
+        y = torch.empty(shape, dtype=self.dtype)
+        start = work.data_ptr()
+        self._fn(dims, self.crow.data_ptr(), off.data_ptr(), self.val.data_ptr(),
+                 None if self.bias is None else self.bias.data_ptr(), x.data_ptr(), start,
+                 start + scratch_at * work.element_size(), y.data_ptr(), threads, self.relu,
+                 self.pool)
         return y

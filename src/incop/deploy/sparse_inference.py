@@ -467,9 +467,15 @@ def measure(model: nn.Module, masks: Dict[str, torch.Tensor], input_shape: Seque
     candidates, fasts = [candidates[i] for i in keep], [fasts[i] for i in keep]
     times = median_us([lambda: model(x)] + [lambda f=f: f(x) for f in fasts], repeats, warmup)
     dense_us, best_us = times[0], min(times[1:], default=times[0])
+    if fasts:
+        # The fastest form against dense again, the two alone taking turns: among many forms
+        # each one runs with caches the others have just filled, which slows dense the most
+        # (lenet5 at batch 1: 240 us among a dozen forms, 200 us beside one).
+        best = times[1:].index(best_us)
+        dense_us, best_us = median_us([lambda: model(x), lambda: fasts[best](x)], repeats,
+                                      warmup)
     fast, sparse_us, fused = model, dense_us, []  # nothing sparse is faster: it runs dense
     if best_us < dense_us:
-        best = times[1:].index(best_us)
         (chosen, fuse), fast, sparse_us = candidates[best], fasts[best], best_us
         fused = sorted({m.into for m in fast.modules() if type(m) is Fused})
         for row in rows:
