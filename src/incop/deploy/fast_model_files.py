@@ -18,7 +18,8 @@ from torch import nn
 from ..base.bounded import load_torch, short_repr
 from ..base.errors import UsageError
 from ..base.files import atomic_write
-from .sparse_inference import Fused, SparseConv2d, SparseLinear, _pool2
+from .sparse_inference import (CONV_KERNELS, Fused, SparseConv2d, SparseLinear, _pool2,
+                               available_kernels)
 
 FORMAT = "incop fast model"
 VERSION = 1
@@ -157,8 +158,6 @@ def _make_fused(fast: nn.Module, name: object, path: Path) -> None:
 
 
 def _kernels(sparse: type) -> tuple:
-    from .sparse_inference import CONV_KERNELS, available_kernels
-
     return available_kernels() if sparse is SparseLinear else CONV_KERNELS
 
 

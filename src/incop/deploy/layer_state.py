@@ -45,7 +45,8 @@ def _stored(t: torch.Tensor, what: str, layer: str) -> None:
                              f"stored bytes (a view, not data)")
 
 
-def _tensor(value: Any, what: str, layer: str) -> torch.Tensor:
+def held_tensor(value: Any, what: str, layer: str) -> torch.Tensor:
+    """``value``, where it is a tensor; else one LayerStateError line."""
     if not isinstance(value, torch.Tensor):
         raise _refuse(layer, f"its {what} is a {type(value).__name__}, not a tensor")
     return value
@@ -55,8 +56,8 @@ def linear_weight(weight: Any, bias: Any, layer: str = "SparseLinear") -> torch.
     """The CSR weight a SparseLinear runs, from the dense or CSR ``weight`` it holds, with its
     ``bias`` of shape (out, 1): floating point, of one dtype, shapes that agree, and a CSR
     form whose indices stay inside its arrays (torch's own invariants, checked)."""
-    bias = _tensor(bias, "bias", layer)
-    weight = _tensor(weight, "weight", layer)
+    bias = held_tensor(bias, "bias", layer)
+    weight = held_tensor(weight, "weight", layer)
     if bias.layout != torch.strided or bias.dim() != 2 or bias.shape[1] != 1 or \
             not bias.is_floating_point():
         raise _refuse(layer, f"its bias is a {tuple(bias.shape)} {bias.dtype} {bias.layout} "
@@ -80,7 +81,7 @@ def linear_parts(crow: Any, col: Any, values: Any, bias: Any, in_features: Any,
                  layer: str = "SparseLinear") -> torch.Tensor:
     """The CSR weight a SparseLinear holds as its parts (row pointers, column indices, values
     and a bias of (out, 1)), checked as :func:`linear_weight` checks a whole one."""
-    parts = [_tensor(t, what, layer) for t, what in ((crow, "row pointers"),
+    parts = [held_tensor(t, what, layer) for t, what in ((crow, "row pointers"),
                                                       (col, "column indices"), (values, "values"))]
     cols = _whole(in_features)
     if cols is None or cols < 0:
@@ -162,13 +163,13 @@ def conv_parts(weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any,
     """A SparseConv2d's tensors and geometry as its kernel is called with them: a dense 4-d
     floating-point weight that holds its values, a bias of (out,) in its dtype or none, and a
     geometry in bounds (the C kernel runs float32 and float64; torch's conv2d the others)."""
-    weight = _tensor(weight, "weight", layer)
+    weight = held_tensor(weight, "weight", layer)
     if weight.layout != torch.strided or weight.dim() != 4 or not weight.is_floating_point():
         raise _refuse(layer, f"its weight is a {tuple(weight.shape)} {weight.dtype} "
                              f"{weight.layout} tensor, not a dense 4-d floating-point one")
     _stored(weight, "weight", layer)
     if bias is not None:
-        bias = _tensor(bias, "bias", layer)
+        bias = held_tensor(bias, "bias", layer)
         if bias.layout != torch.strided or tuple(bias.shape) != (weight.shape[0],) or \
                 bias.dtype != weight.dtype:
             raise _refuse(layer, f"its bias is {tuple(bias.shape)} {bias.dtype}, not "

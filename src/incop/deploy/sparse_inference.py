@@ -33,7 +33,7 @@ from torch import nn
 from . import csr_tiled
 from .arguments import check_arguments, check_input_shape
 from .layer_state import (REMAKE, LayerStateError, conv_parts, conv_state, csr_parts,
-                          linear_parts, linear_weight)
+                          held_tensor, linear_parts, linear_weight)
 from .sparse_ops import csr_linear, prepared_linear, sparse_conv2d
 from ..base.bounded import short_repr
 from ..pruning.masks import Masks
@@ -123,13 +123,11 @@ class SparseLinear(nn.Module):
         if not isinstance(extra, dict):
             raise LayerStateError(f"a SparseLinear cannot run: its extra state is a "
                                   f"{type(extra).__name__}, not a dict; {REMAKE}")
-        kernel, cols = extra.get("kernel"), extra.get("in_features")
+        cols = extra.get("in_features")
         if isinstance(cols, bool) or not isinstance(cols, int):
             raise LayerStateError(f"a SparseLinear cannot run: its in_features "
                                   f"{short_repr(cols, 40)} is not a whole number; {REMAKE}")
-        if not isinstance(kernel, str) or kernel not in KERNELS:
-            raise LayerStateError(f"a SparseLinear cannot run: kernel {short_repr(kernel, 40)} "
-                                  f"is not one of {KERNELS}; {REMAKE}")
+        kernel, relu = _kernel_and_relu(extra.get("kernel"), extra.get("relu", False))
         dtype, device = self.values.dtype, self.values.device
         crow, col, values, bias = (state_dict[prefix + n] for n in names[:4])
         rows = crow.numel() - 1 if isinstance(crow, torch.Tensor) else None
@@ -137,10 +135,6 @@ class SparseLinear(nn.Module):
             error_msgs.append(f"size mismatch for {prefix[:-1]}: a {rows}x{cols} sparse weight "
                               f"in the file, {self.out_features}x{self.in_features} here")
             return
-        relu = extra.get("relu", False)
-        if not isinstance(relu, bool):
-            raise LayerStateError(f"a SparseLinear cannot run: its relu {short_repr(relu, 40)} "
-                                  f"is not true or false; {REMAKE}")
         checked = linear_parts(crow, col, values, bias, cols)  # before anything is kept
         self.register_buffer("bias", bias.detach().to(device, dtype, copy=True))
         self.weight = checked.to(device).to(dtype)
@@ -158,28 +152,20 @@ class SparseLinear(nn.Module):
         # A saved file may have been edited: what the kernels read is checked before anything
         # runs. Files from before issue 37 hold the weight (dense) and bias as attributes.
         state = {k: v for k, v in state.items() if k not in ("tiled", "_held")}
-        old = "weight" in state or "_buffers" not in state or \
-            "values" not in state.get("_buffers", {})
         buffers = state.get("_buffers") if isinstance(state.get("_buffers"), dict) else {}
+        old = "weight" in state or "values" not in buffers
         weight, bias = state.pop("weight", None), state.pop("bias", buffers.get("bias"))
         super().__setstate__(state)
         if old:
             if not isinstance(state.get("_buffers"), dict):
                 self._buffers = {}
-            self.register_buffer("bias", _tensor_or_refuse(bias, "bias"))
-            if not isinstance(weight, torch.Tensor):
-                raise LayerStateError(f"a SparseLinear cannot run: its weight is a "
-                                      f"{type(weight).__name__}, not a tensor; {REMAKE}")
+            self.register_buffer("bias", held_tensor(bias, "bias", "SparseLinear"))
+            weight = held_tensor(weight, "weight", "SparseLinear")
             self.out_features, self.in_features = weight.shape[0], weight.shape[-1]
             self.weight = weight
-        self.relu = self.__dict__.get("relu", False)  # files from before issue 37 have none
-        if not isinstance(self.relu, bool):
-            raise LayerStateError(f"a SparseLinear cannot run: its relu "
-                                  f"{short_repr(self.relu, 40)} is not true or false; {REMAKE}")
-        kernel = self.__dict__.get("kernel")
-        if not isinstance(kernel, str) or kernel not in KERNELS:
-            raise LayerStateError(f"a SparseLinear cannot run: kernel {short_repr(kernel, 40)} "
-                                  f"is not one of {KERNELS}; {REMAKE}")
+        # files from before issue 37 have no relu
+        kernel, self.relu = _kernel_and_relu(self.__dict__.get("kernel"),
+                                             self.__dict__.get("relu", False))
         prepared_linear(self.crow_indices, self.col_indices, self.values, self.bias,
                         self.__dict__.get("in_features"))
         self.kernel = self._runnable(kernel)
@@ -205,11 +191,15 @@ class SparseLinear(nn.Module):
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
-def _tensor_or_refuse(value: object, what: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise LayerStateError(f"a SparseLinear cannot run: its {what} is a "
-                              f"{type(value).__name__}, not a tensor; {REMAKE}")
-    return value
+def _kernel_and_relu(kernel: object, relu: object) -> Tuple[str, bool]:
+    """A saved SparseLinear's kernel name and ReLU flag, checked."""
+    if not isinstance(kernel, str) or kernel not in KERNELS:
+        raise LayerStateError(f"a SparseLinear cannot run: kernel {short_repr(kernel, 40)} "
+                              f"is not one of {KERNELS}; {REMAKE}")
+    if not isinstance(relu, bool):
+        raise LayerStateError(f"a SparseLinear cannot run: its relu {short_repr(relu, 40)} "
+                              f"is not true or false; {REMAKE}")
+    return kernel, relu
 
 
 def conv_supported(conv: nn.Module) -> bool:
@@ -470,7 +460,7 @@ def measure(model: nn.Module, masks: Dict[str, torch.Tensor], input_shape: Seque
     if fasts:
         # The fastest form against dense again, the two alone taking turns: among many forms
         # each one runs with caches the others have just filled, which slows dense the most
-        # (lenet5 at batch 1: 240 us among a dozen forms, 200 us beside one).
+        # (lenet5 at batch 1: 240 us among a dozen forms, 177 us beside one).
         best = times[1:].index(best_us)
         dense_us, best_us = median_us([lambda: model(x), lambda: fasts[best](x)], repeats,
                                       warmup)

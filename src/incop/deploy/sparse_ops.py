@@ -21,12 +21,24 @@ import torch.nn.functional as F
 
 from . import csr_tiled
 from .layer_state import LayerStateError, conv_parts, linear_parts
+from .sparse_conv import TiledConv, _pair
 
 _NATIVE = (torch.float32, torch.float64)
 LINEAR_KERNELS = ("csr", "csr-reduce", "csr-tiled")
 
 
 CACHE_LIMIT = 4096  # checked layers remembered; a model has a few dozen sparse layers
+
+
+def _remember(cache: Dict[int, tuple], key: int, tensors: Sequence[Optional[torch.Tensor]],
+              *entry: object) -> None:
+    """Keeps ``entry`` under ``key`` while every tensor of ``tensors`` lives (weak references
+    first in the stored tuple; None stays None), within CACHE_LIMIT entries."""
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    # the dict is bound now: at interpreter exit the module's globals may be gone already
+    forget = lambda _ref, cache=cache, k=key: cache.pop(k, None)  # noqa: E731
+    cache[key] = (tuple(None if t is None else weakref.ref(t, forget) for t in tensors), *entry)
 
 
 def tracing(x: torch.Tensor) -> bool:
@@ -73,13 +85,7 @@ def prepared_linear(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor,
                 refs[2]() is values and refs[3]() is bias and state.cols == in_features:
             return state
     state = _LinearState(linear_parts(crow, col, values, bias, in_features), bias)
-    if len(_LINEARS) >= CACHE_LIMIT:
-        _LINEARS.clear()
-    key = id(values)
-    # the dict is bound now: at interpreter exit the module's globals may be gone already
-    forget = lambda _ref, cache=_LINEARS, k=key: cache.pop(k, None)  # noqa: E731
-    _LINEARS[key] = (tuple(weakref.ref(t, forget) for t in (crow, col, values, bias)), versions,
-                     state)
+    _remember(_LINEARS, id(values), (crow, col, values, bias), versions, state)
     return state
 
 
@@ -173,8 +179,6 @@ def csr_linear(x: torch.Tensor, crow: torch.Tensor, col: torch.Tensor, values: t
 # ------------------------------------------------------------------ sparse Conv2d
 
 def _conv(weight, bias, stride, padding, dilation, groups, images, relu, pool):
-    from .sparse_conv import TiledConv
-
     conv_parts(weight, bias, stride, padding, dilation, groups)
     return TiledConv(weight, bias, stride, padding, dilation, groups, images, relu, pool)
 
@@ -203,11 +207,7 @@ def prepared_conv(weight: torch.Tensor, bias: Optional[torch.Tensor], stride: Se
                 (bias is None if refs[1] is None else refs[1]() is bias):
             return tiled
     tiled = _conv(weight, bias, *geometry)
-    if len(_CONVS) >= CACHE_LIMIT:
-        _CONVS.clear()
-    forget = lambda _ref, cache=_CONVS, k=key: cache.pop(k, None)  # noqa: E731
-    refs = (weakref.ref(weight, forget), None if bias is None else weakref.ref(bias, forget))
-    _CONVS[key] = (refs, versions, geometry, tiled)
+    _remember(_CONVS, key, (weight, bias), versions, geometry, tiled)
     return tiled
 
 
@@ -304,6 +304,3 @@ def sparse_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
         return _dense_conv(x, weight, bias, stride, padding, dilation, groups, relu, pool)
     return _run_conv(x, weight, bias, stride, padding, dilation, groups, images, relu, pool)
 
-
-def _pair(v) -> Tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
