@@ -69,7 +69,7 @@ def test_options_added_later_keep_earlier_run_ids_and_resumes():
     """Run directories made before --prune_target_remaining existed keep their hash (computed
     before the option existed) and can still be resumed; setting the option changes the hash."""
     from incop.config.schema import RunConfig
-    from incop.config.identity import comparable as _comparable
+    from incop.config.schema import comparable as _comparable
 
     cfg = RunConfig()
     cfg.prune.method = "ciap"  # the method those runs ran with no --prune_method

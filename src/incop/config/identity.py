@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -57,27 +57,26 @@ def data_fingerprint(*sources: Optional[DataSource]) -> str:
     return h.hexdigest()[:16]
 
 
-# Options added after runs were already on disk, with their defaults: left out of hashes and
-# resume checks while at the default, so those runs keep their ids and can still be resumed.
-LATER_OPTIONS = {("prune", "target_remaining"): None, ("prune", "include"): None,
-                 ("prune", "exclude"): None, ("data", "allow_small_val"): False,
-                 ("data", "fingerprint"): None, ("model", "fingerprint"): None,
-                 ("prune", "check_every"): "1ep", ("train", "lr_schedule"): "constant",
-                 ("train", "lr_milestones"): None, ("train", "lr_gamma"): 0.1,
-                 ("train", "rewind_to"): "warmup", ("train", "ticket_epochs"): 0,
-                 ("train", "precision"): "fp32", ("train", "channels_last"): "auto",
-                 ("experiment", "threads"): None, ("experiment", "wandb"): False,
-                 ("train", "optimizer"): "sgd", ("train", "lr_warmup_iters"): 0,
-                 ("train", "augment"): False, ("train", "lr_allr"): False,
-                 ("prune", "gmp_start"): None, ("prune", "gmp_end"): None,
-                 ("prune", "gmp_every"): None,
-                 ("experiment", "wandb_project"): None,
-                 # runs made before --net_init existed used PyTorch's initialisation
-                 ("model", "init"): "pytorch", ("data", "image_size"): None,
-                 ("train", "ticket_rewind"): None, ("prune", "steps"): None,
-                 ("train", "round_data_fraction"): None,
-                 ("train", "round_data_choice"): "random", ("prune", "gmp_lr"): "run",
-                 ("prune", "keep_at"): None}
+# The settings every run has had since incop's first release (the seed's flags): always hashed.
+# Every later setting is left out of hashes and resume checks while at its baseline, the value
+# runs had before it existed (``Baselines``: RunConfig's field metadata says it), so adding an
+# option never changes an existing run's id or stops it resuming. Nothing is ever added here.
+FIRST_SETTINGS = frozenset({
+    ("data", "dataset"), ("data", "data_dir"), ("data", "val_size"), ("data", "batch_size"),
+    ("model", "arch"), ("model", "pretrained"),
+    ("train", "lr"), ("train", "epochs"), ("train", "warmup"), ("train", "momentum"),
+    ("train", "weight_decay"),
+    ("prune", "method"), ("prune", "p"), ("prune", "q"), ("prune", "ratio"), ("prune", "eta"),
+    ("prune", "gamma"), ("prune", "beta"), ("prune", "epsilon"), ("prune", "rule"),
+    ("prune", "criterion"), ("prune", "flow_probe_size"), ("prune", "flow_stat"),
+    ("prune", "stop_on_recovery"),
+    ("experiment", "imp_total_iter"), ("experiment", "num_trial"), ("experiment", "seed"),
+    ("experiment", "device"), ("experiment", "gpu_id"), ("experiment", "exper_type"),
+    ("experiment", "download"), ("experiment", "tensorboard"),
+    ("experiment", "allow_untrained"), ("experiment", "output_dir"),
+    ("experiment", "run_name")})
+
+Baselines = Mapping[Tuple[str, str], Any]  # (section, field) -> the value that is not hashed
 
 # What names a run without changing what it computes: the recipe (its settings are hashed).
 NAMES_NOT_SETTINGS = (("prune", "recipe"),)
@@ -87,10 +86,10 @@ NAMES_NOT_SETTINGS = (("prune", "recipe"),)
 WIDENED_TO_FLOAT = (("train", "epochs"),)
 
 
-def _without_unset_additions(d: Dict[str, Any]) -> Dict[str, Any]:
+def _without_unset_additions(d: Dict[str, Any], baselines: Baselines) -> Dict[str, Any]:
     d = {s: dict(v) if isinstance(v, dict) else v for s, v in d.items()}
-    for (section, name), default in LATER_OPTIONS.items():
-        if d.get(section, {}).get(name, default) == default:
+    for (section, name), baseline in baselines.items():
+        if d.get(section, {}).get(name, baseline) == baseline:
             d.get(section, {}).pop(name, None)
     for section, name in NAMES_NOT_SETTINGS:
         d.get(section, {}).pop(name, None)
@@ -101,10 +100,10 @@ def _without_unset_additions(d: Dict[str, Any]) -> Dict[str, Any]:
     return d
 
 
-def comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
+def comparable(cfg: Dict[str, Any], baselines: Baselines) -> Dict[str, Any]:
     """The part of a config that must match for a run to be resumed (not where it is written,
-    nor on which device)."""
-    cfg = _without_unset_additions(cfg)
+    nor on which device); ``baselines``: the later settings' (``RunConfig.baselines``)."""
+    cfg = _without_unset_additions(cfg, baselines)
     exp = {k: v for k, v in cfg["experiment"].items() if k not in WHERE_NOT_WHAT}
     return {**cfg, "experiment": exp}
 
@@ -146,12 +145,12 @@ WARMUP_TRAIN_FIELDS = ("lr", "optimizer", "warmup", "momentum", "weight_decay", 
                        "channels_last", "augment", "ticket_rewind")
 
 
-def warmup_identity(cfg: Dict[str, Any], seed: int, versions: Dict[str, str], device: str,
-                    threads: int) -> Dict[str, Any]:
+def warmup_identity(cfg: Dict[str, Any], baselines: Baselines, seed: int,
+                    versions: Dict[str, str], device: str, threads: int) -> Dict[str, Any]:
     """Everything that determines a trial's dense warm-up and rewind point, as plain values:
     two runs with the same identity train bit-identical warm-ups, so one can be shared. The
     device and the thread count are in it because they change floating-point sums."""
-    cfg = _without_unset_additions(cfg)
+    cfg = _without_unset_additions(cfg, baselines)
     train = {k: v for k, v in cfg["train"].items() if k in WARMUP_TRAIN_FIELDS}
     return {"data": cfg["data"], "model": cfg["model"], "train": train,
             "batch_size": cfg["data"].get("batch_size"), "seed": seed,

@@ -11,7 +11,7 @@ import math
 import numbers
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..data.datasets import MIN_VAL_SAMPLES
 from ..base.errors import UsageError
@@ -19,14 +19,15 @@ from ..base.paths import expand_path
 from ..base.text import count
 from ..base.timepoints import parse_point
 from . import recipes
-from .identity import comparable
+from . import identity
 
 
 def opt(default: Any, flag: Optional[str], help: str, **extra: Any) -> Any:
     """A config field; ``flag`` None keeps it off the command line (set by the API). ``fallback``
     (a value, or a function of the configuration): the value of a field left unset (None) that
     no recipe set; ``path``: a file or folder, ``~`` and ``$VARS`` expanded; ``shown``: the
-    default as help texts show it."""
+    default as help texts show it; ``before``: the value runs had before the setting existed,
+    where that is not its fallback or default (:func:`baselines`)."""
     return field(default=default, metadata={"flag": flag, "help": help, **extra})
 
 
@@ -62,7 +63,7 @@ class ModelConfig:
                                     "from its cache; nothing is downloaded")
     init: str = opt("kaiming", "net_init", "initialisation of incop's own architectures: kaiming "
                     "(OpenLTH's: Kaiming normal, zero biases) or pytorch (each layer's default, "
-                    "as incop 0.1 did)")
+                    "as incop 0.1 did)", before="pytorch")
     fingerprint: Optional[str] = opt(None, None, "what the model was (module types, parameter "
                                      "names and shapes, a hash of the initial weights), set by "
                                      "prune_model for a user's own model")
@@ -284,6 +285,33 @@ class RunConfig:
         recipe's name: its settings are hashed)."""
         blob = json.dumps(comparable(self.resolved().to_dict()), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def _baselines() -> Dict[Tuple[str, str], Any]:
+    """Every setting added after the first release (not in ``identity.FIRST_SETTINGS``) with its
+    baseline: the value runs had before it existed, its ``before``, else its fallback, else its
+    default. A setting at its baseline is left out of run ids and resume checks."""
+    out = {}
+    for section in RunConfig.SECTIONS:
+        for f in dataclasses.fields(_section_class(section)):
+            if (section, f.name) in identity.FIRST_SETTINGS:
+                continue
+            fallback = f.metadata.get("fallback")
+            out[section, f.name] = f.metadata["before"] if "before" in f.metadata else \
+                fallback if fallback is not None and not callable(fallback) else f.default
+    return out
+
+
+def comparable(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """What must match for a run (a config.json's dict) to be resumed: ``identity.comparable``
+    with this configuration's baselines."""
+    return identity.comparable(cfg, BASELINES)
+
+
+def warmup_identity(cfg: Dict[str, Any], seed: int, versions: Dict[str, str], device: str,
+                    threads: int) -> Dict[str, Any]:
+    """What determines a trial's dense warm-up (``identity.warmup_identity``)."""
+    return identity.warmup_identity(cfg, BASELINES, seed, versions, device, threads)
 
 
 MAX_RATE = 1e6  # a learning rate beyond this overflows float32 updates; no network trains with it
@@ -781,3 +809,6 @@ def with_recipe(cfg: RunConfig, name: Optional[str] = None) -> RunConfig:
                              f"recipe is named: name one (with_recipe(cfg, 'allr-2')), or leave "
                              f"the method unset for the recommended recipe")
         return out.validate(registry_names=False)
+
+
+BASELINES = _baselines()

@@ -15,10 +15,10 @@ from torch import nn
 from ..base.version import __version__
 from ..base.errors import UsageError
 from ..base.text import count, duration
-from ..config.identity import identity_key, warmup_identity
+from ..config.identity import identity_key
 from ..config.methods import resolve
 from ..config.recipes import DEFAULT_RECIPE, data_of, describe, find, steps_of
-from ..config.schema import RunConfig, flag_name, ticket_rewind
+from ..config.schema import RunConfig, flag_name, ticket_rewind, warmup_identity
 from ..data.batches import source_size, train_batches
 from ..data.datasets import RawDataset, load_raw
 from ..pruning.masks import Masks, skipped_rows

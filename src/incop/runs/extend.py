@@ -15,8 +15,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..base.errors import UsageError
 from ..base.files import atomic_write, check_links, open_in_run
-from ..config.identity import comparable
-from ..config.schema import RunConfig
+from ..config.schema import RunConfig, comparable
 from ..engine.records import RECORDS
 from ..pruning.rules import target_count
 from ..pruning.sparse_files import load_tensors

@@ -12,8 +12,8 @@ import torch
 
 from ..base.bounded import load_torch
 from ..base.errors import UsageError
-from ..config.identity import checked_config, comparable, read_checked_config
-from ..config.schema import RunConfig
+from ..config.identity import checked_config, read_checked_config
+from ..config.schema import RunConfig, comparable
 from ..engine.events import Observer
 from ..engine.records import RECORDS, RunRecords
 from ..engine.runtime import WARMUP_ROUND, versions
