@@ -1,4 +1,6 @@
-"""Command line: ``incop run`` with the seed's flags, and ``incop list``.
+"""Command line: ``incop run`` with the seed's flags, and the other subcommands, one entry each
+of ``COMMANDS`` (its arguments and its handler). The arguments are parsed once; the run
+settings given (a --config file's, then the command line's) become one typed configuration.
 
 Every bad input becomes one line on stderr and exit status 2 (no traceback)."""
 from __future__ import annotations
@@ -9,16 +11,18 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .config.files import read_config_file
-from .config.recipes import frontier_names, names_text
-from .config.flags import (add_config_flags, apply_config_file, config_from_args,
-                           is_list_flag)
 from .base.errors import UsageError
+from .base.paths import expand_path
 from .base.text import duration
+from .config.files import read_config_file
+from .config.flags import add_config_flags, config_from_settings, file_settings, is_list_flag
+from .config.recipes import frontier_names, names_text
 
 PROG = "incop"
+Settings = Dict[str, Any]  # run settings given, ``section.field`` -> value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,42 +36,42 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, from the table of subcommands (``COMMANDS``). The run settings'
+    flags have no defaults here, so what a namespace holds is what the command line gave: the
+    defaults are the configuration's own (:func:`_settings`)."""
     parser = _Parser(prog=PROG, description="Iterative magnitude pruning with InCoP stopping "
                      "(lth, sap, ciap/incop-if, giap/incop-gf).")
     from .base.version import __version__
 
     parser.add_argument("--version", action="version", version=f"incop {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    run = sub.add_parser("run", help="run an IMP search (the seed's prune.py flags)",
-                         description="Run an iterative-magnitude-pruning search. Flags accept "
-                         "--flag=value and --flag value.")
-    add_config_flags(run, suppress=suppress)
+    for c in COMMANDS.values():
+        c.arguments(sub.add_parser(c.name, help=c.help, description=c.description))
+    return parser
+
+
+def _path(what: str) -> Callable[[str], str]:
+    """A path argument with ``~`` and ``$VARS`` expanded, as config values' are."""
+    return lambda text: expand_path(text, what)
+
+
+def _run_arguments(run: argparse.ArgumentParser) -> None:
+    add_config_flags(run)
     run.add_argument("--print_config", action="store_true", help="print the effective "
                      "configuration (JSON, with the per-method defaults resolved) and exit")
-    sub.add_parser("list", help="list architectures, datasets and methods")
-    sweep = sub.add_parser("sweep", help="run a grid of configurations, then report",
-                           description="Every flag of 'incop run' takes one or more values; the "
-                           "sweep runs every combination (methods x (p, q) pairs x any other "
-                           "flag), skips finished runs, resumes started ones, and ends with "
-                           "'incop report' over all of them in <output_dir>/report.")
-    add_config_flags(sweep, multi=True, suppress=suppress)
+
+
+def _sweep_arguments(sweep: argparse.ArgumentParser) -> None:
+    add_config_flags(sweep, multi=True)
     sweep.add_argument("--pq", nargs="+", metavar="P,Q", type=_pq_pair,
                        help="(p, q) pairs, e.g. --pq 1,2 0.5,1 (overrides --prune_p/--prune_q; "
                        "lth runs once)")
     add_launcher_flags(sweep)
-    fr = sub.add_parser("frontier", help="find the cheapest recipe whose ticket matches "
-                        "standard IMP's, for a network", description="Runs recipes (the "
-                        "reference IMP, fixed budgets, linear schedules, ALLR, learning-rate "
-                        "rewinding, ciap, giap, GMP, one-shot) to the same "
-                        "--prune_target_remaining for each seed, retrains every final mask from "
-                        "the reference's rewind point for --ticket_epochs (default: "
-                        "--net_train_epochs), ablates the reference's tickets, and writes a "
-                        "table and a figure of ticket accuracy against search epochs into "
-                        "<output_dir>/frontier/<arch>/<dataset>/target<P>. Every run flag sets "
-                        "what the recipes share; --net_train_epochs is the reference's budget "
-                        "per round. Stopped, it resumes.")
-    add_config_flags(fr, suppress=suppress)
+
+
+def _frontier_arguments(fr: argparse.ArgumentParser) -> None:
+    add_config_flags(fr)
     fr.add_argument("--recipes", nargs="+", metavar="NAME", help=f"reference, {names_text()} "
                     f"(default: reference, {', '.join(frontier_names())}; incop list shows "
                     f"their settings)")
@@ -80,52 +84,44 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     fr.add_argument("--quick", action="store_true", help="LeNet-300-100 on digits with tiny "
                     "budgets and one seed (seconds; what the tests run)")
     add_launcher_flags(fr)
-    rep = sub.add_parser("report", help="compare run directories side by side",
-                         description="Table (Markdown, CSV) and overlaid figures for run "
-                         "directories, or for every run found below the given folders.")
-    rep.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders "
-                     "(a sweep's output) whose runs are all compared")
-    rep.add_argument("--output", default="report", help="where report.md, report.csv and the "
-                     "figures go (default: report)")
-    exp = sub.add_parser("export", help="write a run's pruned network as dense, torch_prune, "
-                         "sparse or ONNX", description="Rebuild the run's model from its "
-                         "config.json and write one trial's network after a round (default: "
-                         "the last) or its ticket.")
-    exp.add_argument("run", metavar="RUN_DIR", help="the run directory (incop run prints it)")
+
+
+def _report_arguments(rep: argparse.ArgumentParser) -> None:
+    rep.add_argument("runs", nargs="+", metavar="RUN_DIR", type=_path("RUN_DIR"),
+                     help="run directories, or folders (a sweep's output) whose runs are all "
+                     "compared")
+    rep.add_argument("--output", default="report", type=_path("--output"), help="where "
+                     "report.md, report.csv and the figures go (default: report)")
+
+
+def _export_arguments(exp: argparse.ArgumentParser) -> None:
+    exp.add_argument("run", metavar="RUN_DIR", type=_path("RUN_DIR"), help="the run directory "
+                     "(incop run prints it)")
     exp.add_argument("--format", required=True, help="dense (state dict with zeros), torch_prune "
                      "(weight_orig / weight_mask), sparse (incop.load_sparse) or onnx (checked "
                      "in onnxruntime; pip install 'incop[export]')")
-    exp.add_argument("--output", required=True, help="file to write")
+    exp.add_argument("--output", required=True, type=_path("--output"), help="file to write")
     exp.add_argument("--trial", type=int, default=0, help="which trial's network (default 0; "
                      "--exper_num_trial made 0, 1, ...)")
     exp.add_argument("--round", type=int, default=None, help="round (default: the last saved)")
     exp.add_argument("--ticket", action="store_true", help="the ticket (--ticket_epochs runs)")
-    abl = sub.add_parser("ablate", help="retrain a run's tickets' random ablations: a random "
-                         "mask and a fresh initialisation", description="The lottery-ticket "
-                         "ablations of finished runs made with --ticket_epochs: retrain, with the "
-                         "ticket's budget, schedule and data order, a random mask with the "
-                         "ticket's per-layer counts from its rewind point (--random_prune) and "
-                         "the ticket's mask from a fresh initialisation (--random_reinit); "
-                         "neither flag: both. Writes ablations.json/.csv and "
-                         "figures/ablations.png into each run; incop report shows ticket minus "
-                         "each. Stopped, it resumes where it was.")
-    abl.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders "
-                     "(a sweep's output) whose finished runs with a ticket are ablated")
+
+
+def _ablate_arguments(abl: argparse.ArgumentParser) -> None:
+    abl.add_argument("runs", nargs="+", metavar="RUN_DIR", type=_path("RUN_DIR"),
+                     help="run directories, or folders (a sweep's output) whose finished runs "
+                     "with a ticket are ablated")
     abl.add_argument("--random_prune", action="store_true", help="a random mask, same counts")
     abl.add_argument("--random_reinit", action="store_true", help="the ticket's mask, new weights")
     abl.add_argument("--trials", type=int, default=1, help="ablation runs of each kind per ticket, "
                      "each with its own seed (default 1; 3 or more to judge a gap)")
     abl.add_argument("--trial", type=int, default=None, help="only this search trial's ticket")
     abl.add_argument("--quiet", action="store_true", help="no progress bar")
-    spd = sub.add_parser("speed", help="time dense against sparse inference for every round",
-                         description="Dense against sparse (CSR Linear layers and direct sparse "
-                         "convolutions, chosen per layer where faster) forward passes for the "
-                         "saved rounds of a run; writes "
-                         "speed.json, speed.csv, speed_layers.csv and figures/speedup.png. "
-                         "Kernels: torch's csr and csr-reduce, and incop's csr-tiled, built on "
-                         "first use with the C compiler $CC or cc (INCOP_NATIVE=0 turns it off).")
-    spd.add_argument("run", metavar="RUN_DIR", help="the run directory whose saved rounds are "
-                     "timed")
+
+
+def _speed_arguments(spd: argparse.ArgumentParser) -> None:
+    spd.add_argument("run", metavar="RUN_DIR", type=_path("RUN_DIR"), help="the run directory "
+                     "whose saved rounds are timed")
     spd.add_argument("--trial", type=int, default=0, help="which trial's rounds (default 0)")
     spd.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256], help="batch sizes "
                      "to time (default 1 64 256)")
@@ -135,7 +131,6 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     spd.add_argument("--rounds", nargs="+", metavar="K", help="the saved rounds to time: "
                      "numbers, or last (default: every saved round)")
     spd.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
 
 
 def add_launcher_flags(parser: argparse.ArgumentParser) -> None:
@@ -157,19 +152,19 @@ def add_launcher_flags(parser: argparse.ArgumentParser) -> None:
                        "each job, e.g. 'module load cuda' 'source ~/venv/bin/activate'")
 
 
-def _cmd_frontier(ns: argparse.Namespace) -> int:
+def _cmd_frontier(ns: argparse.Namespace, given: Settings) -> int:
     from .launch.frontier import DEFAULT_RECIPES, Settings, quick_settings, run_frontier
     from .launch.launchers import LAUNCHERS
 
     from .base.machine import set_threads
 
-    if getattr(ns, "prune.recipe") is not None:
+    if given.get("prune.recipe") is not None:
         raise UsageError("incop frontier runs several recipes: name them with --recipes "
                          "(not --recipe)")
     if ns.reference not in ("sap", "lth"):
         raise UsageError(f"--reference {ns.reference}: choose sap or lth (standard IMP)")
-    setattr(ns, "prune.method", ns.reference)  # the shared settings are the reference's
-    base = config_from_args(ns)
+    # the shared settings are the reference's
+    base = config_from_settings({**given, "prune.method": ns.reference})
     if ns.quick:
         base = quick_settings(base)
     set_threads(base.experiment.threads)  # the judged tickets train here, as the runs do
@@ -198,7 +193,7 @@ def _cmd_frontier(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export(ns: argparse.Namespace) -> int:
+def _cmd_export(ns: argparse.Namespace, given: Settings) -> int:
     from .deploy.export import export_run
 
     info = export_run(Path(ns.run), ns.output, ns.format, ns.trial, ns.round, ns.ticket)
@@ -210,7 +205,7 @@ def _cmd_export(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_ablate(ns: argparse.Namespace) -> int:
+def _cmd_ablate(ns: argparse.Namespace, given: Settings) -> int:
     from .launch.ablate import ablate_run, ablation_targets, parse_kinds
 
     runs = ablation_targets(ns.runs)  # all found before any training
@@ -228,7 +223,7 @@ def _cmd_ablate(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_speed(ns: argparse.Namespace) -> int:
+def _cmd_speed(ns: argparse.Namespace, given: Settings) -> int:
     from .deploy.timing import speed_run
 
     if ns.repeats < 1 or any(b < 1 for b in ns.batches):
@@ -247,14 +242,14 @@ def _on_sigterm(signum, frame) -> None:
     raise _Terminated()
 
 
-def _cmd_run(ns: argparse.Namespace) -> int:
+def _cmd_run(ns: argparse.Namespace, given: Settings) -> int:
     from .launch.session import experiment
     from .runs.directory import run_path
 
     from .base.machine import load_warning, set_threads
     from .config.files import printable_config, resolved_defaults
 
-    cfg = config_from_args(ns)
+    cfg = config_from_settings(given)
     if cfg.experiment.download:
         from .data.downloads import download
 
@@ -297,15 +292,14 @@ def _pq_pair(text: str):
     return p, q
 
 
-def _cmd_sweep(ns: argparse.Namespace) -> int:
+def _cmd_sweep(ns: argparse.Namespace, given: Settings) -> int:
     from .report.comparison import report_text, write_report
     from .runs.reading import find_runs
     from .launch.launchers import LAUNCHERS
     from .launch.grid import expand_grid
 
-    values = {k: v for k, v in vars(ns).items() if "." in k}
     values = {k: (v if isinstance(v, list) and not is_list_flag(k) else [v])
-              for k, v in values.items()}
+              for k, v in given.items()}
     launcher = LAUNCHERS.get(ns.launcher, "--launcher").from_options(ns)
     configs = expand_grid(values, ns.pq)
     if any(c.experiment.download for c in configs):  # once here, not in every worker
@@ -356,7 +350,7 @@ def sweep_eta(done, total: int, elapsed: float, workers: Optional[int]) -> str:
     return f" ({running} running, {left - running} waiting{eta})"
 
 
-def _cmd_report(ns: argparse.Namespace) -> int:
+def _cmd_report(ns: argparse.Namespace, given: Settings) -> int:
     from .report.comparison import report_text, write_report
     from .runs.reading import find_runs
     from .runs.directory import RunDirectory
@@ -369,7 +363,7 @@ def _cmd_report(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_list(ns: argparse.Namespace) -> int:
+def _cmd_list(ns: argparse.Namespace, given: Settings) -> int:
     from .data.datasets import DATASETS
     from .config.flags import recipe_flags
     from .config.methods import METHODS
@@ -389,23 +383,73 @@ def _cmd_list(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _expand_paths(ns: argparse.Namespace) -> None:
-    """The paths only the command line takes (run directories, --output, --config), with ``~``
-    and ``$VARS`` expanded as config values' are."""
-    from .base.paths import expand_path
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its parser's arguments, and what runs it. ``handler(ns, settings)``: the
+    parsed arguments and, for commands with the run flags, the run settings given (file and
+    command line, :func:`_settings`)."""
 
-    for name, what in (("run", "RUN_DIR"), ("runs", "RUN_DIR"), ("output", "--output"),
-                       ("config", "--config")):
-        value = getattr(ns, name, None)
-        if isinstance(value, str):
-            setattr(ns, name, expand_path(value, what))
-        elif isinstance(value, list):
-            setattr(ns, name, [expand_path(v, what) for v in value])
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace, Settings], int]
+    description: Optional[str] = None
 
 
-COMMANDS = {"run": _cmd_run, "list": _cmd_list, "report": _cmd_report, "sweep": _cmd_sweep,
-            "export": _cmd_export, "speed": _cmd_speed, "ablate": _cmd_ablate,
-            "frontier": _cmd_frontier}
+COMMANDS = {c.name: c for c in [
+    Command("run", "run an IMP search (the seed's prune.py flags)", _run_arguments, _cmd_run,
+            "Run an iterative-magnitude-pruning search. Flags accept --flag=value and --flag "
+            "value."),
+    Command("list", "list architectures, datasets and methods", lambda parser: None, _cmd_list),
+    Command("sweep", "run a grid of configurations, then report", _sweep_arguments, _cmd_sweep,
+            "Every flag of 'incop run' takes one or more values; the sweep runs every "
+            "combination (methods x (p, q) pairs x any other flag), skips finished runs, "
+            "resumes started ones, and ends with 'incop report' over all of them in "
+            "<output_dir>/report."),
+    Command("frontier", "find the cheapest recipe whose ticket matches standard IMP's, for a "
+            "network", _frontier_arguments, _cmd_frontier,
+            "Runs recipes (the reference IMP, fixed budgets, linear schedules, ALLR, "
+            "learning-rate rewinding, ciap, giap, GMP, one-shot) to the same "
+            "--prune_target_remaining for each seed, retrains every final mask from the "
+            "reference's rewind point for --ticket_epochs (default: --net_train_epochs), ablates "
+            "the reference's tickets, and writes a table and a figure of ticket accuracy against "
+            "search epochs into <output_dir>/frontier/<arch>/<dataset>/target<P>. Every run flag "
+            "sets what the recipes share; --net_train_epochs is the reference's budget per "
+            "round. Stopped, it resumes."),
+    Command("report", "compare run directories side by side", _report_arguments, _cmd_report,
+            "Table (Markdown, CSV) and overlaid figures for run directories, or for every run "
+            "found below the given folders."),
+    Command("export", "write a run's pruned network as dense, torch_prune, sparse or ONNX",
+            _export_arguments, _cmd_export,
+            "Rebuild the run's model from its config.json and write one trial's network after a "
+            "round (default: the last) or its ticket."),
+    Command("ablate", "retrain a run's tickets' random ablations: a random mask and a fresh "
+            "initialisation", _ablate_arguments, _cmd_ablate,
+            "The lottery-ticket ablations of finished runs made with --ticket_epochs: retrain, "
+            "with the ticket's budget, schedule and data order, a random mask with the ticket's "
+            "per-layer counts from its rewind point (--random_prune) and the ticket's mask from "
+            "a fresh initialisation (--random_reinit); neither flag: both. Writes "
+            "ablations.json/.csv and figures/ablations.png into each run; incop report shows "
+            "ticket minus each. Stopped, it resumes where it was."),
+    Command("speed", "time dense against sparse inference for every round", _speed_arguments,
+            _cmd_speed,
+            "Dense against sparse (CSR Linear layers and direct sparse convolutions, chosen per "
+            "layer where faster) forward passes for the saved rounds of a run; writes "
+            "speed.json, speed.csv, speed_layers.csv and figures/speedup.png. Kernels: torch's "
+            "csr and csr-reduce, and incop's csr-tiled, built on first use with the C compiler "
+            "$CC or cc (INCOP_NATIVE=0 turns it off)."),
+]}
+
+
+def _settings(ns: argparse.Namespace) -> Settings:
+    """The run settings given, ``section.field`` -> value, in the order they apply: a --config
+    file's, then the command line's over them. (The configuration's defaults lie under both,
+    and a recipe fills what is still unset when the configuration is validated:
+    docs/configuration.md.)"""
+    given = {k: v for k, v in vars(ns).items() if "." in k}
+    if not getattr(ns, "config", None):
+        return given
+    return {**file_settings(read_config_file(ns.config), given, ns.command == "sweep"), **given}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -413,15 +457,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args and args[0].startswith("--") and args[0] not in ("--help", "--version"):
         args.insert(0, "run")  # the seed typed prune.py flags with no sub-command
     try:
-        ns = build_parser().parse_args(args)
-        _expand_paths(ns)
-        if getattr(ns, "config", None):  # the file's settings, under what the command line gave
-            given = set(vars(build_parser(suppress=True).parse_args(args)))
-            apply_config_file(ns, read_config_file(ns.config), given, ns.command == "sweep")
+        parser = build_parser()
+        ns = parser.parse_args(args)
         if ns.command not in COMMANDS:
-            build_parser().print_help()
+            parser.print_help()
             return 2
-        return COMMANDS[ns.command](ns)
+        return COMMANDS[ns.command].handler(ns, _settings(ns))
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

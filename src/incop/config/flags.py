@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from typing import Any, Dict
+
 from ..base.bounded import short_repr
 from ..base.errors import UsageError
-from .schema import RunConfig
+from ..base.paths import expand_path
+from .schema import RunConfig, _section_class
 
 
 def flag_type(f: dataclasses.Field):
@@ -22,45 +25,37 @@ def flag_type(f: dataclasses.Field):
     return str
 
 
-def add_config_flags(parser: argparse.ArgumentParser, multi: bool = False,
-                      suppress: bool = False) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, multi: bool = False) -> None:
     """One flag per config field; with ``multi`` each takes one or more values (a sweep axis).
-    ``suppress``: no defaults, so the namespace holds only what the command line gave."""
-    defaults = RunConfig()
+    The flags have no defaults, so a namespace holds only what the command line gave: the
+    defaults are the configuration's (:func:`config_from_settings`)."""
     for section in RunConfig.SECTIONS:
         group = parser.add_argument_group(section)
-        for f in dataclasses.fields(getattr(defaults, section)):
-            flag, default = f.metadata["flag"], getattr(getattr(defaults, section), f.name)
+        for f in dataclasses.fields(_section_class(section)):
+            flag = f.metadata["flag"]
             if flag is None:  # set by the API, not a flag
                 continue
-            shown = f.metadata.get("shown", default)  # where the default depends on the method
+            shown = f.metadata.get("shown", f.default)  # where the default depends on the method
             help_text = f.metadata["help"] + ("" if shown is None else f" (default: {shown})")
-            kind = flag_type(f)
-            unset = {"default": argparse.SUPPRESS} if suppress else {}
-            if f.metadata.get("nargs"):  # a list of values, also in a sweep (never an axis)
-                group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", nargs="+",
-                                   type=kind, metavar=kind.__name__.upper(), help=help_text,
-                                   **unset)
-            elif kind is None:  # a switch; one that a recipe may set is unset (None) until given
-                switch = {} if suppress else {"default": None} if default is None else {}
-                group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", action="store_true",
-                                   help=f.metadata["help"], **unset, **switch)
-            else:
-                group.add_argument(f"--{flag}", dest=f"{section}.{f.name}", type=kind,
-                                   default=argparse.SUPPRESS if suppress else
-                                   [default] if multi else default,
-                                   nargs="+" if multi or f.metadata.get("several") else None,
-                                   metavar=kind.__name__.upper(), help=help_text)
+            kind, dest = flag_type(f), f"{section}.{f.name}"
+            if kind is None:  # a switch
+                group.add_argument(f"--{flag}", dest=dest, action="store_true",
+                                   help=f.metadata["help"], default=argparse.SUPPRESS)
+                continue
+            several = f.metadata.get("nargs") or multi or f.metadata.get("several")
+            group.add_argument(f"--{flag}", dest=dest, type=kind, default=argparse.SUPPRESS,
+                               nargs="+" if several else None, metavar=kind.__name__.upper(),
+                               help=help_text)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--config", metavar="FILE", help="settings from a TOML, JSON or YAML "
-                        "file (flag names, or config.json's sections; a run's config.json "
-                        "repeats it); flags on the command line override it")
+    parser.add_argument("--config", metavar="FILE", type=lambda text: expand_path(text, "--config"),
+                        help="settings from a TOML, JSON or YAML file (flag names, or "
+                        "config.json's sections; a run's config.json repeats it); flags on the "
+                        "command line override it")
 
 
 def field_of(dest: str) -> dataclasses.Field:
     section, name = dest.split(".", 1)
-    cls = type(getattr(RunConfig(), section))
-    return next(f for f in dataclasses.fields(cls) if f.name == name)
+    return _section_class(section).__dataclass_fields__[name]
 
 
 def flag_of(dest: str) -> str:
@@ -71,9 +66,11 @@ def is_list_flag(dest: str) -> bool:
     return bool(field_of(dest).metadata.get("nargs"))
 
 
-def apply_config_file(ns: argparse.Namespace, settings, given, sweep: bool) -> None:
-    """Set what the file says on ``ns``, except what the command line gave (``given``). In a
-    sweep a list is an axis; in a run it is an error (except for list flags)."""
+def file_settings(settings: Dict[str, Any], given, sweep: bool) -> Dict[str, Any]:
+    """A --config file's settings typed as the flags are, except what the command line gave
+    (``given``). In a sweep each is a list of values, an axis; a list in a run is an error
+    (except for list flags)."""
+    out: Dict[str, Any] = {}
     for key, value in settings.items():
         if key in given:
             continue
@@ -97,7 +94,8 @@ def apply_config_file(ns: argparse.Namespace, settings, given, sweep: bool) -> N
         else:
             value = [_coerce(flag, kind, value, optional)] if sweep else \
                 _coerce(flag, kind, value, optional)
-        setattr(ns, key, value)
+        out[key] = value
+    return out
 
 
 def _coerce(flag: str, kind, value, optional: bool = True):
@@ -147,16 +145,23 @@ def _kind_name(kind) -> str:
 
 
 def config_from_args(ns: argparse.Namespace) -> RunConfig:
-    sections = {s: {} for s in RunConfig.SECTIONS}
+    """The configuration a parsed command line (no --config file) amounts to."""
+    return config_from_settings({k: v for k, v in vars(ns).items() if "." in k})
+
+
+def config_from_settings(settings: Dict[str, Any]) -> RunConfig:
+    """The typed configuration: the dataclasses' defaults, under ``settings`` (``section.field``
+    -> value: a --config file's, the command line's over them), then validated, which fills in
+    the recipe's settings and the fallbacks of what is still unset."""
+    sections: Dict[str, Dict[str, Any]] = {s: {} for s in RunConfig.SECTIONS}
     on_the_way: list = []
-    for key, value in vars(ns).items():
-        if "." in key:
-            if isinstance(value, list) and field_of(key).metadata.get("several"):
-                value, on_the_way = _several(key, value)
-            elif isinstance(value, list) and not is_list_flag(key):  # '--flag=--' reads as []
-                raise UsageError(f"argument {flag_of(key)}: expected one value")
-            section, name = key.split(".", 1)
-            sections[section][name] = value
+    for key, value in settings.items():
+        if isinstance(value, list) and field_of(key).metadata.get("several"):
+            value, on_the_way = _several(key, value)
+        elif isinstance(value, list) and not is_list_flag(key):  # '--flag=--' reads as []
+            raise UsageError(f"argument {flag_of(key)}: expected one value")
+        section, name = key.split(".", 1)
+        sections[section][name] = value
     if on_the_way:
         sections["prune"]["keep_at"] = [*(sections["prune"].get("keep_at") or []), *on_the_way]
     return RunConfig.from_dict(sections).validate()
