@@ -1,6 +1,10 @@
 """Tables, answers and figures of the stopping study (benchmarks/stopping_study.py) from its
 study.json: per network and regime, each method against SAP's fixed 10 epochs per round, and each
-adaptive criterion against the fixed budget that costs the same."""
+adaptive criterion against the fixed budget that costs the same. incop frontier's report
+(incop.report.frontier) does not replace it: its verdict is the cheapest recipe within a
+tolerance of the reference, not a criterion against its budget-matched fixed baseline, and its
+figure draws a Pareto front where this one draws the fixed budgets as the line each criterion is
+read against (stopping_study.py's docstring says what else the frontier cannot run)."""
 from __future__ import annotations
 
 import json

@@ -20,6 +20,27 @@ the rewind point for the same --ticket_epochs (the ticket). Runs are ordinary ru
 under --out; a finished one is read back, an interrupted one resumes, so the study can stop and
 go on, and run in parts (--nets / --regimes / --seeds select a part). stopping_report.py turns
 study.json into BENCHMARKS.md's tables, answers and figures.
+
+Why this is not ``incop frontier``. The frontier (docs/frontier.md) runs ciap, giap and fixed-K
+as recipes and judges every mask the same way, so ``incop frontier --recipes reference fixed-0.25
+fixed-1 ciap giap`` (docs/stopping.md has the full command) answers the study's question for
+those two criteria at one check interval; this script reads its runs through the frontier's own
+``measure`` (incop.launch.frontier). What the frontier cannot run, and this study measures:
+  - mask_stability and loss_recovery: no recipe names them, and the frontier sets every
+    recipe's --stop_criterion to its own (launch/frontier.py, recipe_config), so a criterion
+    given on its command line is not run;
+  - each criterion asked every epoch and every quarter epoch side by side (--check_every is
+    shared by all of a frontier's recipes);
+  - a criterion allowed more epochs a round than the reference trains (regimes B and C: at most
+    20 against SAP's 10; the frontier caps ciap and giap at the reference's --net_train_epochs);
+  - each criterion's budget-matched fixed-k, derived from its measured epochs a round and run
+    after it, and the verdict against it beyond the seed-to-seed spread, with how often the
+    criterion fired at its first check (the frontier's verdict is the cheapest recipe within a
+    tolerance of the reference; its figure draws a Pareto front, this study's the fixed budgets
+    as a line to read each criterion against);
+  - a network cut to fewer training and test samples (conv4 on 1,000), which no run flag sets.
+Retire it once recipes can name a criterion and a check interval and the frontier can derive
+matched budgets.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Method registry (``--prune_method``): a method is a pruning rule (``incop.pruning.rules.RULES``)
-plus a stopping criterion (``incop.stopping.criteria.CRITERIA``), SPEC section 2. The two parts
-are independent; ``--prune_rule`` and ``--stop_criterion`` recombine them."""
+plus a stopping criterion (``incop.stopping.criteria.CRITERIA``), as the table at the top of
+docs/methods.md lists them. The two parts are independent; ``--prune_rule`` and
+``--stop_criterion`` recombine them."""
 from __future__ import annotations
 
 from dataclasses import dataclass

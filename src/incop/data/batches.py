@@ -66,7 +66,7 @@ def is_tensor_pair(source: DataSource) -> bool:
 def eval_batch_size(device: torch.device) -> int:
     """The batch in which evaluation, flows and activations run: 256 on a CPU, where larger
     batches measured slower for convolutional models (their activations leave the caches;
-    ``benchmarks/eval_batch.py``), 1024 on a GPU. Results do not depend on it beyond float
+    docs/training.md, "Evaluation batches"), 1024 on a GPU. Results do not depend on it beyond float
     rounding: every sum over batches is accumulated in float64."""
     return 1024 if torch.device(device).type == "cuda" else 256
 

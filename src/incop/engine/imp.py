@@ -1,4 +1,4 @@
-"""The IMP loop of SPEC section 3: warm-up, rewind point, reference flows, then per round prune,
+"""The IMP loop of docs/methods.md, "The loop": warm-up, rewind point, reference flows, then per round prune,
 rewind, train with checks, record; repeated over trials. The loop computes and tells its
 observers (:mod:`incop.engine.events`) what happened; records, files, trackers, progress bars and
 figures are theirs, so nothing here writes a file."""
@@ -58,8 +58,8 @@ class TrialResult:
 
 
 class IMPExperiment:
-    """Runs ``cfg.experiment.num_trial`` trials of the IMP search (SPEC section 3). What is
-    measured goes to ``self.records``; ``observers`` follow the run (a run directory, trackers,
+    """Runs ``cfg.experiment.num_trial`` trials of the IMP search (docs/methods.md, "The
+    loop"). What is measured goes to ``self.records``; ``observers`` follow the run (a run directory, trackers,
     figures: see :func:`incop.launch.session.experiment`, which adds them for a run directory)."""
 
     def __init__(self, cfg: RunConfig, raw: Optional[RawDataset] = None,
@@ -360,7 +360,7 @@ class IMPExperiment:
         return line + (f"; each of the {trials} trials takes as long" if trials > 1 else "")
 
     def _ticket(self, trial: int, seed: int, masks: Masks, start, data: TrialInputs):
-        """SPEC section 3: the final mask, retrained from --ticket_rewind's point for
+        """docs/methods.md, "The final ticket": the final mask, retrained from --ticket_rewind's point for
         --ticket_epochs with no early stop, on a copy (the search's final model stays the
         result's model). Its accuracy is the ticket's; its cost is kept apart from the
         search's."""

@@ -1,5 +1,6 @@
 """The training loop: masked SGD counted in iterations, evaluation, and the stopping criteria
-asked every ``check_every`` iterations (SPEC section 3).
+asked every ``check_every`` iterations (docs/methods.md, "The loop" and "Training is counted
+in iterations").
 
 Training time is counted in iterations (optimizer steps) and reported as fractional epochs
 (iterations / iterations per epoch). The data order is one deterministic stream of epochs, each

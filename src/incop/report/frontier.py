@@ -3,7 +3,6 @@ with the reference's of the same seed; the table that says which is cheapest wit
 tolerance (or that none is), and the figure of ticket accuracy against search epochs."""
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -255,6 +254,3 @@ def accuracy_figure(summary: Sequence[Dict[str, Any]]) -> Figure:
               ncol=1 if len(names) <= 20 else 2)
     return fig
 
-
-def frontier_json(rows, summary) -> str:
-    return json.dumps({"rows": list(rows), "summary": list(summary)}, indent=1, default=str)

@@ -71,7 +71,7 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 def _pooled(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
     """A module output as (N, units): the units of a convolution are its channels (dim 1), those
     of a Linear layer its last dimension; every other dimension (space, sequence positions) is
-    averaged (SPEC section 5)."""
+    averaged (docs/methods.md, "Information flow")."""
     if output.dim() <= 2:
         return output.reshape(output.shape[0], -1)
     if isinstance(module, nn.modules.conv._ConvNd):
