@@ -20,6 +20,7 @@ from .base.text import duration
 from .config.files import read_config_file
 from .config.flags import add_config_flags, config_from_settings, file_settings, is_list_flag
 from .config.recipes import frontier_names, names_text
+from .config.schema import flag_name
 
 PROG = "incop"
 Settings = Dict[str, Any]  # run settings given, ``section.field`` -> value
@@ -161,6 +162,12 @@ def _cmd_frontier(ns: argparse.Namespace, given: Settings) -> int:
     if given.get("prune.recipe") is not None:
         raise UsageError("incop frontier runs several recipes: name them with --recipes "
                          "(not --recipe)")
+    for key in ("prune.rule", "prune.criterion"):  # each recipe brings its own
+        if given.get(key) is not None:
+            raise UsageError(f"incop frontier's recipes each bring their own pruning and "
+                             f"stopping rules, so {flag_name(key)} would be ignored: drop it "
+                             f"(to compare stopping rules, name their recipes: --recipes ciap "
+                             f"giap)")
     if ns.reference not in ("sap", "lth"):
         raise UsageError(f"--reference {ns.reference}: choose sap or lth (standard IMP)")
     # the shared settings are the reference's

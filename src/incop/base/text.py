@@ -11,6 +11,12 @@ def count(n: float, noun: str) -> str:
     return f"{n:g} {noun}" if n == 1 else f"{n:g} {noun}s"
 
 
+def one_of(names: Sequence[str]) -> str:
+    """``a, b or c``: the values a setting takes, as its messages and help list them."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def mean_std(values: Iterable[Optional[float]]) -> tuple:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:

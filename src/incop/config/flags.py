@@ -11,7 +11,7 @@ from typing import Any, Dict
 from ..base.bounded import short_repr
 from ..base.errors import UsageError
 from ..base.paths import expand_path
-from .schema import RunConfig, _section_class
+from .schema import RunConfig, _section_class, field_help
 
 
 def flag_type(f: dataclasses.Field):
@@ -36,11 +36,11 @@ def add_config_flags(parser: argparse.ArgumentParser, multi: bool = False) -> No
             if flag is None:  # set by the API, not a flag
                 continue
             shown = f.metadata.get("shown", f.default)  # where the default depends on the method
-            help_text = f.metadata["help"] + ("" if shown is None else f" (default: {shown})")
+            help_text = field_help(f) + ("" if shown is None else f" (default: {shown})")
             kind, dest = flag_type(f), f"{section}.{f.name}"
             if kind is None:  # a switch
                 group.add_argument(f"--{flag}", dest=dest, action="store_true",
-                                   help=f.metadata["help"], default=argparse.SUPPRESS)
+                                   help=field_help(f), default=argparse.SUPPRESS)
                 continue
             several = f.metadata.get("nargs") or multi or f.metadata.get("several")
             group.add_argument(f"--{flag}", dest=dest, type=kind, default=argparse.SUPPRESS,

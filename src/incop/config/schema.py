@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..data.datasets import MIN_VAL_SAMPLES
 from ..base.errors import UsageError
 from ..base.paths import expand_path
-from ..base.text import count
+from ..base.text import count, one_of
 from ..base.timepoints import parse_point
 from . import recipes
 from . import identity
@@ -27,8 +27,34 @@ def opt(default: Any, flag: Optional[str], help: str, **extra: Any) -> Any:
     (a value, or a function of the configuration): the value of a field left unset (None) that
     no recipe set; ``path``: a file or folder, ``~`` and ``$VARS`` expanded; ``shown``: the
     default as help texts show it; ``before``: the value runs had before the setting existed,
-    where that is not its fallback or default (:func:`baselines`)."""
+    where that is not its fallback or default (:func:`baselines`); ``choices``: the values it
+    takes, a tuple, or a function giving a registry's names (its help's ``{choices}`` lists them:
+    :func:`field_help`)."""
     return field(default=default, metadata={"flag": flag, "help": help, **extra})
+
+
+LR_SCHEDULES = ("constant", "step", "cosine", "linear")  # --net_lr_schedule (engine.schedules)
+
+
+def _names(kind: str) -> List[str]:
+    """A registry's names, for ``choices``: imported when asked (they sit in other packages)."""
+    if kind == "rule":
+        from ..pruning.rules import RULES as registry
+    else:
+        from ..stopping.criteria import CRITERIA as registry
+    return registry.names()
+
+
+def choices_of(f: dataclasses.Field) -> Optional[tuple]:
+    """The values field ``f`` takes (None: any of its type)."""
+    choices = f.metadata.get("choices")
+    return tuple(choices() if callable(choices) else choices) if choices is not None else None
+
+
+def field_help(f: dataclasses.Field) -> str:
+    """A field's help text, its ``{choices}`` filled in from the tuple or registry."""
+    text = f.metadata["help"]
+    return text.replace("{choices}", one_of(choices_of(f))) if "{choices}" in text else text
 
 
 DEFAULT_ROUNDS = 5  # --exper_imp_total_iter of a run without a target: the seed's
@@ -63,7 +89,7 @@ class ModelConfig:
                                     "from its cache; nothing is downloaded")
     init: str = opt("kaiming", "net_init", "initialisation of incop's own architectures: kaiming "
                     "(OpenLTH's: Kaiming normal, zero biases) or pytorch (each layer's default, "
-                    "as incop 0.1 did)", before="pytorch")
+                    "as incop 0.1 did)", before="pytorch", choices=("kaiming", "pytorch"))
     fingerprint: Optional[str] = opt(None, None, "what the model was (module types, parameter "
                                      "names and shapes, a hash of the initial weights), set by "
                                      "prune_model for a user's own model")
@@ -74,7 +100,7 @@ class TrainConfig:
     lr: float = opt(0.01, "net_lr", "learning rate (the optimizer's, before any schedule)")
     optimizer: str = opt("sgd", "net_optimizer", "optimizer: sgd (with --net_momentum), adam "
                          "(the lottery-ticket paper's LeNet recipe: --net_lr 1.2e-3) or adamw "
-                         "(decoupled weight decay)")
+                         "(decoupled weight decay)", choices=("sgd", "adam", "adamw"))
     epochs: Optional[float] = opt(None, "net_train_epochs", "maximum training epochs per "
                                   "pruning round (the fixed rule trains exactly this many; "
                                   "fractions such as 1.5 allowed)", fallback=20,
@@ -85,8 +111,8 @@ class TrainConfig:
     weight_decay: float = opt(5e-4, "net_weight_decay", "SGD weight decay")
     lr_schedule: Optional[str] = opt(None, "net_lr_schedule", "learning-rate schedule, "
                                      "restarted at every round over --net_train_epochs: "
-                                     "constant, step, cosine or linear (down to 0 over the "
-                                     "round's budget)", fallback="constant",
+                                     "{choices} (linear: down to 0 over the round's budget)",
+                                     fallback="constant", choices=LR_SCHEDULES,
                                      shown="the recipe's; constant with a --prune_method")
     round_data_fraction: Optional[float] = opt(
         None, "round_data_fraction", "train the search's rounds (not the warm-up, not the "
@@ -97,7 +123,7 @@ class TrainConfig:
         None, "round_data_choice", "how --round_data_fraction's part is chosen: random, or prac "
         "(after round 0, the examples the last round forgot or never learned and those the "
         "pruned and dense networks classify differently first: Zhang et al. 2021's prune-aware "
-        "critical set)", fallback="random", shown="random")
+        "critical set)", fallback="random", shown="random", choices=("random", "prac"))
     augment: bool = opt(False, "net_augment", "augment training images as CIFAR results do: "
                         "pad by 4, random crop back, random horizontal flip")
     lr_warmup_iters: int = opt(0, "net_lr_warmup_iters", "ramp the learning rate up linearly "
@@ -123,9 +149,10 @@ class TrainConfig:
                                    shown="the recipe's; warmup with a --prune_method")
     precision: str = opt("fp32", "precision", "training and evaluation precision: fp32, bf16 "
                          "(autocast, CPU and CUDA) or fp16 (autocast with a gradient scaler, "
-                         "CUDA); masks, pruning, flows and metrics stay fp32 or better")
+                         "CUDA); masks, pruning, flows and metrics stay fp32 or better",
+                         choices=("fp32", "bf16", "fp16"))
     channels_last: str = opt("auto", "channels_last", "channels-last memory for convolutional "
-                             "models: auto (on in bf16/fp16), on or off")
+                             "models: auto (on in bf16/fp16), on or off", choices=("auto", "on", "off"))
     ticket_epochs: float = opt(0, "ticket_epochs", "after the search, retrain each trial's final "
                                "mask from --ticket_rewind's point for this many epochs (no early "
                                "stop, --net_lr and the run's schedule) and report it as the "
@@ -161,15 +188,15 @@ class PruneConfig:
     beta: float = opt(0.9, "prune_beta", "SAP beta (largest ratio per round)")
     epsilon: Optional[float] = opt(None, "prune_epsilon", "flow distance under which a round stops "
                                    "(default: 0.11 for ciap, the calibrated value for giap)")
-    rule: Optional[str] = opt(None, "prune_rule", "override the method's pruning rule: layerwise, "
-                              "global or sap")
-    criterion: Optional[str] = opt(None, "stop_criterion", "override the method's stopping rule: "
-                                   "fixed, information_flow or gradient_flow")
+    rule: Optional[str] = opt(None, "prune_rule", "override the method's pruning rule: {choices}",
+                              choices=lambda: _names("rule"))
+    criterion: Optional[str] = opt(None, "stop_criterion", "override the method's stopping "
+                                   "rule: {choices}", choices=lambda: _names("criterion"))
     flow_probe_size: Optional[int] = opt(None, "flow_probe_size", "training samples used to measure "
                                          "flows (default: 2048 or 1/8 of the training split, "
                                          "whichever is smaller, at least 256)")
     flow_stat: str = opt("mean", "flow_stat", "information-flow statistic: mean (the paper's signed "
-                         "mean), abs_mean, or fro (relative Frobenius distance of the matrices)")
+                         "mean), abs_mean, or fro (relative Frobenius distance of the matrices)", choices=("mean", "abs_mean", "fro"))
     target_remaining: Optional[float] = opt(None, "prune_target_remaining", "prune until this "
                                             "percentage of weights remains (the last step is "
                                             "trimmed to land on it), then stop; "
@@ -202,7 +229,7 @@ class PruneConfig:
                                 "restart (the schedule restarts from --net_lr at every pruning "
                                 "step and once more for the training after the last, GMP*'s; "
                                 "give it a decaying --net_lr_schedule, e.g. linear)",
-                                fallback="run", shown="run")
+                                fallback="run", shown="run", choices=("run", "restart"))
     stop_on_recovery: bool = opt(False, "stop_on_recovery", "also stop a round once validation "
                                  "accuracy is back to the dense warm-up's")
     check_every: str = opt("1ep", "check_every", "how often the stopping criterion is asked: "
@@ -227,11 +254,11 @@ class ExperimentConfig:
                                         f"--prune_target_remaining; N + 1 with --prune_steps N")
     num_trial: int = opt(1, "exper_num_trial", "trials, with seeds seed, seed+1, ...")
     seed: int = opt(0, "seed", "seed of the first trial")
-    device: str = opt("auto", "device", "auto, cpu or cuda")
+    device: str = opt("auto", "device", "{choices}", choices=("auto", "cpu", "cuda"))
     gpu_id: Optional[int] = opt(None, "exper_gpu_id", "CUDA device index (implies --device cuda "
                                 "when --device is auto)")
     exper_type: str = opt("efficiency", "exper_type", "the seed's experiment label (efficiency or "
-                          "performance); recorded in config.json")
+                          "performance); recorded in config.json", choices=("efficiency", "performance"))
     threads: Optional[int] = opt(None, "threads", "CPU compute threads (default: the cores "
                                  "this process may use, shared among concurrent --workers)")
     download: bool = opt(False, "download", "fetch MNIST, FashionMNIST, CIFAR10 or CIFAR100 into "
@@ -455,12 +482,6 @@ def _positive_epochs(value: float) -> float:
     return value
 
 
-def _schedule(value: str) -> str:
-    _need(value in ("constant", "step", "cosine", "linear"),
-          f"--net_lr_schedule {value}: choose constant, step, cosine or linear")
-    return value
-
-
 def _rewind(value: str) -> str:
     point = parse_point(value, "--rewind_to", ("warmup", "init", "none"))
     return "none" if point == "none" else value  # one spelling of none: the loop tests for it
@@ -491,19 +512,6 @@ def _fraction(value: float) -> Optional[float]:
     return None if value == 1 else value  # all of it: the run without the option, its run id
 
 
-def _choice(value: str) -> str:
-    _need(value in ("random", "prac"), f"--round_data_choice {value}: choose random or prac")
-    return value
-
-
-def _gmp_lr(value: str) -> str:
-    _need(value in GMP_LR, f"--gmp_lr {value}: choose {' or '.join(GMP_LR)}")
-    return value
-
-
-GMP_LR = ("run", "restart")  # gradual pruning's rate: one schedule, or one per pruning step
-
-
 def _steps(value: int) -> int:
     _need(1 <= value <= recipes.MAX_STEPS,
           f"--prune_steps {value} must be between 1 and {recipes.MAX_STEPS}")
@@ -518,11 +526,32 @@ def _rounds(value: int) -> int:
 # The settings a recipe may set, checked alone before it is applied (so that a bad value is
 # named as bad, not as a clash with the recipe), each returning its one spelling
 _ALONE = {"prune.method": _canonical_method, "train.epochs": _positive_epochs,
-          "train.lr_schedule": _schedule, "train.rewind_to": _rewind,
+          "train.lr_schedule": lambda v: _chosen("train.lr_schedule", v),
+          "train.rewind_to": _rewind,
           "train.ticket_rewind": _ticket_rewind, "prune.ratio": _ratio,
           "experiment.imp_total_iter": _rounds, "prune.steps": _steps,
-          "train.round_data_fraction": _fraction, "train.round_data_choice": _choice,
-          "prune.gmp_lr": _gmp_lr}
+          "train.round_data_fraction": _fraction,
+          "train.round_data_choice": lambda v: _chosen("train.round_data_choice", v),
+          "prune.gmp_lr": lambda v: _chosen("prune.gmp_lr", v)}
+
+
+def _chosen(key: str, value: str) -> str:
+    """``value`` if it is one of the values setting ``key`` takes, else one line naming them."""
+    section, name = key.split(".")
+    f = _section_class(section).__dataclass_fields__[name]
+    _need(value in choices_of(f), f"--{f.metadata['flag']} {value}: choose "
+          f"{one_of(choices_of(f))}")
+    return value
+
+
+def _check_choices(c: "RunConfig") -> None:
+    """Every setting with fixed values (``choices`` given as a tuple) holds one of them; those
+    named from a registry are checked, and spelled, by the registry."""
+    for section in RunConfig.SECTIONS:
+        for f in dataclasses.fields(_section_class(section)):
+            value = getattr(getattr(c, section), f.name)
+            if isinstance(f.metadata.get("choices"), tuple) and value is not None:
+                _chosen(f"{section}.{f.name}", value)
 
 
 def _check_types(c: "RunConfig") -> None:
@@ -601,7 +630,6 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     from ..pruning.rules import RULES
     from ..stopping.criteria import CRITERIA
     from ..models.architectures import MODELS
-    from ..pruning.rules import validate_pq
 
     if registry_names:
         c.data.dataset = DATASETS.canonical(c.data.dataset, "--net_dataset")
@@ -610,6 +638,7 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
         c.prune.rule = RULES.canonical(c.prune.rule, "--prune_rule")
     if c.prune.criterion is not None:
         c.prune.criterion = CRITERIA.canonical(c.prune.criterion, "--stop_criterion")
+    _check_choices(c)
     t, p, e = c.train, c.prune, c.experiment
     _need(c.data.batch_size >= 1, f"--net_batch_size {c.data.batch_size} must be at least 1")
     _need(_finite(c.data.val_size) and c.data.val_size > 0
@@ -625,12 +654,8 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     if c.model.pretrained is not None and str(c.model.pretrained).strip().lower() in (
             "1", "true", "imagenet", "pretrained"):
         c.model.pretrained = "imagenet"  # the seed's spelling, one meaning, one run id
-    _need(c.model.init in ("kaiming", "pytorch"),
-          f"--net_init {c.model.init}: choose kaiming or pytorch")
     _need(_finite(t.lr) and 0 < t.lr <= MAX_RATE,
           f"--net_lr {t.lr} must be a positive number up to {MAX_RATE:g} (e.g. 0.01)")
-    _need(t.optimizer in ("sgd", "adam", "adamw"),
-          f"--net_optimizer {t.optimizer}: choose sgd, adam or adamw")
     _need(t.optimizer == "sgd" or t.momentum == 0,
           f"--net_momentum {t.momentum} applies to sgd; {t.optimizer} has its own moment "
           f"estimates: drop --net_momentum or use --net_optimizer sgd")
@@ -648,10 +673,6 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
           f"--net_lr_milestones {t.lr_milestones} must be positive epochs")
     _need(_finite(t.lr_gamma) and 0 < t.lr_gamma <= MAX_RATE,
           f"--net_lr_gamma {t.lr_gamma} must be positive, up to {MAX_RATE:g}")
-    _need(t.precision in ("fp32", "bf16", "fp16"),
-          f"--precision {t.precision}: choose fp32, bf16 or fp16")
-    _need(t.channels_last in ("auto", "on", "off"),
-          f"--channels_last {t.channels_last}: choose auto, on or off")
     _need(e.threads is None or e.threads >= 1, f"--threads {e.threads} must be at least 1")
     _need(_finite(t.ticket_epochs) and t.ticket_epochs >= 0,
           f"--ticket_epochs {t.ticket_epochs} must be 0 (no ticket) or a positive number of epochs")
@@ -675,10 +696,8 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(_finite(t.momentum) and 0 <= t.momentum < 1, f"--net_momentum {t.momentum} must be in [0, 1)")
     _need(_finite(t.weight_decay) and t.weight_decay >= 0,
           f"--net_weight_decay {t.weight_decay} must be 0 or more")
-    validate_pq(p.p, p.q)
-    _need(_finite(p.eta) and p.eta > -1, f"--prune_eta {p.eta} must be a finite number above -1")
-    _need(_finite(p.gamma) and p.gamma >= 0, f"--prune_gamma {p.gamma} must be a finite number >= 0")
-    _need(_finite(p.beta) and 0 <= p.beta <= 1, f"--prune_beta {p.beta} must be in [0, 1]")
+    for _, make_rule in RULES.items():  # each rule checks its own settings as it is made
+        make_rule(p)
     _need(p.epsilon is None or (_finite(p.epsilon) and p.epsilon >= 0),
           f"--prune_epsilon {p.epsilon} must be a number >= 0")
     _need(p.flow_probe_size is None or p.flow_probe_size >= 1, f"--flow_probe_size {p.flow_probe_size} must be at least 1")
@@ -691,14 +710,11 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _need(t.round_data_choice == "random" or t.round_data_fraction is not None,
           f"--round_data_choice {t.round_data_choice} chooses a part of the training split: "
           f"give --round_data_fraction below 1 (e.g. --round_data_fraction 0.3)")
-    _need(p.flow_stat in ("mean", "abs_mean", "fro"),
-          f"--flow_stat {p.flow_stat}: choose mean, abs_mean or fro")
     _need(abs(e.seed) <= MAX_SEED, f"--seed {e.seed} must be between -2**40 and 2**40 (each "
           f"round's seed is derived from it and must fit in 64 bits)")
     _need(c.data.image_size is None or 1 <= c.data.image_size <= MAX_IMAGE_SIZE,
           f"--net_image_size {c.data.image_size} must be between 1 and {MAX_IMAGE_SIZE} pixels")
     _need(e.num_trial >= 1, f"--exper_num_trial {e.num_trial} must be at least 1")
-    _need(e.device in ("auto", "cpu", "cuda"), f"--device {e.device}: choose auto, cpu or cuda")
     _need(e.gpu_id is None or e.gpu_id >= 0, f"--exper_gpu_id {e.gpu_id} must be 0 or more")
     _need(bool(e.output_dir and e.output_dir.strip()),
           "--output_dir is empty; name a folder for the results (default: output)")
@@ -709,8 +725,6 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
         _need(patterns is None or (len(patterns) > 0 and all(isinstance(x, str) and x.strip()
                                                               for x in patterns)),
               f"{flag} needs one or more name patterns, e.g. 'fc3' or 'encoder.*'")
-    _need(e.exper_type in ("efficiency", "performance"),
-          f"--exper_type {e.exper_type}: choose efficiency or performance")
 
 
 def _validate_keep_at(c: "RunConfig") -> None:

@@ -10,9 +10,10 @@ import torch
 
 from ..base.errors import UsageError
 from ..base.registry import Registry
+from ..config.schema import LR_SCHEDULES
 
 SCHEDULES: Registry[str] = Registry("learning-rate schedule")
-for _name in ("constant", "step", "cosine", "linear"):
+for _name in LR_SCHEDULES:  # the values --net_lr_schedule takes, named once in the config
     SCHEDULES.add(_name, _name)
 
 
