@@ -3,18 +3,32 @@ pyplot state), saved as PNG."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from ..engine.events import Observer
 from ..runs.layout import FIGURES_FOLDER
 from ..runs.reading import RunData, load_run
 from ..base.files import atomic_write
 from ..base.text import count
+
+if TYPE_CHECKING:  # matplotlib is imported with the first figure, not with incop
+    from matplotlib.figure import Figure
+
+def new_figure(**kwargs) -> "Figure":
+    """A headless figure (no pyplot state), laid out to fit."""
+    from matplotlib.figure import Figure
+
+    return Figure(layout="constrained", **kwargs)
+
+
+def ticker():
+    """matplotlib's tick locators and formatters (imported when a figure needs them)."""
+    import matplotlib.ticker
+
+    return matplotlib.ticker
+
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf"]
@@ -26,7 +40,7 @@ def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     if "round" in xlabel or "epoch" in xlabel:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(ticker().MaxNLocator(integer=True))
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
 
@@ -47,9 +61,9 @@ def _percent_log_axis(axis, values: Sequence[float] = ()) -> None:
     """Log scale labelled in plain percentages (100, 64, 40, ...) instead of powers of ten,
     down to the lowest of ``values``."""
     positive = [float(v) for v in values if v is not None and float(v) > 0]
-    axis.set_major_locator(FixedLocator(sorted(percent_ticks(min(positive) if positive else None))))
-    axis.set_minor_locator(NullLocator())
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_major_locator(ticker().FixedLocator(sorted(percent_ticks(min(positive) if positive else None))))
+    axis.set_minor_locator(ticker().NullLocator())
+    axis.set_major_formatter(ticker().FuncFormatter(lambda v, _: f"{v:g}"))
 
 
 MARKERS = "osD^v<>PX*"
@@ -91,7 +105,7 @@ def _band(ax, x, mean, std, color, label, marker="o", linestyle="-"):
 def rounds_figure(runs: Sequence[RunData]) -> Figure:
     """The paper's three panels: test accuracy, epochs and remaining weights per round,
     mean line and std band across trials."""
-    fig = Figure(figsize=(14, 4.2), layout="constrained")
+    fig = new_figure(figsize=(14, 4.2))
     axes = fig.subplots(1, 3)
     for i, run in enumerate(runs):
         style = series_style(i)
@@ -121,7 +135,7 @@ def rounds_figure(runs: Sequence[RunData]) -> Figure:
 
 def accuracy_vs_remaining_figure(runs: Sequence[RunData]) -> Figure:
     """Test accuracy against remaining weights (log axis, sparser to the right)."""
-    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    fig = new_figure(figsize=(6.5, 4.5))
     ax = fig.subplots()
     for i, run in enumerate(runs):
         _, rem, rem_std = per_round(run, "remaining_pct")
@@ -164,7 +178,7 @@ def flow_distance_figure(runs: Sequence[RunData]) -> Optional[Figure]:
     n = len(flowing)  # at most 3 columns; 4 panels as 2 x 2
     cols = 2 if n == 4 else min(n, 3)
     rows = -(-n // cols)
-    fig = Figure(figsize=(5.2 * cols, 3.8 * rows), layout="constrained")
+    fig = new_figure(figsize=(5.2 * cols, 3.8 * rows))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, run in zip(axes, flowing):
         trials = sorted({r["trial"] for r in run.rounds})
@@ -180,7 +194,7 @@ def flow_distance_figure(runs: Sequence[RunData]) -> Optional[Figure]:
                        label=f"epsilon {run.epsilon:g}")
         _style(ax, run.label, "search epochs (rounds separated by grey lines)",
                "distance to stop on")
-        ax.xaxis.set_major_locator(MaxNLocator())  # checks fall between whole epochs
+        ax.xaxis.set_major_locator(ticker().MaxNLocator())  # checks fall between whole epochs
         ax.legend(fontsize=8, loc="best")
     for ax in axes[len(flowing):]:  # no empty panels
         fig.delaxes(ax)
@@ -195,7 +209,7 @@ def similarity_figure(run: RunData) -> Optional[Figure]:
     values: Dict[str, Dict[int, List[float]]] = {}
     for s in run.similarity:
         values.setdefault(s["layer"], {}).setdefault(s["round"], []).append(float(s["cosine"]))
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    fig = new_figure(figsize=(7, 4.5))
     ax = fig.subplots()
     many = len(values) > len(COLORS)  # then a sequential map by depth: no colour repeats
     colors = _depth_colors(len(values)) if many else COLORS
@@ -233,7 +247,7 @@ def speedup_figure(rows: Sequence[Dict[str, object]]) -> Figure:
     remaining weights, one line per batch size and thread count; 1x (no gain) drawn as a
     reference. Where no sparse form beat dense, the point is that form's slowdown (below 1x), as
     the table says, not the 1.00x of running dense."""
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    fig = new_figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     cases = sorted({(int(r["batch"]), int(r["threads"])) for r in rows})
     markers = "osD^vP*X"
@@ -267,7 +281,7 @@ def ablations_figure(runs: Sequence[RunData]) -> Optional[Figure]:
         return None
     key = "test_acc" if any(a.get("test_acc") is not None for r in runs for a in r.ablations) \
         else "val_acc"
-    fig = Figure(figsize=(max(8.0, 1.9 * len(runs) + 2), 4.6), layout="constrained")
+    fig = new_figure(figsize=(max(8.0, 1.9 * len(runs) + 2), 4.6))
     ax = fig.add_subplot()
     width = 0.8 / len(ABLATION_BARS)
     for j, (kind, label) in enumerate(ABLATION_BARS):
@@ -301,6 +315,8 @@ def sparse_speedup(row: Dict[str, object]) -> float:
 
 
 def save_figure(fig: Figure, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(fig)  # attach a headless canvas
     atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=150))
 

@@ -4,15 +4,16 @@ tolerance (or that none is), and the figure of ticket accuracy against search ep
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
 from ..base.text import mean_std
 from .comparison import mean_std_cell
-from .figures import COLORS, _style
+from .figures import COLORS, _style, new_figure, ticker
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def frontier_rows(rows: Sequence[Dict[str, Any]], ablations: Sequence[Dict[str, Any]],
@@ -172,7 +173,7 @@ def frontier_figure(summary: Sequence[Dict[str, Any]], tolerance: float,
                     target: Optional[float] = None, on_the_way: bool = False) -> Figure:
     """Judged ticket accuracy against search epochs, each recipe a point with its seed spread,
     the Pareto front, and the reference's accuracy minus the tolerance as a band."""
-    fig = Figure(figsize=(8.5, 5.2), layout="constrained")
+    fig = new_figure(figsize=(8.5, 5.2))
     ax = fig.add_subplot()
     pts = [r for r in summary if not math.isnan(r["ticket_test_acc_mean"])]
     legend = len(pts) > LABELLED  # many recipes: a legend beside the axes, never labels on labels
@@ -202,14 +203,14 @@ def frontier_figure(summary: Sequence[Dict[str, Any]], tolerance: float,
         ax.axhspan(ref - tolerance, ref, color="0.85", zorder=0,
                    label=f"reference's ticket minus {tolerance:g} points")
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(ticker().ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ticker().NullFormatter())
     _style(ax, "Judged ticket accuracy against search cost"
            + ("" if target is None else f", at {target:g}% remaining"),
            "search epochs (the rounds up to the target)" if on_the_way else
            "search epochs (all rounds)",
            "ticket test accuracy (%)")
-    ax.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]))
+    ax.xaxis.set_major_locator(ticker().FixedLocator([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]))
     if legend:
         fig.set_size_inches(10.5, 5.2)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
@@ -227,7 +228,7 @@ def accuracy_figure(summary: Sequence[Dict[str, Any]]) -> Figure:
     """The figure papers draw: judged ticket accuracy against the weights remaining, one line
     per recipe through the targets its search landed on (mean ± std over seeds), the
     reference a thick black line; the legend beside the axes so it never hides a line."""
-    fig = Figure(figsize=(9.5, 5.2), layout="constrained")
+    fig = new_figure(figsize=(9.5, 5.2))
     ax = fig.add_subplot()
     names = list(dict.fromkeys(r["recipe"] for r in summary))
     for i, name in enumerate(names):
@@ -245,9 +246,9 @@ def accuracy_figure(summary: Sequence[Dict[str, Any]]) -> Figure:
     ax.set_xscale("log")
     ax.invert_xaxis()  # sparser to the right, as papers draw it
     targets = sorted({r["target"] for r in summary}, reverse=True)
-    ax.xaxis.set_major_locator(FixedLocator(targets))
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_locator(ticker().FixedLocator(targets))
+    ax.xaxis.set_major_formatter(ticker().ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ticker().NullFormatter())
     _style(ax, "Judged ticket accuracy at every target of one search",
            "weights remaining (%)", "ticket test accuracy (%)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
