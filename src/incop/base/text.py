@@ -24,11 +24,20 @@ def mean_std(values: Iterable[Optional[float]]) -> tuple:
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
-def fmt_ms(values: Iterable[Optional[float]], digits: int = 2) -> str:
-    m, s = mean_std(values)
-    if math.isnan(m):
+def plus_minus(mean: Optional[float], std: Optional[float] = None, digits: int = 2,
+               signed: bool = False) -> str:
+    """``mean ± std`` as every table and message of incop writes it: ``-`` for no value, the
+    mean alone where there is no spread to show (``std`` None: one run, one seed)."""
+    if mean is None or math.isnan(mean):
         return "-"
-    return f"{m:.{digits}f}" if s == 0 else f"{m:.{digits}f}±{s:.{digits}f}"
+    text = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
+    return text if std is None else f"{text} ± {std:.{digits}f}"
+
+
+def fmt_ms(values: Iterable[Optional[float]], digits: int = 2) -> str:
+    """The values' mean ± std (the mean alone where they do not differ)."""
+    m, s = mean_std(values)
+    return plus_minus(m, s or None, digits)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]],

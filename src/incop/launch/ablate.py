@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..base.errors import UsageError
-from ..base.text import format_table, mean_std
+from ..base.text import format_table, mean_std, plus_minus
 from ..config.schema import RunConfig, ticket_rewind
 from ..data.datasets import load_raw
 from ..engine.ablations import ABLATIONS, Ablations
@@ -247,8 +247,7 @@ def verdict(g: Sequence[float]) -> str:
 
 
 def _pm(pair) -> str:
-    m, s = pair
-    return "-" if math.isnan(m) else f"{m:.2f} ± {s:.2f}"
+    return plus_minus(*pair)
 
 
 def _pct(v) -> str:

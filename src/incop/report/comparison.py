@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from .figures import save_run_figures
 from ..base.errors import UsageError
 from ..base.files import atomic_write_text
-from ..base.text import format_table, mean_std
+from ..base.text import format_table, mean_std, plus_minus
 from ..runs.directory import to_csv
 from ..config.schema import flag_name
 from ..runs.reading import RunData, _warn, final_speedup, result_hash
@@ -143,12 +143,8 @@ def _pq(v: Any) -> str:
 def mean_std_cell(row: Dict[str, Any], key: str, digits: int = 2, count: str = "trials") -> str:
     """``key``'s mean ± std in ``row``; the mean alone where ``row[count]`` (trials, seeds) is
     one, which has no spread to show."""
-    m, s = row[f"{key}_mean"], row[f"{key}_std"]
-    if m is None or (isinstance(m, float) and math.isnan(m)):
-        return "-"
-    if row[count] < 2:
-        return f"{m:.{digits}f}"
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
+    return plus_minus(row[f"{key}_mean"], row[f"{key}_std"] if row[count] >= 2 else None,
+                      digits)
 
 
 def _gap(row: Dict[str, Any], kind: str) -> str:
@@ -156,7 +152,7 @@ def _gap(row: Dict[str, Any], kind: str) -> str:
     m, s, n = row[f"ticket_minus_{kind}_mean"], row[f"ticket_minus_{kind}_std"], row[f"{kind}_runs"]
     if not n or math.isnan(m):
         return "-"
-    return f"{m:+.2f} ± {s:.2f} (n={n})" if n > 1 else f"{m:+.2f} (n=1)"
+    return f"{plus_minus(m, s if n > 1 else None, signed=True)} (n={n})"
 
 
 def _speedup(row: Dict[str, Any]) -> str:

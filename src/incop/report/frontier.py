@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..base.text import mean_std
+from ..base.text import mean_std, plus_minus
 from .comparison import mean_std_cell
 from .figures import COLORS, _style, new_figure, ticker
 
@@ -81,8 +81,8 @@ def cheapest(summary: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
 def _gap_text(row: Dict[str, Any]) -> str:
     """The ticket's gap to the reference's: mean ± std over seeds, the mean alone for one."""
     if row["seeds"] < 2:
-        return f"{row['gap_mean']:+.2f} points (one seed)"
-    return f"{row['gap_mean']:+.2f} ± {row['gap_std']:.2f} points"
+        return f"{plus_minus(row['gap_mean'], signed=True)} points (one seed)"
+    return f"{plus_minus(row['gap_mean'], row['gap_std'], signed=True)} points"
 
 
 def verdict(summary: Sequence[Dict[str, Any]], tolerance: float) -> List[str]:
@@ -118,8 +118,8 @@ def verdict(summary: Sequence[Dict[str, Any]], tolerance: float) -> List[str]:
         n = ref.get(f"{kind}_runs")
         if n:
             m, s = ref[f"minus_{kind}_mean"], ref[f"minus_{kind}_std"]
-            spread = f" ± {s:.2f}" if n > 1 else ""
-            lines.append(f"The reference's ticket minus {what}: {m:+.2f}{spread} points "
+            gap = plus_minus(m, s if n > 1 else None, signed=True)
+            lines.append(f"The reference's ticket minus {what}: {gap} points "
                          f"({n} seed{'s' if n > 1 else ''}).")
     if any(r["seeds"] < 2 for r in summary):
         lines.append("One seed: no spread to judge a difference by; use --seeds 0 1 2.")
