@@ -162,10 +162,10 @@ def _cmd_frontier(ns: argparse.Namespace, given: Settings) -> int:
     if given.get("prune.recipe") is not None:
         raise UsageError("incop frontier runs several recipes: name them with --recipes "
                          "(not --recipe)")
-    for key in ("prune.rule", "prune.criterion"):  # each recipe brings its own
+    for key in ("prune.rule", "prune.criterion", "prune.schedule"):  # each recipe brings its own
         if given.get(key) is not None:
             raise UsageError(f"incop frontier's recipes each bring their own pruning and "
-                             f"stopping rules, so {flag_name(key)} would be ignored: drop it "
+                             f"stopping rules and schedule, so {flag_name(key)} would be ignored: drop it "
                              f"(to compare stopping rules, name their recipes: --recipes ciap "
                              f"giap)")
     if ns.reference not in ("sap", "lth"):

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..data.datasets import MIN_VAL_SAMPLES
 from ..base.errors import UsageError
 from ..base.paths import expand_path
-from ..base.text import count, one_of
+from ..base.text import one_of
 from ..base.timepoints import parse_point
 from . import recipes
 from . import identity
@@ -40,6 +40,8 @@ def _names(kind: str) -> List[str]:
     """A registry's names, for ``choices``: imported when asked (they sit in other packages)."""
     if kind == "rule":
         from ..pruning.rules import RULES as registry
+    elif kind == "schedule":
+        from ..pruning.sparsity_schedules import SPARSITY_SCHEDULES as registry
     else:
         from ..stopping.criteria import CRITERIA as registry
     return registry.names()
@@ -216,6 +218,12 @@ class PruneConfig:
                                "of the network for global and sap), smallest magnitudes first, "
                                "the last landing on the target; the rule's own step sizes "
                                "(--prune_ratio, SAP's PQ index) are not used")
+    schedule: Optional[str] = opt(None, "prune_schedule", "what prunes when: {choices} "
+                                  "(rounds: each step sized by the rule; steps: "
+                                  "--prune_steps' equal steps; cubic: gradual magnitude "
+                                  "pruning's)", choices=lambda: _names("schedule"),
+                                  shown="cubic with --prune_method gmp, steps with "
+                                  "--prune_steps, else rounds")
     gmp_start: Optional[str] = opt(None, "gmp_start", "gradual magnitude pruning: where the "
                                    "sparsity starts rising, in the run after the warm-up "
                                    "(<k>it, <f>ep or start)")
@@ -707,6 +715,7 @@ def _validate(c: RunConfig, registry_names: bool = True) -> None:
     _validate_keep_at(c)
     _validate_gmp(c)
     _validate_steps(c)
+    _validate_schedule(c)
     _need(t.round_data_choice == "random" or t.round_data_fraction is not None,
           f"--round_data_choice {t.round_data_choice} chooses a part of the training split: "
           f"give --round_data_fraction below 1 (e.g. --round_data_fraction 0.3)")
@@ -807,6 +816,28 @@ def _validate_steps(c: "RunConfig") -> None:
           f"--exper_imp_total_iter {c.experiment.imp_total_iter}: --prune_steps {n} takes "
           f"exactly {n + 1} rounds (round 0 trains the dense network); drop "
           f"--exper_imp_total_iter")
+
+
+def _validate_schedule(c: "RunConfig") -> None:
+    """--prune_schedule names a schedule of ``SPARSITY_SCHEDULES``; one the other settings imply
+    anyway is the run without it (one run id), and one they contradict is refused."""
+    from ..pruning.sparsity_schedules import SPARSITY_SCHEDULES, implied_schedule
+
+    p = c.prune
+    if p.schedule is None:
+        return
+    p.schedule = SPARSITY_SCHEDULES.canonical(p.schedule, "--prune_schedule")
+    implied = implied_schedule(p.method, p.steps)
+    if p.schedule == implied:
+        p.schedule = None
+        return
+    _need(p.schedule != "cubic", f"--prune_schedule cubic is gradual magnitude pruning's: use "
+                                 f"--prune_method gmp (or --recipe gmp)")
+    _need(p.schedule != "steps", "--prune_schedule steps needs --prune_steps N")
+    _need(p.method != "gmp", f"--prune_method gmp prunes on its own cubic schedule: drop "
+                             f"--prune_schedule {p.schedule}")
+    _need(p.schedule != "rounds", "--prune_schedule rounds sizes each step by the rule and "
+                                  "--prune_steps makes equal steps: keep one")
 
 
 def with_recipe(cfg: RunConfig, name: Optional[str] = None) -> RunConfig:

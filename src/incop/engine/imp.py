@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -25,8 +25,8 @@ from ..pruning.masks import Masks, skipped_rows
 from ..base.timepoints import parse_point
 from ..pruning.gradual import GradualSchedule
 from ..pruning.rules import RULES
-from ..pruning.sparsity_schedules import (CubicSteps, EqualSteps, RuleRounds, SparsitySchedule,
-                                          Waypoints)
+from ..pruning.sparsity_schedules import (RuleRounds, ScheduleInputs, SparsitySchedule,
+                                          build_schedule)
 from ..stopping.criteria import FixedEpochs, flow_monitor, round_criteria
 from ..stopping.flows import activation_similarity, layer_activations, monitored_layers
 from .estimate import (MOST_ROUNDS, STALL_ROUNDS, first_epoch_line, landings_text, more_rounds,
@@ -55,6 +55,30 @@ class TrialResult:
     masks: Optional[Masks] = None
     ticket: Optional[nn.Module] = None  # the final mask retrained from --ticket_rewind's point
     ticket_start: Optional[Dict[str, Any]] = None  # the weights the ticket (and ablations) start from
+
+
+@dataclass
+class _TrialRun:
+    """What one trial's rounds share: its inputs, model, masks and schedule, the dense
+    network's references, and what a resume needs (``saved``)."""
+
+    trial: int
+    seed: int
+    data: TrialInputs
+    model: nn.Module
+    masks: Masks
+    schedule: SparsitySchedule
+    layers: List[str]
+    skipped: Any
+    probe_x: torch.Tensor
+    criteria: Any
+    reference_acts: Any
+    rewind_state: Dict[str, Any]
+    ticket_state: Dict[str, Any]
+    saved: Dict[str, Any]
+    first_round: int
+    search_over: bool  # resumed after its last round, with the ticket still to train
+    optimizer: Any  # the one optimizer of a schedule that is one training run, else None
 
 
 class IMPExperiment:
@@ -184,7 +208,109 @@ class IMPExperiment:
 
     # ------------------------------------------------------------------ one trial
     def run_trial(self, trial: int, seed: int, resume: Optional[Dict[str, Any]] = None) -> TrialResult:
-        """One IMP search with one seed; ``resume`` is a saved trial state to continue from."""
+        """One IMP search with one seed: set up (or restore ``resume``, a saved trial state),
+        then round after round prune, rewind, train and record, until the schedule's last
+        round; then the ticket."""
+        run = self._set_up_trial(trial, seed, resume)
+        result = TrialResult(seed, run.saved["warmup"])
+        rounds = range(run.first_round, 0 if run.search_over else run.schedule.rounds)
+        self.events.trial_started(trial, rounds)
+        self._announce_rounds(trial, run.schedule, run.first_round)
+        for k in rounds:
+            if self._round(run, k):
+                break
+        result.rounds = self.records.trial_rounds(trial)
+        result.model, result.masks, result.ticket_start = run.model, run.masks, run.ticket_state
+        if self.cfg.train.ticket_epochs > 0:
+            result.ticket = self._ticket(trial, seed, run.masks, run.ticket_state, run.data)
+        return result
+
+    def _round(self, run: "_TrialRun", k: int) -> bool:
+        """Round ``k``: prune the trained survivors (not in round 0), rewind where the
+        schedule does, train at the round's rate, evaluate and record. True if it was the
+        last."""
+        t0 = time.perf_counter()
+        info, lr = self._prune(run, k)
+        if k == 0 or (self.cfg.train.rewind_to != "none" and run.schedule.rewinds):
+            run.model.load_state_dict(run.rewind_state)  # rewind (round 0 too), then mask
+        run.masks.bind(run.model).apply()
+        times = {"prune": time.perf_counter() - t0}
+        segment = self._segment(run.schedule, k, run.optimizer, lr)
+        outcome = self._train(run.model, run.masks, run.data, run.seed, k, self.cfg.train.epochs,
+                              run.criteria, f"round {k}", lr=lr, segment=segment)
+        if segment is not None:
+            run.saved["optimizer"] = run.optimizer.state_dict()
+        if outcome.stop_reason == "diverged":
+            self._diverged(run.trial, k, outcome.epochs, run.data, lr)
+        rows = self._measure(run, k, outcome, info, times)
+        last = run.schedule.last(k, run.masks) or self._stalled(run.trial, k, run.schedule,
+                                                                run.masks.remaining())
+        self._round_done(run.trial, run.seed, k, rows, run.model, run.masks, run.saved, last)
+        self._say(self._round_line(run.trial, k, rows["round"], outcome, lr))
+        if k == 0 and self.cfg.train.warmup == 0:
+            self._check_learned(run.trial, run.data, None)
+        if k >= 1 and not last and run.schedule.to_target:
+            self._estimate_rounds(run.trial, k, run.schedule.rounds)
+        return last
+
+    def _prune(self, run: "_TrialRun", k: int) -> Tuple[Dict[str, Any], float]:
+        """The schedule's pruning step of round ``k`` (none in round 0), which replaces the
+        trial's masks, and the learning rate the round trains at (its one source)."""
+        if k == 0:
+            return {"lr": self.cfg.train.lr}, self.cfg.train.lr
+        trained = {n: p.detach().clone() for n, p in run.masks.parameters(run.model).items()}
+        new, info = run.schedule.prune(k, trained, run.masks)  # never below the target
+        lr = self._round_rate(run.model, run.masks, new)
+        run.masks = new
+        return {**info, "lr": lr}, lr
+
+    def _round_rate(self, model, old: Masks, new: Masks) -> float:
+        """--net_lr, or with --net_lr_allr ALLR's rate for the round after this pruning step
+        (the dense network trained for the warm-up and round 0; a round's budget is
+        --net_train_epochs)."""
+        t = self.cfg.train
+        if not t.lr_allr:
+            return t.lr
+        sizes = pruning_step_sizes(dict(model.named_parameters()), old, new)
+        cost = self._round_cost()
+        return t.lr * allr_factor(*sizes, cost / (t.warmup + cost))
+
+    def _measure(self, run: "_TrialRun", k: int, outcome, info, times) -> Dict[str, Any]:
+        """The round's rows: test accuracy, the critical set's pass, the activations' similarity
+        to the dense network's, and what the training and pruning recorded."""
+        t0 = time.perf_counter()
+        test = evaluate(run.model, run.data.test, self.compute)[0] \
+            if run.data.test is not None else None
+        run.saved.update(self.round_data.round_ended(run.model, run.data.train, k, self.compute))
+        times["eval"] = time.perf_counter() - t0  # the critical set's pass included
+        t0 = time.perf_counter()
+        sims = activation_similarity(run.reference_acts,
+                                     layer_activations(run.model, run.layers, run.probe_x))
+        times["similarity"] = time.perf_counter() - t0
+        return round_rows(run.trial, run.seed, k, run.masks, outcome, test, info, times,
+                          run.layers, sims, run.skipped)
+
+    def _round_line(self, trial: int, k: int, record: Dict[str, Any], outcome, lr: float) -> str:
+        return (f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
+                f"{count(outcome.epochs, 'epoch')}, {count(outcome.checks, 'check')} "
+                f"({outcome.stop_reason}), val {record['val_acc']:.2f}%, test "
+                f"{_pct(record.get('test_acc'))}"
+                + (f", ALLR rate {lr:.4g}" if self.cfg.train.lr_allr and k > 0 else ""))
+
+    def _announce_rounds(self, trial: int, schedule: SparsitySchedule, first_round: int) -> None:
+        """How many rounds a rule that removes a fixed fraction needs to its target, when
+        fewer than the cap (SAP's depend on the weights)."""
+        p = self.cfg.prune
+        if isinstance(schedule, RuleRounds) and first_round == 0:
+            expected = planned_rounds(self.rule_name, p.ratio, p.target_remaining,
+                                      schedule.rounds)
+            if expected is not None and expected < schedule.rounds:
+                self.events.rounds_estimated(trial, expected)
+
+    def _set_up_trial(self, trial: int, seed: int, resume: Optional[Dict[str, Any]]) -> "_TrialRun":
+        """The trial's inputs, model, masks, schedule and stopping criteria, every setting
+        checked before any training; its starting point (warm-up, or the saved state of a
+        resumed trial) and the dense network's references."""
         cfg, dev = self.cfg, self.device
         self._trial = trial
         seed_everything(seed)
@@ -202,16 +328,8 @@ class IMPExperiment:
         self._target_keep = schedule.final_keep(masks)
         self._check_lengths(data)
         self.round_data.start_trial(data.train, seed, resume)  # a loader is refused here
-        if resume is None:
-            warmup, rewind_state, dense_state, ticket_state = self._warm_up_or_reuse(
-                model, masks, data, trial, seed, len(probe_y))
-            first_round = 0
-        else:
-            rewind_state, warmup = resume["rewind"], resume["warmup"]
-            dense_state = resume.get("dense", rewind_state)
-            ticket_state = resume.get("ticket", rewind_state)
-            first_round = resume["round"] + 1
-            model.load_state_dict(dense_state)
+        warmup, rewind, dense, ticket, first_round = self._starting_point(
+            model, masks, data, trial, seed, len(probe_y), resume)
         t0 = time.perf_counter()  # references: the trained dense network, whatever the rewind
         reference_acts = layer_activations(model, layers, probe_x)
         criteria = round_criteria(self.criterion_name, monitor, model, self.rule, self.epsilon,
@@ -220,84 +338,43 @@ class IMPExperiment:
         if resume is not None:
             model.load_state_dict(resume["model"])
             masks.bind(model)
-        run_optimizer = self._run_optimizer(model, schedule, resume)
-        saved = {"rewind": rewind_state, "warmup": warmup}
-        self.events.rewind_point(trial, rewind_state,
-                                 None if dense_state is rewind_state else dense_state,
-                                 None if ticket_state is rewind_state else ticket_state)
-        if dense_state is not rewind_state:
-            saved["dense"] = dense_state
-        if ticket_state is not rewind_state:
-            saved["ticket"] = ticket_state
-        if cfg.train.warmup > 0 and first_round == 0:
-            self._check_learned(trial, data, {"index": trial, "seed": seed, "round": WARMUP_ROUND,
-                                              "model": dense_state, "masks": masks.state_dict(),
-                                              "ticket_pending": False, **saved})
-        elif cfg.train.warmup == 0 and first_round > 0:
-            self._check_learned(trial, data, None)
+        saved = self._rewind_points(trial, seed, data, masks, warmup, rewind, dense, ticket,
+                                    first_round)
+        return _TrialRun(trial, seed, data, model, masks, schedule, layers, skipped, probe_x,
+                         criteria, reference_acts, rewind, ticket, saved, first_round,
+                         resume is not None and resume.get("ticket_pending", False),
+                         self._run_optimizer(model, schedule, resume))
 
-        result = TrialResult(seed, warmup)
-        search_over = resume is not None and resume.get("ticket_pending", False)
-        n_rounds = schedule.rounds
-        rounds = range(first_round, 0 if search_over else n_rounds)
-        self.events.trial_started(trial, rounds)
-        if isinstance(schedule, RuleRounds) and first_round == 0:
-            expected = planned_rounds(self.rule_name, cfg.prune.ratio,
-                                      cfg.prune.target_remaining, n_rounds)
-            if expected is not None and expected < n_rounds:
-                self.events.rounds_estimated(trial, expected)
-        for k in rounds:
-            t0 = time.perf_counter()
-            info: Dict[str, Any] = {}
-            lr = cfg.train.lr
-            if k > 0:  # prune the trained survivors
-                trained = {n: p.detach().clone() for n, p in masks.parameters(model).items()}
-                new, info = schedule.prune(k, trained, masks)  # never below the target
-                if cfg.train.lr_allr:
-                    lr = cfg.train.lr * self._allr(model, masks, new)
-                masks = new
-            info = {**info, "lr": lr}
-            rewinds = cfg.train.rewind_to != "none" and schedule.rewinds
-            if k == 0 or rewinds:  # rewind (round 0 too), then mask
-                model.load_state_dict(rewind_state)
-            masks.bind(model).apply()
-            times = {"prune": time.perf_counter() - t0}
-            segment = self._segment(schedule, k, run_optimizer)
-            outcome = self._train(model, masks, data, seed, k, cfg.train.epochs, criteria,
-                                  f"round {k}", lr=lr, segment=segment)
-            if segment is not None:
-                saved["optimizer"] = run_optimizer.state_dict()
-            if outcome.stop_reason == "diverged":
-                self._diverged(trial, k, outcome.epochs, data)
-            t0 = time.perf_counter()
-            test_acc = evaluate(model, data.test, self.compute)[0] if data.test is not None else None
-            saved.update(self.round_data.round_ended(model, data.train, k, self.compute))
-            times["eval"] = time.perf_counter() - t0  # the critical set's pass included
-            t0 = time.perf_counter()
-            sims = activation_similarity(reference_acts, layer_activations(model, layers, probe_x))
-            times["similarity"] = time.perf_counter() - t0
-            rows = round_rows(trial, seed, k, masks, outcome, test_acc, info, times, layers, sims,
-                              skipped)
-            record = rows["round"]
-            last = schedule.last(k, masks) or self._stalled(trial, k, schedule,
-                                                            masks.remaining())
-            self._round_done(trial, seed, k, rows, model, masks, saved, last)
-            self._say(f"trial {trial} round {k}: {record['remaining_pct']:.2f}% remaining, "
-                      f"{count(outcome.epochs, 'epoch')}, {count(outcome.checks, 'check')} "
-                      f"({outcome.stop_reason}), val {record['val_acc']:.2f}%, test "
-                      f"{_pct(test_acc)}"
-                      + (f", ALLR rate {lr:.4g}" if cfg.train.lr_allr and k > 0 else ""))
-            if k == 0 and cfg.train.warmup == 0:
-                self._check_learned(trial, data, None)
-            if k >= 1 and not last and schedule.to_target:
-                self._estimate_rounds(trial, k, n_rounds)
-            if last:
-                break
-        result.rounds = self.records.trial_rounds(trial)
-        result.model, result.masks, result.ticket_start = model, masks, ticket_state
-        if cfg.train.ticket_epochs > 0:
-            result.ticket = self._ticket(trial, seed, masks, ticket_state, data)
-        return result
+    def _starting_point(self, model, masks, data: TrialInputs, trial: int, seed: int,
+                        probe_size: int, resume: Optional[Dict[str, Any]]):
+        """(warm-up record, rewind point, trained dense network, the ticket's start, first
+        round): a new trial's warm-up (or one shared with another run), or a resumed trial's
+        saved ones, the model left as the trained dense network."""
+        if resume is None:
+            return (*self._warm_up_or_reuse(model, masks, data, trial, seed, probe_size), 0)
+        rewind = resume["rewind"]
+        dense = resume.get("dense", rewind)
+        model.load_state_dict(dense)
+        return resume["warmup"], rewind, dense, resume.get("ticket", rewind), resume["round"] + 1
+
+    def _rewind_points(self, trial: int, seed: int, data: TrialInputs, masks: Masks, warmup,
+                       rewind, dense, ticket, first_round: int) -> Dict[str, Any]:
+        """Tell the observers the trial's rewind points; what a resume needs of them (saved
+        with every round); and, for a new trial, check the warm-up learned."""
+        saved = {"rewind": rewind, "warmup": warmup}
+        self.events.rewind_point(trial, rewind, None if dense is rewind else dense,
+                                 None if ticket is rewind else ticket)
+        if dense is not rewind:
+            saved["dense"] = dense
+        if ticket is not rewind:
+            saved["ticket"] = ticket
+        if self.cfg.train.warmup > 0 and first_round == 0:
+            self._check_learned(trial, data, {"index": trial, "seed": seed, "round": WARMUP_ROUND,
+                                              "model": dense, "masks": masks.state_dict(),
+                                              "ticket_pending": False, **saved})
+        elif self.cfg.train.warmup == 0 and first_round > 0:
+            self._check_learned(trial, data, None)
+        return saved
 
     def _stalled(self, trial: int, k: int, schedule: SparsitySchedule, remaining: int) -> bool:
         """A search to a target whose last STALL_ROUNDS pruning steps removed nothing stops
@@ -382,18 +459,13 @@ class IMPExperiment:
         return model
 
     def _schedule(self, data: TrialInputs) -> SparsitySchedule:
-        """What prunes when: gradual magnitude pruning's cubic steps for --prune_method gmp,
-        --prune_steps' equal steps, else rounds sized by the rule up to the target or
-        --exper_imp_total_iter; through --prune_keep_at's targets exactly on the way."""
-        p = self.cfg.prune
-        if p.method == "gmp":
-            schedule = CubicSteps(self._gradual(data), self.rule_name)
-        elif p.steps is not None:
-            schedule = EqualSteps(p.steps, p.target_remaining,
-                                  "layerwise" if self.rule_name == "layerwise" else "global")
-        else:
-            schedule = RuleRounds(self.rule, p.target_remaining, self.cfg.experiment.imp_total_iter)
-        return Waypoints(schedule, p.keep_at) if p.keep_at else schedule
+        """What prunes when (``incop.pruning.sparsity_schedules``): --prune_schedule, else
+        gradual magnitude pruning's cubic steps for --prune_method gmp, --prune_steps' equal
+        steps, else rounds sized by the rule up to the target or --exper_imp_total_iter;
+        through --prune_keep_at's targets exactly on the way."""
+        return build_schedule(ScheduleInputs(self.cfg.prune, self.rule, self.rule_name,
+                                             self.cfg.experiment.imp_total_iter,
+                                             lambda: self._gradual(data)))
 
     def _gradual(self, data: TrialInputs) -> GradualSchedule:
         """The cubic schedule of --prune_method gmp in iterations of the run after the warm-up
@@ -440,20 +512,15 @@ class IMPExperiment:
             optimizer.load_state_dict(resume["optimizer"])
         return optimizer
 
-    def _segment(self, schedule: SparsitySchedule, k: int, optimizer) -> Optional[Segment]:
+    def _segment(self, schedule: SparsitySchedule, k: int, optimizer,
+                 lr: float) -> Optional[Segment]:
+        """Round ``k``'s part of a schedule that is one training run (gradual pruning), or None
+        (IMP: every round a training run of its own)."""
         bounds = schedule.bounds()
         if bounds is None:
             return None
-        return Segment(bounds[k], bounds[k + 1] - bounds[k], bounds[-1], optimizer,
-                       self.cfg.train.lr, restart=self.cfg.prune.gmp_lr == "restart")
-
-    def _allr(self, model, old: Masks, new: Masks) -> float:
-        """ALLR's factor for the round after this pruning step; the dense network trained
-        for the warm-up and round 0, the round's budget is --net_train_epochs."""
-        t = self.cfg.train
-        sizes = pruning_step_sizes(dict(model.named_parameters()), old, new)
-        cost = self._round_cost()
-        return allr_factor(*sizes, cost / (t.warmup + cost))
+        return Segment(bounds[k], bounds[k + 1] - bounds[k], bounds[-1], optimizer, lr,
+                       restart=self.cfg.prune.gmp_lr == "restart")
 
     def _round_cost(self) -> float:
         """A round's budget in full-data epochs: --net_train_epochs passes over the round's
@@ -484,10 +551,11 @@ class IMPExperiment:
                      "masks": masks.state_dict(), "ticket_pending": ticket_pending, **saved}
         self.events.round_ended(trial, k, rows, model, masks, state)
 
-    def _diverged(self, trial: int, k, epoch: float, data: TrialInputs) -> None:
-        """A non-finite loss: tell the observers what happened (beside, never as, the completed
-        rounds), and stop the run."""
-        lr, done = self.cfg.train.lr, len(self.rounds)
+    def _diverged(self, trial: int, k, epoch: float, data: TrialInputs,
+                  lr: Optional[float] = None) -> None:
+        """A non-finite loss at rate ``lr`` (None: --net_lr): tell the observers what happened
+        (beside, never as, the completed rounds), and stop the run."""
+        lr, done = self.cfg.train.lr if lr is None else lr, len(self.rounds)
         self.events.diverged(diverged_event(trial, k, epoch, lr, done))
         raise diverged_error(trial, k, epoch, lr, self.name("train.lr"), done,
                              self.events.kept_in(), data.train)

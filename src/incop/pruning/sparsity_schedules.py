@@ -11,16 +11,21 @@ reach a sparsity is a new schedule, not a new branch of the loop.
 - :class:`CubicSteps`: gradual magnitude pruning, one training run whose rounds are the steps of
   the cubic schedule (:mod:`incop.pruning.gradual`); it never rewinds.
 - :class:`Waypoints`: any of these landing exactly on earlier targets on the way
-  (``--prune_target_remaining 20 10 5``), so one search gives every sparsity."""
+  (``--prune_target_remaining 20 10 5``), so one search gives every sparsity.
+
+``SPARSITY_SCHEDULES`` names them (``--prune_schedule``): a new schedule is a class and one
+entry there."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from ..base.decimals import exact
+from ..base.registry import Registry
 from .gradual import GradualSchedule, gradual_step
 from .masks import Masks
 from .rules import (reached_target, remove_smallest, target_count, trim_to_count,
@@ -213,3 +218,47 @@ def landed(rounds, targets) -> Dict[float, Optional[int]]:
         hit = [r["round"] for r in rounds if r["remaining"] == target_count(r["total"], t)]
         out[t] = hit[0] if hit else None
     return out
+
+
+# ---------------------------------------------------- the registry (--prune_schedule)
+
+@dataclass(frozen=True)
+class ScheduleInputs:
+    """What a schedule is built from: the run's pruning settings (``prune``, a PruneConfig), its
+    rule and the rule's registry name, the round cap (--exper_imp_total_iter), and gradual
+    pruning's cubic schedule, built when asked (it needs the data's iterations per epoch)."""
+
+    prune: Any
+    rule: Callable[[Weights, Masks], Step]
+    rule_name: str
+    rounds: int
+    gradual: Callable[[], GradualSchedule]
+
+    @property
+    def scope(self) -> str:
+        """Over what a step's count is taken: each layer for the layer-wise rule, else the
+        network."""
+        return "layerwise" if self.rule_name == "layerwise" else "global"
+
+
+SPARSITY_SCHEDULES: Registry[Callable[[ScheduleInputs], SparsitySchedule]] = \
+    Registry("pruning schedule")
+SPARSITY_SCHEDULES.add("rounds", lambda i: RuleRounds(i.rule, i.prune.target_remaining, i.rounds))
+SPARSITY_SCHEDULES.add("steps", lambda i: EqualSteps(i.prune.steps, i.prune.target_remaining,
+                                                     i.scope))
+SPARSITY_SCHEDULES.add("cubic", lambda i: CubicSteps(i.gradual(), i.rule_name))
+
+
+def implied_schedule(method: Optional[str], steps: Optional[int]) -> str:
+    """The schedule a run's settings imply when --prune_schedule is not given: gradual pruning's
+    cubic steps for --prune_method gmp, --prune_steps' equal steps, else the rule's rounds."""
+    return "cubic" if method == "gmp" else "steps" if steps is not None else "rounds"
+
+
+def build_schedule(inputs: ScheduleInputs) -> SparsitySchedule:
+    """The run's schedule (--prune_schedule, else the one its settings imply), through
+    --prune_keep_at's targets exactly on the way."""
+    p = inputs.prune
+    name = p.schedule or implied_schedule(p.method, p.steps)
+    schedule = SPARSITY_SCHEDULES.get(name, "--prune_schedule")(inputs)
+    return Waypoints(schedule, p.keep_at) if p.keep_at else schedule
