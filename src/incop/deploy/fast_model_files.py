@@ -18,8 +18,8 @@ from torch import nn
 from ..base.bounded import load_torch, short_repr
 from ..base.errors import UsageError
 from ..base.files import atomic_write
-from .sparse_inference import (CONV_KERNELS, Fused, SparseConv2d, SparseLinear, _pool2,
-                               available_kernels)
+from .sparse_layers import (CONV_KERNELS, Fused, SparseConv2d, SparseLinear, _pool2,
+                            available_kernels)
 
 FORMAT = "incop fast model"
 VERSION = 1
