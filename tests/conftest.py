@@ -1,15 +1,25 @@
-"""Shared helpers: small data files in the real on-disk formats, and an in-process CLI runner."""
+"""Shared helpers of the tests in every folder (tests/<package>/ holds the tests of
+src/incop/<package>/, tests/cli those of the whole tool, tests/ itself those of the benchmark
+scripts): small data files in the real on-disk formats, an in-process CLI runner, the small run
+most tests make (:func:`small_run`) and the folder a run keeps its files in (:func:`run_dir`),
+and helpers to interrupt, resume and damage runs."""
 import copy
 import csv
 import gzip
+import os
 import pickle
+import signal
 import struct
 from pathlib import Path
+from typing import List
 
 import numpy as np
 import pytest
 
 from incop.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository: src/, docs/, benchmarks/, ...
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # files written by earlier releases
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
@@ -73,6 +83,68 @@ def cli(capsys):
 
 FAST = ["--net_train_epochs", "2", "--net_warmup", "2", "--exper_imp_total_iter", "3", "--quiet"]
 
+# the flags of small_run, in the order they are given
+SMALL_RUN = {"prune_method": "sap", "net_lr": "0.05", "net_momentum": "0.9", "net_warmup": "1",
+             "net_train_epochs": "1", "exper_imp_total_iter": "3"}
+
+
+def small_run(*extra: str, **flags) -> List[str]:
+    """The small run most tests make: ``incop run`` of lenet300 on digits (the defaults) with SAP,
+    lr 0.05 and momentum 0.9, a one-epoch warm-up, one epoch a round, three rounds, quiet:
+    ``run --prune_method sap --net_lr 0.05 --net_momentum 0.9 --net_warmup 1 --net_train_epochs 1
+    --exper_imp_total_iter 3 --quiet``. ``flags`` change it, by flag name without the dashes: a
+    value replaces the small run's (``net_warmup=2``) or adds a flag (``run_name="r"``), None
+    leaves the flag out (its default applies), True gives a switch (``allow_untrained=True``).
+    ``extra`` comes last, as given."""
+    argv = ["run"]
+    for name, value in {**SMALL_RUN, **flags}.items():
+        if value is None or value is False:
+            continue
+        argv += [f"--{name}"] if value is True else [f"--{name}", str(value)]
+    return [*argv, "--quiet", *extra]
+
+
+def run_dir(*argv) -> Path:
+    """The folder in which ``incop *argv`` (a ``run`` command line with its ``--output_dir``)
+    keeps its run, ``<output_dir>/<recipe or method>/<arch>/<dataset>/<run name or id>``: incop's
+    own :func:`incop.runs.directory.run_path` of the configuration the command line gives."""
+    from incop.cli import build_parser
+    from incop.config.flags import config_from_args
+    from incop.runs.directory import run_path
+
+    return run_path(config_from_args(build_parser().parse_args([str(a) for a in argv])))
+
+
+def one_line_error(code, err):
+    """Exit 2 and one line of error (a warning that the machine is busy may precede it)."""
+    lines = [ln for ln in err.splitlines() if not ln.startswith("incop: warning: the machine")]
+    return code == 2 and len(lines) == 1 and lines[0].startswith("incop: error:") \
+        and "Traceback" not in err
+
+
+def fifo(path: Path) -> str:
+    """A named pipe at ``path`` (replacing what is there): a read of it waits for a writer that
+    never comes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.unlink()
+    os.mkfifo(path)
+    return str(path)
+
+
+@pytest.fixture
+def no_hang():
+    """A blocked open or read raises instead of hanging the test session (the tests of named
+    pipes, devices and folders where a file belongs use it)."""
+    def ring(signum, frame):
+        raise TimeoutError("a read blocked on a named pipe or device")
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(120)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
 
 TIME_COLUMNS = {"time_train", "time_flow", "time_eval", "time_prune", "warmup_time", "reference_time"}
 
@@ -107,15 +179,16 @@ def killed_then_resumed(cli, monkeypatch, n_call: int, *argv):
     return cli(*argv)
 
 
-def resumes_identically(cli, monkeypatch, tmp_path, n_call: int, argv, run: str) -> str:
+def resumes_identically(cli, monkeypatch, tmp_path, n_call: int, argv) -> str:
     """Run ``argv`` whole into ``tmp_path/a``, and killed in the n-th training call then resumed
-    into ``tmp_path/b``; assert both run directories (``run`` under each) have the same rounds.
-    Returns what the resumed call printed."""
+    into ``tmp_path/b``; assert both run directories have the same rounds. Returns what the
+    resumed call printed."""
     assert cli(*argv, "--output_dir", str(tmp_path / "a"))[0] == 0
     code, out, err = killed_then_resumed(cli, monkeypatch, n_call, *argv,
                                          "--output_dir", str(tmp_path / "b"))
     assert code == 0 and "resuming" in out, err
-    assert table(tmp_path / "a" / run, "rounds.csv") == table(tmp_path / "b" / run, "rounds.csv")
+    a, b = (run_dir(*argv, "--output_dir", tmp_path / x) for x in "ab")
+    assert table(a, "rounds.csv") == table(b, "rounds.csv")
     return out
 
 
