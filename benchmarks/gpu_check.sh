@@ -43,7 +43,7 @@ else
   nvidia-smi 2>&1 | tee "$OUT/nvidia-smi.txt" | head -n 15 >&2 || true
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))" | tee -a "$LOG"
   say "the CUDA tests"
-  "$PY" -m pytest -q -rs tests/test_compute.py 2>&1 | tail -n 15 | tee "$OUT/cuda_tests.txt" >&2
+  "$PY" -m pytest -q -rs tests/engine/test_precision.py 2>&1 | tail -n 15 | tee "$OUT/cuda_tests.txt" >&2
 fi
 
 say "MNIST-format files from scikit-learn's digits"

@@ -1,6 +1,6 @@
 """incop: iterative magnitude pruning with Information Consistent Pruning (InCoP) stopping.
 
-The packages, from the ground up (each imports only those before it; tests/test_layers.py
+The packages, from the ground up (each imports only those before it; tests/cli/test_layers.py
 checks): base, then pruning, data and models, then stopping, config, engine, runs, track and
 report, deploy, launch; the Python API (``api``) and the command line (``cli``) on top."""
 from .base.version import __version__  # noqa: E402,F401
