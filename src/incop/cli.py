@@ -18,7 +18,8 @@ from .base.errors import UsageError
 from .base.paths import expand_path
 from .base.text import duration
 from .config.files import read_config_file
-from .config.flags import add_config_flags, config_from_settings, file_settings, is_list_flag
+from .config.flags import (add_config_flags, config_from_settings, file_settings,
+                           in_field_order, is_list_flag)
 from .config.recipes import frontier_names, names_text
 from .config.schema import flag_name
 
@@ -164,10 +165,11 @@ def _cmd_frontier(ns: argparse.Namespace, given: Settings) -> int:
                          "(not --recipe)")
     for key in ("prune.rule", "prune.criterion", "prune.schedule"):  # each recipe brings its own
         if given.get(key) is not None:
+            hint = " (to compare stopping rules, name their recipes: --recipes ciap giap)" \
+                if key == "prune.criterion" else ""
             raise UsageError(f"incop frontier's recipes each bring their own pruning and "
-                             f"stopping rules and schedule, so {flag_name(key)} would be ignored: drop it "
-                             f"(to compare stopping rules, name their recipes: --recipes ciap "
-                             f"giap)")
+                             f"stopping rules and schedule, so {flag_name(key)} would be "
+                             f"ignored: drop it{hint}")
     if ns.reference not in ("sap", "lth"):
         raise UsageError(f"--reference {ns.reference}: choose sap or lth (standard IMP)")
     # the shared settings are the reference's
@@ -306,7 +308,7 @@ def _cmd_sweep(ns: argparse.Namespace, given: Settings) -> int:
     from .launch.grid import expand_grid
 
     values = {k: (v if isinstance(v, list) and not is_list_flag(k) else [v])
-              for k, v in given.items()}
+              for k, v in in_field_order(given).items()}  # the grid's order, whatever the argv's
     launcher = LAUNCHERS.get(ns.launcher, "--launcher").from_options(ns)
     configs = expand_grid(values, ns.pq)
     if any(c.experiment.download for c in configs):  # once here, not in every worker

@@ -144,6 +144,14 @@ def _kind_name(kind) -> str:
     return {int: "a whole number", float: "a number", str: "a text value"}.get(kind, kind.__name__)
 
 
+def in_field_order(settings: Dict[str, Any]) -> Dict[str, Any]:
+    """``settings`` in the configuration's field order (a sweep's grid runs in it, whatever
+    order the command line or the file gave them in)."""
+    order = {f"{s}.{f.name}": i for i, (s, f) in enumerate(
+        (s, f) for s in RunConfig.SECTIONS for f in dataclasses.fields(_section_class(s)))}
+    return dict(sorted(settings.items(), key=lambda item: order[item[0]]))
+
+
 def config_from_args(ns: argparse.Namespace) -> RunConfig:
     """The configuration a parsed command line (no --config file) amounts to."""
     return config_from_settings({k: v for k, v in vars(ns).items() if "." in k})
