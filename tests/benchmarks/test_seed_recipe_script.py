@@ -7,7 +7,7 @@ def test_seed_recipe_benchmark_quick_mode(tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "seed_recipe.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "seed_recipe.py"
     out = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True,
                          timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -10,7 +10,7 @@ def test_compare_methods_benchmark_script_runs(tmp_path):
     """The issue-6 benchmark in its smoke mode: every method, the ratio table, the figures."""
     import subprocess
     import sys
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, str(root / "benchmarks" / "compare_methods.py"), "--smoke",
                           "--seeds", "0", "--archs", "lenet300", "--sparsity_slack", "-1",
                           "--out", str(tmp_path)],

@@ -14,7 +14,7 @@ def test_the_sparse_conv_benchmark_runs_in_its_quick_mode(tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     subprocess.run(["bash", str(root / "benchmarks" / "sparse_conv.sh"), str(tmp_path)],
                    check=True, cwd=root, capture_output=True,
                    env={**os.environ, "QUICK": "1", "PYTHON": sys.executable})

@@ -10,7 +10,7 @@ def test_the_recipes_benchmark_runs_in_its_quick_mode(tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = tmp_path / "recipes"
     subprocess.run(["bash", str(root / "benchmarks" / "recipes.sh"), str(out)], check=True,
                    cwd=root, env={**os.environ, "QUICK": "1", "PYTHON": sys.executable},
@@ -28,7 +28,7 @@ def test_the_gpu_check_runs_dry_on_the_cpu(tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = tmp_path / "gpu_check"
     subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh"), "--dry-run"], check=True,
                    cwd=root, env={**os.environ, "OUT": str(out), "PYTHON": sys.executable},

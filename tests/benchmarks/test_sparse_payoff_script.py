@@ -7,7 +7,7 @@ def test_sparse_payoff_sizes_quick_mode():
     import subprocess
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "sparse_payoff.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "sparse_payoff.py"
     out = subprocess.run([sys.executable, str(script), "sizes", "--quick"], capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
