@@ -239,3 +239,36 @@ def copy_of(folder: Path, tmp_path: Path) -> Path:
     import shutil
     shutil.copytree(folder, tmp_path / folder.name)
     return tmp_path / folder.name
+
+
+# The Python API's inputs, shared by the tests of what prune_model accepts
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's digits, split as incop splits them (seed 0)."""
+    from incop.data.datasets import load_splits
+    return load_splits("digits", None, 0.1, seed=0)
+
+
+def split_pairs(d):
+    """A loaded split as prune_model's (train, val, test) tensor pairs."""
+    return (d.train_x, d.train_y), (d.val_x, d.val_y), (d.test_x, d.test_y)
+
+
+def api_config(method="sap", rounds=2, **prune):
+    """A short API run: one epoch a round, a one-epoch warm-up that need not learn (the tests
+    using it check structure, not accuracy)."""
+    import incop
+
+    return incop.RunConfig(prune=incop.PruneConfig(method=method, **prune),
+                           train=incop.TrainConfig(lr=0.05, momentum=0.9, epochs=1, warmup=1),
+                           experiment=incop.ExperimentConfig(imp_total_iter=rounds,
+                                                             allow_untrained=True))
+
+
+def small_mlp(act):
+    """A 64-32-10 MLP for digits with activation ``act``, seeded."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), act(), nn.Linear(32, 10))

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import incop
+from conftest import api_config, small_mlp, split_pairs
 from incop.base.errors import UsageError
 from incop.config import identity
 from incop.config.schema import BASELINES, RunConfig, comparable
@@ -118,50 +119,27 @@ def test_existing_run_ids_do_not_change():
     assert run_id("--net_lr_warmup_iters", "5") != run_id()
 
 
-@pytest.fixture(scope="module")
-def digits():
-    from incop.data.datasets import load_splits
-    return load_splits("digits", None, 0.1, seed=0)
-
-
-def _pairs(d):
-    return (d.train_x, d.train_y), (d.val_x, d.val_y), (d.test_x, d.test_y)
-
-
-def _cfg(method="sap", rounds=2, **prune):
-    return incop.RunConfig(prune=incop.PruneConfig(method=method, **prune),
-                           train=incop.TrainConfig(lr=0.05, momentum=0.9, epochs=1, warmup=1),
-                           # structure tests: one short warm-up need not learn
-                           experiment=incop.ExperimentConfig(imp_total_iter=rounds,
-                                                             allow_untrained=True))
-
-
-def _mlp(act):
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), act(), nn.Linear(32, 10))
-
-
 def test_another_model_in_the_same_output_dir_gets_its_own_results(digits, tmp_path):
-    relu = incop.prune_model(_mlp(nn.ReLU), *_pairs(digits), _cfg(), output_dir=tmp_path)
-    tanh = incop.prune_model(_mlp(nn.Tanh), *_pairs(digits), _cfg(), output_dir=tmp_path)
+    relu = incop.prune_model(small_mlp(nn.ReLU), *split_pairs(digits), api_config(), output_dir=tmp_path)
+    tanh = incop.prune_model(small_mlp(nn.Tanh), *split_pairs(digits), api_config(), output_dir=tmp_path)
     assert tanh.run_dir != relu.run_dir
-    fresh = incop.prune_model(_mlp(nn.Tanh), *_pairs(digits), _cfg())  # no output_dir
+    fresh = incop.prune_model(small_mlp(nn.Tanh), *split_pairs(digits), api_config())  # no output_dir
     assert [r["val_acc"] for r in tanh.rounds] == [r["val_acc"] for r in fresh.rounds]
     assert [r["val_acc"] for r in tanh.rounds] != [r["val_acc"] for r in relu.rounds]
     # other layer sizes: its own run, not a raw 'size mismatch'
     torch.manual_seed(0)
     wide = nn.Sequential(nn.Flatten(), nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 10))
-    assert incop.prune_model(wide, *_pairs(digits), _cfg(), output_dir=tmp_path).run_dir != relu.run_dir
+    assert incop.prune_model(wide, *split_pairs(digits), api_config(), output_dir=tmp_path).run_dir != relu.run_dir
     # other data: its own run
-    train, val, test = _pairs(digits)
+    train, val, test = split_pairs(digits)
     half = (train[0][:700], train[1][:700])
-    assert incop.prune_model(_mlp(nn.ReLU), half, val, test, _cfg(),
+    assert incop.prune_model(small_mlp(nn.ReLU), half, val, test, api_config(),
                              output_dir=tmp_path).run_dir != relu.run_dir
 
 
 def test_another_model_under_a_pinned_run_name_is_refused(digits, tmp_path):
-    cfg = _cfg()
+    cfg = api_config()
     cfg.experiment.run_name = "pinned"
-    incop.prune_model(_mlp(nn.ReLU), *_pairs(digits), cfg, output_dir=tmp_path)
+    incop.prune_model(small_mlp(nn.ReLU), *split_pairs(digits), cfg, output_dir=tmp_path)
     with pytest.raises(UsageError, match="holds a run with another configuration"):
-        incop.prune_model(_mlp(nn.Tanh), *_pairs(digits), cfg, output_dir=tmp_path)
+        incop.prune_model(small_mlp(nn.Tanh), *split_pairs(digits), cfg, output_dir=tmp_path)

@@ -13,30 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from conftest import make_cifar
 
 import incop
+from conftest import api_config, small_mlp, split_pairs
 from incop.base.errors import UsageError
-
-
-@pytest.fixture(scope="module")
-def digits():
-    from incop.data.datasets import load_splits
-    return load_splits("digits", None, 0.1, seed=0)
-
-
-def _pairs(d):
-    return (d.train_x, d.train_y), (d.val_x, d.val_y), (d.test_x, d.test_y)
-
-
-def _cfg(method="sap", rounds=2, **prune):
-    return incop.RunConfig(prune=incop.PruneConfig(method=method, **prune),
-                           train=incop.TrainConfig(lr=0.05, momentum=0.9, epochs=1, warmup=1),
-                           # structure tests: one short warm-up need not learn
-                           experiment=incop.ExperimentConfig(imp_total_iter=rounds,
-                                                             allow_untrained=True))
-
-
-def _mlp(act):
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), act(), nn.Linear(32, 10))
 
 
 class DictNet(nn.Module):
@@ -59,9 +37,9 @@ class DictNet(nn.Module):
     ("nan", "train inputs contain NaN"),
 ])
 def test_bad_user_data_is_one_line(digits, case, match):
-    (tx, ty), (vx, vy), test = _pairs(digits)
+    (tx, ty), (vx, vy), test = split_pairs(digits)
     tx, ty, vy = tx[:1294], ty[:1294], vy.clone()
-    model = _mlp(nn.ReLU)
+    model = small_mlp(nn.ReLU)
     if case == "float_labels":
         ty = ty.float()
     elif case == "lengths":
@@ -81,17 +59,17 @@ def test_bad_user_data_is_one_line(digits, case, match):
         tx = tx.clone()
         tx[5, 0, 0, 0] = float("nan")
     with pytest.raises(UsageError, match=match) as err:
-        incop.prune_model(model, (tx, ty), (vx, vy), test, _cfg())
+        incop.prune_model(model, (tx, ty), (vx, vy), test, api_config())
     assert "\n" not in str(err.value)
 
 
 def test_nan_inside_a_loader_is_reported_as_nan_inputs_not_a_learning_rate(digits):
-    (tx, ty), val, test = _pairs(digits)
+    (tx, ty), val, test = split_pairs(digits)
     tx = tx.clone()
     tx[-1, 0, 0, 0] = float("nan")  # in the last batch: the up-front check sees the first only
     loader = DataLoader(TensorDataset(tx, ty), batch_size=64)
     with pytest.raises(UsageError, match="inputs contain NaN") as err:
-        incop.prune_model(_mlp(nn.ReLU), loader, val, test, _cfg())
+        incop.prune_model(small_mlp(nn.ReLU), loader, val, test, api_config())
     assert "--net_lr" not in str(err.value)
 
 

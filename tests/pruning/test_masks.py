@@ -13,6 +13,7 @@ from torch import nn
 from conftest import run_dir, small_run
 
 import incop
+from conftest import api_config, split_pairs
 from incop.base.errors import UsageError
 from incop.pruning.masks import Masks, prunable_parameters, weight_catalogue
 
@@ -93,24 +94,6 @@ def test_the_catalogue_is_still_a_list():
     assert list(prunable_parameters(model)) == [e.name for e in catalogue]
 
 
-@pytest.fixture(scope="module")
-def digits():
-    from incop.data.datasets import load_splits
-    return load_splits("digits", None, 0.1, seed=0)
-
-
-def _pairs(d):
-    return (d.train_x, d.train_y), (d.val_x, d.val_y), (d.test_x, d.test_y)
-
-
-def _cfg(method="sap", rounds=2, **prune):
-    return incop.RunConfig(prune=incop.PruneConfig(method=method, **prune),
-                           train=incop.TrainConfig(lr=0.05, momentum=0.9, epochs=1, warmup=1),
-                           # structure tests: one short warm-up need not learn
-                           experiment=incop.ExperimentConfig(imp_total_iter=rounds,
-                                                             allow_untrained=True))
-
-
 # One 21-iteration warm-up at lr 0.01 leaves LeNet near chance on digits: these tests are about
 # files and checks, not learning.
 RUN = small_run(net_lr=None, net_momentum=None, exper_imp_total_iter=2, run_name="r",
@@ -159,7 +142,7 @@ def test_sequence_model_pruned_through_the_api_with_include():
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 20, (400, 6), generator=g)
     y = (x[:, 0] % 4)
-    cfg = _cfg("sap", 2, include=["emb"])
+    cfg = api_config("sap", 2, include=["emb"])
     result = incop.prune_model(Seq(), (x[:300], y[:300]), (x[300:], y[300:]), None, cfg)
     assert "emb.weight" in result.masks.names()
     assert "enc.self_attn.in_proj_weight" in result.masks.names()
@@ -192,7 +175,7 @@ def test_shared_weights_are_counted_and_masked_once(digits):
     assert masks.total() == 3392 and "b.weight" not in masks.names()
     shared = next(e for e in weight_catalogue(Tied()) if e.name == "b.weight")
     assert not shared.pruned and "shared with a.weight" in shared.reason
-    result = incop.prune_model(Tied(), *_pairs(digits), _cfg())
+    result = incop.prune_model(Tied(), *split_pairs(digits), api_config())
     left = result.masks.remaining()
     assert result.rounds[-1]["total"] == 3392
     assert left == sum(int(p.count_nonzero()) for n, p in result.model.named_parameters()
@@ -222,14 +205,14 @@ class EmbNet(nn.Module):
 @pytest.mark.parametrize("method", ["sap", "lth"])
 def test_models_with_one_linear_layer_can_be_pruned(digits, net, method):
     torch.manual_seed(0)
-    result = incop.prune_model(net(), *_pairs(digits), _cfg(method))
+    result = incop.prune_model(net(), *split_pairs(digits), api_config(method))
     assert result.masks.names() == ["head.weight"] or result.masks.names() == ["1.weight"]
     assert result.masks.remaining() < result.masks.total()
 
 
 def test_flow_criteria_on_one_layer_say_so(digits):
     with pytest.raises(UsageError, match=r"information flow needs at least two .*\(sap or lth\)"):
-        incop.prune_model(LSTMNet(), *_pairs(digits), _cfg("ciap"))
+        incop.prune_model(LSTMNet(), *split_pairs(digits), api_config("ciap"))
 
 
 def test_every_function_taking_masks_takes_masks_and_dicts_alike(tmp_path):
