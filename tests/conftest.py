@@ -4,6 +4,7 @@ scripts): small data files in the real on-disk formats, an in-process CLI runner
 most tests make (:func:`small_run`) and the folder a run keeps its files in (:func:`run_dir`),
 and helpers to interrupt, resume and damage runs."""
 import copy
+import shutil
 import csv
 import gzip
 import os
@@ -272,3 +273,20 @@ def small_mlp(act):
 
     torch.manual_seed(0)
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), act(), nn.Linear(32, 10))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished small run of three rounds (``small_run()``), copied by each test that damages
+    it (``run``)."""
+    out = tmp_path_factory.mktemp("finished")
+    assert main([*small_run(), "--output_dir", str(out), "--run_name", "r"]) == 0
+    return run_dir(*small_run(), "--output_dir", out, "--run_name", "r")
+
+
+@pytest.fixture
+def run(finished, tmp_path):
+    """A copy of ``finished`` of this test's own, at the path its command line gives."""
+    copy = run_dir(*small_run(), "--output_dir", tmp_path / "out", "--run_name", "r")
+    shutil.copytree(finished, copy)
+    return copy

@@ -8,29 +8,12 @@ import shutil
 import pytest
 import torch
 
-from conftest import one_line_error, run_dir, small_run
+from conftest import one_line_error, small_run
 
 from incop.runs.layout import model_state, round_masks
 
 
 RUN = small_run()
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished run of three rounds, copied by each test that damages it."""
-    from incop.cli import main
-
-    out = tmp_path_factory.mktemp("finished")
-    assert main([*RUN, "--output_dir", str(out), "--run_name", "r"]) == 0
-    return run_dir(*RUN, "--output_dir", out, "--run_name", "r")
-
-
-@pytest.fixture
-def run(finished, tmp_path):
-    copy = run_dir(*RUN, "--output_dir", tmp_path / "out", "--run_name", "r")
-    shutil.copytree(finished, copy)
-    return copy
 
 
 @pytest.mark.parametrize("link", [".lock", "log.txt", "speed.json", "figures", "masks/x.pt"])
