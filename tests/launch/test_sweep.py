@@ -1,7 +1,16 @@
 """incop sweep (incop.launch.grid, incop.launch.local): a grid of runs, skipped when done, an
 empty grid one line, the report of a sweep showing what was swept, and its progress line."""
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import pytest
+
+from conftest import ROOT
 import incop.engine.training as training
 
 
@@ -58,3 +67,51 @@ def test_sweep_progress_counts_and_estimates_time_left():
     assert sweep_eta(done[:1], 8, 5.0, 1) == " (1 running, 6 waiting)"  # no pace yet
     assert sweep_eta(done, 8, 600.0, None) == " (5 left, about 25 min to go)"
     assert sweep_eta(done, 3, 600.0, 2) == ""
+
+
+def _children(pid: int) -> set:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(c) for c in path.read_text().split()} if path.exists() else set()
+
+
+def _alive(pid: int) -> bool:
+    try:  # a zombie has ended; only its exit status waits for a parent to read it
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads Linux's /proc")
+def test_workers_end_when_the_sweep_is_killed(tmp_path):
+    """A sweep killed outright (kill -9, the OOM killer) leaves no worker behind that would go on
+    training and writing into its output folder."""
+    from incop.base.machine import available_cores
+
+    if available_cores() < 2:
+        pytest.skip("two workers need two cores")
+    # two runs far longer than the test: workers busy training when their parent dies
+    argv = [sys.executable, "-m", "incop", "sweep", "--net_lr", "0.01", "0.02",
+            "--net_train_epochs", "50", "--net_warmup", "1", "--exper_imp_total_iter", "40",
+            "--workers", "2", "--threads", "1", "--output_dir", str(tmp_path), "--quiet"]
+    sweep = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    workers: set = set()
+    try:
+        for _ in range(600):  # until both workers have started their runs (at most 60 s)
+            workers |= _children(sweep.pid)
+            if len(list(tmp_path.glob("*/*/*/*/config.json"))) >= 2:
+                break
+            time.sleep(0.1)
+        assert len(workers) >= 2, "the sweep started no workers"
+        sweep.kill()
+        sweep.wait()
+        for _ in range(600):  # each worker checks for its parent every second
+            if not any(_alive(w) for w in workers):
+                break
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers), "a worker outlived its sweep"
+    finally:
+        sweep.kill()
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)

@@ -2,7 +2,10 @@
 ``incop.launch.grid``; the jobs and the launcher interface are ``incop.launch.jobs``)."""
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import List, Optional
@@ -15,6 +18,25 @@ def _limit_threads(threads: Optional[int], workers: int) -> None:
     from ..base.machine import set_threads
 
     set_threads(threads, workers)
+
+
+def _start_worker(threads: Optional[int], workers: int) -> None:
+    """A worker's set-up: its thread budget, and a watch on the process that started it."""
+    _limit_threads(threads, workers)
+    _exit_with_parent(os.getppid())
+
+
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """Ends this worker once the sweep that started it is gone (killed by ``kill``, the OOM
+    killer, a closed terminal): a worker left behind would go on training and writing into
+    the output folder beside the next sweep's. The rounds it completed are saved; the run
+    resumes with the same command."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(143)
+
+    threading.Thread(target=watch, name="incop-parent-watch", daemon=True).start()
 
 
 class LocalLauncher(Launcher):
@@ -50,7 +72,7 @@ class LocalLauncher(Launcher):
                 on_result(results[-1])
             return results
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
-                                 initializer=_limit_threads, initargs=(threads, workers)) as pool:
+                                 initializer=_start_worker, initargs=(threads, workers)) as pool:
             for fut in as_completed([pool.submit(run_job, j) for j in jobs]):
                 results.append(fut.result())
                 on_result(results[-1])
