@@ -19,7 +19,6 @@ Every refusal is a one-line :class:`~incop.base.errors.UsageError` naming the fi
 """
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os

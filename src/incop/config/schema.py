@@ -831,8 +831,8 @@ def _validate_schedule(c: "RunConfig") -> None:
     if p.schedule == implied:
         p.schedule = None
         return
-    _need(p.schedule != "cubic", f"--prune_schedule cubic is gradual magnitude pruning's: use "
-                                 f"--prune_method gmp (or --recipe gmp)")
+    _need(p.schedule != "cubic", "--prune_schedule cubic is gradual magnitude pruning's: use "
+                                 "--prune_method gmp (or --recipe gmp)")
     _need(p.schedule != "steps", "--prune_schedule steps needs --prune_steps N")
     _need(p.method != "gmp", f"--prune_method gmp prunes on its own cubic schedule: drop "
                              f"--prune_schedule {p.schedule}")

@@ -132,7 +132,7 @@ def measure(model: nn.Module, masks: Dict[str, torch.Tensor], input_shape: Seque
                                       warmup)
     fast, sparse_us, fused = model, dense_us, []  # nothing sparse is faster: it runs dense
     if best_us < dense_us:
-        (chosen, fuse), fast, sparse_us = candidates[best], fasts[best], best_us
+        (chosen, _), fast, sparse_us = candidates[best], fasts[best], best_us
         fused = sorted({m.into for m in fast.modules() if type(m) is Fused})
         for row in rows:
             if row["layer"] in chosen and row["ran"] != chosen[row["layer"]]:
