@@ -72,8 +72,20 @@ def _sweep_arguments(sweep: argparse.ArgumentParser) -> None:
     add_launcher_flags(sweep)
 
 
+# the run settings incop frontier sets itself: why, and what to do instead (its help hides them)
+_RECIPES_OWN = "runs recipes that each bring their own pruning and stopping rules and schedule"
+FRONTIER_REFUSES = {
+    "prune.method": ("takes the reference's method from --reference", " (--reference sap or lth)"),
+    "prune.recipe": ("runs several recipes", " and name them with --recipes"),
+    "prune.rule": (_RECIPES_OWN, ""),
+    "prune.criterion": (_RECIPES_OWN, " (to compare stopping rules, name their recipes: "
+                                      "--recipes ciap giap)"),
+    "prune.schedule": (_RECIPES_OWN, ""),
+}
+
+
 def _frontier_arguments(fr: argparse.ArgumentParser) -> None:
-    add_config_flags(fr)
+    add_config_flags(fr, hidden=tuple(FRONTIER_REFUSES))
     fr.add_argument("--recipes", nargs="+", metavar="NAME", help=f"reference, {names_text()} "
                     f"(default: reference, {', '.join(frontier_names())}; incop list shows "
                     f"their settings)")
@@ -160,16 +172,10 @@ def _cmd_frontier(ns: argparse.Namespace, given: Settings) -> int:
 
     from .base.machine import set_threads
 
-    if given.get("prune.recipe") is not None:
-        raise UsageError("incop frontier runs several recipes: name them with --recipes "
-                         "(not --recipe)")
-    for key in ("prune.rule", "prune.criterion", "prune.schedule"):  # each recipe brings its own
+    for key, (why, instead) in FRONTIER_REFUSES.items():
         if given.get(key) is not None:
-            hint = " (to compare stopping rules, name their recipes: --recipes ciap giap)" \
-                if key == "prune.criterion" else ""
-            raise UsageError(f"incop frontier's recipes each bring their own pruning and "
-                             f"stopping rules and schedule, so {flag_name(key)} would be "
-                             f"ignored: drop it{hint}")
+            raise UsageError(f"incop frontier {why}, so {flag_name(key)} would be ignored: "
+                             f"drop it{instead}")
     if ns.reference not in ("sap", "lth"):
         raise UsageError(f"--reference {ns.reference}: choose sap or lth (standard IMP)")
     # the shared settings are the reference's

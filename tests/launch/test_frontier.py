@@ -110,10 +110,32 @@ def test_recipes_are_the_flags_the_docs_name():
     (["--net_dataset", "digits"], "give --prune_target_remaining"),
     (["--quick", "--recipes", "fixed-0"], "must be a positive number"),
     (["--quick", "--recipes", "magic"], "unknown recipe 'magic'"),
-    (["--quick", "--reference", "ciap"], "choose sap or lth")])
+    (["--quick", "--reference", "ciap"], "choose sap or lth"),
+    # what the frontier sets itself is refused, never silently replaced
+    (["--quick", "--prune_method", "lth"], "--prune_method would be ignored: drop it (--reference"),
+    (["--quick", "--recipe", "lrr-1"], "drop it and name them with --recipes"),
+    (["--quick", "--prune_rule", "global"], "--prune_rule would be ignored"),
+    (["--quick", "--stop_criterion", "ciap"], "name their recipes: --recipes ciap giap"),
+    (["--quick", "--prune_schedule", "steps"], "--prune_schedule would be ignored")])
 def test_bad_requests_are_one_line(cli, tmp_path, argv, message):
     code, _, err = cli("frontier", *argv, "--quiet", "--output_dir", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_the_help_leaves_out_what_the_frontier_refuses(capsys):
+    from incop.cli import FRONTIER_REFUSES, main
+    from incop.config.flags import flag_of
+
+    try:
+        main(["frontier", "--help"])
+    except SystemExit as e:
+        assert e.code == 0
+    shown = capsys.readouterr().out
+    def offered(flag):  # in the usage line or as an option of its own (other help may name it)
+        return re.search(rf"(\[|^\s+){flag}[ \]]", shown, re.M) is not None
+
+    assert offered("--net_arch") and offered("--recipes")
+    assert [flag_of(k) for k in FRONTIER_REFUSES if offered(flag_of(k))] == []
 
 
 def test_a_run_short_of_the_target_is_not_judged(quick, cli, monkeypatch, tmp_path):

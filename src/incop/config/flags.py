@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from ..base.bounded import short_repr
 from ..base.errors import UsageError
@@ -25,10 +25,13 @@ def flag_type(f: dataclasses.Field):
     return str
 
 
-def add_config_flags(parser: argparse.ArgumentParser, multi: bool = False) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, multi: bool = False,
+                     hidden: Tuple[str, ...] = ()) -> None:
     """One flag per config field; with ``multi`` each takes one or more values (a sweep axis).
     The flags have no defaults, so a namespace holds only what the command line gave: the
-    defaults are the configuration's (:func:`config_from_settings`)."""
+    defaults are the configuration's (:func:`config_from_settings`). The ``hidden`` fields'
+    flags (``"prune.rule"``) are parsed but left out of the help: a command that refuses them
+    says why in one line instead of argparse's "unrecognized arguments"."""
     for section in RunConfig.SECTIONS:
         group = parser.add_argument_group(section)
         for f in dataclasses.fields(_section_class(section)):
@@ -38,9 +41,12 @@ def add_config_flags(parser: argparse.ArgumentParser, multi: bool = False) -> No
             shown = f.metadata.get("shown", f.default)  # where the default depends on the method
             help_text = field_help(f) + ("" if shown is None else f" (default: {shown})")
             kind, dest = flag_type(f), f"{section}.{f.name}"
+            if dest in hidden:
+                help_text = argparse.SUPPRESS
             if kind is None:  # a switch
                 group.add_argument(f"--{flag}", dest=dest, action="store_true",
-                                   help=field_help(f), default=argparse.SUPPRESS)
+                                   help=argparse.SUPPRESS if dest in hidden else field_help(f),
+                                   default=argparse.SUPPRESS)
                 continue
             several = f.metadata.get("nargs") or multi or f.metadata.get("several")
             group.add_argument(f"--{flag}", dest=dest, type=kind, default=argparse.SUPPRESS,
