@@ -86,7 +86,8 @@ FRONTIER_REFUSES = {
 
 def _frontier_arguments(fr: argparse.ArgumentParser) -> None:
     add_config_flags(fr, hidden=tuple(FRONTIER_REFUSES))
-    fr.add_argument("--recipes", nargs="+", metavar="NAME", help=f"reference, {names_text()} "
+    fr.add_argument("--recipes", nargs="+", metavar="NAME", help=f"reference, {names_text()}; "
+                    f"gmp-P%%: GMP* over P%% of each seed's reference search epochs "
                     f"(default: reference, {', '.join(frontier_names())}; incop list shows "
                     f"their settings)")
     fr.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default 0 1 2)")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import one_line_error, spy_round_starts, table
+from conftest import copy_of, one_line_error, spy_round_starts, table
 
 from incop.config.schema import RunConfig
 from incop.launch.frontier import DEFAULT_RECIPES, Settings, recipe_config
@@ -69,6 +69,28 @@ def test_a_second_call_trains_nothing(quick, cli, monkeypatch):
     assert json.loads((quick / OUT / "frontier.json").read_text())["rows"] == before
 
 
+def test_gmp_sized_to_a_share_of_each_reference(quick, cli, tmp_path):
+    """gmp-P% is GMP* over P% of its seed's reference search epochs, read from the reference's
+    own rounds once it has finished: a plain gmp-E run, judged under its own name."""
+    out = copy_of(quick, tmp_path)
+    reference = out / OUT / "runs" / "sap" / "lenet300" / "digits" / "reference-seed0"
+    epochs = sum(r["epochs"] for r in json.loads((reference / "rounds.json").read_text()))
+    size = float(f"{epochs / 2:.3g}")  # 50%, to three significant digits
+    code, stdout, err = cli("frontier", "--quick", "--quiet", "--recipes", "GMP-50.0%",
+                            "--output_dir", str(out))
+    assert code == 0, err
+    assert f"gmp-50% of each seed's reference search epochs: seed 0 gmp-{size:g} " \
+           f"(of {epochs:g})" in stdout
+    run = out / OUT / "runs" / "gmp" / "lenet300" / "digits" / f"gmp-{size:g}-seed0"
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["epochs"] == size and config["prune"]["gmp_lr"] == "restart"
+    rows = {r["recipe"]: r for r in json.loads((out / OUT / "frontier.json").read_text())["summary"]}
+    assert set(rows) == {"reference", "gmp-50%"}
+    assert rows["gmp-50%"]["search_epochs_mean"] == pytest.approx(size)
+    assert "gmp-50% is GMP* over 50% of each seed's reference search epochs" in \
+        (out / OUT / "frontier.md").read_text()
+
+
 def test_judging_the_reference_is_its_own_ticket(quick):
     """One code path: the frontier's retraining of the reference's final mask from its rewind
     point gives the reference's in-run ticket exactly."""
@@ -116,7 +138,9 @@ def test_recipes_are_the_flags_the_docs_name():
     (["--quick", "--recipe", "lrr-1"], "drop it and name them with --recipes"),
     (["--quick", "--prune_rule", "global"], "--prune_rule would be ignored"),
     (["--quick", "--stop_criterion", "ciap"], "name their recipes: --recipes ciap giap"),
-    (["--quick", "--prune_schedule", "steps"], "--prune_schedule would be ignored")])
+    (["--quick", "--prune_schedule", "steps"], "--prune_schedule would be ignored"),
+    (["--quick", "--recipes", "gmp-0%"], "as a percentage above 0 and at most 100"),
+    (["--quick", "--recipes", "gmp-ten%"], "as a percentage above 0 and at most 100")])
 def test_bad_requests_are_one_line(cli, tmp_path, argv, message):
     code, _, err = cli("frontier", *argv, "--quiet", "--output_dir", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and message in err, err

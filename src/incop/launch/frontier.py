@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -35,7 +36,7 @@ from ..deploy.timing import final_speedups
 from .ablate import ablate_run, final_masks
 from ..runs.reading import (DAMAGED, BrokenRun, is_finished, load_run, percent, read_json,
                             result_hash)
-from .jobs import JobResult, Launcher
+from .jobs import Launcher
 
 DEFAULT_RECIPES = ("reference", *frontier_names())
 RESULTS = "frontier.json"
@@ -84,6 +85,30 @@ def recipe_config(name: str, base: RunConfig, s: Settings) -> RunConfig:
     return cfg
 
 
+_SHARE = re.compile(r"^gmp-(?P<share>[0-9]*\.?[0-9]+)%$")
+
+
+def share_of(name: str) -> Optional[float]:
+    """``gmp-10%`` -> 10.0: GMP* over that percentage of each seed's reference search epochs,
+    sized once the reference has finished (None for any other name)."""
+    text = str(name).strip().lower()
+    if not (text.startswith("gmp-") and text.endswith("%")):
+        return None
+    match = _SHARE.match(text)
+    share = float(match.group("share")) if match else 0.0
+    if not 0 < share <= 100:
+        raise UsageError(f"recipe {name}: give GMP*'s share of the reference's search epochs "
+                         f"as a percentage above 0 and at most 100 (e.g. gmp-10%)")
+    return share
+
+
+def sized(name: str, reference_epochs: float) -> str:
+    """The GMP* recipe ``gmp-P%`` is for a reference that searched ``reference_epochs``:
+    ``gmp-E`` with E that share of them, to three significant digits (gmp-10% of 192 epochs
+    is gmp-19.2)."""
+    return f"gmp-{float(f'{share_of(name) / 100 * reference_epochs:.3g}'):g}"
+
+
 def passes_targets(name: str) -> bool:
     """Whether recipe ``name``'s one search lands on every target (one-shot takes a run a
     target)."""
@@ -121,6 +146,21 @@ def single_target_configs(base: RunConfig, names: Sequence[str], seeds: Sequence
     return configs
 
 
+def sized_configs(base: RunConfig, names: Sequence[str], references: Dict[int, RunConfig],
+                  s: Settings, out: Path) -> Tuple[Dict[tuple, RunConfig], Dict[str, List[str]]]:
+    """(``gmp-P%``, seed) -> its run, GMP* sized from the finished reference of the seed
+    (``references``), and each name's sizes in words. A run is a plain ``gmp-E`` run: naming
+    gmp-19 yourself finds the same one."""
+    configs, words = {}, {}
+    for name in names:
+        for seed, reference in references.items():
+            epochs = measure(load_run(run_path(reference)))["search_epochs"]
+            configs[name, seed] = _run_config(sized(name, epochs), seed, base, s, out)
+            words.setdefault(name, []).append(f"seed {seed} {sized(name, epochs)} (of "
+                                              f"{epochs:g})")
+    return configs, words
+
+
 def _run_config(name: str, seed: int, base: RunConfig, s: Settings, out: Path,
                 suffix: str = "") -> RunConfig:
     cfg = recipe_config(name, base, s)
@@ -141,25 +181,35 @@ def run_frontier(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s:
     the way, the mask each search landed on at each), ablate the reference's tickets, and write
     frontier.json/.csv/.md and the figures into ``out``."""
     # one spelling per recipe (LRR-1 is lrr-1): a name twice is one search, one row
-    names = list(dict.fromkeys(["reference", *(n if n == "reference" else canonical(n)
+    names = list(dict.fromkeys(["reference", *(n if n == "reference" else _spelling(n)
                                                for n in names)]))
-    configs = frontier_configs(base, names, seeds, s, out)
-    singles = single_target_configs(base, names, seeds, s, out)
-    everything = [*configs.values(), *singles.values()]
-    directory = RunDirectory(out)
-    todo = [c for c in everything if not is_finished(run_path(c))]
-    echo(f"frontier: {len(everything)} run(s), {len(everything) - len(todo)} finished already")
-    failed: List[JobResult] = []
-    if todo:
-        results = launcher.launch(todo, lambda r: echo(f"  {r.status}: {r.path}"), wait=wait)
-        failed = [r for r in results if r.status.startswith("failed")]
-    failures = {r.path: r.status for r in failed}
-    pending = [c for c in everything
-               if not is_finished(run_path(c)) and str(run_path(c)) not in failures]
+    later = [n for n in names if share_of(n) is not None]  # sized from the references
+    plain = [n for n in names if n not in later]
+    configs = frontier_configs(base, plain, seeds, s, out)
+    singles = single_target_configs(base, plain, seeds, s, out)
+    for name in later:  # a setting they cannot run with is found now, not after the references
+        _run_config(sized(name, 100.0), seeds[0], base, s, out)
+    failures, pending = _launch([*configs.values(), *singles.values()], launcher, wait, echo)
+    sizes: Dict[str, List[str]] = {}
+    if later:
+        references = {seed: configs["reference", seed] for seed in seeds
+                      if str(run_path(configs["reference", seed])) not in failures
+                      and is_finished(run_path(configs["reference", seed]))
+                      and _short_of_target(configs["reference", seed]) is None}
+        if len(references) < len(seeds) and pending:
+            echo(f"frontier: {', '.join(later)} start once the references have finished")
+        more, sizes = sized_configs(base, later, references, s, out)
+        for name, words in sizes.items():
+            echo(f"frontier: {name} of each seed's reference search epochs: {', '.join(words)}")
+        configs.update(more)
+        more_failures, more_pending = _launch(list(more.values()), launcher, wait, echo)
+        failures.update(more_failures)
+        pending += more_pending
     if pending:
         echo(f"frontier: {len(pending)} run(s) not finished yet; run the same command again "
              f"to go on")
         return []
+    directory = RunDirectory(out)
     runs = {**configs, **singles}
     short = {k: _short_of_target(c) for k, c in runs.items() if is_finished(run_path(c))}
     done = lambda k: k in short and short[k] is None  # finished, at the target
@@ -168,6 +218,8 @@ def run_frontier(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s:
     missing = [f"{k[0]} seed {k[1]}{'' if len(k) == 2 else f' at {k[2]:g}%'} "
                f"({_why_not_judged(k[0], k[1], c, short, failures, k)})"
                for k, c in runs.items() if k not in judged]
+    missing += [f"{name} seed {seed} (its reference did not finish at the target, so it has "
+                f"no size)" for name in later for seed in seeds if (name, seed) not in runs]
     if not judged:
         raise UsageError(f"no reference run finished at the target: {'; '.join(missing)[:400]}")
     units = sorted(_units(judged, s), key=lambda u: (s.targets.index(u.target),
@@ -180,7 +232,9 @@ def run_frontier(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s:
                                   ablations if t == s.target else [], tolerance)
                  for t in s.targets}
     summary = [{"target": t, **r} for t, rows_t in summaries.items() for r in rows_t]
-    table = _tables(summaries, tolerance, s) + (
+    table = _tables(summaries, tolerance, s) + "".join(
+        f"\n{name} is GMP* over {share_of(name):g}% of each seed's reference search epochs: "
+        f"{', '.join(words)}.\n" for name, words in sizes.items()) + (
         "\nNot judged: " + "; ".join(missing) + "\n" if missing else "")
     with directory.lock():
         directory.write_json(RESULTS, {"rows": rows, "summary": summary})
@@ -196,6 +250,27 @@ def run_frontier(base: RunConfig, names: Sequence[str], seeds: Sequence[int], s:
     echo(table)
     echo(f"frontier.md, frontier.csv, frontier.json and the figures in {out}")
     return summary
+
+
+def _spelling(name: str) -> str:
+    """The one spelling of recipe ``name`` (``gmp-10.0%`` is ``gmp-10%``)."""
+    share = share_of(name)
+    return canonical(name) if share is None else f"gmp-{share:g}%"
+
+
+def _launch(configs: Sequence[RunConfig], launcher: Launcher, wait: bool,
+            echo: Callable[[str], None]) -> Tuple[Dict[str, str], List[RunConfig]]:
+    """Runs what of ``configs`` is not finished: the failed runs (path -> status) and those
+    still running (a launcher that does not wait)."""
+    todo = [c for c in configs if not is_finished(run_path(c))]
+    echo(f"frontier: {len(configs)} run(s), {len(configs) - len(todo)} finished already")
+    failures: Dict[str, str] = {}
+    if todo:
+        results = launcher.launch(todo, lambda r: echo(f"  {r.status}: {r.path}"), wait=wait)
+        failures = {r.path: r.status for r in results if r.status.startswith("failed")}
+    pending = [c for c in configs
+               if not is_finished(run_path(c)) and str(run_path(c)) not in failures]
+    return failures, pending
 
 
 def _tables(summaries: Dict[float, List[Dict[str, Any]]], tolerance: float, s: Settings) -> str:
