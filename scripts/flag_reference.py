@@ -57,7 +57,7 @@ def command_flags(command: str) -> list:
         if not names or names[0] in config_flags or names[0] == "--help":
             continue
         default = None if action.default in (None, argparse.SUPPRESS, False) else action.default
-        text = (action.help or "").replace("|", "\\|")
+        text = (action.help or "").replace("%%", "%").replace("|", "\\|")  # argparse escapes %
         rows.append(f"| `{names[0]}` | {_default(default)} | {text} |")
     return rows
 
