@@ -275,6 +275,27 @@ def small_mlp(act):
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), act(), nn.Linear(32, 10))
 
 
+@pytest.fixture(scope="session")
+def sap_and_ciap(tmp_path_factory):
+    """An output folder holding two finished runs of two trials each, SAP's and CIAP's
+    (``FAST``): read, never changed, by the tests of the report and of the criteria."""
+    out = tmp_path_factory.mktemp("sap_and_ciap")
+    for method in ("sap", "ciap"):
+        assert main(["run", "--prune_method", method, *FAST, "--exper_num_trial", "2",
+                     "--output_dir", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def ticketed(tmp_path_factory):
+    """A finished run of two rounds with a one-epoch ticket; tests copy it before changing it."""
+    out = tmp_path_factory.mktemp("ticketed")
+    argv = [*small_run(net_warmup=2, exper_imp_total_iter=2), "--ticket_epochs", "1",
+            "--run_name", "t", "--output_dir", str(out)]
+    assert main(argv) == 0
+    return run_dir(*argv)
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A finished small run of three rounds (``small_run()``), copied by each test that damages

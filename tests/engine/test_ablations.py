@@ -184,21 +184,6 @@ def test_ablations_that_trained_are_not_called_untrained(cli, run):
     assert rows and not any(r["untrained"] for r in rows)
 
 
-BASE = small_run(net_warmup=2, exper_imp_total_iter=None)
-
-
-@pytest.fixture(scope="module")
-def ticketed(tmp_path_factory):
-    """A finished run with a ticket."""
-    from incop.cli import main
-
-    out = tmp_path_factory.mktemp("ticketed")
-    argv = [*BASE, "--exper_imp_total_iter", "2", "--ticket_epochs", "1", "--run_name", "t",
-            "--output_dir", str(out)]
-    assert main(argv) == 0
-    return run_dir(*argv)
-
-
 @pytest.fixture
 def ticket_run(ticketed, tmp_path):
     shutil.copytree(ticketed, tmp_path / "t")

@@ -93,21 +93,12 @@ def test_similarity_recorded_per_round_and_layer():
 COMMON = [*FAST, "--exper_num_trial", "2"]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    from incop.cli import main
-    out = tmp_path_factory.mktemp("runs")
-    for method in ("sap", "ciap"):
-        assert main(["run", "--prune_method", method, *COMMON, "--output_dir", str(out)]) == 0
-    return out
-
-
-def test_giap_that_never_stops_equals_sap(runs, cli, tmp_path):
+def test_giap_that_never_stops_equals_sap(sap_and_ciap, cli, tmp_path):
     # Same seed, same rule, and a criterion that never fires: identical rounds, bit for bit.
     code, _, err = cli("run", "--prune_method", "giap", "--prune_epsilon", "0", *COMMON,
                        "--output_dir", str(tmp_path))
     assert code == 0, err
     giap = find_runs([str(tmp_path)])[0]
-    sap = next(r for r in find_runs([str(runs)]) if r.method == "sap")
+    sap = next(r for r in find_runs([str(sap_and_ciap)]) if r.method == "sap")
     keys = ("remaining", "epochs", "train_loss", "val_acc", "test_acc")
     assert [tuple(r[k] for k in keys) for r in giap.rounds] == [tuple(r[k] for k in keys) for r in sap.rounds]

@@ -28,18 +28,6 @@ def _prefix(out):
     return run
 
 
-@pytest.fixture(scope="module")
-def ticketed(tmp_path_factory):
-    """A finished run with a ticket."""
-    from incop.cli import main
-
-    out = tmp_path_factory.mktemp("ticketed")
-    argv = [*BASE, "--exper_imp_total_iter", "2", "--ticket_epochs", "1", "--run_name", "t",
-            "--output_dir", str(out)]
-    assert main(argv) == 0
-    return run_dir(*argv)
-
-
 def _damage(run, file, content):
     path = run / file
     if callable(content):

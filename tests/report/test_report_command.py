@@ -9,23 +9,14 @@ import numpy as np
 import pytest
 from matplotlib.collections import PolyCollection
 
-from conftest import FAST
-
 from incop.report.figures import (accuracy_vs_remaining_figure, flow_distance_figure, per_round,
                                   rounds_figure, similarity_figure)
 from incop.runs.reading import find_runs
 
 
-COMMON = [*FAST, "--exper_num_trial", "2"]
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    from incop.cli import main
-    out = tmp_path_factory.mktemp("runs")
-    for method in ("sap", "ciap"):
-        assert main(["run", "--prune_method", method, *COMMON, "--output_dir", str(out)]) == 0
-    return out
+@pytest.fixture
+def runs(sap_and_ciap):
+    return sap_and_ciap
 
 
 def test_png_files_are_real_images(runs):
