@@ -37,6 +37,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse prints usage + message; we want one line
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:  # the subcommand's help is where the flags that do exist are listed
+            command = getattr(ns, "command", None)
+            prog = f"{self.prog} {command}" if command in COMMANDS else self.prog
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{prog} --help')")
+        return ns
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, from the table of subcommands (``COMMANDS``). The run settings'
@@ -74,18 +82,33 @@ def _sweep_arguments(sweep: argparse.ArgumentParser) -> None:
 
 # the run settings incop frontier sets itself: why, and what to do instead (its help hides them)
 _RECIPES_OWN = "runs recipes that each bring their own pruning and stopping rules and schedule"
+_GMP_OWN = ("runs GMP as its recipes gmp and gmp-E (or gmp-P%), which set their own pruning "
+            "schedule and learning rate")
 FRONTIER_REFUSES = {
     "prune.method": ("takes the reference's method from --reference", " (--reference sap or lth)"),
     "prune.recipe": ("runs several recipes", " and name them with --recipes"),
     "prune.rule": (_RECIPES_OWN, ""),
     "prune.criterion": (_RECIPES_OWN, " (to compare stopping rules, name their recipes: "
                                       "--recipes ciap giap)"),
-    "prune.schedule": (_RECIPES_OWN, ""),
+    "prune.schedule": (_RECIPES_OWN, " (equal steps: name a recipe with xN, e.g. allr-2x6)"),
+    "prune.steps": (_RECIPES_OWN, " (equal steps: name a recipe with xN, e.g. allr-2x6)"),
+    "prune.gmp_start": (_GMP_OWN, ""), "prune.gmp_end": (_GMP_OWN, ""),
+    "prune.gmp_every": (_GMP_OWN, ""), "prune.gmp_lr": (_GMP_OWN, ""),
+    "experiment.seed": ("runs every seed of --seeds", " (e.g. --seeds 5)"),
+    "experiment.num_trial": ("runs one trial a seed", " and give --seeds 0 1 2"),
+    "experiment.run_name": ("names each run after its recipe and seed", ""),
+}
+# what a run flag means in incop frontier, where it differs from incop run
+FRONTIER_HELP = {
+    "train.epochs": "the reference's epochs a round (default 20); a budgeted recipe brings its "
+                    "own",
+    "train.ticket_epochs": "epochs of training that judge each final mask, from the reference's "
+                           "rewind point (default: --net_train_epochs)",
 }
 
 
 def _frontier_arguments(fr: argparse.ArgumentParser) -> None:
-    add_config_flags(fr, hidden=tuple(FRONTIER_REFUSES))
+    add_config_flags(fr, hidden=tuple(FRONTIER_REFUSES), helps=FRONTIER_HELP)
     fr.add_argument("--recipes", nargs="+", metavar="NAME", help=f"reference, {names_text()}; "
                     f"gmp-P%%: GMP* over P%% of each seed's reference search epochs "
                     f"(default: reference, {', '.join(frontier_names())}; incop list shows "
@@ -97,7 +120,8 @@ def _frontier_arguments(fr: argparse.ArgumentParser) -> None:
     fr.add_argument("--gmp_epochs", type=float, default=8.0, help="the GMP recipe's run length "
                     "in epochs (default 8; it prunes from 1/8 to 3/4 of it)")
     fr.add_argument("--quick", action="store_true", help="LeNet-300-100 on digits with tiny "
-                    "budgets and one seed (seconds; what the tests run)")
+                    "budgets and one seed (seconds; what the tests run); the run flags you give "
+                    "override its settings")
     add_launcher_flags(fr)
 
 
@@ -168,7 +192,7 @@ def add_launcher_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_frontier(ns: argparse.Namespace, given: Settings) -> int:
-    from .launch.frontier import DEFAULT_RECIPES, Settings, quick_settings, run_frontier
+    from .launch.frontier import DEFAULT_RECIPES, QUICK, Settings, run_frontier
     from .launch.launchers import LAUNCHERS
 
     from .base.machine import set_threads
@@ -179,10 +203,9 @@ def _cmd_frontier(ns: argparse.Namespace, given: Settings) -> int:
                              f"drop it{instead}")
     if ns.reference not in ("sap", "lth"):
         raise UsageError(f"--reference {ns.reference}: choose sap or lth (standard IMP)")
-    # the shared settings are the reference's
-    base = config_from_settings({**given, "prune.method": ns.reference})
-    if ns.quick:
-        base = quick_settings(base)
+    # the shared settings are the reference's; --quick's are defaults, under the user's
+    base = config_from_settings({**(QUICK if ns.quick else {}), **given,
+                                 "prune.method": ns.reference})
     set_threads(base.experiment.threads)  # the judged tickets train here, as the runs do
     target = base.prune.target_remaining
     if target is None:

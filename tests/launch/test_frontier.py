@@ -69,6 +69,19 @@ def test_a_second_call_trains_nothing(quick, cli, monkeypatch):
     assert json.loads((quick / OUT / "frontier.json").read_text())["rows"] == before
 
 
+def test_quick_settings_are_defaults_under_the_users(cli, monkeypatch, tmp_path):
+    import incop.launch.frontier as frontier
+
+    seen = []
+    monkeypatch.setattr(frontier, "run_frontier", lambda base, *a, **k: seen.append(base))
+    code, _, err = cli("frontier", "--quick", "--net_lr", "0.1", "--output_dir", str(tmp_path))
+    assert code == 0, err
+    (base,) = seen
+    assert (base.train.lr, base.data.dataset, base.model.arch, base.prune.target_remaining,
+            base.train.epochs, base.experiment.imp_total_iter) == (0.1, "digits", "lenet300",
+                                                                   30.0, 2.0, 8)
+
+
 def test_gmp_sized_to_a_share_of_each_reference(quick, cli, tmp_path):
     """gmp-P% is GMP* over P% of its seed's reference search epochs, read from the reference's
     own rounds once it has finished: a plain gmp-E run, judged under its own name."""
@@ -139,6 +152,13 @@ def test_recipes_are_the_flags_the_docs_name():
     (["--quick", "--prune_rule", "global"], "--prune_rule would be ignored"),
     (["--quick", "--stop_criterion", "ciap"], "name their recipes: --recipes ciap giap"),
     (["--quick", "--prune_schedule", "steps"], "--prune_schedule would be ignored"),
+    (["--quick", "--prune_steps", "3"], "name a recipe with xN, e.g. allr-2x6"),
+    (["--quick", "--gmp_lr", "restart"], "--gmp_lr would be ignored"),
+    (["--quick", "--seed", "5"], "drop it (e.g. --seeds 5)"),
+    (["--quick", "--exper_num_trial", "2"], "drop it and give --seeds 0 1 2"),
+    (["--quick", "--run_name", "x"], "--run_name would be ignored"),
+    (["--quick", "--prune_meth", "lth"], "(see 'incop frontier --help')"),
+    (["--quick", "--recipes", "gmp-10%@0.3"], "recipe gmp-10%@0.3: give GMP*'s share"),
     (["--quick", "--recipes", "gmp-0%"], "as a percentage above 0 and at most 100"),
     (["--quick", "--recipes", "gmp-ten%"], "as a percentage above 0 and at most 100")])
 def test_bad_requests_are_one_line(cli, tmp_path, argv, message):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ..base.bounded import short_repr
 from ..base.errors import UsageError
@@ -26,12 +26,14 @@ def flag_type(f: dataclasses.Field):
 
 
 def add_config_flags(parser: argparse.ArgumentParser, multi: bool = False,
-                     hidden: Tuple[str, ...] = ()) -> None:
+                     hidden: Tuple[str, ...] = (), helps: Optional[Dict[str, str]] = None
+                     ) -> None:
     """One flag per config field; with ``multi`` each takes one or more values (a sweep axis).
     The flags have no defaults, so a namespace holds only what the command line gave: the
     defaults are the configuration's (:func:`config_from_settings`). The ``hidden`` fields'
     flags (``"prune.rule"``) are parsed but left out of the help: a command that refuses them
-    says why in one line instead of argparse's "unrecognized arguments"."""
+    says why in one line instead of argparse's "unrecognized arguments". ``helps`` replaces
+    a field's help where a command gives the flag another meaning."""
     for section in RunConfig.SECTIONS:
         group = parser.add_argument_group(section)
         for f in dataclasses.fields(_section_class(section)):
@@ -41,6 +43,8 @@ def add_config_flags(parser: argparse.ArgumentParser, multi: bool = False,
             shown = f.metadata.get("shown", f.default)  # where the default depends on the method
             help_text = field_help(f) + ("" if shown is None else f" (default: {shown})")
             kind, dest = flag_type(f), f"{section}.{f.name}"
+            if dest in (helps or {}):
+                help_text = helps[dest]
             if dest in hidden:
                 help_text = argparse.SUPPRESS
             if kind is None:  # a switch

@@ -92,13 +92,15 @@ def share_of(name: str) -> Optional[float]:
     """``gmp-10%`` -> 10.0: GMP* over that percentage of each seed's reference search epochs,
     sized once the reference has finished (None for any other name)."""
     text = str(name).strip().lower()
-    if not (text.startswith("gmp-") and text.endswith("%")):
+    if not (text.startswith("gmp-") and "%" in text):
         return None
     match = _SHARE.match(text)
     share = float(match.group("share")) if match else 0.0
     if not 0 < share <= 100:
         raise UsageError(f"recipe {name}: give GMP*'s share of the reference's search epochs "
-                         f"as a percentage above 0 and at most 100 (e.g. gmp-10%)")
+                         f"as a percentage above 0 and at most 100, with nothing after the % "
+                         f"(e.g. gmp-10%; GMP has no rounds to run in steps or on a part of the "
+                         f"data)")
     return share
 
 
@@ -493,11 +495,8 @@ def measure(run, k: Optional[int] = None) -> Dict[str, Any]:
             "criterion_note": crit["note"]}
 
 
-def quick_settings(base: RunConfig) -> RunConfig:
-    """--quick: LeNet-300-100 on digits with tiny budgets, what a test runs in seconds."""
-    cfg = copy.deepcopy(base)
-    cfg.data.dataset, cfg.model.arch = "digits", "lenet300"
-    cfg.train.lr, cfg.train.momentum, cfg.train.warmup, cfg.train.epochs = 0.05, 0.9, 1, 2
-    cfg.experiment.imp_total_iter = 8
-    cfg.prune.target_remaining = cfg.prune.target_remaining or 30.0
-    return cfg
+# --quick: LeNet-300-100 on digits with tiny budgets, what a test runs in seconds (the settings
+# given on the command line override these)
+QUICK = {"data.dataset": "digits", "model.arch": "lenet300", "train.lr": 0.05,
+         "train.momentum": 0.9, "train.warmup": 1, "train.epochs": 2.0,
+         "experiment.imp_total_iter": 8, "prune.target_remaining": [30.0]}
