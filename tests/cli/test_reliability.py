@@ -149,10 +149,17 @@ SMALL = ["run", "--net_arch", "conv2", "--prune_method", "sap", "--net_warmup", 
          "--quiet", "--run_name", "k"]
 
 
+def _default_sigint() -> None:
+    # a suite started in the background of a script (`make test &`) ignores SIGINT, and a
+    # child inherits that: the run would never see the signal these tests send
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _subprocess(args, out):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "incop", *args, "--output_dir", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_sigint if os.name == "posix" else None)
 
 
 def _metrics(out: Path):
