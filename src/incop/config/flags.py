@@ -41,16 +41,14 @@ def add_config_flags(parser: argparse.ArgumentParser, multi: bool = False,
             if flag is None:  # set by the API, not a flag
                 continue
             shown = f.metadata.get("shown", f.default)  # where the default depends on the method
-            help_text = field_help(f) + ("" if shown is None else f" (default: {shown})")
             kind, dest = flag_type(f), f"{section}.{f.name}"
-            if dest in (helps or {}):
-                help_text = helps[dest]
+            help_text = (helps or {}).get(dest) or field_help(f) + (
+                "" if shown is None or kind is None else f" (default: {shown})")
             if dest in hidden:
                 help_text = argparse.SUPPRESS
             if kind is None:  # a switch
                 group.add_argument(f"--{flag}", dest=dest, action="store_true",
-                                   help=argparse.SUPPRESS if dest in hidden else field_help(f),
-                                   default=argparse.SUPPRESS)
+                                   help=help_text, default=argparse.SUPPRESS)
                 continue
             several = f.metadata.get("nargs") or multi or f.metadata.get("several")
             group.add_argument(f"--{flag}", dest=dest, type=kind, default=argparse.SUPPRESS,

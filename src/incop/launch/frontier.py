@@ -153,13 +153,14 @@ def sized_configs(base: RunConfig, names: Sequence[str], references: Dict[int, R
     """(``gmp-P%``, seed) -> its run, GMP* sized from the finished reference of the seed
     (``references``), and each name's sizes in words. A run is a plain ``gmp-E`` run: naming
     gmp-19 yourself finds the same one."""
+    epochs = {seed: measure(load_run(run_path(reference)))["search_epochs"]
+              for seed, reference in references.items()}  # each reference read once
     configs, words = {}, {}
     for name in names:
-        for seed, reference in references.items():
-            epochs = measure(load_run(run_path(reference)))["search_epochs"]
-            configs[name, seed] = _run_config(sized(name, epochs), seed, base, s, out)
-            words.setdefault(name, []).append(f"seed {seed} {sized(name, epochs)} (of "
-                                              f"{epochs:g})")
+        for seed, e in epochs.items():
+            recipe = sized(name, e)
+            configs[name, seed] = _run_config(recipe, seed, base, s, out)
+            words.setdefault(name, []).append(f"seed {seed} {recipe} (of {e:g})")
     return configs, words
 
 
