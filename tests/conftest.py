@@ -72,6 +72,25 @@ def make_cifar(folder: Path, n_per_batch=8, classes=10, cifar100=False, seed=0):
     return folder
 
 
+class Evil:
+    """A pickle that runs a shell command (touching ``marker``) when loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def evil_cifar(folder: Path, marker: Path, payload=None) -> Path:
+    """A CIFAR-10 folder whose first training batch is ``payload``, by default a pickle that
+    touches ``marker`` when loaded."""
+    make_cifar(folder, n_per_batch=4)
+    payload = payload if payload is not None else {b"data": Evil(marker), b"labels": [0]}
+    (folder / "data_batch_1").write_bytes(pickle.dumps(payload))
+    return folder
+
+
 @pytest.fixture
 def cli(capsys):
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
@@ -242,6 +261,45 @@ def copy_of(folder: Path, tmp_path: Path) -> Path:
     return tmp_path / folder.name
 
 
+# The search the tests of going on from a finished search, of shared warm-ups and of records
+# start from: small_run with a two-epoch warm-up, the round cap given by each command
+WARMED = small_run(net_warmup=2, exper_imp_total_iter=None)
+
+
+def searches_of(out: Path) -> Path:
+    """Where the searches of WARMED under ``out`` keep their runs, one folder a run."""
+    return run_dir(*WARMED, "--output_dir", out).parent
+
+
+@pytest.fixture(scope="session")
+def warmed_search(tmp_path_factory):
+    """An output folder with a finished three-round search of WARMED (no run name: a longer
+    search goes on from it) and its shared warm-up: read, never changed (copy_of it first)."""
+    return finished_output(tmp_path_factory, *WARMED, "--exper_imp_total_iter", "3")
+
+
+def tree_of(path: Path):
+    """What ``path`` holds: its files' contents, or that it is missing (None) or a file."""
+    if not path.exists():
+        return None
+    if path.is_file():
+        return path.read_bytes()
+    return {p.relative_to(path): p.read_bytes() if p.is_file() else None for p in path.rglob("*")}
+
+
+def kept_by_hand(n: int, target: str, j: int, steps: int) -> int:
+    """ceil(n q^(j/steps)), q = target/100, by integer search over m: the least m with
+    m^steps * den^j >= n^steps * num^j (no float, no Fraction power)."""
+    from fractions import Fraction
+
+    q = Fraction(target) / 100
+    num, den = q.numerator, q.denominator
+    m = 0
+    while m ** steps * den ** j < n ** steps * num ** j:
+        m += 1
+    return m
+
+
 # The Python API's inputs, shared by the tests of what prune_model accepts
 @pytest.fixture(scope="module")
 def digits():
@@ -296,10 +354,10 @@ def ticketed(tmp_path_factory):
     return run_dir(*argv)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished(tmp_path_factory):
-    """A finished small run of three rounds (``small_run()``), copied by each test that damages
-    it (``run``)."""
+    """A finished small run of three rounds (``small_run()``): read, never changed (each test
+    that damages it has its own copy, ``run``)."""
     out = tmp_path_factory.mktemp("finished")
     assert main([*small_run(), "--output_dir", str(out), "--run_name", "r"]) == 0
     return run_dir(*small_run(), "--output_dir", out, "--run_name", "r")

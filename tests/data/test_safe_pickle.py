@@ -1,32 +1,13 @@
 """CIFAR batches are pickles (incop.data.safe_pickle): nothing in one runs code, every pickle
 protocol of a real batch still reads, and labels that are not integers are one line."""
-import os
 import pickle
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import make_cifar, one_line_error
-
-
-class Evil:
-    """A pickle that runs a shell command when loaded."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def _evil_cifar(folder: Path, marker: Path, payload=None):
-    make_cifar(folder, n_per_batch=4)
-    payload = payload if payload is not None else {b"data": Evil(marker), b"labels": [0]}
-    (folder / "data_batch_1").write_bytes(pickle.dumps(payload))
-    return folder
+from conftest import Evil, evil_cifar, make_cifar, one_line_error
 
 
 @pytest.mark.parametrize("payload", [
@@ -42,7 +23,7 @@ def test_a_cifar_pickle_never_runs_code(cli, tmp_path, payload):
         "popen": {b"data": type("P", (), {"__reduce__": lambda s: (
             subprocess.Popen, (["touch", str(marker)],))})(), b"labels": [0]},
     }
-    folder = _evil_cifar(tmp_path / "cifar-10-batches-py", marker, payloads[payload])
+    folder = evil_cifar(tmp_path / "cifar-10-batches-py", marker, payloads[payload])
     code, _, err = cli("run", "--net_dataset", "cifar", "--data_dir", str(folder.parent),
                        "--print_config")
     assert code == 0  # --print_config reports that the data could not be read, and runs nothing

@@ -4,40 +4,20 @@ damaged, announce what they do not hold or belong to another model are one line,
 outputs are one line, and a run in use is refused."""
 import json
 import os
-import pickle
 import resource
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import make_cifar, one_line_error
-
-
-
-
-class Evil:
-    """A pickle that runs a shell command when loaded."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def _evil_cifar(folder: Path, marker: Path, payload=None):
-    make_cifar(folder, n_per_batch=4)
-    payload = payload if payload is not None else {b"data": Evil(marker), b"labels": [0]}
-    (folder / "data_batch_1").write_bytes(pickle.dumps(payload))
-    return folder
+from conftest import Evil, evil_cifar, one_line_error
 
 
 def test_export_and_speed_read_the_checked_configuration(cli, run, tmp_path):
     """An edited config.json can neither relabel a run nor point incop at other files: export
     and speed take the configuration the run wrote (its checksum, else the progress file)."""
     marker = tmp_path / "pwned"
-    evil = _evil_cifar(tmp_path / "data" / "cifar-10-batches-py", marker)
+    evil = evil_cifar(tmp_path / "data" / "cifar-10-batches-py", marker)
     config = json.loads((run / "config.json").read_text())
     config["model"]["arch"] = "conv2"
     config["data"].update(dataset="cifar", data_dir=str(evil.parent))
@@ -63,7 +43,7 @@ def test_a_received_run_naming_an_evil_cifar_folder_runs_nothing(cli, run, tmp_p
     from incop.config.identity import checked_config
 
     marker = tmp_path / "pwned"
-    evil = _evil_cifar(tmp_path / "data" / "cifar-10-batches-py", marker)
+    evil = evil_cifar(tmp_path / "data" / "cifar-10-batches-py", marker)
     config = json.loads((run / "config.json").read_text())
     versions = config.pop("versions")
     config.pop("checksum")

@@ -1,22 +1,10 @@
 """--prune_steps N in a run: each step's count recorded exactly, layer by layer, and a killed run
 resumes to the same rounds."""
 import json
-from fractions import Fraction
 
-from conftest import killed_then_resumed, run_dir, table
+from conftest import kept_by_hand, killed_then_resumed, run_dir, table
 
 from incop.pruning.rules import target_count
-
-
-def _kept_by_hand(n: int, target: str, j: int, steps: int) -> int:
-    """ceil(n q^(j/steps)), q = target/100, by integer search over m: the least m with
-    m^steps * den^j >= n^steps * num^j (no float, no Fraction power)."""
-    q = Fraction(target) / 100
-    num, den = q.numerator, q.denominator
-    m = 0
-    while m ** steps * den ** j < n ** steps * num ** j:
-        m += 1
-    return m
 
 
 STEPS = ["run", "--prune_method", "lth", "--prune_steps", "3", "--prune_target_remaining", "7.3",
@@ -34,7 +22,7 @@ def test_a_run_in_three_steps_records_the_exact_counts_and_resumes_identically(
     assert [r["round"] for r in rounds] == [0, 1, 2, 3]
     for j in (1, 2):  # lth's rule is layer-wise: each layer keeps ceil(n q^(j/3))
         got = {r["layer"]: int(r["remaining"]) for r in layers if r["round"] == str(j)}
-        assert got == {k: _kept_by_hand(n, "7.3", j, 3) for k, n in sizes.items()}, j
+        assert got == {k: kept_by_hand(n, "7.3", j, 3) for k, n in sizes.items()}, j
     assert rounds[-1]["remaining"] == target_count(sum(sizes.values()), 7.3)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["target"]["reached"] and summary["target"]["max_rounds"] == 4

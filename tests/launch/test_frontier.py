@@ -102,6 +102,27 @@ def test_gmp_sized_to_a_share_of_each_reference(quick, cli, tmp_path):
     assert rows["gmp-50%"]["search_epochs_mean"] == pytest.approx(size)
     assert "gmp-50% is GMP* over 50% of each seed's reference search epochs" in \
         (out / OUT / "frontier.md").read_text()
+    # the same run named by its length is the same run: its judgement is kept, not made again
+    code, stdout, err = cli("frontier", "--quick", "--quiet", "--recipes", f"gmp-{size:g}",
+                            "--output_dir", str(out))
+    assert code == 0, err
+    assert "2 finished already" in stdout and "judged" not in stdout and "again" not in stdout
+    again = {r["recipe"]: r for r in json.loads((out / OUT / "frontier.json").read_text())["rows"]}
+    assert again[f"gmp-{size:g}"]["ticket_test_acc"] == rows["gmp-50%"]["ticket_test_acc_mean"]
+
+
+def test_search_epochs_add_up_without_float_error():
+    """Three rounds of 0.7 epochs cost 2.1 epochs, not 2.0999999999999996 (frontier.csv)."""
+    from types import SimpleNamespace
+
+    from incop.launch.frontier import measure
+
+    rounds = [{"round": k, "epochs": 0.7, "time_train": 0.0, "time_flow": 0.0, "time_eval": 0.0,
+               "time_prune": 0.0, "remaining_pct": 50.0, "test_acc": 90.0, "val_acc": 90.0,
+               "stop_reason": "fixed"} for k in range(3)]
+    assert sum(r["epochs"] for r in rounds) == 2.0999999999999996  # what a plain sum gives
+    run = SimpleNamespace(rounds=rounds, resolved=("sap", "fixed", None), trials=[])
+    assert measure(run)["search_epochs"] == 2.1
 
 
 def test_judging_the_reference_is_its_own_ticket(quick):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, one_line_error
+from conftest import ROOT, one_line_error, tree_of
 from incop.base.errors import UsageError
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -301,15 +301,6 @@ def test_a_job_id_that_is_not_one_is_one_line(cli, sbatch, tmp_path, job_id):
     assert "slurm.json" in err and "delete the file" in err and len(err) < 600
 
 
-def _tree(path):
-    """What ``path`` holds: its files' contents, or that it is missing or a file."""
-    if not path.exists():
-        return None
-    if path.is_file():
-        return path.read_bytes()
-    return {p.relative_to(path): p.read_bytes() if p.is_file() else None for p in path.rglob("*")}
-
-
 SUBMISSION_LINK = ".submission_file_" + "0" * 32 + ".sh"  # the name of submitit's own links
 
 
@@ -331,7 +322,7 @@ def test_a_link_in_the_slurm_log_folder_is_refused(sbatch, tmp_path, name, kind)
     with pytest.raises(UsageError, match="symbolic link") as e:
         SlurmLauncher().launch([_config(tmp_path / "out")], lambda r: None, wait=False)
     assert "\n" not in str(e.value)
-    assert not sbatch.exists() and _tree(target) in (None, {})
+    assert not sbatch.exists() and tree_of(target) in (None, {})
 
 
 def test_submitits_own_links_are_no_reason_to_refuse(sbatch, tmp_path):

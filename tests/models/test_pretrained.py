@@ -106,8 +106,15 @@ def test_imagenet_weights_load_and_the_head_is_replaced(fake_torchvision):
     assert "net.features.0.weight" in dict(model.named_parameters())
 
 
-def test_cli_runs_from_imagenet_weights(fake_torchvision, cli, tmp_path):
+def test_cli_runs_from_imagenet_weights(fake_torchvision, cli, tmp_path, monkeypatch):
+    import functools
+
+    from incop.models import pretrained
+
     _save_weights(fake_torchvision)
+    # the 224 px the network is fed is tested above; the command's path at 32 px costs a 50th
+    monkeypatch.setattr(pretrained, "ImageNetInput",
+                        functools.partial(pretrained.ImageNetInput, size=32))
     code, out, err = cli("run", "--net_arch", "vgg16", "--net_pretrained=1", "--prune_method", "sap",
                          "--net_warmup", "1", "--net_train_epochs", "1", "--exper_imp_total_iter",
                          "2", "--allow_untrained", "--quiet", "--output_dir", str(tmp_path / "o"))

@@ -12,6 +12,8 @@ from incop.pruning.masks import Masks
 from incop.pruning.rules import GlobalMagnitude, target_count
 from incop.pruning.sparsity_schedules import CubicSteps, EqualSteps, RuleRounds, root_ceil
 
+from conftest import kept_by_hand
+
 
 SHAPES = {"a": (7, 13), "b": (5, 3)}  # 91 + 15 = 106 weights
 
@@ -80,17 +82,6 @@ def test_cubic_steps_are_the_schedules_rounds_and_end_at_their_own_count():
             assert count == want, (scope, t)
 
 
-def _kept_by_hand(n: int, target: str, j: int, steps: int) -> int:
-    """ceil(n q^(j/steps)), q = target/100, by integer search over m: the least m with
-    m^steps * den^j >= n^steps * num^j (no float, no Fraction power)."""
-    q = Fraction(target) / 100
-    num, den = q.numerator, q.denominator
-    m = 0
-    while m ** steps * den ** j < n ** steps * num ** j:
-        m += 1
-    return m
-
-
 @pytest.mark.parametrize("n,target,steps", [
     (100, "25", 2),  # 100 * 0.25^(1/2) = 50 exactly: not 51
     (100, "1", 2),  # 100 * 0.01^(1/2) = 10 exactly
@@ -99,7 +90,7 @@ def _kept_by_hand(n: int, target: str, j: int, steps: int) -> int:
 ])
 def test_each_step_keeps_the_ceiling_of_an_equal_fraction_exactly(n, target, steps):
     counts = [root_ceil(n, Fraction(target) / 100, j, steps) for j in range(steps + 1)]
-    assert counts == [_kept_by_hand(n, target, j, steps) for j in range(steps + 1)]
+    assert counts == [kept_by_hand(n, target, j, steps) for j in range(steps + 1)]
     assert counts[0] == n and counts[-1] == target_count(n, float(target))
 
 
@@ -114,8 +105,8 @@ def test_equal_steps_land_exactly_on_the_target(scope, target, steps):
     assert counts[-1] == target_count(106, float(target))  # exactly, both scopes
     sizes = {k: a * b for k, (a, b) in SHAPES.items()}
     for j, count in enumerate(counts[1:-1], start=1):
-        want = (_kept_by_hand(106, target, j, steps) if scope == "global" else
-                sum(_kept_by_hand(n, target, j, steps) for n in sizes.values()))
+        want = (kept_by_hand(106, target, j, steps) if scope == "global" else
+                sum(kept_by_hand(n, target, j, steps) for n in sizes.values()))
         assert count == want, (j, count, want)
     if scope == "layerwise":  # each layer within one weight of its own share at the end
         for k, n in sizes.items():

@@ -6,25 +6,11 @@ import shutil
 
 import pytest
 
-from conftest import finished_output, run_dir, small_run
-
-
-BASE = small_run(net_warmup=2, exper_imp_total_iter=None)
-
-
-def _digits(out):
-    """Where the searches of BASE keep their runs, one folder a run."""
-    return run_dir(*BASE, "--output_dir", out).parent
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """An output folder with a finished three-round search and its shared warm-up."""
-    return finished_output(tmp_path_factory, *BASE, "--exper_imp_total_iter", "3")
+from conftest import WARMED, run_dir, searches_of
 
 
 def _prefix(out):
-    (run,) = _digits(out).iterdir()
+    (run,) = searches_of(out).iterdir()
     return run
 
 
@@ -58,12 +44,12 @@ def _json_edit(key, value, k=0):
     ("similarity.csv", "trial,round,layer,cosine\nx,0,fc1,0.5\n"),
     ("epochs.csv", "trial,round,epoch\n0,0,abc\n"),
     ("masks/trial0_round1.pt", "not a masks file")])
-def test_one_bad_run_is_skipped_and_the_report_goes_on(cli, ticketed, finished, tmp_path, file,
+def test_one_bad_run_is_skipped_and_the_report_goes_on(cli, ticketed, warmed_search, tmp_path, file,
                                                        content):
     bad = tmp_path / "bad"
     shutil.copytree(ticketed, bad)
     _damage(bad, file, content)
-    good = _prefix(finished)
+    good = _prefix(warmed_search)
     code, out, err = cli("report", str(good), str(bad), "--output", str(tmp_path / "rep"))
     assert code == 0 and "Traceback" not in err, err
     assert f"skipping {bad}" in err and file.split("/")[0] in err
@@ -76,7 +62,7 @@ def two_trials(tmp_path_factory):
     from incop.cli import main
 
     out = tmp_path_factory.mktemp("two")
-    argv = [*BASE, "--exper_imp_total_iter", "2", "--exper_num_trial", "2", "--run_name", "r",
+    argv = [*WARMED, "--exper_imp_total_iter", "2", "--exper_num_trial", "2", "--run_name", "r",
             "--output_dir", str(out)]
     assert main(argv) == 0
     return run_dir(*argv)

@@ -3,10 +3,9 @@ goes on from its finished rounds instead of starting again, and ends where a fre
 bit for bit; no run id changes."""
 import pytest
 
-from conftest import run_dir, small_run, spy_round_starts, table
+from conftest import WARMED as BASE, copy_of, run_dir, spy_round_starts, table
 
 
-BASE = small_run(net_warmup=2, exper_imp_total_iter=None)
 FILES = ("rounds.csv", "epochs.csv", "layers.csv", "similarity.csv", "trials.csv")
 
 
@@ -32,8 +31,13 @@ def _equal_runs(a, b, rounds, trials=1, ticket=False):
 
 
 @pytest.mark.parametrize("extra", [[], ["--rewind_to", "5it"], ["--exper_num_trial", "2"]])
-def test_more_rounds_go_on_from_the_finished_ones(cli, monkeypatch, tmp_path, extra):
-    assert cli(*BASE, *extra, "--exper_imp_total_iter", "3", "--output_dir", str(tmp_path / "o"))[0] == 0
+def test_more_rounds_go_on_from_the_finished_ones(cli, monkeypatch, tmp_path, extra,
+                                                   warmed_search):
+    if extra:
+        assert cli(*BASE, *extra, "--exper_imp_total_iter", "3",
+                   "--output_dir", str(tmp_path / "o"))[0] == 0
+    else:
+        copy_of(warmed_search, tmp_path)  # tmp_path / "o": the same three rounds
     starts = spy_round_starts(monkeypatch)
     code, out, err = cli(*BASE, *extra, "--exper_imp_total_iter", "5",
                          "--output_dir", str(tmp_path / "o"))
@@ -45,8 +49,8 @@ def test_more_rounds_go_on_from_the_finished_ones(cli, monkeypatch, tmp_path, ex
     _equal_runs(_run_dir(tmp_path / "o", 5), _run_dir(tmp_path / "f", 5), 5, trials)
 
 
-def test_a_later_ticket_trains_only_the_ticket(cli, monkeypatch, tmp_path):
-    assert cli(*BASE, "--exper_imp_total_iter", "3", "--output_dir", str(tmp_path / "o"))[0] == 0
+def test_a_later_ticket_trains_only_the_ticket(cli, warmed_search, monkeypatch, tmp_path):
+    copy_of(warmed_search, tmp_path)  # tmp_path / "o": BASE with --exper_imp_total_iter 3
     starts = spy_round_starts(monkeypatch)
     code, out, err = cli(*BASE, "--exper_imp_total_iter", "3", "--ticket_epochs", "1",
                          "--output_dir", str(tmp_path / "o"))
@@ -62,8 +66,8 @@ def test_a_later_ticket_trains_only_the_ticket(cli, monkeypatch, tmp_path):
     _equal_runs(ours[0], fresh, 3, ticket=True)
 
 
-def test_a_search_with_other_settings_is_not_a_prefix(cli, tmp_path):
-    assert cli(*BASE, "--exper_imp_total_iter", "3", "--output_dir", str(tmp_path / "o"))[0] == 0
+def test_a_search_with_other_settings_is_not_a_prefix(cli, warmed_search, tmp_path):
+    copy_of(warmed_search, tmp_path)  # tmp_path / "o": BASE with --exper_imp_total_iter 3
     code, out, _ = cli(*BASE, "--exper_imp_total_iter", "5", "--net_lr", "0.04",
                        "--output_dir", str(tmp_path / "o"))
     assert code == 0 and "going on" not in out
@@ -85,8 +89,8 @@ def test_an_interrupted_continuation_resumes(cli, monkeypatch, tmp_path):
     _equal_runs(_run_dir(tmp_path / "o", 5), _run_dir(tmp_path / "f", 5), 5, 2)
 
 
-def test_a_damaged_finished_search_is_not_gone_on_from(cli, tmp_path):
-    assert cli(*BASE, "--exper_imp_total_iter", "3", "--output_dir", str(tmp_path / "o"))[0] == 0
+def test_a_damaged_finished_search_is_not_gone_on_from(cli, warmed_search, tmp_path):
+    copy_of(warmed_search, tmp_path)  # tmp_path / "o": BASE with --exper_imp_total_iter 3
     prefix = _run_dir(tmp_path / "o", 3)
     for name in ("progress.pt", "progress.prev.pt"):
         (prefix / name).write_bytes(b"not a progress file")

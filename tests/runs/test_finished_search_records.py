@@ -6,39 +6,25 @@ import json
 import pytest
 import torch
 
-from conftest import copy_of, edit_progress, finished_output, one_line_error, run_dir, small_run
-
-
-BASE = small_run(net_warmup=2, exper_imp_total_iter=None)
-
-
-def _digits(out):
-    """Where the searches of BASE keep their runs, one folder a run."""
-    return run_dir(*BASE, "--output_dir", out).parent
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """An output folder with a finished three-round search and its shared warm-up."""
-    return finished_output(tmp_path_factory, *BASE, "--exper_imp_total_iter", "3")
+from conftest import WARMED, copy_of, edit_progress, one_line_error, searches_of
 
 
 @pytest.fixture
-def out(finished, tmp_path):
-    return copy_of(finished, tmp_path)
+def out(warmed_search, tmp_path):
+    return copy_of(warmed_search, tmp_path)
 
 
 def _prefix(out):
-    (run,) = _digits(out).iterdir()
+    (run,) = searches_of(out).iterdir()
     return run
 
 
 def _longer(cli, out, rounds=4):
-    return cli(*BASE, "--exper_imp_total_iter", str(rounds), "--output_dir", str(out))
+    return cli(*WARMED, "--exper_imp_total_iter", str(rounds), "--output_dir", str(out))
 
 
 def _new_run(out, prefix):
-    return next(d for d in _digits(out).iterdir() if d != prefix)
+    return next(d for d in searches_of(out).iterdir() if d != prefix)
 
 
 def _all_rows(key, value, kinds=("trials", "rounds")):

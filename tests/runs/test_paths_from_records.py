@@ -9,27 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import (FIXTURES, copy_of, edit_progress, finished_output, one_line_error, run_dir,
-                      small_run)
-
-
-BASE = small_run(net_warmup=2, exper_imp_total_iter=None)
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """An output folder holding one finished three-round search (no run name: a longer search
-    goes on from it)."""
-    return finished_output(tmp_path_factory, *BASE, "--exper_imp_total_iter", "3")
+from conftest import (FIXTURES, WARMED, copy_of, edit_progress, one_line_error, run_dir,
+                      small_run, tree_of)
 
 
 @pytest.fixture
-def out(finished, tmp_path):
-    return copy_of(finished, tmp_path)
+def out(warmed_search, tmp_path):
+    return copy_of(warmed_search, tmp_path)
 
 
 def _prefix(out):
-    (run,) = run_dir(*BASE, "--output_dir", out).parent.iterdir()
+    (run,) = run_dir(*WARMED, "--output_dir", out).parent.iterdir()
     return run
 
 
@@ -73,22 +63,22 @@ def test_a_trial_that_is_no_whole_number_never_names_a_file(cli, out, tmp_path, 
     edit_progress(real, forge)
     planted = _escaped(tmp_path)
 
-    code, stdout, err = cli(*BASE, "--exper_imp_total_iter", "4", "--output_dir", str(out))
+    code, stdout, err = cli(*WARMED, "--exper_imp_total_iter", "4", "--output_dir", str(out))
     assert _escaped(tmp_path) == planted  # nothing written, replaced or added outside
     assert code == 0, err
     assert "not going on from" in stdout and "going on from the finished search" not in stdout
     assert "trial" in stdout and "whole number" in stdout
-    new = next(d for d in run_dir(*BASE, "--output_dir", out).parent.iterdir()
+    new = next(d for d in run_dir(*WARMED, "--output_dir", out).parent.iterdir()
                if not d.is_symlink() and d != prefix)
     rows = json.loads((new / "rounds.json").read_text())
     assert [r["trial"] for r in rows] == [0] * 4 and [r["round"] for r in rows] == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("target", ["a valid copy", "an empty folder", "nothing", "a file"])
-def test_a_linked_warmups_folder_is_neither_written_nor_read(cli, finished, tmp_path, target):
+def test_a_linked_warmups_folder_is_neither_written_nor_read(cli, warmed_search, tmp_path, target):
     elsewhere = tmp_path / "elsewhere"
     if target == "a valid copy":  # a warm-up of these settings, which would be reused
-        shutil.copytree(finished / "warmups", elsewhere)
+        shutil.copytree(warmed_search / "warmups", elsewhere)
     elif target == "an empty folder":
         elsewhere.mkdir()
     elif target == "a file":
@@ -96,29 +86,20 @@ def test_a_linked_warmups_folder_is_neither_written_nor_read(cli, finished, tmp_
     out = tmp_path / "o"
     out.mkdir()
     (out / "warmups").symlink_to(elsewhere)
-    before = _tree(elsewhere)
-    code, stdout, err = cli(*BASE, "--exper_imp_total_iter", "2", "--output_dir", str(out),
+    before = tree_of(elsewhere)
+    code, stdout, err = cli(*WARMED, "--exper_imp_total_iter", "2", "--output_dir", str(out),
                             "--prune_method", "lth")
     assert code == 0, err
     assert "not sharing warm-ups" in stdout and "symbolic link" in stdout
     assert "reused" not in stdout
-    assert _tree(elsewhere) == before  # nothing written there (nor made, for a dangling link)
-
-
-def _tree(path):
-    """What ``path`` holds: its files' contents, or that it is missing or a file."""
-    if not path.exists():
-        return None
-    if path.is_file():
-        return path.read_bytes()
-    return {p.relative_to(path): p.read_bytes() if p.is_file() else None for p in path.rglob("*")}
+    assert tree_of(elsewhere) == before  # nothing written there (nor made, for a dangling link)
 
 
 @pytest.mark.parametrize("name,kind", [("planted", "file"), ("sub", "folder"), ("gone", "dangling"),
                                        ("KEY.pt", "file"), ("KEY.sha256", "file")])
-def test_a_link_inside_the_warmups_folder_is_refused(cli, finished, tmp_path, name, kind):
+def test_a_link_inside_the_warmups_folder_is_refused(cli, warmed_search, tmp_path, name, kind):
     """KEY: the name of the warm-up this run would write (and could reuse) there."""
-    key = next((finished / "warmups").glob("*.pt")).stem
+    key = next((warmed_search / "warmups").glob("*.pt")).stem
     out = tmp_path / "o"
     (out / "warmups").mkdir(parents=True)
     target = tmp_path / "target"
@@ -127,11 +108,11 @@ def test_a_link_inside_the_warmups_folder_is_refused(cli, finished, tmp_path, na
     elif kind == "folder":
         target.mkdir()
     (out / "warmups" / name.replace("KEY", key)).symlink_to(target)
-    before = _tree(target)
-    code, stdout, err = cli(*BASE, "--exper_imp_total_iter", "2", "--output_dir", str(out))
+    before = tree_of(target)
+    code, stdout, err = cli(*WARMED, "--exper_imp_total_iter", "2", "--output_dir", str(out))
     assert code == 0, err
     assert "not sharing warm-ups" in stdout and "symbolic link" in stdout
-    assert _tree(target) == before and "reused" not in stdout
+    assert tree_of(target) == before and "reused" not in stdout
 
 
 DATA = FIXTURES

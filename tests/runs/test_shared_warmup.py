@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import copy_of, fifo, finished_output, run_dir, small_run, table
+from conftest import WARMED, copy_of, fifo, run_dir, small_run, table
 from crafted_files import (GROWTH_MB, bounded, nested_pickle, shared_rows, spliced_torch,
                            torch_bytes, write)
 
@@ -98,18 +98,9 @@ def test_a_spoiled_shared_warm_up_is_never_used(cli, tmp_path, spoil, why):
     _same_as_fresh(cli, tmp_path, b, "ciap")
 
 
-BASE = small_run(net_warmup=2, exper_imp_total_iter=None)
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """An output folder with a finished three-round search and its shared warm-up."""
-    return finished_output(tmp_path_factory, *BASE, "--exper_imp_total_iter", "3")
-
-
 @pytest.fixture
-def out(finished, tmp_path):
-    return copy_of(finished, tmp_path)
+def out(warmed_search, tmp_path):
+    return copy_of(warmed_search, tmp_path)
 
 
 def _forge_warmup(out, change):
@@ -130,22 +121,22 @@ def _forge_warmup(out, change):
     {"untrained": "x" * 100_000}, {"extra": [1, 2, 3]}])
 def test_a_refused_shared_warm_up_leaves_no_record(cli, out, change):
     _forge_warmup(out, lambda record: record.update(change))
-    code, stdout, err = cli(*BASE, "--exper_imp_total_iter", "2", "--prune_method", "lth",
+    code, stdout, err = cli(*WARMED, "--exper_imp_total_iter", "2", "--prune_method", "lth",
                             "--output_dir", str(out))
     assert code == 0, err
     assert "not using the shared warm-up" in stdout and "reused" not in stdout
     assert max(len(line) for line in stdout.splitlines()) < 600
-    (run,) = run_dir(*BASE, "--prune_method", "lth", "--output_dir", out).parent.iterdir()
+    (run,) = run_dir(*WARMED, "--prune_method", "lth", "--output_dir", out).parent.iterdir()
     (row,) = json.loads((run / "trials.json").read_text())  # one warm-up: the one trained
     assert row["warmup_reused"] is False and row["seed"] == 0 and row["warmup_val_acc"] < 99.9
 
 
 def test_a_missing_field_in_a_shared_warm_up_leaves_no_record(cli, out):
     _forge_warmup(out, lambda record: record.pop("rewind_iteration"))
-    code, stdout, err = cli(*BASE, "--exper_imp_total_iter", "2", "--prune_method", "lth",
+    code, stdout, err = cli(*WARMED, "--exper_imp_total_iter", "2", "--prune_method", "lth",
                             "--output_dir", str(out))
     assert code == 0 and "not using the shared warm-up" in stdout, err
-    (run,) = run_dir(*BASE, "--prune_method", "lth", "--output_dir", out).parent.iterdir()
+    (run,) = run_dir(*WARMED, "--prune_method", "lth", "--output_dir", out).parent.iterdir()
     assert len(json.loads((run / "trials.json").read_text())) == 1
 
 
@@ -176,7 +167,7 @@ def test_a_shared_warm_up_of_another_network_leaves_the_trial_as_fresh(cli, out,
     """Weights that do not fit are refused before any is loaded: the warm-up trained instead
     starts from the trial's own initialisation, as a fresh run's does."""
     _forge_states(change)(out)
-    args = [*BASE, "--exper_imp_total_iter", "2", "--prune_method", "lth", "--run_name", "r"]
+    args = [*WARMED, "--exper_imp_total_iter", "2", "--prune_method", "lth", "--run_name", "r"]
     code, stdout, err = cli(*args, "--output_dir", str(out))
     assert code == 0, err
     assert "does not fit this model" in stdout and "reused" not in stdout
@@ -209,8 +200,6 @@ def test_a_shared_warmup_or_its_checksum_as_a_pipe_is_skipped(tmp_path):
 
 
 def _warmup_file(folder: Path, key: str, identity, record) -> None:
-    import hashlib
-
     from incop.runs.warmups import FORMAT
 
     blob = torch_bytes({"format": FORMAT, "identity": identity, "warmup": record,
