@@ -20,7 +20,7 @@ from .base.text import duration
 from .config.files import read_config_file
 from .config.flags import (add_config_flags, config_from_settings, file_settings,
                            in_field_order, is_list_flag)
-from .config.recipes import frontier_names, names_text
+from .config.recipes import GMP_EPOCHS, frontier_names, names_text
 from .config.schema import flag_name
 
 PROG = "incop"
@@ -117,8 +117,8 @@ def _frontier_arguments(fr: argparse.ArgumentParser) -> None:
     fr.add_argument("--reference", default="sap", help="the reference method: sap or lth")
     fr.add_argument("--tolerance", type=float, default=0.3, help="points of ticket test "
                     "accuracy below the reference's that still count as as good (default 0.3)")
-    fr.add_argument("--gmp_epochs", type=float, default=8.0, help="the GMP recipe's run length "
-                    "in epochs (default 8; it prunes from 1/8 to 3/4 of it)")
+    fr.add_argument("--gmp_epochs", type=float, default=GMP_EPOCHS, help="the GMP recipe's run "
+                    f"length in epochs (default {GMP_EPOCHS:g}; it prunes from 1/8 to 3/4 of it)")
     fr.add_argument("--quick", action="store_true", help="LeNet-300-100 on digits with tiny "
                     "budgets and one seed (seconds; what the tests run); the run flags you give "
                     "override its settings")

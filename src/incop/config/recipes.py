@@ -42,6 +42,7 @@ class Recipe:
     shown: str = ""  # its settings as flags, where they depend on another setting
     stepped: bool = True  # may be run in N equal steps (``xN``): a recipe of pruning rounds
     passes_targets: bool = True  # one search lands on several targets (one step cannot)
+    run_length: bool = False  # reads --net_train_epochs as its whole run's length, not a round's
 
     @property
     def budgeted(self) -> bool:
@@ -115,7 +116,7 @@ RECIPES: List[Recipe] = [
            lambda k, get: {"prune.method": "giap"}, ("giap",)),
     Recipe("gmp", f"gradual magnitude pruning to --prune_target_remaining in one run of "
            f"--net_train_epochs (default {GMP_EPOCHS:g}), pruning from 1/8 to 3/4 of it every "
-           f"1/16 (Zhu and Gupta 2017)", _gmp, ("gmp",), stepped=False),
+           f"1/16 (Zhu and Gupta 2017)", _gmp, ("gmp",), stepped=False, run_length=True),
     Recipe("gmp-K", "GMP*: gradual magnitude pruning to --prune_target_remaining in one run "
            "of K epochs, pruning from 1/8 to 3/4 of it every 1/16, the learning rate decaying "
            "linearly from --net_lr between pruning steps and again over the training after the "

@@ -74,9 +74,8 @@ def recipe_config(name: str, base: RunConfig, s: Settings) -> RunConfig:
     if name == "reference":
         p.method, t.ticket_epochs = s.reference, s.ticket_epochs
         return cfg
-    find(name)  # an unknown name, or a budget that is not positive, in its own words
-    if name == "gmp":
-        t.epochs = s.gmp_epochs
+    if find(name)[0].run_length:  # (an unknown name is refused there, in its own words)
+        t.epochs = s.gmp_epochs  # its whole run, not the reference's round
     for key, value in recipe_settings(name, lambda k: _get(cfg, k)).items():
         section, field_name = key.split(".")
         setattr(getattr(cfg, section), field_name, value)
@@ -366,6 +365,8 @@ def _judge(units: Sequence[Unit], configs: Dict[tuple, RunConfig], s: Settings,
     so no row of the file decides the verdict. A moved or copied output folder keeps its
     judgements (the hashes do not depend on where the runs are)."""
     kept = _kept_rows(directory.path / RESULTS, s.target)
+    # a run named another way than when it was judged (gmp-5 after gmp-50%) keeps its judgement
+    by_run = {(r.get("result_hash"), seed, target): r for (_, seed, target), r in kept.items()}
     rows, judge, hashes = [], None, {}
     with directory.lock():
         runs: Dict[Path, Any] = {}  # a run judged at several targets is read once
@@ -380,7 +381,7 @@ def _judge(units: Sequence[Unit], configs: Dict[tuple, RunConfig], s: Settings,
             if reference not in hashes:
                 hashes[reference] = result_hash(load_run(reference))
             key = (u.name, u.seed, u.target)
-            old = kept.get(key)
+            old = kept.get(key) or by_run.get((hashes[path], u.seed, u.target))
             fresh = old is None or not _still_judged(
                 old, row, kept.get(("reference", u.seed, u.target)), hashes[reference], s)
             if u.name == "reference" and u.k is None:
@@ -484,7 +485,8 @@ def measure(run, k: Optional[int] = None) -> Dict[str, Any]:
     if not rounds:
         raise BrokenRun(f"{run.path} is finished but holds no rounds (rounds.json); {DAMAGED}")
     crit = criterion_report(rounds, *run.resolved[1:])
-    epochs = sum(r["epochs"] for r in rounds)
+    # fractions of an epoch add up with float error (1.9999999999999996): 1e-9 is far below a step
+    epochs = round(math.fsum(r["epochs"] for r in rounds), 9)
     return {"rounds": len(rounds), "search_epochs": epochs, "epochs_per_round": epochs / len(rounds),
             "search_wall_s": sum(r["time_train"] + r["time_flow"] + r["time_eval"]
                                  + r["time_prune"] for r in rounds),
