@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import stat
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional
+from typing import Any, BinaryIO, Callable, Iterator, List, Optional
 
 from .errors import UsageError
 
@@ -18,21 +20,54 @@ def atomic_write_file(path: Path, fill: Callable[[Path], None],
     """Let ``fill`` write a temporary file beside ``path`` (it gets the temporary's name), then
     rename it into place, so a kill or a full disk never leaves a half-written file under the
     real name, and a failure leaves no temporary. With ``keep_previous``, the file it replaces
-    stays beside it under that name."""
+    stays beside it under that name. A stopping signal that comes meanwhile acts once the file is
+    in place (:func:`signals_held`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, _file_mode())  # mkstemp makes 0600; results follow the umask like any file
         os.close(fd)
-        fill(Path(tmp))
-        if keep_previous and path.exists():
-            os.replace(path, path.parent / keep_previous)
-        os.replace(tmp, path)
+        with signals_held():
+            fill(Path(tmp))
+            if keep_previous and path.exists():
+                os.replace(path, path.parent / keep_previous)
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+# the signals that stop a run: Ctrl-C, kill and scancel, and those Slurm and submitit send
+STOPPING_SIGNALS = tuple(getattr(signal, name) for name in
+                         ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold the stopping signals' Python handlers until the block is done, then let each signal
+    that came meanwhile act (sent again, to its own handler): a handler that raises in the middle
+    of a write (torch.save's zip writer) leaves the writer failing on its own ("unexpected
+    pos"), and that error, not the signal's clean stop, is what the user saw. Python runs
+    handlers in the main thread only, so a write in another thread holds nothing; a signal whose
+    action is the system's (terminate, ignore) is left to it: a kill stays a kill, which the
+    temporary file survives."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: List[int] = []
+    handlers = {s: signal.getsignal(s) for s in STOPPING_SIGNALS}
+    held = {s: h for s, h in handlers.items() if callable(h)}
+    for s in held:
+        signal.signal(s, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for s, h in held.items():
+            signal.signal(s, h)
+        for s in dict.fromkeys(caught):
+            signal.raise_signal(s)
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None],
