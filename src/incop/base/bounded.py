@@ -24,7 +24,6 @@ import json
 import os
 import pickletools
 import resource
-import stat
 import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Collection, Iterable, List, Optional, Tuple, Union

@@ -8,8 +8,6 @@ import contextlib
 import shutil
 from typing import Any, Callable, Dict, Optional
 
-import torch
-
 from ..base.bounded import load_torch
 from ..base.errors import UsageError
 from ..config.identity import checked_config, read_checked_config
